@@ -1,0 +1,205 @@
+"""The Python API for notebooks and scripts: `connect()` and the client it returns.
+
+    from actors import connect
+    llm = connect()                      # embedded local Ray + simulator when no keys are set
+    r = llm.complete("Is SPY bullish?", policy="cost-aware", context={"regime": "bull"})
+    r.text, r.cost_usd, r.trace.chosen
+    llm.status(); llm.costs("hour"); llm.performance()
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+
+from actors.clients.base import Message
+from actors.config import Config, load_config, parse_config
+from actors.messages import OutputKind
+from actors.route import RouteRequest, RouteResult
+from actors.router_actor import NAMESPACE, provider_actor_name
+from actors.system import Handles, start_system, stop_system
+
+MessagesLike = str | list[Message] | list[dict[str, str]]
+
+
+def _config(config: Config | dict[str, Any] | str | os.PathLike[str] | None) -> Config:
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, dict):
+        return parse_config(config)
+    return load_config(config)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """Give callers the router's own error, not Ray's wrapper around it."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def as_messages(messages: MessagesLike) -> list[Message]:
+    if isinstance(messages, str):
+        return [Message(role="user", content=messages)]
+    return [m if isinstance(m, Message) else Message.model_validate(m) for m in messages]
+
+
+def connect(
+    address: str | None = None,
+    config: Config | dict[str, Any] | str | os.PathLike[str] | None = None,
+    **ray_init: Any,
+) -> RouterClient:
+    """Start or join Ray and the router's actors; return a client.
+
+    address: None = an embedded local Ray instance, "auto" = the running cluster on this
+    machine, "ray://host:10001" = a Ray client connection. config: a path, a dict, a Config
+    or None (--config / $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml).
+    """
+    cfg = _config(config)
+    if not ray.is_initialized():
+        ray_init.setdefault("namespace", NAMESPACE)
+        ray_init.setdefault("log_to_driver", False)
+        if address is None:
+            ray_init.setdefault("include_dashboard", False)
+        ray_init.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": str(_root())}}
+                            if address and address.startswith("ray://") else None)
+        if ray_init["runtime_env"] is None:
+            ray_init.pop("runtime_env")
+        ray.init(address=address, **ray_init)
+    return RouterClient(start_system(cfg), cfg)
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+class RouterClient:
+    """Thin façade over the actors; every call goes through the one router."""
+
+    def __init__(self, handles: Handles, config: Config) -> None:
+        self._h = handles
+        self.config = config
+
+    def _request(self, messages: MessagesLike, **kw: Any) -> RouteRequest:
+        return RouteRequest(messages=as_messages(messages), **{k: v for k, v in kw.items()
+                                                               if v is not None})
+
+    def complete(
+        self,
+        messages: MessagesLike,
+        *,
+        policy: str | None = None,
+        provider: str | None = None,
+        fallbacks: list[str] | None = None,
+        context: dict[str, str] | None = None,
+        max_tokens: int | None = None,
+        timeout: float | None = None,
+        temperature: float | None = None,
+        output: OutputKind = "text",
+        request_id: str | None = None,
+    ) -> RouteResult:
+        """Route one request; returns text, usage, cost and the routing trace.
+
+        Raises `RoutingError` (with `.error_class` and `.trace`) when no provider answered.
+        """
+        req = self._request(messages, policy=policy, provider=provider, fallbacks=fallbacks,
+                            context=context, max_tokens=max_tokens, timeout=timeout,
+                            temperature=temperature, output=output, request_id=request_id)
+        try:
+            return ray.get(self._h.router.route.remote(req))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:
+        """The async twin of `complete`, for asyncio code and many requests in flight."""
+        req = self._request(messages, **kw)
+        try:
+            return await self._h.router.route.remote(req)
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    def route(self, req: RouteRequest) -> Any:
+        """The raw ObjectRef of a routed request (for fan-out with ray.wait)."""
+        return self._h.router.route.remote(req)
+
+    # -- state and reports ---------------------------------------------------------------
+
+    def status(self) -> pd.DataFrame:
+        """Breaker state, rolling metrics and limits per provider."""
+        refs = {n: h.status.remote() for n, h in self._h.providers.items()}
+        rows = []
+        for name, ref in refs.items():
+            s = ray.get(ref)
+            rows.append({
+                "provider": name, "model": s["model"], "state": s["state"],
+                "success_rate": s["success_rate"], "p50_s": s["p50_s"], "p95_s": s["p95_s"],
+                "mean_confidence": s["mean_confidence"], "samples": s["samples"],
+                "inflight": s["inflight"], "waiting": s["waiting"], "rpm": s["rpm"],
+                "tpm": s["tpm"], "max_concurrency": s["max_concurrency"],
+                "simulated": s["simulated"], "transitions": s["breaker"].get("transition_count"),
+            })
+        return pd.DataFrame(rows).set_index("provider")
+
+    def _flush(self) -> None:
+        ray.get(self._h.router.flush.remote())
+
+    def costs(self, by: str = "hour") -> pd.DataFrame:
+        """Cost by model per UTC hour or day (tokens, requests, USD)."""
+        if by not in ("hour", "day"):
+            raise ValueError(f"by must be 'hour' or 'day', not {by!r}")
+        self._flush()
+        return ray.get(self._h.tracker.costs.remote(by))
+
+    def performance(self, by_context: bool = False) -> pd.DataFrame:
+        self._flush()
+        return ray.get(self._h.tracker.performance.remote(by_context))
+
+    def budgets(self) -> pd.DataFrame:
+        return pd.DataFrame(ray.get(self._h.router.budgets.remote()))
+
+    def audit(self, request_id: str) -> list[dict[str, Any]]:
+        self._flush()
+        try:
+            return ray.get(self._h.tracker.audit.remote(request_id))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    def feedback(self, request_id: str, score: float) -> None:
+        """Attach a realized outcome (0..1, e.g. 1.0 = the trade call was right)."""
+        self._flush()
+        try:
+            ray.get(self._h.tracker.feedback.remote(request_id, float(score)))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    def reset(self, provider: str) -> dict[str, Any]:
+        """Close a provider's breaker by hand (e.g. after fixing its API key)."""
+        try:
+            return ray.get(self._h.router.reset.remote(provider))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    def provider(self, name: str) -> Any:
+        return ray.get_actor(provider_actor_name(name), namespace=NAMESPACE)
+
+    @property
+    def simulator(self) -> Any | None:
+        return self._h.simulator
+
+    @property
+    def handles(self) -> Handles:
+        return self._h
+
+    def shutdown(self, *, stop_ray: bool = True) -> None:
+        """Kill the router's actors (the audit DB stays) and, by default, disconnect."""
+        try:
+            self._flush()
+        except Exception:  # best effort: the tracker may already be gone
+            pass
+        stop_system()
+        if stop_ray:
+            ray.shutdown()
+
+

@@ -1,0 +1,180 @@
+"""Configuration: `configs/providers.yaml` loaded into validated pydantic models.
+
+A new provider is a new entry in the YAML, not new code. Errors name the entry and key,
+e.g. ``providers[2] (gpt-4-turbo).rpm: Input should be greater than 0``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_CONFIG = "LLM_ROUTER_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "providers.yaml"
+WireApi = Literal["anthropic", "openai", "gemini"]
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing or invalid; the message says where."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BreakerSpec(_Strict):
+    """Circuit breaker thresholds for one provider."""
+
+    failure_rate: float = Field(0.5, gt=0, le=1, description="Open when this share of the window failed.")
+    min_requests: int = Field(10, ge=1, description="Window size needed before failure_rate applies.")
+    consecutive_failures: int = Field(5, ge=1, description="Open after this many failures in a row.")
+    window_s: float = Field(30.0, gt=0, description="Seconds of outcomes the failure rate looks at.")
+    open_s: float = Field(15.0, gt=0, description="How long to stay open before probing.")
+    max_open_s: float = Field(120.0, gt=0, description="Cap on open time, also for a Retry-After.")
+    half_open_probes: int = Field(2, ge=1, description="Probe requests allowed while half-open.")
+    probe_successes: int = Field(2, ge=1, description="Successful probes needed to close again.")
+
+
+class RetrySpec(_Strict):
+    """Retries of one request on the same provider (tenacity, full jitter)."""
+
+    max_attempts: int = Field(2, ge=1, le=10, description="Attempts per provider, first included.")
+    base_s: float = Field(0.5, ge=0, description="First backoff ceiling; doubles each attempt.")
+    max_s: float = Field(8.0, ge=0, description="Cap on one backoff.")
+
+
+class ProviderSpec(_Strict):
+    """One configured model endpoint. These key names are the public config contract."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Unique provider name.")
+    api: WireApi = Field(description="Wire format: anthropic, openai or gemini.")
+    model: str = Field(min_length=1, description="The vendor's model id.")
+    base_url: str = Field(description="API base URL, e.g. https://api.openai.com/v1.")
+    api_key_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Env var holding the key.")
+    input_cost_per_mtok: float = Field(ge=0, description="USD per 1M input tokens.")
+    output_cost_per_mtok: float = Field(ge=0, description="USD per 1M output tokens.")
+    max_input_tokens: int = Field(gt=0, description="Context window for the prompt.")
+    max_output_tokens: int = Field(gt=0, description="Largest completion the model allows.")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="Per-attempt HTTP timeout.")
+    rpm: int = Field(gt=0, description="Requests per minute allowed by the account.")
+    tpm: int = Field(gt=0, description="Tokens per minute allowed by the account.")
+    max_concurrency: int = Field(16, gt=0, description="Attempts in flight at once.")
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    enabled: bool = Field(True, description="Disabled providers are not started.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def api_key(self) -> str | None:
+        """The key from the environment; never stored on the model, never logged."""
+        return os.environ.get(self.api_key_env) or None
+
+
+class SimulatorSpec(_Strict):
+    """The built-in provider simulator used for providers without an API key."""
+
+    mode: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: simulate providers whose key variable is unset."
+    )
+    host: str = Field("127.0.0.1", description="Loopback address to bind.")
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
+    latency_scale: float = Field(1.0, ge=0, description="Multiplies every profile's latency.")
+
+
+class Config(_Strict):
+    """The whole router configuration."""
+
+    providers: list[ProviderSpec] = Field(min_length=1)
+    simulator: SimulatorSpec = Field(default_factory=SimulatorSpec)
+    router: dict[str, Any] = Field(default_factory=dict, description="Router settings.")
+    tracker: dict[str, Any] = Field(default_factory=dict, description="Tracker settings.")
+    budgets: dict[str, Any] = Field(default_factory=dict, description="Spend limits.")
+    serve: dict[str, Any] = Field(default_factory=dict, description="HTTP endpoint settings.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for i, p in enumerate(self.providers):
+            if p.name in seen:
+                raise ValueError(f"providers[{i}].name: duplicate provider name {p.name!r}")
+            seen.add(p.name)
+        return self
+
+    def provider(self, name: str) -> ProviderSpec:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        raise KeyError(f"unknown provider {name!r}; configured: {', '.join(self.names)}")
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.providers if p.enabled]
+
+    def simulated(self, spec: ProviderSpec) -> bool:
+        """Whether this provider is served by the simulator rather than the real API."""
+        if self.simulator.mode == "always":
+            return True
+        if self.simulator.mode == "never":
+            return False
+        return spec.api_key is None
+
+
+def _where(cfg: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for i, key in enumerate(loc):
+        if isinstance(key, int):
+            label = f"[{key}]"
+            if i == 1 and loc[0] == "providers":
+                try:
+                    label += f" ({cfg['providers'][key]['name']})"
+                except (KeyError, IndexError, TypeError):
+                    pass
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + str(key))
+    return "".join(parts) or "<top level>"
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate already-loaded YAML/JSON data; raise ConfigError naming entry and key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping with a 'providers' list")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"  {_where(data, tuple(err['loc']))}: {msg}")
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """`--config` wins, then $LLM_ROUTER_CONFIG, then the shipped default."""
+    chosen = path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG
+    return Path(chosen)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    p = config_path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read configuration ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,152 @@
+"""Error classification: every failure becomes one `ProviderError` with an `ErrorClass`.
+
+The class decides what happens next (retry on the same provider, fall back to another,
+open the breaker, or give up), so callers never parse status codes or messages themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+
+class ErrorClass(StrEnum):
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    SERVER = "server"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    INVALID_RESPONSE = "invalid_response"
+    CONTEXT_TOO_LONG = "context_too_long"
+    BREAKER_OPEN = "breaker_open"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    DEADLINE = "deadline"
+    NO_PROVIDER = "no_provider"
+    INTERNAL = "internal"
+
+
+#: Worth another attempt on the same provider after a backoff.
+RETRYABLE: frozenset[ErrorClass] = frozenset(
+    {
+        ErrorClass.RATE_LIMITED,
+        ErrorClass.OVERLOADED,
+        ErrorClass.SERVER,
+        ErrorClass.TIMEOUT,
+        ErrorClass.CONNECTION,
+    }
+)
+
+#: Worth trying the next provider (the request itself may still be fine).
+FALLBACK: frozenset[ErrorClass] = RETRYABLE | {
+    ErrorClass.AUTH,
+    ErrorClass.INVALID_RESPONSE,
+    ErrorClass.CONTEXT_TOO_LONG,
+    ErrorClass.BREAKER_OPEN,
+    ErrorClass.BUDGET_EXCEEDED,
+    ErrorClass.DEADLINE,
+    ErrorClass.INTERNAL,
+}
+
+#: Count against the provider's health (breaker and success rate). A bad request or an
+#: oversize prompt is the caller's fault, not the provider's.
+PROVIDER_FAULT: frozenset[ErrorClass] = RETRYABLE | {ErrorClass.AUTH, ErrorClass.INVALID_RESPONSE}
+
+
+class ProviderError(Exception):
+    """A classified failure of one attempt or one request.
+
+    Messages never contain API keys: clients build them from status codes and the
+    provider's own error text only.
+    """
+
+    def __init__(
+        self,
+        error_class: ErrorClass | str,
+        message: str,
+        *,
+        provider: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.error_class = ErrorClass(error_class)
+        self.message = message
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"[{self.provider}] " if self.provider else ""
+        status = f" (HTTP {self.status})" if self.status else ""
+        return f"{where}{self.error_class.value}{status}: {self.message}"
+
+    def __reduce__(self):  # keep the fields across Ray's pickling
+        return (
+            _rebuild,
+            (self.error_class.value, self.message, self.provider, self.status, self.retry_after),
+        )
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class in RETRYABLE
+
+
+def _rebuild(cls: str, message: str, provider, status, retry_after) -> ProviderError:
+    return ProviderError(cls, message, provider=provider, status=status, retry_after=retry_after)
+
+
+def classify_status(status: int) -> ErrorClass:
+    """Map an HTTP status from any provider to an error class."""
+    if status == 429:
+        return ErrorClass.RATE_LIMITED
+    if status in (529, 503):
+        return ErrorClass.OVERLOADED
+    if status in (401, 403):
+        return ErrorClass.AUTH
+    if status in (408,):
+        return ErrorClass.TIMEOUT
+    if status == 413:
+        return ErrorClass.CONTEXT_TOO_LONG
+    if status == 409:
+        return ErrorClass.SERVER
+    if 400 <= status < 500:
+        return ErrorClass.BAD_REQUEST
+    if status >= 500:
+        return ErrorClass.SERVER
+    return ErrorClass.INVALID_RESPONSE
+
+
+MAX_RETRY_AFTER_S = 120.0
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or HTTP date).
+
+    Like the official SDKs, a value above two minutes is ignored as implausible.
+    """
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            value = float(raw_ms) / 1000.0
+            if 0 <= value <= MAX_RETRY_AFTER_S:
+                return value
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return None
+        value = when - (time.time() if now is None else now)
+    if value < 0 or value > MAX_RETRY_AFTER_S:
+        return None
+    return value

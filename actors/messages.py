@@ -1,0 +1,53 @@
+"""Messages between the router and provider actors (the hot path: keep them compact)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from actors.clients.base import Completion, Result
+
+OutputKind = Literal["text", "trade_signal", "risk_assessment"]
+
+
+class ProviderCall(BaseModel):
+    """What the router asks one provider actor to do for one request."""
+
+    request_id: str
+    completion: Completion
+    deadline: float | None = Field(default=None, description="Unix time after which to give up.")
+    output: OutputKind = Field(default="text", description="Structured output to validate, if any.")
+    attempt_offset: int = Field(default=0, ge=0, description="Attempts already made elsewhere.")
+
+
+class AttemptInfo(BaseModel):
+    """One HTTP attempt as the provider saw it; the router turns it into an AttemptRecord."""
+
+    attempt: int
+    ts: float
+    ok: bool
+    error_class: str | None = None
+    error: str | None = None
+    status: int | None = None
+    latency_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    confidence: float | None = None
+    response: str | None = None
+
+
+class ProviderReply(BaseModel):
+    """Outcome of a ProviderCall: a result or a classified error, plus every attempt made."""
+
+    provider: str
+    model: str
+    result: Result | None = None
+    parsed: dict[str, Any] | None = Field(default=None, description="Validated structured output.")
+    error_class: str | None = None
+    error: str | None = None
+    status: int | None = None
+    retry_after: float | None = None
+    attempts: list[AttemptInfo] = Field(default_factory=list)
+    snapshot: dict[str, Any] | None = Field(default=None, description="Fresh snapshot if it changed.")

@@ -1,0 +1,133 @@
+"""Routing policies: pure functions `(candidates, need, settings) -> ranked scores`.
+
+No I/O here. Exclusions (open breaker, context window, budget) are applied first by
+`eligible`, the same for every policy; a policy only orders what is left. Adding a
+policy is one function plus one entry in `POLICIES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from actors.snapshot import Candidate, Need
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """Tunables shared by the policies (from the `router:` config section)."""
+
+    prior_success: float = 0.95  # optimistic, so a new provider still gets tried
+    prior_confidence: float = 0.7
+    prior_score: float = 0.5
+    prior_weight: float = 5.0  # pseudo-samples behind each prior
+    cost_quality_margin: float = 0.1  # cost-aware: within 10 % of the best quality
+    default_latency_s: float = 1.0  # latency-aware: assumed p50 before any sample
+
+
+Policy = Callable[[list[Candidate], Need, PolicySettings], list[tuple[str, float]]]
+
+
+def _smoothed(value: float | None, n: int, prior: float, weight: float) -> float:
+    if value is None or n <= 0:
+        return prior
+    return (value * n + prior * weight) / (n + weight)
+
+
+def quality(c: Candidate, s: PolicySettings) -> float:
+    """Success rate × confidence (× realized outcome score once feedback exists), smoothed."""
+    q = _smoothed(c.success_rate, c.samples, s.prior_success, s.prior_weight)
+    q *= _smoothed(c.confidence, c.samples if c.confidence is not None else 0,
+                   s.prior_confidence, s.prior_weight)
+    if c.score is not None and c.score_samples > 0:
+        q *= _smoothed(c.score, c.score_samples, s.prior_score, s.prior_weight)
+    return q
+
+
+def expected_cost(c: Candidate, need: Need) -> float:
+    out = need.expected_output_tokens
+    if need.max_tokens is not None:
+        out = min(out, need.max_tokens)
+    snap = c.snapshot
+    return (need.prompt_tokens * snap.input_cost_per_mtok + out * snap.output_cost_per_mtok) / 1e6
+
+
+def accuracy_first(cands: list[Candidate], need: Need, s: PolicySettings) -> list[tuple[str, float]]:
+    scored = [(c.name, quality(c, s)) for c in cands]
+    return sorted(scored, key=lambda t: -t[1])
+
+
+def cost_aware(cands: list[Candidate], need: Need, s: PolicySettings) -> list[tuple[str, float]]:
+    """Cheapest among those within the margin of the best quality; the rest by quality after."""
+    if not cands:
+        return []
+    q = {c.name: quality(c, s) for c in cands}
+    best = max(q.values())
+    good = [c for c in cands if q[c.name] >= best * (1.0 - s.cost_quality_margin)]
+    rest = [c for c in cands if c not in good]
+    ranked = sorted(((c.name, expected_cost(c, need)) for c in good), key=lambda t: t[1])
+    ranked += sorted(((c.name, expected_cost(c, need)) for c in rest), key=lambda t: -q[t[0]])
+    return ranked
+
+
+def latency_aware(cands: list[Candidate], need: Need, s: PolicySettings) -> list[tuple[str, float]]:
+    """Lowest recent p50 latency, p95 breaking ties; unknown latency gets a neutral prior."""
+    def key(c: Candidate) -> tuple[float, float]:
+        p50 = c.p50_s if c.p50_s is not None else s.default_latency_s
+        p95 = c.p95_s if c.p95_s is not None else p50
+        return (p50, p95)
+
+    return [(c.name, key(c)[0]) for c in sorted(cands, key=key)]
+
+
+POLICIES: dict[str, Policy] = {
+    "accuracy-first": accuracy_first,
+    "cost-aware": cost_aware,
+    "latency-aware": latency_aware,
+}
+
+
+def get_policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}") from None
+
+
+def eligible(
+    cands: Iterable[Candidate],
+    need: Need,
+    now: float,
+    blocked: Mapping[str, str] | None = None,
+) -> tuple[list[Candidate], dict[str, str]]:
+    """Split candidates into usable ones and `{name: reason}` for the excluded."""
+    ok: list[Candidate] = []
+    excluded: dict[str, str] = {}
+    for c in cands:
+        snap = c.snapshot
+        if blocked and c.name in blocked:
+            excluded[c.name] = blocked[c.name]
+        elif snap.state == "open" and (snap.open_until is None or snap.open_until > now):
+            excluded[c.name] = "breaker_open"
+        elif need.prompt_tokens > snap.max_input_tokens:
+            excluded[c.name] = (
+                f"context_too_long: ~{need.prompt_tokens} prompt tokens > {snap.max_input_tokens}"
+            )
+        elif need.max_tokens is not None and need.max_tokens > snap.max_output_tokens:
+            excluded[c.name] = f"max_tokens {need.max_tokens} > limit {snap.max_output_tokens}"
+        else:
+            ok.append(c)
+    return ok, excluded
+
+
+def rank(
+    policy: str,
+    cands: list[Candidate],
+    need: Need,
+    settings: PolicySettings,
+    now: float,
+    blocked: Mapping[str, str] | None = None,
+) -> tuple[list[tuple[str, float]], dict[str, str]]:
+    """Exclusions then the policy: `(ranked [(name, score)], excluded {name: reason})`."""
+    usable, excluded = eligible(cands, need, now, blocked)
+    return get_policy(policy)(usable, need, settings), excluded

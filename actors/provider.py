@@ -1,0 +1,241 @@
+"""One provider's resilience stack, in the order a request meets it:
+
+    breaker (is the provider healthy?) → limiter (rpm / tpm / concurrency, waits up to the
+    deadline) → wire client (one HTTP attempt) → output validation → breaker + window update,
+    with retries (tenacity, full jitter, Retry-After) around the limiter-and-attempt part.
+
+`Provider` is plain Python; `ProviderActor` is the thin Ray actor that owns one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from actors.breaker import BreakerState, CircuitBreaker
+from actors.clients import make_client
+from actors.clients.base import Result
+from actors.config import ProviderSpec
+from actors.errors import ErrorClass, ProviderError
+from actors.limiter import AsyncLimiter, RateLimits
+from actors.messages import AttemptInfo, OutputKind, ProviderCall, ProviderReply
+from actors.metrics import Metrics
+from actors.retry import call_with_retry
+from actors.snapshot import Snapshot
+from actors.tokens import estimate_messages
+from actors.window import Outcome, RollingWindow
+
+SNAPSHOT_EVERY_S = 0.25
+
+
+def validate_output(kind: OutputKind, text: str) -> tuple[dict[str, Any] | None, float | None]:
+    """Parse structured output; an answer that does not validate is an invalid_response."""
+    if kind == "text":
+        return None, None
+    from prompts.outputs import RiskAssessment, TradeSignal
+    from prompts.parse import OutputError, parse_output
+
+    model = TradeSignal if kind == "trade_signal" else RiskAssessment
+    try:
+        parsed = parse_output(text, model)
+    except OutputError as exc:
+        raise ProviderError(ErrorClass.INVALID_RESPONSE, f"output is not a valid {model.__name__}: {exc}") from None
+    return parsed.model_dump(mode="json"), getattr(parsed, "confidence", None)
+
+
+class Provider:
+    """Breaker, limiter, retries, window and client for one configured provider."""
+
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        simulated: bool = False,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.spec = spec
+        self.simulated = simulated
+        self.client = make_client(spec, base_url=base_url, api_key=api_key)
+        self.breaker = CircuitBreaker(spec.breaker)
+        self.window = RollingWindow()
+        self.limiter = AsyncLimiter(RateLimits(spec.rpm, spec.tpm, spec.max_concurrency))
+        self.metrics = metrics or Metrics(enabled=False)
+        self._last_state = BreakerState.CLOSED
+        self._last_snapshot_at = 0.0
+
+    # -- the request path -----------------------------------------------------------------
+
+    async def complete(self, call: ProviderCall) -> ProviderReply:
+        spec = self.spec
+        completion = call.completion
+        if completion.max_tokens is None:
+            completion = completion.model_copy(update={"max_tokens": spec.max_output_tokens})
+        attempts: list[AttemptInfo] = []
+        parsed_box: list[dict[str, Any] | None] = [None]
+        reserve_tokens = estimate_messages(completion.messages) + (completion.max_tokens or 0)
+        deadline_mono = None
+        if call.deadline is not None:
+            deadline_mono = time.monotonic() + (call.deadline - time.time())
+
+        async def attempt() -> Result:
+            n = call.attempt_offset + len(attempts) + 1
+            now = time.time()
+            if not self.breaker.allow(now):
+                raise ProviderError(ErrorClass.BREAKER_OPEN, self._open_message(now),
+                                    provider=spec.name)
+            started = time.monotonic()
+            try:
+                async with await self.limiter.acquire(reserve_tokens, deadline_mono) as lease:
+                    remaining = None if deadline_mono is None else deadline_mono - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise ProviderError(ErrorClass.DEADLINE, "deadline passed while waiting "
+                                            "for rate-limit capacity", provider=spec.name)
+                    try:
+                        result = await asyncio.wait_for(self.client.send(completion), remaining)
+                    except TimeoutError:
+                        raise ProviderError(ErrorClass.DEADLINE, f"no answer within the request "
+                                            f"deadline ({remaining:.2f} s)", provider=spec.name) from None
+                    lease.actual_tokens = result.input_tokens + result.output_tokens
+                    parsed, confidence = validate_output(call.output, result.text)
+            except ProviderError as exc:
+                if exc.provider is None:
+                    exc.provider = spec.name
+                self._record_failure(n, exc, time.monotonic() - started, attempts)
+                raise
+            except Exception as exc:  # a bug or an unexpected library error: classify, don't crash
+                err = ProviderError(ErrorClass.INTERNAL, f"{type(exc).__name__}: {exc}", provider=spec.name)
+                self._record_failure(n, err, time.monotonic() - started, attempts)
+                raise err from None
+            parsed_box[0] = parsed
+            self._record_success(n, result, confidence, attempts)
+            return result
+
+        try:
+            result = await call_with_retry(attempt, spec.retry, deadline=deadline_mono)
+        except ProviderError as exc:
+            return self._reply(attempts, error=exc)
+        return self._reply(attempts, result=result, parsed=parsed_box[0])
+
+    def _open_message(self, now: float) -> str:
+        until = self.breaker.open_until
+        wait = f"; retry in {max(0.0, until - now):.1f} s" if until else "; needs a manual reset"
+        return f"circuit breaker is {self.breaker.state(now).value}{wait}"
+
+    def _record_success(self, n: int, result: Result, confidence: float | None,
+                        attempts: list[AttemptInfo]) -> None:
+        now = time.time()
+        self.breaker.record(True, now)
+        self.window.add(Outcome(True, result.latency_s, result.input_tokens, result.output_tokens,
+                                result.cost_usd, confidence))
+        self.metrics.attempt(self.spec.name, True, None, result.latency_s, result.cost_usd,
+                             result.input_tokens, result.output_tokens)
+        attempts.append(AttemptInfo(
+            attempt=n, ts=now, ok=True, latency_s=result.latency_s,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+            cost_usd=result.cost_usd, confidence=confidence, response=result.text,
+        ))
+
+    def _record_failure(self, n: int, exc: ProviderError, elapsed: float,
+                        attempts: list[AttemptInfo]) -> None:
+        now = time.time()
+        if exc.error_class is not ErrorClass.BREAKER_OPEN:
+            self.breaker.record(False, now, error_class=exc.error_class, retry_after=exc.retry_after)
+        if exc.error_class not in (ErrorClass.BREAKER_OPEN, ErrorClass.DEADLINE,
+                                   ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_TOO_LONG):
+            self.window.add(Outcome(False, elapsed))
+        self.metrics.attempt(self.spec.name, False, exc.error_class.value, elapsed, 0.0, 0, 0)
+        attempts.append(AttemptInfo(
+            attempt=n, ts=now, ok=False, error_class=exc.error_class.value,
+            error=exc.message[:500], status=exc.status, latency_s=elapsed,
+        ))
+
+    def _reply(self, attempts: list[AttemptInfo], *, result: Result | None = None,
+               parsed: dict[str, Any] | None = None, error: ProviderError | None = None) -> ProviderReply:
+        now = time.time()
+        state = self.breaker.state(now)
+        changed = state is not self._last_state or now - self._last_snapshot_at >= SNAPSHOT_EVERY_S
+        if state is not self._last_state:
+            self.metrics.breaker(self.spec.name, state.value)
+            self._last_state = state
+        snap = None
+        if changed:
+            self._last_snapshot_at = now
+            snap = self.snapshot(now).model_dump()
+        return ProviderReply(
+            provider=self.spec.name, model=self.spec.model, result=result, parsed=parsed,
+            error_class=error.error_class.value if error else None,
+            error=error.message if error else None,
+            status=error.status if error else None,
+            retry_after=error.retry_after if error else None,
+            attempts=attempts, snapshot=snap,
+        )
+
+    # -- state ----------------------------------------------------------------------------
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        now = time.time() if now is None else now
+        st = self.window.stats()
+        spec = self.spec
+        state = self.breaker.state(now)
+        return Snapshot(
+            name=spec.name, model=spec.model, api=spec.api, state=state.value,
+            open_until=self.breaker.open_until if state is BreakerState.OPEN else None,
+            success_rate=1.0 if st.success_rate is None else st.success_rate,
+            mean_confidence=st.mean_confidence, mean_score=st.mean_score,
+            p50_s=st.p50_latency_s, p95_s=st.p95_latency_s, samples=st.count,
+            input_cost_per_mtok=spec.input_cost_per_mtok, output_cost_per_mtok=spec.output_cost_per_mtok,
+            max_input_tokens=spec.max_input_tokens, max_output_tokens=spec.max_output_tokens,
+            inflight=self.limiter.inflight, waiting=self.limiter.waiting,
+            max_concurrency=spec.max_concurrency, rpm=spec.rpm, tpm=spec.tpm,
+            simulated=self.simulated, ts=now,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Snapshot plus breaker detail, for people (notebook, dashboard, HTTP)."""
+        now = time.time()
+        out = self.snapshot(now).model_dump()
+        out["breaker"] = self.breaker.snapshot(now)
+        out["window"] = self.window.stats().as_dict()
+        return out
+
+    def reset(self) -> Snapshot:
+        now = time.time()
+        self.breaker.reset(now)
+        self.metrics.breaker(self.spec.name, "closed")
+        self._last_state = BreakerState.CLOSED
+        return self.snapshot(now)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+# -- the thin actor ---------------------------------------------------------------------
+
+import ray  # noqa: E402  (kept next to the actor it serves)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
+class ProviderActor:
+    """`provider:<name>`: owns one Provider. A restart starts with a closed breaker."""
+
+    def __init__(self, spec: dict[str, Any], base_url: str | None, simulated: bool) -> None:
+        self._core = Provider(ProviderSpec.model_validate(spec), base_url=base_url,
+                              simulated=simulated, metrics=Metrics())
+
+    async def complete(self, call: ProviderCall) -> ProviderReply:
+        return await self._core.complete(call)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._core.snapshot().model_dump()
+
+    def status(self) -> dict[str, Any]:
+        return self._core.status()
+
+    def reset(self) -> dict[str, Any]:
+        return self._core.reset().model_dump()
+
+    def ready(self) -> str:
+        return self._core.spec.name

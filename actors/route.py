@@ -1,0 +1,88 @@
+"""The public request and result of one routed call, and its routing trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from actors.clients.base import Message
+from actors.errors import ErrorClass, ProviderError
+from actors.messages import OutputKind
+
+
+class RouteRequest(BaseModel):
+    """What a caller (HTTP, notebook, backtest) asks the router for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[Message] = Field(min_length=1, description="Chat messages, system first if any.")
+    policy: str | None = Field(None, description="Policy name; None = the router's default.")
+    provider: str | None = Field(None, description="Pin one provider (fallbacks still apply if given).")
+    fallbacks: list[str] | None = Field(None, description="Explicit provider order to try.")
+    context: dict[str, str] = Field(default_factory=dict, description="e.g. task, regime, timeframe.")
+    max_tokens: int | None = Field(None, gt=0, description="Output cap for the answer.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    timeout: float | None = Field(None, gt=0, le=3600, description="Seconds until the deadline.")
+    output: OutputKind = Field("text", description="Structured output to validate.")
+    request_id: str | None = Field(None, max_length=128, description="Idempotency / audit id.")
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _stringify(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): str(val) for k, val in v.items()}
+        return v
+
+
+class TraceAttempt(BaseModel):
+    provider: str
+    attempt: int
+    ok: bool
+    error_class: str | None = None
+    error: str | None = None
+    status: int | None = None
+    latency_s: float = 0.0
+
+
+class RoutingTrace(BaseModel):
+    """How the router decided and what happened, attached to every result and error."""
+
+    request_id: str
+    policy: str
+    context: dict[str, str] = Field(default_factory=dict)
+    stats_source: str = Field("global", description="Whether context-specific figures were used.")
+    candidates: list[dict[str, Any]] = Field(default_factory=list, description="[{provider, score}]")
+    excluded: dict[str, str] = Field(default_factory=dict, description="provider → reason")
+    chosen: str | None = None
+    attempts: list[TraceAttempt] = Field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    warnings: list[str] = Field(default_factory=list)
+
+
+class RouteResult(BaseModel):
+    request_id: str
+    provider: str
+    model: str
+    text: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+    parsed: dict[str, Any] | None = Field(None, description="Validated structured output.")
+    trace: RoutingTrace
+
+
+class RoutingError(ProviderError):
+    """A request that got no answer; carries the trace with every provider's reason."""
+
+    def __init__(self, error_class: ErrorClass | str, message: str, trace: RoutingTrace) -> None:
+        super().__init__(error_class, message)
+        self.trace = trace
+
+    def __reduce__(self):
+        return (RoutingError, (self.error_class.value, self.message, self.trace))

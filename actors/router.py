@@ -1,0 +1,299 @@
+"""The router: policy over cached snapshots → provider call → fallback → records.
+
+`Router` is plain async Python: provider calls, record sink and stats fetcher are injected,
+so it is tested without Ray. `RouterActor` (actors/router_actor.py) wires it to actors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors.budget import BudgetLedger, BudgetSpec, Reservation
+from actors.clients.base import Completion
+from actors.config import Config, ProviderSpec
+from actors.cost import worst_case_cost
+from actors.errors import FALLBACK, ErrorClass, ProviderError
+from actors.messages import ProviderCall, ProviderReply
+from actors.policies import POLICIES, PolicySettings, rank
+from actors.records import AttemptRecord, RequestRecord
+from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt
+from actors.snapshot import Candidate, Need, Snapshot
+from actors.tokens import estimate_messages
+
+log = logging.getLogger(__name__)
+
+CallProvider = Callable[[str, ProviderCall], Awaitable[ProviderReply]]
+Sink = Callable[[list[Any]], None]
+FetchStats = Callable[[dict[str, str]], Awaitable[dict[str, dict[str, Any]]]]
+CONTEXT_KEYS = ("task", "regime", "timeframe")
+
+
+class RouterSpec(BaseModel):
+    """The `router:` config section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_policy: str = Field("accuracy-first", description="Policy when a request names none.")
+    default_timeout_s: float = Field(120.0, gt=0, description="Deadline when a request gives none.")
+    stats_ttl_s: float = Field(2.0, gt=0, description="How long tracker figures are reused.")
+    snapshot_refresh_s: float = Field(0.25, gt=0, description="Background snapshot refresh period.")
+    expected_output_tokens: int = Field(400, gt=0, description="Cost-aware's output estimate.")
+    prior_success: float = Field(0.95, ge=0, le=1)
+    prior_confidence: float = Field(0.7, ge=0, le=1)
+    prior_weight: float = Field(5.0, ge=0)
+    cost_quality_margin: float = Field(0.1, ge=0, le=1)
+    store_text: bool = Field(True, description="Put prompt/response text on attempt records.")
+
+    def policy_settings(self) -> PolicySettings:
+        return PolicySettings(
+            prior_success=self.prior_success, prior_confidence=self.prior_confidence,
+            prior_weight=self.prior_weight, cost_quality_margin=self.cost_quality_margin,
+        )
+
+
+def context_key(context: dict[str, str]) -> str:
+    return "|".join(f"{k}={context[k]}" for k in CONTEXT_KEYS if k in context)
+
+
+def prompt_text(req: RouteRequest) -> str:
+    return "\n\n".join(f"[{m.role}] {m.content}" for m in req.messages)
+
+
+class Router:
+    """Decides from snapshots it already holds; never asks every provider per request."""
+
+    def __init__(
+        self,
+        config: Config,
+        call_provider: CallProvider,
+        sink: Sink,
+        *,
+        fetch_stats: FetchStats | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.spec = RouterSpec.model_validate(config.router)
+        if self.spec.default_policy not in POLICIES:
+            raise ValueError(f"router.default_policy: unknown policy {self.spec.default_policy!r}")
+        self.settings = self.spec.policy_settings()
+        self.providers: dict[str, ProviderSpec] = {p.name: p for p in config.providers if p.enabled}
+        self.snapshots: dict[str, Snapshot] = {
+            name: _initial_snapshot(spec, config.simulated(spec)) for name, spec in self.providers.items()
+        }
+        self.ledger = BudgetLedger(BudgetSpec.model_validate(config.budgets))
+        self._call = call_provider
+        self._sink = sink
+        self._fetch_stats = fetch_stats
+        self._on_warning = on_warning
+        self._stats: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        self._stats_pending: set[str] = set()
+        self.inflight = 0
+
+    # -- state fed from outside ----------------------------------------------------------
+
+    def update_snapshot(self, snap: Snapshot | dict[str, Any]) -> None:
+        if isinstance(snap, dict):
+            snap = Snapshot.model_validate(snap)
+        if snap.name in self.providers:
+            self.snapshots[snap.name] = snap
+
+    def set_stats(self, key: str, stats: dict[str, dict[str, Any]], now: float | None = None) -> None:
+        self._stats[key] = (time.monotonic() if now is None else now, stats)
+        self._stats_pending.discard(key)
+
+    def stats_for(self, context: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Cached tracker figures for this context; schedules a refresh when stale."""
+        key = context_key(context)
+        hit = self._stats.get(key)
+        if (hit is None or time.monotonic() - hit[0] > self.spec.stats_ttl_s) and self._fetch_stats:
+            self._stats_pending.add(key)
+        return hit[1] if hit else {}
+
+    def stale_stats(self) -> list[str]:
+        """Context keys whose figures should be fetched (the actor does it off the hot path)."""
+        keys = list(self._stats_pending)
+        self._stats_pending.clear()
+        return keys
+
+    # -- the request path ----------------------------------------------------------------
+
+    def _order(self, req: RouteRequest, policy: str, need: Need, now: float,
+               trace: RoutingTrace) -> list[str]:
+        for name in [req.provider, *(req.fallbacks or [])]:
+            if name is not None and name not in self.providers:
+                raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown provider {name!r}; "
+                                    f"configured: {', '.join(self.providers)}")
+        stats = self.stats_for(req.context)
+        cands = [Candidate.from_snapshot(s, stats.get(n)) for n, s in self.snapshots.items()]
+        if any(c.source == "context" for c in cands):
+            trace.stats_source = "context"
+        blocked: dict[str, str] = {}
+        for c in cands:
+            cost = worst_case_cost(self.providers[c.name], need.prompt_tokens,
+                                   need.max_tokens or self.providers[c.name].max_output_tokens)
+            reason = self.ledger.blocked_reason(c.name, cost, now)
+            if reason:
+                blocked[c.name] = reason
+        ranked, excluded = rank(policy, cands, need, self.settings, now, blocked)
+        trace.candidates = [{"provider": n, "score": round(float(s), 9)} for n, s in ranked]
+        trace.excluded = excluded
+        if req.provider or req.fallbacks:
+            wanted = [n for n in [req.provider, *(req.fallbacks or [])] if n]
+            usable = {n for n, _ in ranked}
+            return [n for n in dict.fromkeys(wanted) if n in usable]
+        return [n for n, _ in ranked]
+
+    async def route(self, req: RouteRequest) -> RouteResult:
+        started = time.time()
+        request_id = req.request_id or uuid.uuid4().hex
+        policy = req.policy or self.spec.default_policy
+        trace = RoutingTrace(request_id=request_id, policy=policy, context=req.context)
+        deadline = started + (req.timeout or self.spec.default_timeout_s)
+        records: list[Any] = []
+        result: RouteResult | None = None
+        error: ProviderError | None = None
+        reasons: dict[str, str] = {}
+        self.inflight += 1
+        try:
+            if policy not in POLICIES:
+                raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
+                                    f"choose one of {', '.join(POLICIES)}")
+            need = Need(estimate_messages(req.messages), req.max_tokens, req.context,
+                        self.spec.expected_output_tokens)
+            order = self._order(req, policy, need, started, trace)
+            reasons.update(trace.excluded)
+            completion = Completion(messages=req.messages, max_tokens=req.max_tokens,
+                                    temperature=req.temperature)
+            text = prompt_text(req) if self.spec.store_text else None
+            for name in order:
+                if time.time() >= deadline:
+                    reasons[name] = "deadline: request deadline passed before trying it"
+                    break
+                result, reason = await self._try(name, req, request_id, policy, completion,
+                                                 deadline, need, trace, records, text)
+                if result is not None:
+                    break
+                reasons[name] = reason or "failed"
+                last = trace.attempts[-1] if trace.attempts else None
+                if last is not None and last.provider == name and last.error_class:
+                    if ErrorClass(last.error_class) not in FALLBACK:
+                        error = ProviderError(last.error_class, reason or "failed", provider=name)
+                        break
+            if result is None and error is None:
+                error = self._give_up(reasons, trace)
+        except ProviderError as exc:
+            error = exc
+        finally:
+            self.inflight -= 1
+        trace.latency_s = time.time() - started
+        records.append(self._request_record(request_id, policy, req, trace, result, error))
+        self._sink(records)
+        if result is not None:
+            result.trace = trace
+            result.latency_s = trace.latency_s
+            return result
+        assert error is not None
+        raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace)
+
+    async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
+                   completion: Completion, deadline: float, need: Need, trace: RoutingTrace,
+                   records: list[Any], text: str | None) -> tuple[RouteResult | None, str | None]:
+        spec = self.providers[name]
+        now = time.time()
+        worst = worst_case_cost(spec, need.prompt_tokens, req.max_tokens or spec.max_output_tokens)
+        try:
+            res: Reservation = self.ledger.reserve(name, worst, now)
+        except ProviderError as exc:
+            return None, exc.message
+        call = ProviderCall(request_id=request_id, completion=completion, deadline=deadline,
+                            output=req.output, attempt_offset=len(trace.attempts))
+        try:
+            reply = await self._call(name, call)
+        except Exception as exc:  # the actor died or is unreachable
+            # We cannot know what it spent: settle at the reserved worst case (never under-count).
+            self._settle(res, worst, trace)
+            n = len(trace.attempts) + 1
+            msg = f"provider actor unavailable: {type(exc).__name__}"
+            trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
+                                               error_class=ErrorClass.INTERNAL.value, error=msg))
+            records.append(AttemptRecord(
+                request_id=request_id, attempt=n, ts=time.time(), provider=name, model=spec.model,
+                policy=policy, context=req.context, ok=False, error_class=ErrorClass.INTERNAL.value,
+                error=msg, cost_usd=0.0, prompt=text))
+            return None, msg
+        if reply.snapshot:
+            self.update_snapshot(reply.snapshot)
+        spent = sum(a.cost_usd for a in reply.attempts)
+        self._settle(res, spent, trace)
+        for a in reply.attempts:
+            trace.attempts.append(TraceAttempt(provider=name, attempt=a.attempt, ok=a.ok,
+                                               error_class=a.error_class, error=a.error,
+                                               status=a.status, latency_s=a.latency_s))
+            trace.input_tokens += a.input_tokens
+            trace.output_tokens += a.output_tokens
+            trace.cost_usd += a.cost_usd
+            records.append(AttemptRecord(
+                request_id=request_id, attempt=a.attempt, ts=a.ts, provider=name, model=spec.model,
+                policy=policy, context=req.context, ok=a.ok, error_class=a.error_class, error=a.error,
+                status=a.status, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
+                cost_usd=a.cost_usd, latency_s=a.latency_s, confidence=a.confidence,
+                prompt=text, response=a.response if self.spec.store_text else None))
+        if reply.result is None:
+            if not reply.attempts:  # refused before any HTTP attempt (e.g. breaker just opened)
+                n = len(trace.attempts) + 1
+                trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
+                                                   error_class=reply.error_class, error=reply.error))
+            return None, f"{reply.error_class}: {reply.error}"
+        r = reply.result
+        trace.chosen = name
+        return RouteResult(
+            request_id=request_id, provider=name, model=r.model, text=r.text,
+            finish_reason=r.finish_reason, input_tokens=trace.input_tokens,
+            output_tokens=trace.output_tokens, cost_usd=trace.cost_usd, latency_s=0.0,
+            parsed=reply.parsed, trace=trace,
+        ), None
+
+    def _settle(self, res: Reservation, actual: float, trace: RoutingTrace) -> None:
+        for w in self.ledger.settle(res, actual, time.time()):
+            trace.warnings.append(w)
+            log.warning("budget soft limit: %s", w)
+            if self._on_warning:
+                self._on_warning(w)
+
+    def _give_up(self, reasons: dict[str, str], trace: RoutingTrace) -> ProviderError:
+        if not reasons:
+            return ProviderError(ErrorClass.NO_PROVIDER, "no provider is configured or enabled")
+        detail = "; ".join(f"{n}: {r}" for n, r in reasons.items())
+        if all(r.startswith("budget_exceeded") for r in reasons.values()):
+            return ProviderError(ErrorClass.BUDGET_EXCEEDED, f"every provider is over budget — {detail}")
+        return ProviderError(ErrorClass.NO_PROVIDER, f"no provider could answer — {detail}")
+
+    def _request_record(self, request_id: str, policy: str, req: RouteRequest, trace: RoutingTrace,
+                        result: RouteResult | None, error: ProviderError | None) -> RequestRecord:
+        conf = None
+        if result is not None and result.parsed:
+            c = result.parsed.get("confidence")
+            conf = float(c) if isinstance(c, int | float) else None
+        return RequestRecord(
+            request_id=request_id, ts=time.time(), policy=policy, context=req.context,
+            provider=result.provider if result else None, model=result.model if result else None,
+            ok=result is not None, error_class=error.error_class.value if error else None,
+            error=(str(error)[:500] if error else None), attempts=len(trace.attempts),
+            input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
+            cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
+        )
+
+
+def _initial_snapshot(spec: ProviderSpec, simulated: bool) -> Snapshot:
+    return Snapshot(
+        name=spec.name, model=spec.model, api=spec.api,
+        input_cost_per_mtok=spec.input_cost_per_mtok, output_cost_per_mtok=spec.output_cost_per_mtok,
+        max_input_tokens=spec.max_input_tokens, max_output_tokens=spec.max_output_tokens,
+        max_concurrency=spec.max_concurrency, rpm=spec.rpm, tpm=spec.tpm, simulated=simulated,
+    )

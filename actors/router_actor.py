@@ -1,0 +1,202 @@
+"""`router`: the singleton actor wrapping `Router` with Ray handles.
+
+Records go to the tracker in batches, fire-and-forget from the request path; a batch is
+kept until the tracker acknowledges it and re-sent if the tracker died meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import ray
+
+from actors.config import parse_config
+from actors.messages import ProviderCall, ProviderReply
+from actors.metrics import Metrics
+from actors.records import AttemptRecord, RequestRecord
+from actors.route import RouteRequest, RouteResult
+from actors.router import Router
+
+NAMESPACE = "llm-router"
+FLUSH_EVERY_S = 0.02
+MAX_BATCH = 500
+log = logging.getLogger(__name__)
+
+
+def provider_actor_name(name: str) -> str:
+    return f"provider:{name}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10000)
+class RouterActor:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = parse_config(config, "router config")
+        self._handles: dict[str, Any] = {}
+        self._tracker = None
+        self._metrics = Metrics()
+        self.core = Router(self.config, self._call_provider, self._sink,
+                           fetch_stats=self._fetch_stats, on_warning=self._warning)
+        self._buffer: list[Any] = []
+        self._unacked: dict[Any, list[Any]] = {}
+        self._started = False
+        self._seeded = False
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def _handle(self, name: str):
+        h = self._handles.get(name)
+        if h is None:
+            h = ray.get_actor(provider_actor_name(name), namespace=NAMESPACE)
+            self._handles[name] = h
+        return h
+
+    def _tracker_handle(self):
+        if self._tracker is None:
+            self._tracker = ray.get_actor("tracker", namespace=NAMESPACE)
+        return self._tracker
+
+    async def _call_provider(self, name: str, call: ProviderCall) -> ProviderReply:
+        try:
+            return await self._handle(name).complete.remote(call)
+        except ray.exceptions.RayActorError:
+            self._handles.pop(name, None)  # re-resolve after a restart
+            raise
+
+    async def _fetch_stats(self, context: dict[str, str]) -> dict[str, dict[str, Any]]:
+        return await self._tracker_handle().provider_stats.remote(context)
+
+    def _sink(self, records: list[Any]) -> None:
+        self._buffer.extend(records)
+
+    def _warning(self, message: str) -> None:
+        self._buffer.append(AttemptRecord(
+            request_id=f"budget-warning-{time.time_ns()}", attempt=1, ts=time.time(),
+            provider="*", model="*", ok=True, error_class="budget_warning", error=message))
+
+    async def _ensure_started(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._flush_loop())
+        loop.create_task(self._refresh_loop())
+        await self._seed_budgets()
+
+    async def _seed_budgets(self) -> None:
+        """After a (re)start, count spend already recorded in the current hour and day."""
+        if self._seeded:
+            return
+        self._seeded = True
+        try:
+            now = time.time()
+            ledger = self.core.ledger
+            scopes = ["*", *ledger.spec.per_provider]
+            for window in ("hourly", "daily"):
+                since = ledger.window_start(window, now)
+                for scope in scopes:
+                    spent = await self._tracker_handle().spend_since.remote(
+                        since, None if scope == "*" else scope)
+                    ledger.seed(scope, window, float(spent), now)
+        except Exception as exc:  # tracker not there yet: start from zero, say so
+            log.warning("could not seed budgets from the tracker: %s", exc)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            try:
+                await self._flush()
+            except Exception as exc:  # never let the loop die
+                log.warning("record flush failed: %s", exc)
+
+    async def _flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+            ref = self._tracker_handle().record.remote(batch)
+            self._unacked[ref] = batch
+        if not self._unacked:
+            return
+        ready, _ = ray.wait(list(self._unacked), num_returns=len(self._unacked), timeout=0)
+        for ref in ready:
+            batch = self._unacked.pop(ref)
+            try:
+                await ref
+            except Exception as exc:
+                log.warning("tracker did not acknowledge %d records (%s); re-sending",
+                            len(batch), type(exc).__name__)
+                self._tracker = None
+                self._buffer[:0] = batch
+
+    async def _refresh_loop(self) -> None:
+        """Snapshots for idle providers and tracker figures for new contexts, off the hot path."""
+        last_snap = 0.0
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                for key in self.core.stale_stats():
+                    ctx = dict(part.split("=", 1) for part in key.split("|") if part)
+                    stats = await self._fetch_stats(ctx)
+                    self.core.set_stats(key, stats)
+                if time.monotonic() - last_snap >= max(1.0, self.core.spec.snapshot_refresh_s):
+                    last_snap = time.monotonic()
+                    await self.refresh_snapshots()
+                for row in self.core.ledger.status(time.time()):
+                    if row["used"] is not None:
+                        self._metrics.budget(str(row["scope"]), str(row["window"]), float(row["used"]))
+            except Exception as exc:
+                log.debug("refresh failed: %s", exc)
+
+    # -- public methods ------------------------------------------------------------------
+
+    async def route(self, req: RouteRequest | dict[str, Any]) -> RouteResult:
+        await self._ensure_started()
+        if isinstance(req, dict):
+            req = RouteRequest.model_validate(req)
+        return await self.core.route(req)
+
+    async def refresh_snapshots(self) -> list[dict[str, Any]]:
+        names = list(self.core.providers)
+        refs = [self._handle(n).snapshot.remote() for n in names]
+        out = []
+        for n, ref in zip(names, refs, strict=True):
+            try:
+                snap = await ref
+            except Exception:
+                self._handles.pop(n, None)
+                continue
+            self.core.update_snapshot(snap)
+            out.append(snap)
+        return out
+
+    async def reset(self, provider: str) -> dict[str, Any]:
+        if provider not in self.core.providers:
+            raise ValueError(f"unknown provider {provider!r}; configured: "
+                             f"{', '.join(self.core.providers)}")
+        snap = await self._handle(provider).reset.remote()
+        self.core.update_snapshot(snap)
+        return snap
+
+    async def budgets(self) -> list[dict[str, Any]]:
+        await self._ensure_started()
+        return self.core.ledger.status(time.time())
+
+    async def flush(self) -> int:
+        """Push buffered records and wait until the tracker acknowledged all of them."""
+        await self._ensure_started()
+        for _ in range(600):
+            await self._flush()
+            if not self._buffer and not self._unacked:
+                return 0
+            await asyncio.sleep(0.05)
+        return len(self._buffer) + sum(len(b) for b in self._unacked.values())
+
+    def inflight(self) -> int:
+        return self.core.inflight
+
+    def ready(self) -> bool:
+        return True
+
+
+__all__ = ["RouterActor", "RequestRecord", "NAMESPACE", "provider_actor_name"]

@@ -1,0 +1,59 @@
+"""What the simulator did, per model: the ground truth tests and benchmarks check the router against."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel, Field
+
+UNKNOWN_MODEL = "<unknown>"
+
+
+class ModelStats(BaseModel):
+    """Counts of API requests for one model, by outcome. ``requests`` is the sum of the rest."""
+
+    requests: int = Field(0, description="Every API request attributed to this model.")
+    ok: int = Field(0, description="200 with a normal answer.")
+    rate_limit: int = Field(0, description="Injected 429s.")
+    server_error: int = Field(0, description="Injected 500s.")
+    overloaded: int = Field(0, description="Injected 529 (anthropic) / 503.")
+    timeout: int = Field(0, description="Injected hangs (504 after hang_s).")
+    malformed: int = Field(0, description="Injected 200s with a broken body.")
+    invalid_output: int = Field(0, description="Injected 200s whose text holds no JSON.")
+    down: int = Field(0, description="503s because the profile says the model is down.")
+    rate_limited_by_limit: int = Field(0, description="429s because the caller exceeded rpm/tpm.")
+    bad_request: int = Field(0, description="400s: malformed JSON or missing fields.")
+    unauthorized: int = Field(0, description="401s: no API key sent.")
+
+
+class Stats(BaseModel):
+    """``GET /_sim/stats``. Requests whose model is unknown (401, bad JSON) go under <unknown>."""
+
+    models: dict[str, ModelStats] = Field(default_factory=dict)
+    totals: ModelStats = Field(default_factory=ModelStats)
+
+
+class StatsBook:
+    """Plain counters on the hot path; pydantic only when someone asks."""
+
+    def __init__(self) -> None:
+        self._by_model: dict[str, Counter[str]] = {}
+
+    def add(self, model: str, outcome: str) -> None:
+        c = self._by_model.get(model)
+        if c is None:
+            c = self._by_model[model] = Counter()
+        c["requests"] += 1
+        c[outcome] += 1
+
+    def reset(self) -> None:
+        self._by_model.clear()
+
+    def snapshot(self) -> Stats:
+        total: Counter[str] = Counter()
+        for c in self._by_model.values():
+            total.update(c)
+        return Stats(
+            models={m: ModelStats(**c) for m, c in self._by_model.items()},
+            totals=ModelStats(**total),
+        )

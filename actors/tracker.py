@@ -1,0 +1,217 @@
+"""The tracker: durable audit trail plus the performance and cost figures derived from it.
+
+`Tracker` is the plain core: every batch is written to the audit store first (the commit is
+the acknowledgement), and only what was newly stored then feeds the in-memory aggregates,
+so a re-sent batch changes nothing and a restarted tracker rebuilt from the store has the
+same figures. `TrackerActor` is the thin, detached Ray singleton around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import ray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from actors import costs
+from actors.audit import AuditStore, Record, Written, as_record
+from actors.config import Config, ConfigError
+from actors.costs import BudgetSpec, _section_errors
+from actors.performance import CONTEXT_KEYS, Performance
+from actors.records import FeedbackRecord
+
+DEFAULT_DB = "~/.cache/llm-router/audit.sqlite3"
+NAME, NAMESPACE = "tracker", "llm-router"
+
+
+class TrackerSpec(BaseModel):
+    """The `tracker:` config section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    db_path: Path = Field(
+        Path(DEFAULT_DB),
+        validate_default=True,
+        description="SQLite audit file; ~ expanded, relative paths resolved by the creating "
+                    "process (the detached actor may run elsewhere).")
+    store_text: Literal["full", "hash", "none"] = Field(
+        "full", description="Prompt/response text: as is, sha256 hex only, or not at all.")
+    min_context_samples: int = Field(
+        20, ge=1, description="Samples a context needs before its own figures are used.")
+    window_size: int = Field(
+        500, ge=10, description="Recent latencies kept per provider/context for p50/p95.")
+    context_keys: tuple[str, ...] = Field(
+        CONTEXT_KEYS, min_length=1, description="Context entries that make a context key.")
+    max_tracked_requests: int = Field(
+        100_000, ge=1, description="Recent request ids kept in memory for feedback.")
+
+    @field_validator("db_path")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return Path(os.path.abspath(v.expanduser()))
+
+    @classmethod
+    def from_config(cls, config: Config | dict[str, Any] | None) -> TrackerSpec:
+        data = config.tracker if isinstance(config, Config) else (config or {})
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_section_errors("tracker", exc)) from None
+
+
+class Tracker:
+    """Audit store + performance aggregates. Not thread-safe: one owner calls it."""
+
+    def __init__(self, spec: TrackerSpec | None = None, *, clock=time.time) -> None:
+        self.spec = spec or TrackerSpec()
+        self._clock = clock
+        self.store = AuditStore(self.spec.db_path, store_text=self.spec.store_text)
+        self.perf = Performance(
+            min_context_samples=self.spec.min_context_samples,
+            window_size=self.spec.window_size,
+            context_keys=self.spec.context_keys,
+            max_tracked_requests=self.spec.max_tracked_requests,
+        )
+        self.perf.rebuild_from(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- writes (persist, then apply; the actor runs persist in a thread) ---------------
+
+    def persist(self, records: Iterable[Record | dict[str, Any]]) -> Written:
+        return self.store.store(records)
+
+    def apply(self, written: Written) -> int:
+        self.perf.apply(written, lookup=self.store)
+        return written.stored
+
+    def record_batch(self, records: Iterable[Record | dict[str, Any]]) -> int:
+        """Store durably, then update the figures; returns how many records were new
+        (duplicates of already-stored records are counted in `reconcile()`)."""
+        return self.apply(self.persist(records))
+
+    def check_feedback(self, request_id: str, score: float, ts: float | None = None) -> FeedbackRecord:
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"feedback score must be within 0..1, got {score}")
+        if not self.store.has_request(request_id):
+            raise KeyError(f"unknown request id {request_id!r}: no request with this id was recorded")
+        return FeedbackRecord(request_id=request_id, ts=self._clock() if ts is None else ts,
+                              score=score)
+
+    def feedback(self, request_id: str, score: float, ts: float | None = None) -> None:
+        """Attach a realized outcome (0..1) to a past request; the latest score counts."""
+        self.record_batch([self.check_feedback(request_id, score, ts)])
+
+    # -- answers ------------------------------------------------------------------------
+
+    def performance(self, by_context: bool = False) -> pd.DataFrame:
+        return self.perf.table(by_context)
+
+    def provider_stats(
+        self, context: dict[str, Any] | None = None, providers: Iterable[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per provider, the figures policies rank by (context-specific once there are
+        enough samples, global before; `source` says which)."""
+        names = self.perf.providers if providers is None else providers
+        return {p: self.perf.stats_for(p, context) for p in names}
+
+    def costs(self, by: str = "hour", since: float | None = None) -> pd.DataFrame:
+        costs._period(by)  # fail on a bad `by` before reading the store
+        return costs.cost_summary(self.store.cost_frame(since), by)
+
+    def cost_per_token(self, since: float | None = None) -> pd.DataFrame:
+        return costs.cost_per_token(self.store.cost_frame(since))
+
+    def budget_status(self, budgets: BudgetSpec | dict[str, Any], now: float | None = None) -> pd.DataFrame:
+        now = self._clock() if now is None else now
+        frame = self.store.cost_frame(since=now - max(costs.WINDOWS.values()))
+        return costs.budget_status(frame, budgets, now)
+
+    def spend(self, window_s: float, provider: str | None = None, now: float | None = None) -> float:
+        now = self._clock() if now is None else now
+        return self.store.spend_since(now - window_s, provider)
+
+    def audit(self, request_id: str) -> list[dict[str, Any]]:
+        """The request's attempt rows, then its request row, then its feedback row if any."""
+        rows = [{"kind": "attempt", **r} for r in self.store.attempts_for(request_id)]
+        req = self.store.request(request_id)
+        if req is not None:
+            rows.append({"kind": "request", **req})
+            fb = self.store.feedback_for(request_id)
+            if fb is not None:
+                rows.append({"kind": "feedback", **fb})
+        if not rows:
+            raise KeyError(f"unknown request id {request_id!r}: nothing recorded for it")
+        return rows
+
+    def reconcile(self) -> dict[str, int]:
+        return self.store.counts()
+
+
+@ray.remote(num_cpus=0)
+class TrackerActor:
+    """Detached singleton. Batches are written one at a time in a worker thread, so the
+    event loop keeps answering in-memory queries while SQLite commits."""
+
+    def __init__(self, spec: TrackerSpec | dict[str, Any] | None = None) -> None:
+        # A restarted actor runs this again: the core rebuilds its figures from the store.
+        self._core = Tracker(spec if isinstance(spec, TrackerSpec) else TrackerSpec.model_validate(spec or {}))
+        self._write = asyncio.Lock()  # FIFO: batches apply in the order they arrived
+
+    async def record(self, records: list[Record | dict[str, Any]]) -> int:
+        recs = [as_record(r) for r in records]
+        async with self._write:
+            written = await asyncio.to_thread(self._core.persist, recs)
+            return self._core.apply(written)
+
+    async def feedback(self, request_id: str, score: float) -> None:
+        async with self._write:
+            rec = await asyncio.to_thread(self._core.check_feedback, request_id, score)
+            written = await asyncio.to_thread(self._core.persist, [rec])
+            self._core.apply(written)
+
+    async def performance(self, by_context: bool = False) -> pd.DataFrame:
+        return self._core.performance(by_context)
+
+    async def provider_stats(self, context: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        return self._core.provider_stats(context)
+
+    async def costs(self, by: str = "hour", since: float | None = None) -> pd.DataFrame:
+        return await asyncio.to_thread(self._core.costs, by, since)
+
+    async def cost_per_token(self, since: float | None = None) -> pd.DataFrame:
+        return await asyncio.to_thread(self._core.cost_per_token, since)
+
+    async def budget_status(self, budgets: BudgetSpec | dict[str, Any]) -> pd.DataFrame:
+        return await asyncio.to_thread(self._core.budget_status, budgets)
+
+    async def spend(self, window_s: float, provider: str | None = None) -> float:
+        return await asyncio.to_thread(self._core.spend, window_s, provider)
+
+    async def audit(self, request_id: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._core.audit, request_id)
+
+    async def reconcile(self) -> dict[str, int]:
+        return await asyncio.to_thread(self._core.reconcile)
+
+
+def get_or_create_tracker(config: Config | TrackerSpec | dict[str, Any] | None = None):
+    """The cluster's one tracker, created on first use. An existing tracker keeps the
+    settings it was started with. Record batches are idempotent, so a call in flight when
+    the actor died is safely retried after its restart."""
+    spec = config if isinstance(config, TrackerSpec) else TrackerSpec.from_config(config)
+    return TrackerActor.options(
+        name=NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=3,
+    ).remote(spec)

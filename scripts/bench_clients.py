@@ -1,0 +1,168 @@
+"""Wire client throughput: httpx's default transport vs ours (httpx + httpx-aiohttp) vs raw aiohttp.
+
+Every variant does the same work per attempt (the OpenAI wire format's `build`, JSON encoding,
+the HTTP exchange, `parse`); only the HTTP layer differs. The server is the simulator with
+latency_scale=0 in its own process, pinned to CPU 0; this client is pinned to CPU 1. Usage:
+
+    .venv/bin/python scripts/bench_clients.py [--seconds 3] [--uvloop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import httpx
+
+from actors.clients import Completion, Message, make_client
+from actors.clients.http import limits_for, timeout_for
+from actors.clients.openai import OpenAIClient
+from actors.config import ProviderSpec
+from actors.simulator import SimulatorProcess, simulator_base_url
+
+PROMPT = (
+    "You are a trading analyst. Context: symbol SPY, timeframe: 1d, regime: bull, "
+    "close: 512.3. RSI(14) 61.2, MACD 1.4 above signal. Answer as JSON."
+)
+COMPLETION = Completion(messages=[Message(role="user", content=PROMPT)], max_tokens=256)
+
+Attempt = Callable[[], Awaitable[object]]
+
+
+def spec_for(base_url: str, concurrency: int) -> ProviderSpec:
+    return ProviderSpec(
+        name="gpt-4-turbo", api="openai", model="gpt-4-turbo", base_url=base_url,
+        api_key_env="BENCH_NO_KEY", input_cost_per_mtok=10, output_cost_per_mtok=30,
+        max_input_tokens=128_000, max_output_tokens=4096, rpm=10**6, tpm=10**9,
+        max_concurrency=concurrency,
+    )  # fmt: skip
+
+
+async def variant(name: str, spec: ProviderSpec) -> tuple[Attempt, Callable[[], Awaitable[None]]]:
+    """(one attempt, close) for a variant; all build and parse the same way."""
+    if name == "httpx default transport":
+        transport = httpx.AsyncHTTPTransport(limits=limits_for(spec))
+        client = make_client(spec, base_url=spec.base_url, transport=transport)
+        return (lambda: client.send(COMPLETION)), client.aclose
+    if name == "httpx + httpx-aiohttp (ours)":
+        client = make_client(spec, base_url=spec.base_url)
+        return (lambda: client.send(COMPLETION)), client.aclose
+    if name == "raw aiohttp":
+        connector = aiohttp.TCPConnector(limit=2 * spec.max_concurrency, keepalive_timeout=30)
+        session = aiohttp.ClientSession(connector=connector)
+
+        async def attempt() -> object:
+            url, headers, body = OpenAIClient.build(spec, COMPLETION, "sim")
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            t0 = time.perf_counter()
+            async with session.post(url, data=content, headers=headers) as r:
+                data = await r.read()
+            return OpenAIClient.parse(spec, r.status, r.headers, data, time.perf_counter() - t0)
+
+        return attempt, session.close
+    if name == "thin: httpx.Request straight to the transport":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits_for(spec))
+        ext = {"timeout": timeout_for(spec).as_dict()}
+
+        async def attempt() -> object:
+            url, headers, body = OpenAIClient.build(spec, COMPLETION, "sim")
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            t0 = time.perf_counter()
+            request = httpx.Request("POST", url, headers=headers, content=content, extensions=ext)
+            response = await transport.handle_async_request(request)
+            try:
+                data = await response.aread()
+            finally:
+                await response.aclose()
+            return OpenAIClient.parse(
+                spec, response.status_code, response.headers, data, time.perf_counter() - t0
+            )
+
+        return attempt, transport.aclose
+    raise ValueError(name)
+
+
+async def drive(name: str, base_url: str, concurrency: int, seconds: float) -> dict:
+    attempt, close = await variant(name, spec_for(base_url, concurrency))
+    latencies: list[float] = []
+
+    async def worker(stop_at: float, record: bool) -> None:
+        while (t0 := time.perf_counter()) < stop_at:
+            await attempt()
+            if record:
+                latencies.append(time.perf_counter() - t0)
+
+    try:
+        warm = time.perf_counter() + 0.5
+        await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    finally:
+        await close()
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "name": name,
+        "concurrency": concurrency,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+    }
+
+
+VARIANTS = [
+    "httpx default transport",
+    "httpx + httpx-aiohttp (ours)",
+    "thin: httpx.Request straight to the transport",
+    "raw aiohttp",
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--uvloop", action="store_true", help="run the client on uvloop")
+    args = ap.parse_args()
+    run = asyncio.run
+    if args.uvloop:
+        import uvloop
+
+        run = uvloop.run
+    pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    if pin:
+        os.sched_setaffinity(0, {1})
+    results = []
+    with SimulatorProcess(latency_scale=0, seed=1, cpu=0 if pin else None) as sim:
+        base = simulator_base_url("openai", sim.url)
+        for concurrency in (1, 32):
+            for name in VARIANTS:
+                results.append(run(drive(name, base, concurrency, args.seconds)))
+        totals = sim.stats().totals
+    where = "server pinned to CPU 0, client to CPU 1" if pin else "unpinned"
+    loop = "uvloop" if args.uvloop else "asyncio"
+    print(f"\nOpenAI wire format against the simulator (latency_scale=0; {where}; client on {loop}),")
+    print(f"{args.seconds:g} s a run after 0.5 s warm-up; build + JSON + HTTP + parse per attempt\n")
+    print("| client | in flight | req/s | p50 ms | p99 ms | req/s vs raw aiohttp |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        raw = next(
+            x for x in results if x["name"] == "raw aiohttp" and x["concurrency"] == r["concurrency"]
+        )
+        print(
+            f"| {r['name']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} | {r['rps'] / raw['rps']:.2f} |"
+        )
+    print(f"\nsimulator counted {totals.requests} requests, {totals.ok} ok")
+
+
+if __name__ == "__main__":
+    main()

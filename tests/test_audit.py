@@ -1,0 +1,130 @@
+"""AuditStore: durability across SIGKILL, idempotent batches, text modes, queries."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from actors.audit import AuditStore
+from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+
+T0 = 1_700_000_000.0
+
+
+def attempt(rid: str, n: int = 1, provider: str = "claude", **kw) -> AttemptRecord:
+    base = dict(request_id=rid, attempt=n, ts=T0 + n, provider=provider, model=f"{provider}-m",
+                ok=True, input_tokens=100, output_tokens=50, cost_usd=0.01, latency_s=0.5,
+                prompt=f"prompt {rid}", response=f"answer {rid}")
+    return AttemptRecord(**(base | kw))
+
+
+def request(rid: str, provider: str | None = "claude", **kw) -> RequestRecord:
+    base = dict(request_id=rid, ts=T0 + 10, provider=provider, model="m", ok=provider is not None,
+                attempts=1, cost_usd=0.01)
+    return RequestRecord(**(base | kw))
+
+
+def batch(rid: str) -> list:
+    return [attempt(rid, 1, ok=False, error_class="server"), attempt(rid, 2), request(rid)]
+
+
+def test_write_and_read_back(tmp_path: Path) -> None:
+    s = AuditStore(tmp_path / "a.db")
+    assert s.write_batch(batch("r1")) == 3
+    rows = s.attempts_for("r1")
+    assert [r["attempt"] for r in rows] == [1, 2]
+    assert rows[0]["ok"] is False and rows[0]["error_class"] == "server"
+    assert rows[1]["prompt"] == "prompt r1"
+    assert s.request("r1")["provider"] == "claude"
+    assert s.has_request("r1") and not s.has_request("nope")
+    assert s.request("nope") is None
+
+
+def test_wire_dicts_are_accepted(tmp_path: Path) -> None:
+    s = AuditStore(tmp_path / "a.db")
+    assert s.write_batch([r.model_dump() for r in batch("r1")]) == 3
+    with pytest.raises(ValidationError):
+        s.write_batch([{"kind": "attempt", "request_id": "x"}])
+    assert s.counts()["attempts"] == 2
+
+
+def test_resent_batch_is_idempotent_and_reported(tmp_path: Path) -> None:
+    s = AuditStore(tmp_path / "a.db")
+    s.write_batch(batch("r1"))
+    again = s.store(batch("r1") + [request("r1", ok=False, provider=None)])
+    assert again.stored == 0 and again.duplicates == 4
+    c = s.counts()
+    assert (c["attempts"], c["requests"], c["duplicates"]) == (2, 1, 4)
+    assert s.request("r1")["provider"] == "claude"  # the first terminal outcome stays
+
+
+def test_feedback_latest_wins_and_unknown_is_rejected(tmp_path: Path) -> None:
+    s = AuditStore(tmp_path / "a.db")
+    s.write_batch(batch("r1"))
+    w = s.store([FeedbackRecord(request_id="r1", ts=T0 + 20, score=0.2),
+                 FeedbackRecord(request_id="r1", ts=T0 + 30, score=0.9),
+                 FeedbackRecord(request_id="r1", ts=T0 + 25, score=0.0),  # stale
+                 FeedbackRecord(request_id="ghost", ts=T0, score=1.0)])
+    assert [(f.score, prev) for f, prev in w.feedback] == [(0.2, None), (0.9, 0.2)]
+    assert (w.duplicates, w.rejected) == (1, 1)
+    assert s.feedback_for("r1")["score"] == 0.9
+    assert s.counts()["rejected_feedback"] == 1
+
+
+@pytest.mark.parametrize("mode", ["hash", "none"])
+def test_text_modes_keep_no_text(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "a.db"
+    s = AuditStore(path, store_text=mode)
+    secret = "SECRET-PROMPT-TEXT-4711"
+    s.write_batch([attempt("r1", prompt=secret, response="SECRET-ANSWER-0815")])
+    row = s.attempts_for("r1")[0]
+    want = hashlib.sha256(secret.encode()).hexdigest() if mode == "hash" else None
+    assert row["prompt"] == want
+    s.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"SECRET" not in raw
+
+
+def test_cost_frame_and_spend(tmp_path: Path) -> None:
+    s = AuditStore(tmp_path / "a.db")
+    s.write_batch(batch("r1") + [attempt("r2", 1, provider="gpt", cost_usd=0.5, ts=T0 + 100)])
+    df = s.cost_frame()
+    assert list(df.columns) == ["ts", "request_id", "provider", "model", "input_tokens",
+                                "output_tokens", "cost_usd", "ok"]
+    assert len(df) == 3 and str(df["ts"].dt.tz) == "UTC"
+    assert len(s.cost_frame(since=T0 + 50)) == 1
+    assert s.spend_since(T0) == pytest.approx(0.52)
+    assert s.spend_since(T0, provider="gpt") == pytest.approx(0.5)
+    assert s.spend_since(T0 + 101) == 0.0
+
+
+_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from actors.audit import AuditStore
+    from actors.records import AttemptRecord
+    s = AuditStore(sys.argv[1])
+    recs = [AttemptRecord(request_id=f"r{i}", attempt=1, ts=1.0, provider="p", model="m", ok=True)
+            for i in range(50)]
+    n = s.write_batch(recs)   # returns after COMMIT: acknowledged
+    print(n, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_acknowledged_batch_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path), root],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert proc.stdout.strip() == "50"
+    assert Path(str(path) + "-wal").exists()  # not checkpointed: recovery reads the WAL
+    assert AuditStore(path).counts()["attempts"] == 50

@@ -1,0 +1,158 @@
+"""Router core without Ray: fake provider calls, real policies, ledger and records."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from actors.clients.base import Message, Result
+from actors.config import load_config
+from actors.messages import AttemptInfo, ProviderCall, ProviderReply
+from actors.records import AttemptRecord, RequestRecord
+from actors.route import RouteRequest, RoutingError
+from actors.router import Router
+
+CFG = load_config()
+MSG = [Message(role="user", content="Is SPY bullish?")]
+
+
+class Fake:
+    """Scripted providers: name → list of outcomes ('ok' or an error class)."""
+
+    def __init__(self, script: dict[str, list[str]] | None = None, delay: float = 0.0):
+        self.script = script or {}
+        self.calls: list[tuple[str, ProviderCall]] = []
+        self.delay = delay
+
+    async def __call__(self, name: str, call: ProviderCall) -> ProviderReply:
+        self.calls.append((name, call))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        outcome = (self.script.get(name) or ["ok"]).pop(0) if self.script.get(name) else "ok"
+        spec = CFG.provider(name)
+        n = call.attempt_offset + 1
+        if outcome == "dead":
+            raise RuntimeError("actor died")
+        if outcome == "ok":
+            res = Result(provider=name, model=spec.model, text='{"direction":"long"}',
+                         input_tokens=100, output_tokens=50, finish_reason="stop",
+                         latency_s=0.01, cost_usd=0.001)
+            return ProviderReply(provider=name, model=spec.model, result=res,
+                                 parsed={"direction": "long", "confidence": 0.7},
+                                 attempts=[AttemptInfo(attempt=n, ts=time.time(), ok=True,
+                                                       input_tokens=100, output_tokens=50,
+                                                       cost_usd=0.001, confidence=0.7)])
+        return ProviderReply(provider=name, model=spec.model, error_class=outcome,
+                             error=f"simulated {outcome}",
+                             attempts=[AttemptInfo(attempt=n, ts=time.time(), ok=False,
+                                                   error_class=outcome, error="x")])
+
+
+def make(fake: Fake, **cfg_updates) -> tuple[Router, list]:
+    sink: list = []
+    cfg = CFG.model_copy(update=cfg_updates)
+    return Router(cfg, fake, sink.extend), sink
+
+
+async def test_routes_and_records_once():
+    fake = Fake()
+    router, sink = make(fake)
+    r = await router.route(RouteRequest(messages=MSG, context={"regime": "bull"}))
+    assert r.text and r.trace.chosen == r.provider
+    assert r.trace.candidates and r.trace.policy == "accuracy-first"
+    reqs = [x for x in sink if isinstance(x, RequestRecord)]
+    atts = [x for x in sink if isinstance(x, AttemptRecord)]
+    assert len(reqs) == 1 and reqs[0].ok and reqs[0].request_id == r.request_id
+    assert len(atts) == 1 and atts[0].prompt and "SPY" in atts[0].prompt
+    assert reqs[0].confidence == 0.7
+
+
+async def test_fallback_on_retryable_and_invalid_output():
+    fake = Fake({"claude": ["rate_limited"], "gemini": ["invalid_response"]})
+    router, sink = make(fake)
+    r = await router.route(RouteRequest(messages=MSG, fallbacks=["claude", "gemini", "llama"]))
+    assert r.provider == "llama"
+    assert [a.provider for a in r.trace.attempts] == ["claude", "gemini", "llama"]
+    assert [a.attempt for a in r.trace.attempts] == [1, 2, 3]
+    assert [c.attempt_offset for _, c in fake.calls] == [0, 1, 2]
+
+
+async def test_bad_request_does_not_fall_back():
+    fake = Fake({"claude": ["bad_request"]})
+    router, sink = make(fake)
+    with pytest.raises(RoutingError) as info:
+        await router.route(RouteRequest(messages=MSG, fallbacks=["claude", "gemini"]))
+    assert info.value.error_class.value == "bad_request"
+    assert len(fake.calls) == 1
+    assert sum(isinstance(x, RequestRecord) for x in sink) == 1
+
+
+async def test_all_fail_gives_aggregated_error():
+    fake = Fake({n: ["server"] for n in CFG.names})
+    router, sink = make(fake)
+    with pytest.raises(RoutingError) as info:
+        await router.route(RouteRequest(messages=MSG))
+    err = info.value
+    assert err.error_class.value == "no_provider"
+    for name in CFG.names:
+        assert f"{name}: server" in err.message
+    assert len(err.trace.attempts) == 5
+
+
+async def test_dead_actor_falls_back_and_is_recorded():
+    fake = Fake({"claude": ["dead"]})
+    router, sink = make(fake)
+    r = await router.route(RouteRequest(messages=MSG, fallbacks=["claude", "gemini"]))
+    assert r.provider == "gemini"
+    assert r.trace.attempts[0].error_class == "internal"
+    assert [a.provider for a in sink if isinstance(a, AttemptRecord)] == ["claude", "gemini"]
+
+
+async def test_unknown_provider_and_policy_are_bad_requests():
+    router, sink = make(Fake())
+    with pytest.raises(RoutingError, match="unknown provider 'nope'"):
+        await router.route(RouteRequest(messages=MSG, provider="nope"))
+    with pytest.raises(RoutingError, match="unknown policy 'x'"):
+        await router.route(RouteRequest(messages=MSG, policy="x"))
+    assert sum(isinstance(x, RequestRecord) for x in sink) == 2
+
+
+async def test_pinned_provider_with_open_breaker_is_refused_with_reason():
+    router, _ = make(Fake())
+    snap = router.snapshots["claude"].model_copy(update={"state": "open", "open_until": time.time() + 60})
+    router.update_snapshot(snap)
+    with pytest.raises(RoutingError) as info:
+        await router.route(RouteRequest(messages=MSG, provider="claude"))
+    assert "claude: breaker_open" in info.value.message
+
+
+async def test_budget_under_64_concurrent_requests():
+    fake = Fake(delay=0.01)
+    router, sink = make(fake, budgets={"hourly_usd": 0.5})
+    reqs = [RouteRequest(messages=MSG, provider="gpt-4-turbo", max_tokens=1000) for _ in range(64)]
+    out = await asyncio.gather(*(router.route(r) for r in reqs), return_exceptions=True)
+    ok = [o for o in out if not isinstance(o, Exception)]
+    refused = [o for o in out if isinstance(o, RoutingError)]
+    assert ok and refused and len(ok) + len(refused) == 64
+    assert all(e.error_class.value == "budget_exceeded" for e in refused)
+    # worst case per request ≈ 1000 × $30/M + prompt = $0.03+, so at most 16 fit in $0.50
+    assert len(ok) <= 16
+    spent = sum(x.cost_usd for x in sink if isinstance(x, RequestRecord))
+    assert spent <= 0.5
+
+
+async def test_context_stats_are_used_once_fetched():
+    async def fetch(ctx):  # never called inline: the actor refreshes off the hot path
+        raise AssertionError
+    router = Router(CFG, Fake(), lambda r: None, fetch_stats=fetch)
+    req = RouteRequest(messages=MSG, context={"regime": "bear", "task": "analysis"})
+    r = await router.route(req)
+    assert r.trace.stats_source == "global"
+    assert router.stale_stats() == ["task=analysis|regime=bear"]
+    stats = {n: {"success_rate": 0.2, "samples": 50, "source": "context"} for n in CFG.names}
+    stats["mixtral"] = {"success_rate": 1.0, "mean_confidence": 0.95, "samples": 50, "source": "context"}
+    router.set_stats("task=analysis|regime=bear", stats)
+    r = await router.route(req)
+    assert r.trace.stats_source == "context" and r.provider == "mixtral"
