@@ -23,10 +23,10 @@ from typing import Annotated, Any, Literal
 import pandas as pd
 from pydantic import Field, TypeAdapter
 
-from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, WarningRecord
 
 StoreText = Literal["full", "hash", "none"]
-Record = AttemptRecord | RequestRecord | FeedbackRecord
+Record = AttemptRecord | RequestRecord | FeedbackRecord | WarningRecord
 _RECORD: TypeAdapter[Record] = TypeAdapter(Annotated[Record, Field(discriminator="kind")])
 
 _SCHEMA = """
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     latency_s REAL NOT NULL, confidence REAL, prompt TEXT, response TEXT,
     UNIQUE (request_id, attempt, provider)
 );
-CREATE INDEX IF NOT EXISTS attempts_ts ON attempts (ts);
+-- covering index: budget checks sum recent spend without touching the wide rows
+CREATE INDEX IF NOT EXISTS attempts_spend ON attempts (ts, provider, cost_usd);
 CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY,
     ts REAL NOT NULL, policy TEXT NOT NULL, context TEXT NOT NULL,
@@ -49,6 +50,10 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT PRIMARY KEY, ts REAL NOT NULL, score REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS warnings (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, scope TEXT NOT NULL, message TEXT NOT NULL,
+    UNIQUE (ts, scope, message)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -136,6 +141,9 @@ class AuditStore:
                             out.requests.append(r)
                         else:
                             out.duplicates += 1
+                    elif isinstance(r, WarningRecord):
+                        c.execute("INSERT OR IGNORE INTO warnings (ts, scope, message) "
+                                  "VALUES (?, ?, ?)", (r.ts, r.scope, r.message))
                     else:
                         self._upsert_feedback(r, out)
                 self._bump("duplicates", out.duplicates)
@@ -170,7 +178,8 @@ class AuditStore:
 
     def _upsert_feedback(self, r: FeedbackRecord, out: Written) -> None:
         c = self._conn
-        if c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is None:
+        known = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,))
+        if known.fetchone() is None:
             out.rejected += 1
             return
         old = c.execute(
@@ -210,6 +219,10 @@ class AuditStore:
     def feedback_for(self, request_id: str) -> dict[str, Any] | None:
         rows = self._all("SELECT * FROM feedback WHERE request_id = ?", (request_id,))
         return rows[0] if rows else None
+
+    def warnings(self, since: float | None = None) -> list[dict[str, Any]]:
+        return self._all("SELECT ts, scope, message FROM warnings WHERE ts >= ? ORDER BY ts",
+                         (since or 0.0,))
 
     def has_request(self, request_id: str) -> bool:
         with self._lock:

@@ -25,7 +25,9 @@ def cost_usd(spec: ProviderSpec, input_tokens: int, output_tokens: int) -> float
     """What an attempt with this usage costs at the configured list prices."""
     _check(input_tokens=input_tokens, output_tokens=output_tokens)
     # One division at the end keeps e.g. 1000×10 + 500×30 exact before scaling.
-    return (input_tokens * spec.input_cost_per_mtok + output_tokens * spec.output_cost_per_mtok) / PER
+    return (
+        input_tokens * spec.input_cost_per_mtok + output_tokens * spec.output_cost_per_mtok
+    ) / PER
 
 
 def worst_case_cost(spec: ProviderSpec, prompt_tokens: int, max_tokens: int | None = None) -> float:

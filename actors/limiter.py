@@ -81,7 +81,9 @@ class RateLimits:
         """Refuse at once what no amount of waiting could ever admit."""
         if tokens < 0:
             raise ProviderError(
-                ErrorClass.BAD_REQUEST, f"token count must be >= 0, got {tokens}", provider=self.name
+                ErrorClass.BAD_REQUEST,
+                f"token count must be >= 0, got {tokens}",
+                provider=self.name,
             )
         if tokens > self.tpm:
             raise ProviderError(
@@ -293,7 +295,5 @@ class AsyncLimiter:
             self._queue[0].set()
 
     def _release(self, lease: Lease) -> None:
-        self.limits.release(
-            self._clock(), lease.tokens, lease.actual_tokens, started=lease.started
-        )
+        self.limits.release(self._clock(), lease.tokens, lease.actual_tokens, started=lease.started)
         self._wake_head()

@@ -51,6 +51,7 @@ class _Agg:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cached: dict[str, Any] | None = None  # stats() until the next change
 
     def __post_init__(self) -> None:
         self.latencies = deque(maxlen=self.window)
@@ -60,16 +61,27 @@ class _Agg:
         return self.ok + self.faults
 
     def stats(self) -> dict[str, Any]:
-        lat = np.fromiter(self.latencies, float, len(self.latencies))
+        """Cached, because the router asks far more often than records arrive."""
+        if self.cached is None:
+            self.cached = self._stats()
+        return dict(self.cached)
+
+    def _stats(self) -> dict[str, Any]:
+        p50 = p95 = None
+        if self.latencies:
+            lat = np.fromiter(self.latencies, float, len(self.latencies))
+            p50, p95 = (float(x) for x in np.percentile(lat, [50, 95]))
         tokens = self.input_tokens + self.output_tokens
         return {
             "samples": self.samples,
             "attempts": self.attempts,
             "success_rate": self.ok / self.samples if self.samples else None,
             "mean_latency_s": self.latency_sum / self.ok if self.ok else None,
-            "p50_s": float(np.percentile(lat, 50)) if lat.size else None,
-            "p95_s": float(np.percentile(lat, 95)) if lat.size else None,
-            "mean_confidence": self.confidence_sum / self.confidence_n if self.confidence_n else None,
+            "p50_s": p50,
+            "p95_s": p95,
+            "mean_confidence": (
+                self.confidence_sum / self.confidence_n if self.confidence_n else None
+            ),
             "mean_score": self.score_sum / self.score_n if self.score_n else None,
             "score_samples": self.score_n,
             "requests": self.requests,
@@ -110,6 +122,7 @@ class Performance:
             agg = self._aggs.get(k)
             if agg is None:
                 agg = self._aggs[k] = _Agg(self.window_size)
+            agg.cached = None  # every caller is about to change it
             out.append(agg)
         return out
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -44,6 +45,11 @@ def validate_output(kind: OutputKind, text: str) -> tuple[dict[str, Any] | None,
     return parsed.model_dump(mode="json"), getattr(parsed, "confidence", None)
 
 
+def _finite(t: float | None) -> float | None:
+    """An auth-opened breaker stays open until reset: show that as far future, not inf."""
+    return None if t is None else (4102444800.0 if math.isinf(t) else t)
+
+
 class Provider:
     """Breaker, limiter, retries, window and client for one configured provider."""
 
@@ -61,7 +67,7 @@ class Provider:
         self.client = make_client(spec, base_url=base_url, api_key=api_key)
         self.breaker = CircuitBreaker(spec.breaker)
         self.window = RollingWindow()
-        self.limiter = AsyncLimiter(RateLimits(spec.rpm, spec.tpm, spec.max_concurrency))
+        self.limiter = AsyncLimiter(RateLimits.from_spec(spec))
         self.metrics = metrics or Metrics(enabled=False)
         self._last_state = BreakerState.CLOSED
         self._last_snapshot_at = 0.0
@@ -105,6 +111,9 @@ class Provider:
                     exc.provider = spec.name
                 self._record_failure(n, exc, time.monotonic() - started, attempts)
                 raise
+            except asyncio.CancelledError:
+                self.breaker.release_probe()  # a cancelled half-open probe must not wedge it
+                raise
             except Exception as exc:  # a bug or an unexpected library error: classify, don't crash
                 err = ProviderError(ErrorClass.INTERNAL, f"{type(exc).__name__}: {exc}", provider=spec.name)
                 self._record_failure(n, err, time.monotonic() - started, attempts)
@@ -121,7 +130,10 @@ class Provider:
 
     def _open_message(self, now: float) -> str:
         until = self.breaker.open_until
-        wait = f"; retry in {max(0.0, until - now):.1f} s" if until else "; needs a manual reset"
+        if until is None or math.isinf(until):
+            wait = "; needs a manual reset (llm-router reset / client.reset)"
+        else:
+            wait = f"; retry in {max(0.0, until - now):.1f} s"
         return f"circuit breaker is {self.breaker.state(now).value}{wait}"
 
     def _record_success(self, n: int, result: Result, confidence: float | None,
@@ -182,7 +194,7 @@ class Provider:
         state = self.breaker.state(now)
         return Snapshot(
             name=spec.name, model=spec.model, api=spec.api, state=state.value,
-            open_until=self.breaker.open_until if state is BreakerState.OPEN else None,
+            open_until=_finite(self.breaker.open_until) if state is BreakerState.OPEN else None,
             success_rate=1.0 if st.success_rate is None else st.success_rate,
             mean_confidence=st.mean_confidence, mean_score=st.mean_score,
             p50_s=st.p50_latency_s, p95_s=st.p95_latency_s, samples=st.count,

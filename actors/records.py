@@ -63,3 +63,13 @@ class FeedbackRecord(BaseModel):
     request_id: str
     ts: float
     score: float = Field(ge=0, le=1)
+
+
+class WarningRecord(BaseModel):
+    """An operational warning worth keeping next to the audit trail (e.g. a budget's
+    soft limit crossed)."""
+
+    kind: Literal["warning"] = "warning"
+    ts: float
+    scope: str = Field(description="What it is about: '*' (global) or a provider name.")
+    message: str

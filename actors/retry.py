@@ -102,7 +102,9 @@ async def call_with_retry(
         if on_attempt is not None and rs.outcome is not None:
             on_attempt(rs.attempt_number, rs.outcome.exception(), rs.upcoming_sleep)  # type: ignore[arg-type]
 
-    retrying = build_retrying(spec, deadline=deadline, clock=clock, sleep=sleep, before_sleep=before_sleep)
+    retrying = build_retrying(
+        spec, deadline=deadline, clock=clock, sleep=sleep, before_sleep=before_sleep
+    )
     try:
         result = await retrying(once)
     except ProviderError as exc:

@@ -16,7 +16,7 @@ import ray
 from actors.config import parse_config
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
-from actors.records import AttemptRecord, RequestRecord
+from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult
 from actors.router import Router
 
@@ -72,9 +72,9 @@ class RouterActor:
         self._buffer.extend(records)
 
     def _warning(self, message: str) -> None:
-        self._buffer.append(AttemptRecord(
-            request_id=f"budget-warning-{time.time_ns()}", attempt=1, ts=time.time(),
-            provider="*", model="*", ok=True, error_class="budget_warning", error=message))
+        scope = message.split(" ", 1)[0]
+        self._metrics.budget_warning(scope)
+        self._buffer.append(WarningRecord(ts=time.time(), scope=scope, message=message))
 
     async def _ensure_started(self) -> None:
         if self._started:

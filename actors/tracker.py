@@ -9,6 +9,7 @@ same figures. `TrackerActor` is the thin, detached Ray singleton around it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -19,15 +20,25 @@ import pandas as pd
 import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from actors import costs
+from actors import summaries as costs
 from actors.audit import AuditStore, Record, Written, as_record
+from actors.budget import BudgetLedger, BudgetSpec
 from actors.config import Config, ConfigError
-from actors.costs import BudgetSpec, _section_errors
 from actors.performance import CONTEXT_KEYS, Performance
 from actors.records import FeedbackRecord
 
 DEFAULT_DB = "~/.cache/llm-router/audit.sqlite3"
 NAME, NAMESPACE = "tracker", "llm-router"
+log = logging.getLogger(__name__)
+
+
+def _section_errors(section: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join([section, *(str(p) for p in err["loc"])])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {where}: {msg.removeprefix('Value error, ')}")
+    return f"invalid {section} configuration\n" + "\n".join(lines)
 
 
 class TrackerSpec(BaseModel):
@@ -79,14 +90,27 @@ class Tracker:
             max_tracked_requests=self.spec.max_tracked_requests,
         )
         self.perf.rebuild_from(self.store)
+        self.invalid = 0  # records dropped by validation since this process started
 
     def close(self) -> None:
         self.store.close()
 
     # -- writes (persist, then apply; the actor runs persist in a thread) ---------------
 
+    def validate(self, records: Iterable[Record | dict[str, Any]]) -> list[Record]:
+        """The valid records. An invalid one is logged and counted but never fails its
+        batch: the router re-sends unacknowledged batches, so one bad record would loop."""
+        out: list[Record] = []
+        for r in records:
+            try:
+                out.append(as_record(r))
+            except ValidationError as exc:
+                self.invalid += 1
+                log.warning("dropping invalid record: %s", str(exc).replace("\n", " "))
+        return out
+
     def persist(self, records: Iterable[Record | dict[str, Any]]) -> Written:
-        return self.store.store(records)
+        return self.store.store(self.validate(records))
 
     def apply(self, written: Written) -> int:
         self.perf.apply(written, lookup=self.store)
@@ -97,11 +121,14 @@ class Tracker:
         (duplicates of already-stored records are counted in `reconcile()`)."""
         return self.apply(self.persist(records))
 
-    def check_feedback(self, request_id: str, score: float, ts: float | None = None) -> FeedbackRecord:
+    def check_feedback(
+        self, request_id: str, score: float, ts: float | None = None
+    ) -> FeedbackRecord:
+        """The feedback record to store; raises for a bad score or an unknown request."""
         if not 0.0 <= score <= 1.0:
             raise ValueError(f"feedback score must be within 0..1, got {score}")
         if not self.store.has_request(request_id):
-            raise KeyError(f"unknown request id {request_id!r}: no request with this id was recorded")
+            raise KeyError(f"unknown request id {request_id!r}: no request with this id recorded")
         return FeedbackRecord(request_id=request_id, ts=self._clock() if ts is None else ts,
                               score=score)
 
@@ -123,20 +150,29 @@ class Tracker:
         return {p: self.perf.stats_for(p, context) for p in names}
 
     def costs(self, by: str = "hour", since: float | None = None) -> pd.DataFrame:
-        costs._period(by)  # fail on a bad `by` before reading the store
+        costs.period_freq(by)  # fail on a bad `by` before reading the store
         return costs.cost_summary(self.store.cost_frame(since), by)
 
     def cost_per_token(self, since: float | None = None) -> pd.DataFrame:
         return costs.cost_per_token(self.store.cost_frame(since))
 
-    def budget_status(self, budgets: BudgetSpec | dict[str, Any], now: float | None = None) -> pd.DataFrame:
+    def budget_status(
+        self, budgets: BudgetSpec | dict[str, Any], now: float | None = None
+    ) -> pd.DataFrame:
         now = self._clock() if now is None else now
-        frame = self.store.cost_frame(since=now - max(costs.WINDOWS.values()))
+        frame = self.store.cost_frame(since=BudgetLedger.window_start("daily", now))
         return costs.budget_status(frame, budgets, now)
 
-    def spend(self, window_s: float, provider: str | None = None, now: float | None = None) -> float:
+    def spend(
+        self, window_s: float, provider: str | None = None, now: float | None = None
+    ) -> float:
+        """USD spent over the last `window_s` seconds (attempts, all or one provider)."""
         now = self._clock() if now is None else now
         return self.store.spend_since(now - window_s, provider)
+
+    def spend_since(self, ts: float, provider: str | None = None) -> float:
+        """USD spent since unix time `ts` (the router seeds its budget windows with this)."""
+        return self.store.spend_since(ts, provider)
 
     def audit(self, request_id: str) -> list[dict[str, Any]]:
         """The request's attempt rows, then its request row, then its feedback row if any."""
@@ -152,7 +188,9 @@ class Tracker:
         return rows
 
     def reconcile(self) -> dict[str, int]:
-        return self.store.counts()
+        """Stored rows, ignored duplicates and rejected feedback (durable tallies), plus
+        records dropped as invalid by this process."""
+        return {**self.store.counts(), "invalid": self.invalid}
 
 
 @ray.remote(num_cpus=0)
@@ -162,13 +200,14 @@ class TrackerActor:
 
     def __init__(self, spec: TrackerSpec | dict[str, Any] | None = None) -> None:
         # A restarted actor runs this again: the core rebuilds its figures from the store.
-        self._core = Tracker(spec if isinstance(spec, TrackerSpec) else TrackerSpec.model_validate(spec or {}))
+        if not isinstance(spec, TrackerSpec):
+            spec = TrackerSpec.model_validate(spec or {})
+        self._core = Tracker(spec)
         self._write = asyncio.Lock()  # FIFO: batches apply in the order they arrived
 
     async def record(self, records: list[Record | dict[str, Any]]) -> int:
-        recs = [as_record(r) for r in records]
         async with self._write:
-            written = await asyncio.to_thread(self._core.persist, recs)
+            written = await asyncio.to_thread(self._core.persist, records)
             return self._core.apply(written)
 
     async def feedback(self, request_id: str, score: float) -> None:
@@ -180,7 +219,9 @@ class TrackerActor:
     async def performance(self, by_context: bool = False) -> pd.DataFrame:
         return self._core.performance(by_context)
 
-    async def provider_stats(self, context: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    async def provider_stats(
+        self, context: dict[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
         return self._core.provider_stats(context)
 
     async def costs(self, by: str = "hour", since: float | None = None) -> pd.DataFrame:
@@ -194,6 +235,9 @@ class TrackerActor:
 
     async def spend(self, window_s: float, provider: str | None = None) -> float:
         return await asyncio.to_thread(self._core.spend, window_s, provider)
+
+    async def spend_since(self, ts: float, provider: str | None = None) -> float:
+        return await asyncio.to_thread(self._core.spend_since, ts, provider)
 
     async def audit(self, request_id: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._core.audit, request_id)

@@ -34,6 +34,7 @@ PROMPT = (
 COMPLETION = Completion(messages=[Message(role="user", content=PROMPT)], max_tokens=256)
 
 Attempt = Callable[[], Awaitable[object]]
+Run = tuple[list[float], float, float]
 
 
 def spec_for(base_url: str, concurrency: int) -> ProviderSpec:
@@ -91,7 +92,8 @@ async def variant(name: str, spec: ProviderSpec) -> tuple[Attempt, Callable[[], 
     raise ValueError(name)
 
 
-async def drive(name: str, base_url: str, concurrency: int, seconds: float) -> dict:
+async def drive(name: str, base_url: str, concurrency: int, seconds: float) -> Run:
+    """(latencies, elapsed, client CPU seconds) of one timed run after a short warm-up."""
     attempt, close = await variant(name, spec_for(base_url, concurrency))
     latencies: list[float] = []
 
@@ -104,16 +106,22 @@ async def drive(name: str, base_url: str, concurrency: int, seconds: float) -> d
     try:
         warm = time.perf_counter() + 0.5
         await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
     finally:
         await close()
+    return latencies, elapsed, cpu
+
+
+def summary(name: str, concurrency: int, runs: list[Run]) -> dict:
+    latencies = [x for lat, _, _ in runs for x in lat]
     q = statistics.quantiles(latencies, n=100)
     return {
         "name": name,
         "concurrency": concurrency,
-        "rps": len(latencies) / elapsed,
+        "rps": len(latencies) / sum(elapsed for _, elapsed, _ in runs),
+        "cpu_us": 1e6 * sum(cpu for _, _, cpu in runs) / len(latencies),
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
     }
@@ -129,7 +137,8 @@ VARIANTS = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per variant and concurrency")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (noise fairness)")
     ap.add_argument("--uvloop", action="store_true", help="run the client on uvloop")
     args = ap.parse_args()
     run = asyncio.run
@@ -144,22 +153,31 @@ def main() -> None:
     with SimulatorProcess(latency_scale=0, seed=1, cpu=0 if pin else None) as sim:
         base = simulator_base_url("openai", sim.url)
         for concurrency in (1, 32):
-            for name in VARIANTS:
-                results.append(run(drive(name, base, concurrency, args.seconds)))
+            runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
+            for _ in range(args.rounds):  # interleaved, so a noisy neighbour hits all alike
+                for name in VARIANTS:
+                    runs[name].append(
+                        run(drive(name, base, concurrency, args.seconds / args.rounds))
+                    )
+            results += [summary(name, concurrency, r) for name, r in runs.items()]
         totals = sim.stats().totals
     where = "server pinned to CPU 0, client to CPU 1" if pin else "unpinned"
     loop = "uvloop" if args.uvloop else "asyncio"
-    print(f"\nOpenAI wire format against the simulator (latency_scale=0; {where}; client on {loop}),")
-    print(f"{args.seconds:g} s a run after 0.5 s warm-up; build + JSON + HTTP + parse per attempt\n")
-    print("| client | in flight | req/s | p50 ms | p99 ms | req/s vs raw aiohttp |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"\nOpenAI wire format, simulator with latency_scale=0 ({where}; client on {loop}),")
+    print(
+        f"{args.seconds:g} s per row in {args.rounds} interleaved rounds, each after 0.5 s warm-up; "
+        "build + JSON + HTTP + parse per attempt\n"
+    )
+    print(
+        "| client | in flight | req/s | p50 ms | p99 ms | client CPU µs/req | req/s vs raw aiohttp |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        raw = next(
-            x for x in results if x["name"] == "raw aiohttp" and x["concurrency"] == r["concurrency"]
-        )
+        c = r["concurrency"]
+        raw = next(x for x in results if x["name"] == "raw aiohttp" and x["concurrency"] == c)
         print(
             f"| {r['name']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} | {r['rps'] / raw['rps']:.2f} |"
+            f"| {r['p99_ms']:.2f} | {r['cpu_us']:,.0f} | {r['rps'] / raw['rps']:.2f} |"
         )
     print(f"\nsimulator counted {totals.requests} requests, {totals.ok} ok")
 

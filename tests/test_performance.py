@@ -28,7 +28,8 @@ def request(rid: str, provider: str = "claude", ctx: dict | None = None) -> Requ
 
 def test_context_key_is_canonical_and_ignores_other_keys() -> None:
     assert context_key(BULL) == "regime=bull|task=analysis|timeframe=1h"
-    assert context_key({"timeframe": "1h", "regime": "bull", "task": "analysis"}) == context_key(BULL)
+    same = {"timeframe": "1h", "regime": "bull", "task": "analysis"}
+    assert context_key(same) == context_key(BULL)
     assert context_key({"symbol": "BTC"}) == context_key(None) == ""
 
 

@@ -128,7 +128,9 @@ async def test_deadline_stops_before_a_wait_that_would_pass_it():
 async def test_deadline_allows_retries_that_fit():
     ft = FakeTime()
     fn = Flaky(err(ErrorClass.RATE_LIMITED, retry_after=1.0), err(ErrorClass.RATE_LIMITED, 1.0))
-    assert await run(fn, RetrySpec(max_attempts=5, base_s=0.0, max_s=0.0), ft, deadline=10.0) == "ok"
+    assert (
+        await run(fn, RetrySpec(max_attempts=5, base_s=0.0, max_s=0.0), ft, deadline=10.0) == "ok"
+    )
     assert ft.waits == [1.0, 1.0]
 
 

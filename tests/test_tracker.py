@@ -46,8 +46,9 @@ def test_record_batch_counts_only_new_records(spec: TrackerSpec) -> None:
     t = make(spec)
     assert t.record_batch(records("r1", fail_first=True)) == 3
     assert t.record_batch([r.model_dump() for r in records("r1", fail_first=True)]) == 0
+    assert t.record_batch([{"kind": "attempt", "request_id": "bad"}]) == 0  # dropped, logged
     assert t.reconcile() == {"requests": 1, "attempts": 2, "feedback": 0, "duplicates": 3,
-                             "rejected_feedback": 0}
+                             "rejected_feedback": 0, "invalid": 1}
     assert t.performance().loc[("claude", "*"), "attempts"] == 1  # not counted twice
 
 
@@ -100,7 +101,8 @@ def test_costs_spend_and_budgets(spec: TrackerSpec) -> None:
     assert t.spend(3600) == pytest.approx(0.01)
     assert t.spend(86400, provider="claude") == pytest.approx(0.01)
     b = t.budget_status({"hourly_usd": 0.01, "daily_usd": 1.0})
-    assert b.loc[("global", "hourly"), "status"] == "exceeded"
+    assert b.loc[("*", "hourly"), "status"] == "exceeded"
+    assert t.spend_since(NOW - 3 * 3600) == pytest.approx(0.021)
     assert t.cost_per_token().loc[("claude", "c"), "tokens"] == 150
 
 
@@ -109,6 +111,7 @@ def test_restart_rebuilds_same_figures(spec: TrackerSpec) -> None:
     for i in range(5):
         t.record_batch(records(f"r{i}", fail_first=i % 2 == 0, ctx=CTX if i > 1 else None))
     t.feedback("r3", 0.9)
+    t.record_batch(records("r1"))
     before, counts = t.performance(by_context=True), t.reconcile()
     t.close()
     t2 = make(spec)

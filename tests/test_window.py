@@ -74,9 +74,7 @@ def test_confidence_none_is_not_zero():
 def test_percentiles_match_numpy_on_successes_only():
     rng = random.Random(7)
     w = RollingWindow(50)
-    outcomes = [
-        Outcome(ok=rng.random() < 0.8, latency_s=rng.expovariate(1.0)) for _ in range(137)
-    ]
+    outcomes = [Outcome(ok=rng.random() < 0.8, latency_s=rng.expovariate(1.0)) for _ in range(137)]
     for o in outcomes:
         w.add(o)
     kept = [o.latency_s for o in outcomes[-50:] if o.ok]

@@ -37,7 +37,9 @@ class AnthropicClient(WireClient):
         max_tokens = check_limits(spec, completion)
         system = [m.content for m in completion.messages if m.role == "system"]
         messages = [
-            {"role": m.role, "content": m.content} for m in completion.messages if m.role != "system"
+            {"role": m.role, "content": m.content}
+            for m in completion.messages
+            if m.role != "system"
         ]
         if not messages:
             raise ProviderError(

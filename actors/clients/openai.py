@@ -19,7 +19,7 @@ def _text(content: Any) -> str:
         return "".join(
             p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
         )
-    raise BadBody(f"field 'choices[0].message.content' has unexpected type {type(content).__name__}")
+    raise BadBody(f"field 'choices[0].message.content' is a {type(content).__name__}")
 
 
 class OpenAIClient(WireClient):
@@ -45,13 +45,14 @@ class OpenAIClient(WireClient):
             raise BadBody("'choices' is empty")
         message = need(choices[0], "message", dict, "choices[0]")
         finish = choices[0].get("finish_reason")
+        finish = FINISH_REASONS.get(finish, "other") if isinstance(finish, str) else "other"
         usage = need(data, "usage", dict)
         return make_result(
             spec,
             text=_text(message.get("content")),
             input_tokens=count(usage, "prompt_tokens", "usage"),
             output_tokens=count(usage, "completion_tokens", "usage"),
-            finish_reason=FINISH_REASONS.get(finish, "other") if isinstance(finish, str) else "other",
+            finish_reason=finish,
             latency_s=latency_s,
             raw_id=data.get("id", ""),
         )

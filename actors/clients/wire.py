@@ -280,10 +280,23 @@ class WireClient:
                 message = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:MAX_DETAIL]
             raise ProviderError(error_class, message, provider=spec.name) from None
         latency_s = time.perf_counter() - start
-        return self.parse(spec, response.status_code, response.headers, response.content, latency_s)
+        try:
+            return self.parse(
+                spec, response.status_code, response.headers, response.content, latency_s
+            )
+        except ProviderError as exc:
+            if self._key.value not in exc.message:
+                raise
+            raise ProviderError(  # a provider that echoes the key back
+                exc.error_class,
+                self._scrub(exc.message),
+                provider=exc.provider,
+                status=exc.status,
+                retry_after=exc.retry_after,
+            ) from None
 
     def _scrub(self, text: str) -> str:
-        """Belt and braces: no exception text may ever carry the key out."""
+        """Belt and braces: no message may ever carry the key out."""
         return text.replace(self._key.value, "***") if self._key else text
 
     async def aclose(self) -> None:

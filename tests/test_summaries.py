@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from actors.config import ConfigError
-from actors.costs import BudgetSpec, budget_status, cost_per_token, cost_summary
+from actors.budget import BudgetSpec
+from actors.summaries import budget_status, cost_per_token, cost_summary
 
 NOW = 1_700_000_000.0
 
@@ -59,20 +59,14 @@ def test_cost_per_token() -> None:
     assert gpt["usd_per_1k_tokens"] == pytest.approx(0.30 / 3.8)
 
 
-def test_budget_status_rolling_windows() -> None:
+def test_budget_status_calendar_windows() -> None:
+    # NOW is 800 s into its UTC hour and 80000 s into its UTC day
     spec = BudgetSpec(hourly_usd=1.0, daily_usd=1.0,
                       per_provider={"claude": {"hourly_usd": 0.1, "daily_usd": 0.5}, "gpt": {}})
     b = budget_status(frame(ROWS), spec, NOW)
-    assert b.loc[("global", "hourly"), "spend_usd"] == pytest.approx(0.35)
-    assert b.loc[("global", "daily"), "spend_usd"] == pytest.approx(0.75)
-    assert b.loc[("global", "daily"), "status"] == "ok"
+    assert b.loc[("*", "hourly"), "spend_usd"] == pytest.approx(0.15)
+    assert b.loc[("*", "daily"), "spend_usd"] == pytest.approx(0.75)
+    assert b.loc[("*", "daily"), "status"] == "ok"
     assert b.loc[("claude", "hourly"), "status"] == "exceeded"
     assert b.loc[("claude", "daily"), "status"] == "soft"  # 0.45 of 0.5
     assert "gpt" not in b.index.get_level_values("scope")  # no limits set
-
-
-def test_budget_spec_errors_name_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"budgets\.per_provider\.claude\.daily_usd"):
-        BudgetSpec.from_config({"per_provider": {"claude": {"daily_usd": -1}}})
-    with pytest.raises(ConfigError, match=r"budgets\.monthly_usd: unknown key"):
-        BudgetSpec.from_config({"monthly_usd": 3})
