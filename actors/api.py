@@ -120,6 +120,38 @@ class RouterClient:
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
 
+    def analyze(
+        self,
+        data: pd.DataFrame | Any,
+        task: str = "analysis",
+        *,
+        symbol: str | None = None,
+        timeframe: str | None = None,
+        as_of: Any = None,
+        position: dict[str, Any] | None = None,
+        **route: Any,
+    ) -> RouteResult:
+        """OHLCV bars (or a ready MarketContext) → a routed, validated TradeSignal
+        (task "analysis"/"pattern") or RiskAssessment (task "risk") in `result.parsed`.
+
+        An answer that does not validate counts against its provider and the router falls
+        back to the next one.
+        """
+        from actors.analysis import analysis_request, context_from_bars
+        from prompts import MarketContext
+
+        if isinstance(data, MarketContext):
+            ctx = data.with_position(position) if position is not None else data
+        else:
+            if not symbol or not timeframe:
+                raise ValueError("analyze(bars, ...) needs symbol= and timeframe=")
+            ctx = context_from_bars(data, symbol, timeframe, as_of=as_of, position=position)
+        req = analysis_request(ctx, task, self.config, **route)
+        try:
+            return ray.get(self._h.router.route.remote(req))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
     def route(self, req: RouteRequest) -> Any:
         """The raw ObjectRef of a routed request (for fan-out with ray.wait)."""
         return self._h.router.route.remote(req)

@@ -93,6 +93,7 @@ class Provider:
                 raise ProviderError(ErrorClass.BREAKER_OPEN, self._open_message(now),
                                     provider=spec.name)
             started = time.monotonic()
+            result: Result | None = None
             try:
                 async with await self.limiter.acquire(reserve_tokens, deadline_mono) as lease:
                     remaining = None if deadline_mono is None else deadline_mono - time.monotonic()
@@ -109,7 +110,7 @@ class Provider:
             except ProviderError as exc:
                 if exc.provider is None:
                     exc.provider = spec.name
-                self._record_failure(n, exc, time.monotonic() - started, attempts)
+                self._record_failure(n, exc, time.monotonic() - started, attempts, result)
                 raise
             except asyncio.CancelledError:
                 self.breaker.release_probe()  # a cancelled half-open probe must not wedge it
@@ -151,17 +152,23 @@ class Provider:
         ))
 
     def _record_failure(self, n: int, exc: ProviderError, elapsed: float,
-                        attempts: list[AttemptInfo]) -> None:
+                        attempts: list[AttemptInfo], result: Result | None = None) -> None:
+        """`result` is set when the provider answered (and billed) but the answer was unusable."""
         now = time.time()
         if exc.error_class is not ErrorClass.BREAKER_OPEN:
             self.breaker.record(False, now, error_class=exc.error_class, retry_after=exc.retry_after)
+        tin = result.input_tokens if result else 0
+        tout = result.output_tokens if result else 0
+        cost = result.cost_usd if result else 0.0
         if exc.error_class not in (ErrorClass.BREAKER_OPEN, ErrorClass.DEADLINE,
                                    ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_TOO_LONG):
-            self.window.add(Outcome(False, elapsed))
-        self.metrics.attempt(self.spec.name, False, exc.error_class.value, elapsed, 0.0, 0, 0)
+            self.window.add(Outcome(False, elapsed, tin, tout, cost))
+        self.metrics.attempt(self.spec.name, False, exc.error_class.value, elapsed, cost, tin, tout)
         attempts.append(AttemptInfo(
             attempt=n, ts=now, ok=False, error_class=exc.error_class.value,
             error=exc.message[:500], status=exc.status, latency_s=elapsed,
+            input_tokens=tin, output_tokens=tout, cost_usd=cost,
+            response=result.text if result else None,
         ))
 
     def _reply(self, attempts: list[AttemptInfo], *, result: Result | None = None,

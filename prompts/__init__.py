@@ -1,9 +1,9 @@
 """Market context, prompt rendering and structured-output parsing for the router.
 
-    df = load_sample("sp500")
-    for ctx in contexts_for_bars(df, "SPX", "1d", start="2008-01-01"):
-        prompt = render_prompt(ctx, "analysis", max_input_tokens=8000)
-        ...  # send prompt.messages(); then parse_output(text, TASKS["analysis"].output)
+df = load_sample("sp500")
+for ctx in contexts_for_bars(df, "SPX", "1d", start="2008-01-01"):
+    prompt = render_prompt(ctx, "analysis", max_input_tokens=8000)
+    ...  # send prompt.messages(); then parse_output(text, TASKS["analysis"].output)
 """
 
 from prompts.context import (
@@ -21,7 +21,7 @@ from prompts.parse import OutputError, parse_output
 from prompts.regime import RegimeRules
 from prompts.render import Prompt, PromptTooLong, estimate_tokens, render_prompt
 from prompts.tasks import TASKS, Task, get_task
-from prompts.template import TemplateError
+from prompts.template import TemplateError, reload_templates
 
 __all__ = [
     "TASKS",
@@ -48,6 +48,7 @@ __all__ = [
     "load_sample",
     "normalize_ohlcv",
     "parse_output",
+    "reload_templates",
     "render_prompt",
     "warmup_bars",
 ]

@@ -88,7 +88,9 @@ class Indicators(BaseModel):
     volume_change: float = Field(
         ge=-1, description="Volume vs the previous 20 bars' average, minus 1 (0.5 = +50%)."
     )
-    sma_trend: float = Field(description="Slow trend SMA (RegimeRules.trend_window, 200 by default).")
+    sma_trend: float = Field(
+        description="Slow trend SMA (RegimeRules.trend_window, 200 by default)."
+    )
     realized_vol: float = Field(ge=0, description="Annualized realized volatility of log returns.")
 
 
@@ -98,7 +100,9 @@ class Pattern(BaseModel):
     model_config = _STRICT
 
     name: PatternName
-    confidence: float = Field(ge=0, le=1, description="Strength of the signal, 0 weak .. 1 textbook.")
+    confidence: float = Field(
+        ge=0, le=1, description="Strength of the signal, 0 weak .. 1 textbook."
+    )
     bars_ago: int = Field(default=0, ge=0, description="0 = on the context's bar.")
 
     @property
@@ -115,7 +119,9 @@ class Position(BaseModel):
     entry: float = Field(gt=0, description="Entry price.")
     stop: float | None = Field(default=None, gt=0, description="Protective stop price.")
     size: float = Field(ge=0, description="Units held (shares, contracts, coins).")
-    account_equity: float | None = Field(default=None, gt=0, description="Account value, quote ccy.")
+    account_equity: float | None = Field(
+        default=None, gt=0, description="Account value, quote ccy."
+    )
     max_risk_fraction: float = Field(
         default=0.01, gt=0, le=1, description="Largest loss to stop allowed, as a share of equity."
     )
@@ -153,7 +159,9 @@ class MarketContext(BaseModel):
     regime: Regime = Field(description="Market regime from `prompts.regime`.")
     last_close: float = Field(gt=0, description="Close of the as-of bar.")
     indicators: Indicators
-    patterns: list[Pattern] = Field(default_factory=list, description="Most recent first, then most confident.")
+    patterns: list[Pattern] = Field(
+        default_factory=list, description="Most recent first, then most confident."
+    )
     position: Position | None = Field(default=None, description="Optional position / risk inputs.")
 
     @property

@@ -43,8 +43,7 @@ def normalize_ohlcv(df: pd.DataFrame) -> pd.DataFrame:
         time_col = next((by_lower[c] for c in _TIME_COLUMNS if c in by_lower), None)
         if time_col is None:
             raise DataError(
-                "no timestamps: use a DatetimeIndex or a column named one of "
-                f"{list(_TIME_COLUMNS)}"
+                f"no timestamps: use a DatetimeIndex or a column named one of {list(_TIME_COLUMNS)}"
             )
         try:
             index = pd.DatetimeIndex(pd.to_datetime(df[time_col]))
@@ -67,7 +66,9 @@ def normalize_ohlcv(df: pd.DataFrame) -> pd.DataFrame:
             raise DataError(f"column {col!r} is not numeric: {exc}") from exc
         bad = ~np.isfinite(values)
         if bad.any():
-            raise DataError(f"column {col!r} has {int(bad.sum())} NaN/inf value(s), first at {index[bad][0]}")
+            raise DataError(
+                f"column {col!r} has {int(bad.sum())} NaN/inf value(s), first at {index[bad][0]}"
+            )
         out[col] = values
     if (out["high"] < out["low"]).any():
         at = out.index[(out["high"] < out["low"]).to_numpy()][0]

@@ -26,7 +26,9 @@ class TradeSignal(BaseModel):
     stop: float | None = Field(default=None, gt=0, description="Protective stop price, if any.")
     take_profit: float | None = Field(default=None, gt=0, description="Profit target, if any.")
     horizon: str = Field(min_length=1, description="Expected holding period, e.g. '3-5 days'.")
-    rationale: str = Field(min_length=1, description="Short reasoning, citing the context's numbers.")
+    rationale: str = Field(
+        min_length=1, description="Short reasoning, citing the context's numbers."
+    )
 
     @model_validator(mode="after")
     def _levels_in_order(self) -> TradeSignal:
@@ -36,7 +38,9 @@ class TradeSignal(BaseModel):
         sign = 1 if self.direction == "long" else -1
         if self.stop is not None and sign * (self.entry - self.stop) <= 0:
             side = "below" if sign > 0 else "above"
-            raise ValueError(f"stop {self.stop} must be {side} entry {self.entry} for a {self.direction}")
+            raise ValueError(
+                f"stop {self.stop} must be {side} entry {self.entry} for a {self.direction}"
+            )
         if self.take_profit is not None and sign * (self.take_profit - self.entry) <= 0:
             side = "above" if sign > 0 else "below"
             raise ValueError(
@@ -51,6 +55,10 @@ class RiskAssessment(BaseModel):
     model_config = _OUTPUT
 
     risk_score: float = Field(ge=0, le=1, description="0 = negligible, 1 = extreme.")
-    max_position_size: float = Field(ge=0, description="Largest size (units) the risk budget allows.")
-    stop_distance: float = Field(ge=0, description="Recommended entry-to-stop distance, price units.")
+    max_position_size: float = Field(
+        ge=0, description="Largest size (units) the risk budget allows."
+    )
+    stop_distance: float = Field(
+        ge=0, description="Recommended entry-to-stop distance, price units."
+    )
     warnings: list[str] = Field(default_factory=list, description="Concrete risks to watch.")

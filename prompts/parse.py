@@ -4,7 +4,7 @@ Models wrap JSON in ```json fences, prose ("Here is my analysis: {...} Let me kn
 sometimes show an example object before the real one. Candidates are taken in order — fenced
 blocks first, then every `{` in the text that starts a complete JSON object (decoded by the json
 module, so braces inside strings are handled) — and the first that validates wins. If none does,
-`OutputError` says why, with the first candidate's field errors; the router maps it to an
+`OutputError` says why, with the field errors of the closest candidate (fewest errors); the router maps it to an
 `invalid_response` attempt.
 """
 
@@ -32,15 +32,16 @@ def parse_output(text: str, model_cls: type[M]) -> M:
     """The first JSON object in `text` that validates as `model_cls`, else `OutputError`."""
     if not isinstance(text, str) or not text.strip():
         raise OutputError("empty response: no JSON object found")
-    first_error: ValidationError | None = None
+    closest: ValidationError | None = None
     for obj in _candidates(text):
         try:
             return model_cls.model_validate(obj)
         except ValidationError as exc:
-            first_error = first_error or exc
-    if first_error is None:
+            if closest is None or exc.error_count() < closest.error_count():
+                closest = exc
+    if closest is None:
         raise OutputError("no JSON object found in the response")
-    raise OutputError(f"JSON does not match {model_cls.__name__}: {_describe(first_error)}")
+    raise OutputError(f"JSON does not match {model_cls.__name__}: {_describe(closest)}")
 
 
 def _candidates(text: str) -> Iterator[dict[str, Any]]:

@@ -59,11 +59,19 @@ def detect_patterns(
 
     small_body = body <= rng / 3
     hammer = (
-        (rng > 0) & small_body & (lower >= 2 * body) & (lower >= 0.6 * rng) & (upper <= 0.15 * rng)
+        (rng > 0)
+        & small_body
+        & (lower >= 2 * body)
+        & (lower >= 0.6 * rng)
+        & (upper <= 0.15 * rng)
         & (c1 < ema_fast.shift(1))
     )
     star = (
-        (rng > 0) & small_body & (upper >= 2 * body) & (upper >= 0.6 * rng) & (lower <= 0.15 * rng)
+        (rng > 0)
+        & small_body
+        & (upper >= 2 * body)
+        & (upper >= 0.6 * rng)
+        & (lower <= 0.15 * rng)
         & (c1 > ema_fast.shift(1))
     )
     hammer_conf = 0.5 * _scale(lower / safe_rng - 0.6, 0.3) + 0.5 * size
@@ -97,6 +105,9 @@ def detect_patterns(
     }
     # Confidence needs an ATR; before ATR exists (warm-up) a pattern is not reported.
     return pd.DataFrame(
-        {name: conf.clip(0.0, 1.0).where(mask & conf.notna()) for name, (mask, conf) in fired.items()},
+        {
+            name: conf.clip(0.0, 1.0).where(mask & conf.notna())
+            for name, (mask, conf) in fired.items()
+        },
         index=df.index,
     )

@@ -32,15 +32,21 @@ class RegimeRules(BaseModel):
 
     vol_window: int = Field(default=20, ge=2, description="Bars of log returns in realized vol.")
     high_vol_threshold: float = Field(
-        default=0.35, gt=0, description="Annualized realized vol above which the regime is high_volatility."
+        default=0.35,
+        gt=0,
+        description="Annualized realized vol above which the regime is high_volatility.",
     )
     trend_window: int = Field(default=200, ge=2, description="Bars in the slow trend SMA.")
-    slope_window: int = Field(default=20, ge=1, description="Bars over which the SMA's slope is taken.")
+    slope_window: int = Field(
+        default=20, ge=1, description="Bars over which the SMA's slope is taken."
+    )
     min_slope: float = Field(
         default=0.0, ge=0, description="Fractional SMA change over slope_window needed for a trend."
     )
     min_strength: float = Field(
-        default=1.0, ge=0, description="Distance of close from the SMA, in ATRs, needed for a trend."
+        default=1.0,
+        ge=0,
+        description="Distance of close from the SMA, in ATRs, needed for a trend.",
     )
     bars_per_year: float | None = Field(
         default=None, gt=0, description="Annualization; None = from the timeframe (equity session)."

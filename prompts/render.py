@@ -5,7 +5,7 @@ the context (regime, trading style, position, patterns). When the prompt would n
 `max_input_tokens`, whole sections are dropped, least important first, and named in
 `Prompt.dropped_sections` — text is never cut mid-sentence, since a half-sentence of risk guidance
 reads as a different instruction. The token estimate is the router's rule: ceil(chars / 4) per
-message plus 4 per message.
+message, plus 4 per message and 3 per request.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from prompts.context import PATTERN_DIRECTION, MarketContext
 from prompts.tasks import Task, get_task
 from prompts.template import REQUIRED, TEMPLATE_DIR, load_template
 
+# The router's estimate (actors/tokens.py), repeated so prompts need not import actors; a test
+# checks the two agree.
 TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REQUEST = 3
 
 #: Every `$placeholder` a template may use.
 PLACEHOLDERS = frozenset(
@@ -33,7 +36,6 @@ PLACEHOLDERS = frozenset(
     size_at_2atr""".split()
 )
 _NA = "n/a"
-_UNKNOWN = "unknown (no stop set)"
 
 
 class PromptTooLong(ValueError):
@@ -56,11 +58,16 @@ class Prompt(BaseModel):
     task: str = Field(description="Task name (a key of prompts.TASKS).")
     system: str = Field(description="System message: role, rules and the output JSON schema.")
     user: str = Field(description="User message: the market context.")
-    estimated_tokens: int = Field(ge=0, description="ceil(chars/4) + 4 per message, summed.")
-    dropped_sections: list[str] = Field(
-        default_factory=list, description="Sections left out to fit max_input_tokens, in drop order."
+    estimated_tokens: int = Field(
+        ge=0, description="The router's estimate: ceil(chars/4) + 4 per message, + 3."
     )
-    tags: dict[str, str] = Field(default_factory=dict, description="task, symbol, timeframe, regime…")
+    dropped_sections: list[str] = Field(
+        default_factory=list,
+        description="Sections left out to fit max_input_tokens, in drop order.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="task, symbol, timeframe, regime…"
+    )
 
     def messages(self) -> list[dict[str, str]]:
         """OpenAI-style chat messages, system first."""
@@ -68,8 +75,8 @@ class Prompt(BaseModel):
 
 
 def estimate_tokens(texts: list[str] | list[dict[str, str]]) -> int:
-    """The router's estimate: ceil(len/4) per message text plus 4 per message."""
-    total = 0
+    """The router's estimate: ceil(len/4) per message text, plus 4 per message and 3 per request."""
+    total = TOKENS_PER_REQUEST
     for item in texts:
         text = item["content"] if isinstance(item, dict) else item
         total += math.ceil(len(text) / 4) + TOKENS_PER_MESSAGE
@@ -182,8 +189,8 @@ def placeholder_values(context: MarketContext, task: Task) -> dict[str, str]:
         "stop": _num(pos.stop) if pos and pos.stop is not None else "not set",
         "size": _num(pos.size) if pos else _NA,
         "account_equity": _num(pos.account_equity) if pos and pos.account_equity else "unknown",
-        "risk_amount": _num(pos.risk_amount) if pos and pos.risk_amount is not None else _UNKNOWN,
-        "risk_pct": _pct(pos.risk_fraction) if pos and pos.risk_fraction is not None else _UNKNOWN,
+        "risk_amount": _num(pos.risk_amount) if pos and pos.risk_amount is not None else _NA,
+        "risk_pct": _pct(pos.risk_fraction) if pos and pos.risk_fraction is not None else _NA,
         "max_risk_pct": _pct(pos.max_risk_fraction) if pos else _NA,
         "risk_budget": _NA,
         "size_at_2atr": _NA,
@@ -198,7 +205,11 @@ def placeholder_values(context: MarketContext, task: Task) -> dict[str, str]:
 
 @cache
 def _schema(model: type[BaseModel]) -> str:
-    return json.dumps(model.model_json_schema(), ensure_ascii=False)
+    """The model's JSON schema without per-field titles (they repeat the field names: tokens)."""
+    schema = model.model_json_schema()
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return json.dumps(schema, ensure_ascii=False)
 
 
 def _num(x: float, sig: int = 6) -> str:
@@ -211,7 +222,12 @@ def _num(x: float, sig: int = 6) -> str:
 
 
 def _pct(x: float, *, signed: bool = False) -> str:
-    return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"
+    """Percent with one decimal, or two significant digits below 1 % (FX: ATR 0.015 %)."""
+    value = x * 100
+    sign = "+" if signed and value >= 0 else ""
+    if value == 0 or abs(value) >= 1:
+        return f"{sign}{value:.1f}%"
+    return f"{sign}{_num(value, 2)}%"
 
 
 def _when(ts: datetime) -> str:
@@ -225,7 +241,11 @@ def _patterns(context: MarketContext) -> str:
         return "none"
     lines = []
     for p in context.patterns:
-        ago = "on the last bar" if p.bars_ago == 0 else f"{p.bars_ago} bar{'s' if p.bars_ago > 1 else ''} ago"
+        ago = (
+            "on the last bar"
+            if p.bars_ago == 0
+            else f"{p.bars_ago} bar{'s' if p.bars_ago > 1 else ''} ago"
+        )
         lines.append(
             f"- {p.name.replace('_', ' ')} ({PATTERN_DIRECTION[p.name]}), {ago}, "
             f"confidence {p.confidence:.2f}"

@@ -25,10 +25,18 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "analysis": Task(
-        "analysis", "analysis.md", TradeSignal, "trade_signal", "Read the market; give a trade call."
+        "analysis",
+        "analysis.md",
+        TradeSignal,
+        "trade_signal",
+        "Read the market; give a trade call.",
     ),
     "pattern": Task(
-        "pattern", "pattern.md", TradeSignal, "trade_signal", "Judge recent patterns; give a trade call."
+        "pattern",
+        "pattern.md",
+        TradeSignal,
+        "trade_signal",
+        "Judge recent patterns; give a trade call.",
     ),
     "risk": Task(
         "risk", "risk.md", RiskAssessment, "risk_assessment", "Score risk and cap position size."

@@ -87,8 +87,13 @@ class TaskTemplate:
 
 
 def load_template(path: Path, placeholders: frozenset[str]) -> TaskTemplate:
-    """Parse and check one task file (cached per path; edits need a new process)."""
+    """Parse and check one task file (cached per path; see `reload_templates`)."""
     return _load(Path(path), placeholders)
+
+
+def reload_templates() -> None:
+    """Forget parsed files, so template edits take effect in a running notebook or server."""
+    _load.cache_clear()
 
 
 @lru_cache(maxsize=32)
@@ -106,7 +111,9 @@ def _load(path: Path, placeholders: frozenset[str]) -> TaskTemplate:
         nonlocal system
         if head is None:
             if _clean(body):
-                raise TemplateError(f"{path}: text before the first <!-- system --> or section marker")
+                raise TemplateError(
+                    f"{path}: text before the first <!-- system --> or section marker"
+                )
             return
         kind, attrs, lineno = head
         text = _template(path, kind, lineno, _clean(body), placeholders)
@@ -136,14 +143,18 @@ def _clean(lines: list[str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _template(path: Path, kind: str, lineno: int, text: str, placeholders: frozenset[str]) -> Template:
+def _template(
+    path: Path, kind: str, lineno: int, text: str, placeholders: frozenset[str]
+) -> Template:
     tmpl = Template(text)
     where = f"{path}:{lineno} ({kind})"
     if not tmpl.is_valid():
         raise TemplateError(f"{where}: a bad '$' — write $$ for a literal dollar sign")
     unknown = sorted(set(tmpl.get_identifiers()) - placeholders)
     if unknown:
-        raise TemplateError(f"{where}: unknown placeholder(s) {unknown}; known: {sorted(placeholders)}")
+        raise TemplateError(
+            f"{where}: unknown placeholder(s) {unknown}; known: {sorted(placeholders)}"
+        )
     if not text:
         raise TemplateError(f"{where}: empty block")
     return tmpl
@@ -166,7 +177,9 @@ def _section(path: Path, lineno: int, attrs: str, text: Template, taken: set[str
     elif raw is not None and raw.isdigit():
         priority = int(raw)
     else:
-        raise TemplateError(f"{where}: section {name!r} needs priority=<integer> or priority=required")
+        raise TemplateError(
+            f"{where}: section {name!r} needs priority=<integer> or priority=required"
+        )
     when = tuple(c for c in found.get("when", "").split(",") if c)
     for cond in when:
         key = cond.split(":", 1)[0] if ":" in cond else cond.lstrip("!")
@@ -178,5 +191,7 @@ def _section(path: Path, lineno: int, attrs: str, text: Template, taken: set[str
         if ":" in cond:
             bad = [v for v in cond.split(":", 1)[1].split("|") if v not in _KEYED[key]]
             if bad:
-                raise TemplateError(f"{where}: section {name!r}: unknown {key} {bad}; one of {list(_KEYED[key])}")
+                raise TemplateError(
+                    f"{where}: section {name!r}: unknown {key} {bad}; one of {list(_KEYED[key])}"
+                )
     return Section(name, priority, when, text)

@@ -1,4 +1,6 @@
-"""Wire client throughput: httpx's default transport vs ours (httpx + httpx-aiohttp) vs raw aiohttp.
+"""Wire client throughput: httpx's default transport, httpx-aiohttp under `httpx.AsyncClient`,
+our path (`make_client().send`: an `httpx.Request` handed straight to the httpx-aiohttp
+transport) and raw aiohttp.
 
 Every variant does the same work per attempt (the OpenAI wire format's `build`, JSON encoding,
 the HTTP exchange, `parse`); only the HTTP layer differs. The server is the simulator with
@@ -22,7 +24,7 @@ import aiohttp
 import httpx
 
 from actors.clients import Completion, Message, make_client
-from actors.clients.http import limits_for, timeout_for
+from actors.clients.http import limits_for, make_transport, timeout_for
 from actors.clients.openai import OpenAIClient
 from actors.config import ProviderSpec
 from actors.simulator import SimulatorProcess, simulator_base_url
@@ -37,6 +39,13 @@ Attempt = Callable[[], Awaitable[object]]
 Run = tuple[list[float], float, float]
 
 
+DEFAULT = "httpx.AsyncClient, default transport"
+ASYNC_CLIENT = "httpx.AsyncClient + httpx-aiohttp transport"
+OURS = "ours: make_client().send (httpx.Request → httpx-aiohttp)"
+RAW = "raw aiohttp"
+VARIANTS = [DEFAULT, ASYNC_CLIENT, OURS, RAW]
+
+
 def spec_for(base_url: str, concurrency: int) -> ProviderSpec:
     return ProviderSpec(
         name="gpt-4-turbo", api="openai", model="gpt-4-turbo", base_url=base_url,
@@ -46,17 +55,35 @@ def spec_for(base_url: str, concurrency: int) -> ProviderSpec:
     )  # fmt: skip
 
 
+def via_async_client(spec: ProviderSpec, client: httpx.AsyncClient) -> Attempt:
+    """An attempt the usual httpx way: `AsyncClient.post`, same build and parse as ours."""
+
+    async def attempt() -> object:
+        url, headers, body = OpenAIClient.build(spec, COMPLETION, "sim")
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        t0 = time.perf_counter()
+        r = await client.post(url, content=content, headers=headers)
+        return OpenAIClient.parse(
+            spec, r.status_code, r.headers, r.content, time.perf_counter() - t0
+        )
+
+    return attempt
+
+
 async def variant(name: str, spec: ProviderSpec) -> tuple[Attempt, Callable[[], Awaitable[None]]]:
     """(one attempt, close) for a variant; all build and parse the same way."""
-    if name == "httpx default transport":
-        transport = httpx.AsyncHTTPTransport(limits=limits_for(spec))
-        client = make_client(spec, base_url=spec.base_url, transport=transport)
-        return (lambda: client.send(COMPLETION)), client.aclose
-    if name == "httpx + httpx-aiohttp (ours)":
-        client = make_client(spec, base_url=spec.base_url)
-        return (lambda: client.send(COMPLETION)), client.aclose
-    if name == "raw aiohttp":
-        connector = aiohttp.TCPConnector(limit=2 * spec.max_concurrency, keepalive_timeout=30)
+    limits, timeout = limits_for(spec), timeout_for(spec)
+    if name == DEFAULT:
+        client = httpx.AsyncClient(limits=limits, timeout=timeout)
+        return via_async_client(spec, client), client.aclose
+    if name == ASYNC_CLIENT:
+        client = httpx.AsyncClient(transport=make_transport(spec), limits=limits, timeout=timeout)
+        return via_async_client(spec, client), client.aclose
+    if name == OURS:
+        wire = make_client(spec, base_url=spec.base_url)
+        return (lambda: wire.send(COMPLETION)), wire.aclose
+    if name == RAW:
+        connector = aiohttp.TCPConnector(limit=limits.max_connections or 0, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector)
 
         async def attempt() -> object:
@@ -68,27 +95,6 @@ async def variant(name: str, spec: ProviderSpec) -> tuple[Attempt, Callable[[], 
             return OpenAIClient.parse(spec, r.status, r.headers, data, time.perf_counter() - t0)
 
         return attempt, session.close
-    if name == "thin: httpx.Request straight to the transport":
-        from httpx_aiohttp import AiohttpTransport
-
-        transport = AiohttpTransport(limits=limits_for(spec))
-        ext = {"timeout": timeout_for(spec).as_dict()}
-
-        async def attempt() -> object:
-            url, headers, body = OpenAIClient.build(spec, COMPLETION, "sim")
-            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            t0 = time.perf_counter()
-            request = httpx.Request("POST", url, headers=headers, content=content, extensions=ext)
-            response = await transport.handle_async_request(request)
-            try:
-                data = await response.aread()
-            finally:
-                await response.aclose()
-            return OpenAIClient.parse(
-                spec, response.status_code, response.headers, data, time.perf_counter() - t0
-            )
-
-        return attempt, transport.aclose
     raise ValueError(name)
 
 
@@ -125,14 +131,6 @@ def summary(name: str, concurrency: int, runs: list[Run]) -> dict:
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
     }
-
-
-VARIANTS = [
-    "httpx default transport",
-    "httpx + httpx-aiohttp (ours)",
-    "thin: httpx.Request straight to the transport",
-    "raw aiohttp",
-]
 
 
 def main() -> None:
@@ -174,7 +172,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         c = r["concurrency"]
-        raw = next(x for x in results if x["name"] == "raw aiohttp" and x["concurrency"] == c)
+        raw = next(x for x in results if x["name"] == RAW and x["concurrency"] == c)
         print(
             f"| {r['name']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {r['cpu_us']:,.0f} | {r['rps'] / raw['rps']:.2f} |"

@@ -45,7 +45,9 @@ def test_load_sample_without_arch_says_how_to_install(monkeypatch: pytest.Monkey
         ohlcv._load_arch.cache_clear()
 
 
-def test_columns_match_case_insensitively_and_timestamps_may_be_a_column(recent: pd.DataFrame) -> None:
+def test_columns_match_case_insensitively_and_timestamps_may_be_a_column(
+    recent: pd.DataFrame,
+) -> None:
     raw = recent.rename(columns=str.upper).reset_index().rename(columns={"timestamp": "Date"})
     raw["Adj Close"] = raw["CLOSE"]
     got = normalize_ohlcv(raw)
@@ -67,7 +69,9 @@ def test_columns_match_case_insensitively_and_timestamps_may_be_a_column(recent:
         (lambda d: d.iloc[:200], "too few bars: got 200, need at least 220"),
     ],
 )
-def test_bad_frames_raise_data_error_naming_the_problem(recent: pd.DataFrame, mutate, message: str) -> None:
+def test_bad_frames_raise_data_error_naming_the_problem(
+    recent: pd.DataFrame, mutate, message: str
+) -> None:
     with pytest.raises(DataError, match=message):
         build_context(mutate(recent), "SPX", "1d")
 
@@ -109,7 +113,9 @@ def test_contexts_for_bars_computes_features_once(
     contexts = list(contexts_for_bars(sp500, "SPX", "1d", start="2008-01-01", end="2008-12-31"))
     assert calls == [1]
     assert len(contexts) == 253
-    assert contexts[0].as_of == pd.Timestamp("2008-01-02") and contexts[-1].as_of == pd.Timestamp("2008-12-31")
+    assert contexts[0].as_of == pd.Timestamp("2008-01-02") and contexts[-1].as_of == pd.Timestamp(
+        "2008-12-31"
+    )
 
 
 def test_position_and_pattern_lookback_are_carried(recent: pd.DataFrame) -> None:
@@ -126,9 +132,13 @@ def test_position_and_pattern_lookback_are_carried(recent: pd.DataFrame) -> None
 
 def test_compute_features_columns(recent: pd.DataFrame) -> None:
     feats = compute_features(recent, "1d")
-    complete = feats.iloc[warmup_bars() - 1 :].drop(columns=[c for c in feats if c.startswith("pattern_")])
+    complete = feats.iloc[warmup_bars() - 1 :].drop(
+        columns=[c for c in feats if c.startswith("pattern_")]
+    )
     assert complete.notna().all().all()
-    assert set(MarketContext.model_fields["indicators"].annotation.model_fields) <= set(feats.columns)
+    assert set(MarketContext.model_fields["indicators"].annotation.model_fields) <= set(
+        feats.columns
+    )
     assert feats["regime"].iloc[-1] in {"bull", "bear", "sideways", "high_volatility"}
 
 

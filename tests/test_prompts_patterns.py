@@ -36,8 +36,14 @@ def _fired_last(found: pd.DataFrame) -> dict[str, float]:
 
 CASES = {
     # name: (step of the 60-bar trend ending at 100, the pattern's bar(s) appended to it)
-    "bullish_engulfing": (-0.2, [(100.0, 100.1, 99.4, 99.5, 1000), (99.4, 100.7, 99.3, 100.6, 1000)]),
-    "bearish_engulfing": (0.2, [(100.0, 100.6, 99.9, 100.5, 1000), (100.6, 100.7, 99.3, 99.4, 1000)]),
+    "bullish_engulfing": (
+        -0.2,
+        [(100.0, 100.1, 99.4, 99.5, 1000), (99.4, 100.7, 99.3, 100.6, 1000)],
+    ),
+    "bearish_engulfing": (
+        0.2,
+        [(100.0, 100.6, 99.9, 100.5, 1000), (100.6, 100.7, 99.3, 99.4, 1000)],
+    ),
     "hammer": (-0.2, [(100.0, 100.25, 98.6, 100.2, 1000)]),
     "shooting_star": (0.2, [(100.0, 101.4, 99.75, 99.8, 1000)]),
     "doji": (0.0, [(100.0, 100.9, 99.1, 100.02, 1000)]),
@@ -66,7 +72,9 @@ def test_quiet_trend_fires_no_candle_patterns() -> None:
     assert found[candles].iloc[20:].isna().all().all()
 
 
-@pytest.mark.parametrize(("first", "second", "name"), [(-0.5, 0.8, "golden_cross"), (0.5, -0.8, "death_cross")])
+@pytest.mark.parametrize(
+    ("first", "second", "name"), [(-0.5, 0.8, "golden_cross"), (0.5, -0.8, "death_cross")]
+)
 def test_moving_average_crosses_fire_once(first: float, second: float, name: str) -> None:
     rows = _trend(250, 300.0, first)
     rows += _trend(200, rows[-1][3], second)
@@ -93,7 +101,9 @@ def sp500_patterns() -> tuple[pd.DataFrame, pd.DataFrame]:
     return df, detect_patterns(df, a, ema(df["close"], 20), volume_change(df["volume"]))
 
 
-def test_confidences_in_range_on_real_data(sp500_patterns: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_confidences_in_range_on_real_data(
+    sp500_patterns: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
     _, found = sp500_patterns
     values = found.to_numpy().ravel()
     values = values[~np.isnan(values)]
@@ -105,8 +115,12 @@ def test_confidences_in_range_on_real_data(sp500_patterns: tuple[pd.DataFrame, p
 def test_engulfing_agrees_with_talib(sp500_patterns: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     talib = pytest.importorskip("talib")
     df, found = sp500_patterns
-    theirs = np.sign(talib.CDLENGULFING(*(df[k].to_numpy() for k in ("open", "high", "low", "close"))))
-    ours = found["bullish_engulfing"].notna().astype(int) - found["bearish_engulfing"].notna().astype(int)
+    theirs = np.sign(
+        talib.CDLENGULFING(*(df[k].to_numpy() for k in ("open", "high", "low", "close")))
+    )
+    ours = found["bullish_engulfing"].notna().astype(int) - found[
+        "bearish_engulfing"
+    ].notna().astype(int)
     after_atr = slice(20, None)  # we report nothing before ATR(14) exists
     assert (ours.to_numpy()[after_atr] == theirs[after_atr]).mean() > 0.99
 

@@ -12,7 +12,9 @@ from prompts.ohlcv import load_sample
 from prompts.regime import RegimeRules, classify, regime_features
 
 
-def _labels(bars: pd.DataFrame, rules: RegimeRules | None = None, timeframe: str = "1d") -> pd.Series:
+def _labels(
+    bars: pd.DataFrame, rules: RegimeRules | None = None, timeframe: str = "1d"
+) -> pd.Series:
     rules = rules or RegimeRules()
     close = bars["close"]
     feats = regime_features(close, atr(bars["high"], bars["low"], close), timeframe, rules)
@@ -66,7 +68,12 @@ def _bars(close: np.ndarray, spread: float = 0.005) -> pd.DataFrame:
 
 @pytest.mark.parametrize(
     ("drift", "noise", "expected"),
-    [(0.002, 0.003, "bull"), (-0.002, 0.003, "bear"), (0.0, 0.003, "sideways"), (0.0, 0.04, "high_volatility")],
+    [
+        (0.002, 0.003, "bull"),
+        (-0.002, 0.003, "bear"),
+        (0.0, 0.003, "sideways"),
+        (0.0, 0.04, "high_volatility"),
+    ],
 )
 def test_synthetic_regimes(drift: float, noise: float, expected: str) -> None:
     rng = np.random.default_rng(7)
@@ -85,7 +92,9 @@ def test_bars_per_year_changes_annualization() -> None:
     a = atr(bars["high"], bars["low"], close)
     daily = regime_features(close, a, "1d", rules)["realized_vol"].iloc[-1]
     hourly = regime_features(close, a, "1h", rules)["realized_vol"].iloc[-1]
-    crypto = regime_features(close, a, "1h", RegimeRules(bars_per_year=24 * 365))["realized_vol"].iloc[-1]
+    crypto = regime_features(close, a, "1h", RegimeRules(bars_per_year=24 * 365))[
+        "realized_vol"
+    ].iloc[-1]
     assert hourly == pytest.approx(daily * np.sqrt(6.5))
     assert crypto == pytest.approx(daily * np.sqrt(24 * 365 / 252))
 

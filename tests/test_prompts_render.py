@@ -17,7 +17,7 @@ import pytest
 from prompts.context import REGIMES, TIMEFRAMES, MarketContext
 from prompts.render import PLACEHOLDERS, Prompt, PromptTooLong, estimate_tokens, render_prompt
 from prompts.tasks import TASKS
-from prompts.template import TEMPLATE_DIR, TemplateError, load_template
+from prompts.template import TEMPLATE_DIR, TemplateError, load_template, reload_templates
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -63,11 +63,24 @@ CASES: dict[str, dict[str, Any]] = {
         "regime": "bear",
         "last_close": 23150.5,
         "indicators": _indicators(
-            23150.5, rsi=24.8, macd=-610.0, macd_signal=-420.0, macd_hist=-190.0,
-            ema_fast=25400.0, ema_slow=27900.0, sma_trend=36800.0, realized_vol=0.3,
+            23150.5,
+            rsi=24.8,
+            macd=-610.0,
+            macd_signal=-420.0,
+            macd_hist=-190.0,
+            ema_fast=25400.0,
+            ema_slow=27900.0,
+            sma_trend=36800.0,
+            realized_vol=0.3,
         ),
         "patterns": [{"name": "breakdown", "confidence": 0.8}],
-        "position": {"side": "long", "entry": 26000, "stop": 22500, "size": 0.5, "account_equity": 50_000},
+        "position": {
+            "side": "long",
+            "entry": 26000,
+            "stop": 22500,
+            "size": 0.5,
+            "account_equity": 50_000,
+        },
     },
     "sideways": {
         "symbol": "EURUSD",
@@ -76,8 +89,18 @@ CASES: dict[str, dict[str, Any]] = {
         "regime": "sideways",
         "last_close": 1.24105,
         "indicators": _indicators(
-            1.24105, rsi=49.1, macd=0.00002, macd_signal=-0.00001, macd_hist=0.00003,
-            ema_fast=1.24098, ema_slow=1.24102, sma_trend=1.2409, volume_change=-0.3, realized_vol=0.06,
+            1.24105,
+            rsi=49.1,
+            macd=0.00002,
+            macd_signal=-0.00001,
+            macd_hist=0.00003,
+            ema_fast=1.24098,
+            ema_slow=1.24102,
+            sma_trend=1.2409,
+            atr=0.00018,
+            bb_width=0.002,
+            volume_change=-0.3,
+            realized_vol=0.06,
         ),
         "patterns": [],
         "position": {"side": "short", "entry": 1.2415, "stop": 1.2425, "size": 100_000},
@@ -89,12 +112,30 @@ CASES: dict[str, dict[str, Any]] = {
         "regime": "high_volatility",
         "last_close": 1204.5,
         "indicators": _indicators(
-            1204.5, rsi=21.7, macd=-95.0, macd_signal=-60.0, macd_hist=-35.0, ema_fast=1520.0,
-            ema_slow=1700.0, atr=110.0, bb_width=0.45, volume_change=1.4, sma_trend=1810.0,
+            1204.5,
+            rsi=21.7,
+            macd=-95.0,
+            macd_signal=-60.0,
+            macd_hist=-35.0,
+            ema_fast=1520.0,
+            ema_slow=1700.0,
+            atr=110.0,
+            bb_width=0.45,
+            volume_change=1.4,
+            sma_trend=1810.0,
             realized_vol=0.71,
         ),
-        "patterns": [{"name": "doji", "confidence": 0.7}, {"name": "death_cross", "confidence": 0.9, "bars_ago": 1}],
-        "position": {"side": "long", "entry": 1300, "size": 20, "account_equity": 250_000, "max_risk_fraction": 0.005},
+        "patterns": [
+            {"name": "doji", "confidence": 0.7},
+            {"name": "death_cross", "confidence": 0.9, "bars_ago": 1},
+        ],
+        "position": {
+            "side": "long",
+            "entry": 1300,
+            "size": 20,
+            "account_equity": 250_000,
+            "max_risk_fraction": 0.005,
+        },
     },
 }
 
@@ -162,14 +203,25 @@ def test_messages_and_token_estimate() -> None:
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[0]["content"] == prompt.system and messages[1]["content"] == prompt.user
     assert prompt.estimated_tokens == estimate_tokens(messages)
-    assert estimate_tokens(["abcde", ""]) == 2 + 4 + 0 + 4
+    assert estimate_tokens(["abcde", ""]) == 3 + (2 + 4) + (0 + 4)
+
+
+def test_token_estimate_is_the_routers() -> None:
+    tokens = pytest.importorskip("actors.tokens")
+    from actors.clients.base import Message
+
+    prompt = render_prompt(_context("sideways"), "pattern")
+    as_router_sees_it = [Message(**m) for m in prompt.messages()]
+    assert prompt.estimated_tokens == tokens.estimate_messages(as_router_sees_it)
 
 
 def test_risk_numbers_are_precomputed_for_the_model() -> None:
     user = render_prompt(_context("bear"), "risk").user
     assert "Loss if stopped: 1750." in user  # (26000 − 22500) × 0.5
-    assert "this position risks 3.5% of equity" in user
-    assert "1.0% of equity = 500;" in user
+    assert "This position risks 3.5% of equity." in user
+    assert "1.0% of equity = 500." in user
+    no_stop = render_prompt(_context("high_volatility"), "risk").user
+    assert "No stop is set" in no_stop and "Loss if stopped" not in no_stop
 
 
 def _sections(prompt_user: str) -> list[str]:
@@ -197,7 +249,10 @@ def test_trimming_drops_whole_sections_least_important_first(task: str) -> None:
         assert prompt.dropped_sections[: len(last_dropped)] == last_dropped
         prios = [priority[name] for name in prompt.dropped_sections]
         assert prios == sorted(prios)
-        assert not any(template.sections[[s.name for s in template.sections].index(n)].required for n in prompt.dropped_sections)
+        assert not any(
+            template.sections[[s.name for s in template.sections].index(n)].required
+            for n in prompt.dropped_sections
+        )
         # Every kept paragraph is one the full prompt has, whole.
         assert set(_sections(prompt.user)) <= set(_sections(full.user))
         assert prompt.system == full.system
@@ -233,9 +288,18 @@ def test_all_templates_load_with_known_placeholders() -> None:
         ("<!-- system -->\nHi $nope\n", r"unknown placeholder\(s\) \['nope'\]"),
         ("<!-- system -->\nCosts $5\n", r"write \$\$"),
         ("<!-- system -->\nx\n<!-- section name=a -->\ny\n", "needs priority="),
-        ("<!-- system -->\nx\n<!-- section name=a priority=1 when=regime:crab -->\ny\n", r"unknown regime \['crab'\]"),
-        ("<!-- system -->\nx\n<!-- section name=a priority=1 when=moon -->\ny\n", "bad condition 'moon'"),
-        ("<!-- system -->\nx\n<!-- section name=a priority=1 -->\ny\n<!-- section name=a priority=2 -->\nz\n", "used twice"),
+        (
+            "<!-- system -->\nx\n<!-- section name=a priority=1 when=regime:crab -->\ny\n",
+            r"unknown regime \['crab'\]",
+        ),
+        (
+            "<!-- system -->\nx\n<!-- section name=a priority=1 when=moon -->\ny\n",
+            "bad condition 'moon'",
+        ),
+        (
+            "<!-- system -->\nx\n<!-- section name=a priority=1 -->\ny\n<!-- section name=a priority=2 -->\nz\n",
+            "used twice",
+        ),
         ("stray words\n<!-- system -->\nx\n", "text before the first"),
         ("<!-- section name=a priority=1 -->\ny\n", r"no <!-- system --> block"),
     ],
@@ -258,6 +322,15 @@ def test_custom_template_dir_and_editor_notes(tmp_path: Path) -> None:
     assert prompt.user == "SPX at 1400.63"
     short = render_prompt(_context("bull", timeframe="5m"), "analysis", template_dir=tmp_path)
     assert short.user.endswith("short bars")
+
+
+def test_reload_picks_up_edits(tmp_path: Path) -> None:
+    path = tmp_path / "analysis.md"
+    path.write_text("<!-- system -->\nv1\n", encoding="utf-8")
+    assert render_prompt(_context("bull"), "analysis", template_dir=tmp_path).system == "v1"
+    path.write_text("<!-- system -->\nv2\n", encoding="utf-8")
+    reload_templates()
+    assert render_prompt(_context("bull"), "analysis", template_dir=tmp_path).system == "v2"
 
 
 def test_every_timeframe_renders() -> None:

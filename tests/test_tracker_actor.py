@@ -13,10 +13,9 @@ from actors.tracker import NAME, NAMESPACE, TrackerSpec, get_or_create_tracker
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE)
-    yield
-    ray.shutdown()
+def cluster(ray_cluster):
+    """The session's Ray instance (tests/conftest.py)."""
+    yield ray_cluster
 
 
 def batch(i: int) -> list:

@@ -19,11 +19,15 @@ class Message(BaseModel):
 class Completion(BaseModel):
     """A provider-neutral completion request (one attempt's payload)."""
 
-    messages: list[Message] = Field(min_length=1, description="The conversation; system first if any.")
+    messages: list[Message] = Field(
+        min_length=1, description="The conversation; system first if any."
+    )
     max_tokens: int | None = Field(
         default=None, gt=0, description="Output cap; defaults to the provider's max_output_tokens."
     )
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0, description="Sampling temperature.")
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Sampling temperature."
+    )
 
 
 class Result(BaseModel):

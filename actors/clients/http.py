@@ -1,15 +1,24 @@
-"""The one long-lived HTTP client per provider.
+"""The one long-lived HTTP transport per provider, and the per-attempt timeouts it gets.
 
 httpx's own transport (httpcore) falls over under concurrency on a small machine: measured
 here 634 req/s at 1 in flight but 164 req/s with a p99 of 1.1 s at 32 in flight. The
-`httpx-aiohttp` transport keeps httpx's API and puts aiohttp's connection pool underneath,
-which holds its rate at 32 in flight (see `scripts/bench_clients.py`).
+`httpx-aiohttp` transport keeps httpx's types (Request, Response, exceptions, MockTransport
+in tests) and puts aiohttp's connection pool underneath.
+
+The wire clients hand each `httpx.Request` straight to this transport instead of going
+through `httpx.AsyncClient`: the client's per-request machinery (URL merging, cookie jar,
+auth and redirect loops) costs ~100 µs of CPU an attempt here, none of which an API call
+needs. See `scripts/bench_clients.py` for the figures.
 """
 
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
+from typing import Any
+
 import httpx
-from httpx_aiohttp import HttpxAiohttpClient
+from httpx_aiohttp import AiohttpTransport
 
 from actors.config import ProviderSpec
 
@@ -29,23 +38,32 @@ def limits_for(spec: ProviderSpec) -> httpx.Limits:
 
 
 def timeout_for(spec: ProviderSpec) -> httpx.Timeout:
-    """Per-phase timeouts; the caller also bounds the whole attempt by `spec.timeout_s`."""
+    """Per-phase timeouts; the wire client also bounds the whole attempt by `spec.timeout_s`."""
     return httpx.Timeout(spec.timeout_s, connect=min(CONNECT_TIMEOUT_S, spec.timeout_s))
 
 
-def make_http_client(
-    spec: ProviderSpec, *, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The provider's `httpx.AsyncClient` on aiohttp's pool; pass `transport` to substitute one.
+def request_extensions(spec: ProviderSpec) -> dict[str, Any]:
+    """What `httpx.AsyncClient` would attach to each request; the transport reads timeouts here."""
+    return {"timeout": timeout_for(spec).as_dict()}
 
-    `HttpxAiohttpClient` rather than `AsyncClient(transport=...)` so that proxies taken from
-    the environment also run on aiohttp instead of silently falling back to httpcore. No
-    redirects: an API that redirects is misconfigured. The aiohttp session opens on first use,
-    inside the event loop that will use it.
+
+def env_proxy(url: str) -> httpx.Proxy | None:
+    """The proxy HTTP(S)_PROXY / NO_PROXY name for `url`, as `httpx.AsyncClient` would use.
+
+    Looked up once per transport: aiohttp's `trust_env` would read the environment on every
+    request (~60 µs each here).
     """
-    return HttpxAiohttpClient(
-        transport=transport,
-        timeout=timeout_for(spec),
-        limits=limits_for(spec),
-        follow_redirects=False,
-    )
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    return httpx.Proxy(proxy) if proxy else None
+
+
+def make_transport(spec: ProviderSpec) -> AiohttpTransport:
+    """aiohttp's pool behind httpx's transport interface, for `spec.base_url`.
+
+    The aiohttp session opens on first use, inside the event loop that uses it; it verifies
+    TLS with httpx's context (certifi roots, SSL_CERT_FILE honoured).
+    """
+    return AiohttpTransport(limits=limits_for(spec), proxy=env_proxy(spec.base_url))

@@ -1,0 +1,40 @@
+"""Shared fixtures. One Ray instance for the whole session (ray.init costs ≈8 s here);
+modules that need the router's actors start them on it with their own config."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import pytest
+import yaml
+
+from actors.config import DEFAULT_CONFIG
+
+#: A fake key in every worker's environment, so key-leak tests can look for it.
+SECRET = "sk-ant-test-SECRET-7f3a9c"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    os.environ["ANTHROPIC_API_KEY"] = SECRET  # workers inherit it from ray.init
+    ray.init(num_cpus=2, include_dashboard=False, namespace="llm-router", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def make_config(tmp_path, **overrides: Any) -> dict[str, Any]:
+    """The shipped config, simulated, with a private audit DB and fast failure settings."""
+    data = copy.deepcopy(yaml.safe_load(DEFAULT_CONFIG.read_text()))
+    data["simulator"] = {"mode": "always", "latency_scale": 0.02}
+    data["tracker"] = {"db_path": str(tmp_path / "audit.sqlite3")}
+    for p in data["providers"]:
+        p["breaker"].update(open_s=1.0, max_open_s=5.0, consecutive_failures=3, min_requests=5)
+        p["retry"].update(base_s=0.05, max_s=0.5)
+    for key, value in overrides.items():
+        data[key] = value
+    return data

@@ -1,0 +1,274 @@
+"""The actor system end to end on one local Ray instance, against the loopback simulator:
+notebook API, tracker, budgets, breakers, rate limits, kills and key hygiene."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import time
+
+import pytest
+import ray
+
+from actors.api import RouterClient, connect
+from actors.route import RoutingError
+from tests.conftest import SECRET, make_config
+
+BUDGET = {"per_provider": {"gpt-4-turbo": {"hourly_usd": 0.05}}}
+
+
+@pytest.fixture(scope="module")
+def llm(ray_cluster, tmp_path_factory) -> RouterClient:
+    cfg = make_config(tmp_path_factory.mktemp("system"), budgets=BUDGET)
+    cfg["providers"][3].update(rpm=600)  # mixtral: a limit the rate-limit test can reach
+    client = connect(config=cfg)
+    yield client
+    client.shutdown(stop_ray=False)
+
+
+def sim(llm: RouterClient, model: str, **fields) -> None:
+    ray.get(llm.simulator.set_profile.remote(model, fields))
+
+
+def sim_reset(llm: RouterClient, model: str) -> None:
+    ray.get(llm.simulator.reset_profile.remote(model))
+
+
+def test_complete_returns_text_usage_cost_and_trace(llm):
+    r = llm.complete("Bull market, RSI 60. Trade signal?", policy="cost-aware",
+                     context={"task": "analysis", "regime": "bull", "timeframe": "1h"},
+                     output="trade_signal", max_tokens=300)
+    assert r.text and r.input_tokens > 0 and r.output_tokens > 0 and r.cost_usd > 0
+    assert r.parsed and r.parsed["direction"] in ("long", "short", "flat")
+    t = r.trace
+    assert t.policy == "cost-aware" and t.chosen == r.provider and t.request_id == r.request_id
+    assert {c["provider"] for c in t.candidates} == set(llm.config.names)
+    assert t.attempts[-1].ok and t.cost_usd == pytest.approx(r.cost_usd)
+    rows = llm.audit(r.request_id)
+    assert rows[-1]["ok"] and rows[0]["provider"] == r.provider
+    assert rows[0]["prompt"] and "RSI 60" in rows[0]["prompt"]
+    assert rows[0]["context"] and "bull" in str(rows[0]["context"])
+
+
+def test_pin_fallbacks_and_async_twin(llm):
+    r = llm.complete("hi", provider="llama")
+    assert r.provider == "llama"
+
+    async def many():
+        return await asyncio.gather(*(llm.acomplete("hi", fallbacks=["mixtral", "llama"])
+                                      for _ in range(8)))
+
+    out = asyncio.run(many())
+    assert all(x.provider == "mixtral" for x in out)
+
+
+def test_reports_status_costs_performance_feedback(llm):
+    r = llm.complete("hi", provider="gemini")
+    st = llm.status()
+    assert set(st.index) == set(llm.config.names)
+    assert st.loc["gemini", "state"] == "closed" and bool(st.loc["gemini", "simulated"])
+    hourly = llm.costs("hour")
+    assert hourly["cost_usd"].sum() > 0 and "gemini" in hourly.index.get_level_values("provider")
+    assert not llm.costs("day").empty
+    perf = llm.performance()
+    assert "gemini" in perf.index.get_level_values(0)
+    llm.feedback(r.request_id, 1.0)
+    assert llm.audit(r.request_id)[-1]["score"] == 1.0
+    with pytest.raises(KeyError, match="unknown request id"):
+        llm.feedback("no-such-request", 1.0)
+    with pytest.raises(ValueError, match="by must be"):
+        llm.costs("week")
+
+
+def test_unknown_names_are_clear_errors(llm):
+    with pytest.raises(RoutingError, match="unknown provider 'gpt-5'"):
+        llm.complete("hi", provider="gpt-5")
+    with pytest.raises(RoutingError, match="unknown policy"):
+        llm.complete("hi", policy="cheapest")
+    with pytest.raises(ValueError, match="unknown provider"):
+        llm.reset("gpt-5")
+
+
+def test_budget_holds_under_64_concurrent_requests(llm):
+    async def burst():
+        return await asyncio.gather(
+            *(llm.acomplete("Budget test " * 20, provider="gpt-4-turbo", max_tokens=200)
+              for _ in range(64)), return_exceptions=True)
+
+    out = asyncio.run(burst())
+    ok = [o for o in out if not isinstance(o, BaseException)]
+    refused = [o for o in out if isinstance(o, RoutingError)]
+    assert ok and refused and len(ok) + len(refused) == 64
+    assert all(e.error_class.value == "budget_exceeded" for e in refused)
+    assert "gpt-4-turbo" in refused[0].message and "hourly budget" in refused[0].message
+    spend = llm.costs("hour").xs("gpt-4-turbo", level="provider")["cost_usd"].sum()
+    assert 0 < spend <= 0.05
+    budgets = llm.budgets()
+    row = budgets[(budgets.scope == "gpt-4-turbo") & (budgets.window == "hourly")].iloc[0]
+    assert row.spent_usd <= 0.05
+
+
+def test_rate_limits_wait_instead_of_causing_429(llm):
+    sim(llm, "open-mixtral-8x7b", rpm=600, base_ms=0)
+    stats0 = ray.get(llm.simulator.stats.remote())["models"].get("open-mixtral-8x7b", {})
+
+    async def burst():
+        return await asyncio.gather(*(llm.acomplete("hi", provider="mixtral", timeout=30)
+                                      for _ in range(40)))
+
+    try:
+        out = asyncio.run(burst())
+        assert len(out) == 40 and all(o.provider == "mixtral" for o in out)
+        stats = ray.get(llm.simulator.stats.remote())["models"]["open-mixtral-8x7b"]
+        assert stats["rate_limited_by_limit"] == stats0.get("rate_limited_by_limit", 0) == 0
+    finally:
+        sim_reset(llm, "open-mixtral-8x7b")
+
+
+def test_429s_retry_after_then_breaker_opens_half_opens_closes(llm):
+    sim(llm, "gemini-2.5-pro", rate_limit=1.0, retry_after_s=0.3)
+    try:
+        with pytest.raises(RoutingError) as info:
+            llm.complete("hi", provider="gemini", timeout=10)
+        atts = [a for a in info.value.trace.attempts if a.provider == "gemini"]
+        assert [a.error_class for a in atts] == ["rate_limited", "rate_limited"]
+        rows = [r for r in llm.audit(info.value.trace.request_id) if r.get("attempt")]
+        assert rows[1]["ts"] - rows[0]["ts"] >= 0.3 - 0.05  # waited for Retry-After
+        for _ in range(3):  # consecutive failures (3) open it
+            try:
+                llm.complete("hi", provider="gemini", timeout=10)
+            except RoutingError:
+                pass
+        assert llm.status().loc["gemini", "state"] == "open"
+        with pytest.raises(RoutingError, match="breaker_open"):
+            llm.complete("hi", provider="gemini")
+    finally:
+        sim_reset(llm, "gemini-2.5-pro")
+    time.sleep(1.5)  # open_s = 1 (or Retry-After) → half-open → probes succeed → closed
+    for _ in range(3):
+        r = llm.complete("hi", provider="gemini", timeout=10)
+    assert r.provider == "gemini" and llm.status().loc["gemini", "state"] == "closed"
+
+
+def test_manual_reset_closes_an_open_breaker(llm):
+    sim(llm, "claude-sonnet-4-5", server_error=1.0)
+    try:
+        for _ in range(2):  # 2 requests × 2 attempts ≥ 3 consecutive failures
+            with pytest.raises(RoutingError):
+                llm.complete("hi", provider="claude", timeout=10)
+        assert llm.status().loc["claude", "state"] == "open"
+    finally:
+        sim_reset(llm, "claude-sonnet-4-5")
+    snap = llm.reset("claude")
+    assert snap["state"] == "closed"
+    assert llm.complete("hi", provider="claude").provider == "claude"
+
+
+def test_killed_provider_actor_mid_load(llm):
+    async def load():
+        return await asyncio.gather(*(llm.acomplete("hi", fallbacks=["llama", "mixtral"], timeout=30)
+                                      for _ in range(30)), return_exceptions=True)
+
+    async def kill_soon():
+        await asyncio.sleep(0.05)
+        ray.kill(llm.provider("llama"), no_restart=False)
+
+    async def both():
+        res, _ = await asyncio.gather(load(), kill_soon())
+        return res
+
+    out = asyncio.run(both())
+    for o in out:  # a result or a classified error — never a bare crash
+        assert not isinstance(o, BaseException) or isinstance(o, RoutingError), repr(o)
+    assert sum(not isinstance(o, BaseException) for o in out) >= 25
+    deadline = time.time() + 30
+    while True:
+        try:
+            assert ray.get(llm.provider("llama").ready.remote(), timeout=5) == "llama"
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    assert llm.complete("hi", provider="llama", timeout=30).provider == "llama"
+
+
+def test_killed_tracker_loses_no_acknowledged_record(llm):
+    ids: list[str] = []
+
+    async def load():
+        out = await asyncio.gather(*(llm.acomplete("hi", provider="mixtral", timeout=30)
+                                     for _ in range(40)), return_exceptions=True)
+        ids.extend(o.request_id for o in out if not isinstance(o, BaseException))
+
+    async def kill_soon():
+        await asyncio.sleep(0.1)
+        ray.kill(llm.handles.tracker, no_restart=False)
+
+    async def both():
+        await asyncio.gather(load(), kill_soon())
+
+    asyncio.run(both())
+    assert len(ids) == 40
+    for rid in ids:  # the router re-sends what the dead tracker never acknowledged
+        rows = llm.audit(rid)
+        assert sum(1 for r in rows if r.get("attempts") is not None and "score" not in r) >= 1
+    counts = ray.get(llm.handles.tracker.reconcile.remote())
+    hourly = llm.costs("hour")["cost_usd"].sum()
+    frame_total = sum(r["cost_usd"] for rid in ids for r in llm.audit(rid)[:-1])
+    assert counts["requests"] >= 40 and hourly >= frame_total > 0
+
+
+def test_api_keys_never_leak(llm):
+    r = llm.complete("hi", provider="claude")  # claude's key is SECRET in every worker
+    assert r.provider == "claude"
+    everything = repr(r) + str(llm.audit(r.request_id)) + repr(llm.status().to_dict())
+    everything += repr(llm.handles) + repr(ray.get(llm.provider("claude").status.remote()))
+    sim(llm, "claude-sonnet-4-5", server_error=1.0)
+    try:
+        with pytest.raises(RoutingError) as info:
+            llm.complete("hi", provider="claude")
+        everything += str(info.value) + repr(info.value.trace)
+    finally:
+        sim_reset(llm, "claude-sonnet-4-5")
+    assert SECRET not in everything
+    session = ray.get_runtime_context().gcs_address  # noqa: F841 - cluster is live
+    for path in glob.glob("/tmp/ray/session_latest/logs/*"):
+        try:
+            with open(path, errors="ignore") as fh:
+                assert SECRET not in fh.read(), path
+        except IsADirectoryError:
+            continue
+
+
+def test_ohlcv_to_validated_signal_and_risk_in_one_call(llm):
+    from prompts import RiskAssessment, TradeSignal, load_sample
+
+    bars = load_sample("sp500").iloc[-400:]
+    r = llm.analyze(bars, "analysis", symbol="SPX", timeframe="1d", policy="accuracy-first")
+    sig = TradeSignal.model_validate(r.parsed)
+    assert sig.direction in ("long", "short", "flat") and 0 <= sig.confidence <= 1
+    assert r.trace.context["task"] == "analysis" and r.trace.context["regime"]
+    risk = llm.analyze(bars, "risk", symbol="SPX", timeframe="1d",
+                       position={"entry": 2500.0, "stop": 2450.0, "size": 10, "account_equity": 1e5})
+    assert RiskAssessment.model_validate(risk.parsed).risk_score >= 0
+    with pytest.raises(ValueError, match="symbol= and timeframe="):
+        llm.analyze(bars)
+
+
+def test_invalid_output_counts_against_provider_and_falls_back(llm):
+    from prompts import load_sample
+
+    bars = load_sample("sp500").iloc[-300:]
+    sim(llm, "claude-sonnet-4-5", invalid_output=1.0)
+    try:
+        r = llm.analyze(bars, symbol="SPX", timeframe="1d", fallbacks=["claude", "llama"])
+    finally:
+        sim_reset(llm, "claude-sonnet-4-5")
+    assert r.provider == "llama"
+    first = r.trace.attempts[0]
+    assert (first.provider, first.error_class) == ("claude", "invalid_response")
+    rows = llm.audit(r.request_id)
+    assert rows[0]["error_class"] == "invalid_response"
+    assert rows[0]["response"] and rows[0]["cost_usd"] > 0  # billed, and kept for debugging
+    assert r.cost_usd > rows[1]["cost_usd"]  # the request's cost includes the wasted attempt
