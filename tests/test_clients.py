@@ -14,6 +14,7 @@ import pytest
 from actors.clients import Completion, Message, make_client
 from actors.clients.anthropic import AnthropicClient
 from actors.clients.gemini import GeminiClient
+from actors.clients.http import env_proxy
 from actors.clients.openai import OpenAIClient
 from actors.clients.wire import WireClient
 from actors.config import ProviderSpec
@@ -303,6 +304,14 @@ def test_make_client_picks_class_and_rejects_unknown_api() -> None:
         assert type(make_client(spec(api), api_key=KEY)) is cls
     with pytest.raises(ValueError, match="unknown api 'bogus'"):
         make_client(spec().model_copy(update={"api": "bogus"}))
+
+
+def test_env_proxy_is_used_unless_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    proxy = env_proxy("https://api.openai.com/v1")
+    assert proxy is not None and proxy.url == httpx.URL("http://proxy.invalid:3128")
+    assert env_proxy("http://127.0.0.1:8000/v1") is None
 
 
 async def test_send_success_and_wire_shape() -> None:
