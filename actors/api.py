@@ -71,6 +71,18 @@ def connect(
     return RouterClient(start_system(cfg), cfg)
 
 
+def attach(config: Config | dict[str, Any] | str | os.PathLike[str] | None = None) -> RouterClient:
+    """A client for actors that already run (inside a Serve replica or a Ray task).
+
+    Needs Ray initialized (it is, inside any Ray worker); raises a clear error if the
+    router has not been started with `connect()` / `llm-router serve`.
+    """
+    from actors.system import attach_system
+
+    cfg = _config(config)
+    return RouterClient(attach_system(cfg), cfg)
+
+
 def _root() -> Path:
     return Path(__file__).resolve().parent.parent
 
@@ -114,7 +126,10 @@ class RouterClient:
 
     async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:
         """The async twin of `complete`, for asyncio code and many requests in flight."""
-        req = self._request(messages, **kw)
+        return await self.aroute(self._request(messages, **kw))
+
+    async def aroute(self, req: RouteRequest) -> RouteResult:
+        """Route a ready RouteRequest (what Serve and the backtest runner use)."""
         try:
             return await self._h.router.route.remote(req)
         except ray.exceptions.RayTaskError as exc:

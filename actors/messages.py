@@ -19,6 +19,7 @@ class ProviderCall(BaseModel):
     deadline: float | None = Field(default=None, description="Unix time after which to give up.")
     output: OutputKind = Field(default="text", description="Structured output to validate, if any.")
     attempt_offset: int = Field(default=0, ge=0, description="Attempts already made elsewhere.")
+    priority: Literal["live", "batch"] = Field(default="live", description="Queueing lane.")
 
 
 class AttemptInfo(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,6 +26,8 @@ class RouteRequest(BaseModel):
     timeout: float | None = Field(None, gt=0, le=3600, description="Seconds until the deadline.")
     output: OutputKind = Field("text", description="Structured output to validate.")
     request_id: str | None = Field(None, max_length=128, description="Idempotency / audit id.")
+    priority: Literal["live", "batch"] = Field(
+        "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
 
     @field_validator("context", mode="before")
     @classmethod

@@ -212,7 +212,8 @@ class Router:
         except ProviderError as exc:
             return None, exc.message
         call = ProviderCall(request_id=request_id, completion=completion, deadline=deadline,
-                            output=req.output, attempt_offset=len(trace.attempts))
+                            output=req.output, attempt_offset=len(trace.attempts),
+                            priority=req.priority)
         try:
             reply = await self._call(name, call)
         except Exception as exc:  # the actor died or is unreachable

@@ -107,3 +107,23 @@ def stop_system() -> None:
             except Exception as exc:
                 log.debug("simulator stop: %s", exc)
         ray.kill(handle, no_restart=True)
+
+
+def attach_system(config: Config) -> Handles:
+    """Handles to a running system, without creating anything."""
+    def get(name: str) -> Any:
+        try:
+            return ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            raise RuntimeError(f"actor {name!r} is not running in namespace {NAMESPACE!r}; "
+                               "start the router first (llm-router serve, or connect())") from None
+
+    providers = {p.name: get(provider_actor_name(p.name)) for p in config.providers if p.enabled}
+    sim = None
+    sim_url = None
+    try:
+        sim = ray.get_actor("simulator", namespace=NAMESPACE)
+        sim_url = ray.get(sim.url.remote())
+    except ValueError:
+        pass
+    return Handles(get("router"), get("tracker"), providers, sim, sim_url)
