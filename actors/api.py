@@ -10,16 +10,19 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import ray
 
+from actors.channel import ChannelBroken, ChannelPool
 from actors.clients.base import Message
 from actors.config import Config, load_config, parse_config
+from actors.errors import ErrorClass
 from actors.messages import OutputKind
-from actors.route import RouteRequest, RouteResult
+from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.router_actor import NAMESPACE, provider_actor_name
 from actors.system import Handles, start_system, stop_system
 
@@ -93,6 +96,7 @@ class RouterClient:
     def __init__(self, handles: Handles, config: Config) -> None:
         self._h = handles
         self.config = config
+        self._router_channel = ChannelPool(lambda: self._h.router, "router")
 
     def _request(self, messages: MessagesLike, **kw: Any) -> RouteRequest:
         return RouteRequest(messages=as_messages(messages), **{k: v for k, v in kw.items()
@@ -129,9 +133,20 @@ class RouterClient:
         return await self.aroute(self._request(messages, **kw))
 
     async def aroute(self, req: RouteRequest) -> RouteResult:
-        """Route a ready RouteRequest (what Serve and the backtest runner use)."""
+        """Route a ready RouteRequest (what Serve and the backtest runner use).
+
+        Calls from one event loop share a batched channel to the router, so thousands in
+        flight cost a few Ray calls, not thousands.
+        """
+        if req.request_id is None:
+            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
         try:
-            return await self._h.router.route.remote(req)
+            return await self._router_channel.call(req)
+        except ChannelBroken as exc:
+            raise RoutingError(ErrorClass.INTERNAL, f"{exc}; request {req.request_id} has an "
+                               "unknown outcome (see its audit rows)",
+                               RoutingTrace(request_id=req.request_id, policy=req.policy or ""),
+                               ) from None
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
 

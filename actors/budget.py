@@ -33,6 +33,11 @@ class BudgetSpec(Limits):
     per_provider: dict[str, Limits] = Field(default_factory=dict, description="Limits per provider.")
     soft_limit: float = Field(0.8, gt=0, le=1, description="Share of a limit that triggers a warning.")
 
+    @property
+    def has_limits(self) -> bool:
+        limits = [self, *self.per_provider.values()]
+        return any(x.hourly_usd is not None or x.daily_usd is not None for x in limits)
+
     def scopes(self, provider: str) -> list[tuple[str, Limits]]:
         out: list[tuple[str, Limits]] = [(GLOBAL, self)]
         if provider in self.per_provider:

@@ -1,4 +1,4 @@
-"""`llm-router` command line: demo, sim (and later serve, backtest)."""
+"""`llm-router` command line: demo, sim, serve (and later backtest)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def _sim(args: argparse.Namespace) -> int:
     return sim_main(args.rest)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from serve.run import run
+
+    return run(args.config, args.serve_config, args.address, args.host, args.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-router", description=__doc__)
     parser.add_argument("--config", default=None,
@@ -60,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sim", help="run the provider simulator (see --help of the simulator)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_sim)
+    v = sub.add_parser("serve", help="start (or join) Ray, the actors and the HTTP endpoint")
+    v.add_argument("--address", default=None, help="Ray address to join (default: start local)")
+    v.add_argument("--serve-config", default=None,
+                   help="Serve config file (default: configs/serve.yaml)")
+    v.add_argument("--host", default=None, help="listen address (default: from the Serve config)")
+    v.add_argument("--port", type=int, default=None, help="HTTP port (default: 8000)")
+    v.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     if args.config:
         os.environ["LLM_ROUTER_CONFIG"] = args.config

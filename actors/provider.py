@@ -235,14 +235,23 @@ class Provider:
 
 import ray  # noqa: E402  (kept next to the actor it serves)
 
+from actors.channel import ChannelServer  # noqa: E402
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000)
-class ProviderActor:
-    """`provider:<name>`: owns one Provider. A restart starts with a closed breaker."""
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10000)
+class ProviderActor(ChannelServer):
+    """`provider:<name>`: owns one Provider. A restart starts with a closed breaker.
+
+    The router calls it through a channel (batched `chan_submit` / `chan_collect`);
+    `complete` is the plain one-call form for notebooks and tests.
+    """
 
     def __init__(self, spec: dict[str, Any], base_url: str | None, simulated: bool) -> None:
         self._core = Provider(ProviderSpec.model_validate(spec), base_url=base_url,
                               simulated=simulated, metrics=Metrics())
+
+    async def _chan_handle(self, call: ProviderCall) -> ProviderReply:
+        return await self._core.complete(call)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         return await self._core.complete(call)

@@ -91,10 +91,26 @@ async def call_with_retry(
     """
     if deadline is not None and clock() >= deadline:
         raise ProviderError(ErrorClass.DEADLINE, "deadline passed before the first attempt")
-    attempts = 0
+    # The first attempt runs outside tenacity: it is the common case, and tenacity's set-up
+    # (inspect calls, state objects) costs ~40 µs an attempt on the hot path.
+    attempts = 1
+    try:
+        result = await fn()
+    except ProviderError as exc:
+        if not exc.retryable or spec.max_attempts <= 1:
+            if on_attempt is not None:
+                on_attempt(1, exc, 0.0)
+            raise
+        replay: list[ProviderError] = [exc]
+    else:
+        if on_attempt is not None:
+            on_attempt(1, None, 0.0)
+        return result
 
     async def once() -> T:
         nonlocal attempts
+        if replay:  # tenacity's attempt 1 is the failure we already had
+            raise replay.pop()
         attempts += 1
         return await fn()
 

@@ -93,6 +93,9 @@ class Router:
         self._on_warning = on_warning
         self._stats: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._stats_pending: set[str] = set()
+        self._cands: dict[str, tuple[int, list[Candidate]]] = {}  # per context key
+        self._generation = 0  # bumped whenever snapshots or figures change
+        self._budgeted = self.ledger.spec.has_limits
         self.inflight = 0
 
     # -- state fed from outside ----------------------------------------------------------
@@ -102,10 +105,12 @@ class Router:
             snap = Snapshot.model_validate(snap)
         if snap.name in self.providers:
             self.snapshots[snap.name] = snap
+            self._generation += 1
 
     def set_stats(self, key: str, stats: dict[str, dict[str, Any]], now: float | None = None) -> None:
         self._stats[key] = (time.monotonic() if now is None else now, stats)
         self._stats_pending.discard(key)
+        self._generation += 1
 
     def stats_for(self, context: dict[str, str]) -> dict[str, dict[str, Any]]:
         """Cached tracker figures for this context; schedules a refresh when stale."""
@@ -129,17 +134,18 @@ class Router:
             if name is not None and name not in self.providers:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown provider {name!r}; "
                                     f"configured: {', '.join(self.providers)}")
-        stats = self.stats_for(req.context)
-        cands = [Candidate.from_snapshot(s, stats.get(n)) for n, s in self.snapshots.items()]
+        cands = self._candidates(req.context)
         if any(c.source == "context" for c in cands):
             trace.stats_source = "context"
         blocked: dict[str, str] = {}
-        for c in cands:
-            cost = worst_case_cost(self.providers[c.name], need.prompt_tokens,
-                                   need.max_tokens or self.providers[c.name].max_output_tokens)
-            reason = self.ledger.blocked_reason(c.name, cost, now)
-            if reason:
-                blocked[c.name] = reason
+        if self._budgeted:
+            for c in cands:
+                spec = self.providers[c.name]
+                cost = worst_case_cost(spec, need.prompt_tokens,
+                                       need.max_tokens or spec.max_output_tokens)
+                reason = self.ledger.blocked_reason(c.name, cost, now)
+                if reason:
+                    blocked[c.name] = reason
         ranked, excluded = rank(policy, cands, need, self.settings, now, blocked)
         trace.candidates = [{"provider": n, "score": round(float(s), 9)} for n, s in ranked]
         trace.excluded = excluded
@@ -148,6 +154,17 @@ class Router:
             usable = {n for n, _ in ranked}
             return [n for n in dict.fromkeys(wanted) if n in usable]
         return [n for n, _ in ranked]
+
+    def _candidates(self, context: dict[str, str]) -> list[Candidate]:
+        """Snapshots merged with this context's figures; rebuilt only when either changed."""
+        stats = self.stats_for(context)
+        key = context_key(context)
+        hit = self._cands.get(key)
+        if hit is not None and hit[0] == self._generation:
+            return hit[1]
+        cands = [Candidate.from_snapshot(s, stats.get(n)) for n, s in self.snapshots.items()]
+        self._cands[key] = (self._generation, cands)
+        return cands
 
     async def route(self, req: RouteRequest) -> RouteResult:
         started = time.time()

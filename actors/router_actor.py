@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from actors.channel import ChannelBroken, ChannelPool, ChannelServer
 from actors.config import parse_config
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
@@ -21,7 +22,7 @@ from actors.route import RouteRequest, RouteResult
 from actors.router import Router
 
 NAMESPACE = "llm-router"
-FLUSH_EVERY_S = 0.02
+FLUSH_EVERY_S = 0.05
 MAX_BATCH = 500
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,13 @@ def provider_actor_name(name: str) -> str:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10000)
-class RouterActor:
+class RouterActor(ChannelServer):
+    """Callers reach `route` through a channel (actors/channel.py) or as a plain call."""
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = parse_config(config, "router config")
         self._handles: dict[str, Any] = {}
+        self._channels: dict[str, ChannelPool] = {}
         self._tracker = None
         self._metrics = Metrics()
         self.core = Router(self.config, self._call_provider, self._sink,
@@ -59,10 +63,14 @@ class RouterActor:
         return self._tracker
 
     async def _call_provider(self, name: str, call: ProviderCall) -> ProviderReply:
+        pool = self._channels.get(name)
+        if pool is None:
+            pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
         try:
-            return await self._handle(name).complete.remote(call)
-        except ray.exceptions.RayActorError:
-            self._handles.pop(name, None)  # re-resolve after a restart
+            return await pool.call(call)
+        except (ChannelBroken, ray.exceptions.RayActorError):
+            self._handles.pop(name, None)  # re-resolve: it may have been replaced
+            pool.reset()
             raise
 
     async def _fetch_stats(self, context: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -116,18 +124,20 @@ class RouterActor:
             batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
             ref = self._tracker_handle().record.remote(batch)
             self._unacked[ref] = batch
-        if not self._unacked:
-            return
-        ready, _ = ray.wait(list(self._unacked), num_returns=len(self._unacked), timeout=0)
-        for ref in ready:
-            batch = self._unacked.pop(ref)
-            try:
-                await ref
-            except Exception as exc:
-                log.warning("tracker did not acknowledge %d records (%s); re-sending",
-                            len(batch), type(exc).__name__)
-                self._tracker = None
-                self._buffer[:0] = batch
+            asyncio.ensure_future(self._ack(ref))
+
+    async def _ack(self, ref: Any) -> None:
+        """Forget a batch once the tracker committed it; queue it again if it did not."""
+        try:
+            await ref
+        except Exception as exc:
+            batch = self._unacked.pop(ref, [])
+            log.warning("tracker did not acknowledge %d records (%s); re-sending",
+                        len(batch), type(exc).__name__)
+            self._tracker = None
+            self._buffer[:0] = batch
+        else:
+            self._unacked.pop(ref, None)
 
     async def _refresh_loop(self) -> None:
         """Snapshots for idle providers and tracker figures for new contexts, off the hot path."""
@@ -149,6 +159,9 @@ class RouterActor:
                 log.debug("refresh failed: %s", exc)
 
     # -- public methods ------------------------------------------------------------------
+
+    async def _chan_handle(self, req: RouteRequest) -> RouteResult:
+        return await self.route(req)
 
     async def route(self, req: RouteRequest | dict[str, Any]) -> RouteResult:
         await self._ensure_started()
@@ -191,6 +204,16 @@ class RouterActor:
                 return 0
             await asyncio.sleep(0.05)
         return len(self._buffer) + sum(len(b) for b in self._unacked.values())
+
+    def channel_counts(self) -> dict[str, dict[str, int]]:
+        """Logical calls vs Ray calls per provider channel (how well batching works)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, pool in self._channels.items():
+            for c in list(pool._by_loop.values()):
+                agg = out.setdefault(name, dict.fromkeys(c.counts, 0))
+                for k, v in c.counts.items():
+                    agg[k] += v
+        return out
 
     def inflight(self) -> int:
         return self.core.inflight

@@ -1,0 +1,58 @@
+"""How much backtest work is in flight, and (optionally) which provider gets each bar.
+
+Why a bounded asyncio window in the driver, not Ray Data: the expensive step is an I/O-bound
+call into the one router actor, whose real limit is the providers' rate limits — outside
+Ray's resource model, so Ray Data's CPU/GPU-based back-pressure cannot see it, and its
+blocks would put results in the object store that must come back to the driver anyway for
+the exactly-once bookkeeping (journal, Parquet, feedback). A window of W requests awaited
+on the client's batched channel costs the driver microseconds each, and W follows from
+Little's law: enough in flight to keep every provider busy at its rate limit,
+
+    W = Σ_p min(max_concurrency_p, ceil(rpm_p / 60 × latency × 1.25)) (at least 4)
+
+with latency the providers' observed p95 (2 s before any sample). Work beyond what the
+providers can start right now waits in the provider actors' limiters in the *batch* lane,
+so live requests still go first there, and nothing is ever sent faster than the limits
+allow — the window only bounds memory and queueing, the limiters guarantee the rates.
+"""
+
+from __future__ import annotations
+
+import math
+
+from actors.config import Config
+
+DEFAULT_LATENCY_S = 2.0
+
+
+def window_size(config: Config, latency_s: float | None = None, headroom: float = 1.25) -> int:
+    lat = max(DEFAULT_LATENCY_S, latency_s or 0.0)
+    total = 0
+    for p in config.providers:
+        if p.enabled:
+            total += min(p.max_concurrency, math.ceil(p.rpm / 60.0 * lat * headroom))
+    return max(4, total)
+
+
+class RateShare:
+    """Smooth weighted round-robin over providers, weights = rpm: each bar is pinned to one
+    provider in proportion to its rate limit, with the others (largest first) as fallbacks.
+
+    Used when throughput matters more than the policy's choice (`assign: rate-share`); the
+    router still applies breakers, budgets, limits and fallback to every request.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.weights = {p.name: p.rpm for p in config.providers if p.enabled}
+        if not self.weights:
+            raise ValueError("no enabled provider to share the work between")
+        self._current = dict.fromkeys(self.weights, 0)
+        self._total = sum(self.weights.values())
+        self._order = sorted(self.weights, key=lambda n: -self.weights[n])
+
+    def next(self) -> tuple[str, list[str]]:
+        for name, w in self.weights.items():
+            self._current[name] += w
+        pick = max(self._current, key=lambda n: self._current[n])
+        self._current[pick] -= self._total
+        return pick, [n for n in self._order if n != pick]
