@@ -143,6 +143,12 @@ class ChannelClient:
             if lost:
                 self._fail(lost, ChannelBroken(f"{self.name} restarted"))
 
+    def close(self) -> None:
+        """Stop the parked collect (calls still in flight fail)."""
+        if self._collector is not None:
+            self._collector.cancel()
+        self._fail(list(self._pending), ChannelBroken(f"{self.name} channel closed"))
+
     def _fail(self, fids: list[int], exc: BaseException) -> None:
         if not isinstance(exc, ChannelBroken):
             exc = ChannelBroken(f"{self.name} unavailable: {type(exc).__name__}: {exc}")

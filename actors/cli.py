@@ -1,46 +1,23 @@
-"""`llm-router` command line: demo, sim, serve (and later backtest)."""
+"""`llm-router` command line: demo, backtest, sim, serve."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from actors.api import connect
-    from actors.route import RoutingError
+    """The main job on the embedded default: a backtest over the bundled real sample."""
+    from actors.backtest.command import demo
 
-    t0 = time.time()
-    print("==> starting local Ray and the router's actors (simulator for providers without keys)")
-    llm = connect(args.address, args.config)
-    try:
-        print(f"    ready in {time.time() - t0:.1f} s")
-        prompt = ("Market context: SPY daily, regime: bull, RSI(14) 61.2, MACD histogram +0.8. "
-                  "Give a trade signal as JSON.")
-        print(f"\n{'provider':<12} {'model':<40} {'sim':<4} {'in':>6} {'out':>6} "
-              f"{'cost USD':>10} {'latency':>8}  answer")
-        failures = 0
-        for name in llm.config.names:
-            try:
-                r = llm.complete(prompt, provider=name, context={"task": "analysis",
-                                                                 "regime": "bull"},
-                                 output="trade_signal", max_tokens=512)
-            except RoutingError as exc:
-                failures += 1
-                print(f"{name:<12} FAILED {exc.error_class.value}: {exc.message[:80]}")
-                continue
-            sim = "yes" if llm.config.simulated(llm.config.provider(name)) else "no"
-            sig = r.parsed or {}
-            answer = f"{sig.get('direction', '?')} @ conf {sig.get('confidence', 0):.2f}"
-            print(f"{name:<12} {r.model:<40} {sim:<4} {r.input_tokens:>6} {r.output_tokens:>6} "
-                  f"{r.cost_usd:>10.6f} {r.latency_s * 1000:>6.0f}ms  {answer}")
-        print("\n==> cost by model this hour")
-        print(llm.costs("hour").to_string())
-        return 1 if failures else 0
-    finally:
-        llm.shutdown()
+    return demo(args)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from actors.backtest.command import backtest
+
+    return backtest(args)
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -60,9 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None,
                         help="providers YAML (default: $LLM_ROUTER_CONFIG or configs/providers.yaml)")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="run the main job on the embedded default")
-    d.add_argument("--address", default=None, help="Ray address (default: embedded local)")
+    from actors.backtest.command import add_args as backtest_args
+
+    d = sub.add_parser("demo", help="run the main job on the embedded default: a backtest of "
+                                    "the bundled S&P 500 sample over all providers")
+    backtest_args(d, demo=True)
     d.set_defaults(func=_demo)
+    b = sub.add_parser("backtest", help="route every bar of OHLCV series, score the signals "
+                                        "against realized returns, write Parquet and a report")
+    backtest_args(b)
+    b.set_defaults(func=_backtest)
     s = sub.add_parser("sim", help="run the provider simulator (see --help of the simulator)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_sim)

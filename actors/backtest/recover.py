@@ -36,6 +36,7 @@ class Prior:
     ok: bool = False
     request: dict[str, Any] | None = None  # the audit's request row
     text: str | None = None  # the answering attempt's response text
+    latency_s: float | None = None  # the answering attempt's
     tried: str = ""
 
 
@@ -53,7 +54,8 @@ def classify(request_id: str, rows: list[dict[str, Any]] | None) -> Prior:
     if req["ok"]:
         answer = next((a for a in reversed(attempts) if a["ok"]), None)
         return Prior(request_id, final=True, next_gen=nxt, ok=True, request=req,
-                     text=answer.get("response") if answer else None, tried=tried)
+                     text=answer.get("response") if answer else None,
+                     latency_s=answer.get("latency_s") if answer else None, tried=tried)
     spent = float(req.get("cost_usd") or 0.0) > 0
     final = spent or (req.get("error_class") not in TRANSIENT)
     return Prior(request_id, final=final, next_gen=nxt, ok=False, request=req, tried=tried)

@@ -111,6 +111,8 @@ class BacktestSpec(BaseModel):
                                  "providers' rate limits × latency.")
     feedback: bool = Field(True, description="Send realized outcomes to the tracker.")
     chunk_bars: int = Field(512, ge=16, description="Bars per planning task.")
+    part_rows: int = Field(500, ge=1, description="Results per Parquet part (also written "
+                           "every 5 s), i.e. at most this many rebuilt from the audit on resume.")
     bar_retries: int = Field(3, ge=0, le=10, description="Retries of a bar whose request failed "
                              "without spending (breakers open, router unreachable).")
 

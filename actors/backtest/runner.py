@@ -1,0 +1,388 @@
+"""The backtest runner: bars → contexts → routed requests → validated signals → Parquet,
+with outcome feedback, a progress line and a report at the end.
+
+    from actors import connect
+    from actors.backtest import BacktestSpec, SeriesSpec, run_backtest
+    llm = connect()
+    out = run_backtest(llm, BacktestSpec(series=[SeriesSpec(source="sample:sp500")],
+                                          start="2007-01-01", limit=300,
+                                          policies=["accuracy-first", "cost-aware"]))
+    out.results, out.report.files
+
+Every request goes through `RouterClient.aroute` with `priority="batch"`: the same router,
+breakers, budgets and rate limits as live traffic, behind it in the limiters' queues.
+Order of work: inputs are checked and the run directory claimed (a run id with other
+parameters is refused) before the router is asked anything; then chunks are planned on the
+cluster (plan.py), each (bar, task) is expanded into one request per policy, and at most
+`window` requests are in flight (fanout.py). Results are buffered and written as Parquet
+parts; ids are deterministic per (run, policy, task, symbol, timeframe, bar), so a re-run
+skips stored bars and rebuilds answered-but-unstored ones from the audit trail (recover.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from actors.backtest import report as reports
+from actors.backtest.fanout import RateShare, window_size
+from actors.backtest.feedback import FeedbackGate, FeedbackSender, tracker_send
+from actors.backtest.inputs import Series, load_all
+from actors.backtest.outcome import score
+from actors.backtest.plan import BarJob, Planner
+from actors.backtest.progress import Progress
+from actors.backtest.recover import TRANSIENT, Prior, lookup
+from actors.backtest.spec import BacktestSpec
+from actors.backtest.store import RunStore, fingerprint
+from actors.errors import ErrorClass
+from actors.route import RouteResult, RoutingError
+from prompts import OutputError, get_task, parse_output
+
+log = logging.getLogger(__name__)
+MAX_ID = 128
+
+
+@dataclass
+class Prepared:
+    """Checked inputs and the run's identity, known before any spend."""
+
+    spec: BacktestSpec
+    series: list[Series]
+    defining: dict[str, Any]
+    run_id: str
+
+    @property
+    def total(self) -> int:
+        return sum(s.bars for s in self.series) * len(self.spec.tasks) * len(self.spec.policies)
+
+
+def prepare(spec: BacktestSpec) -> Prepared:
+    """Load and check every series; raises DataError / BacktestError before any spend."""
+    series = load_all(spec)
+    defining = {**spec.defining(), "series": [
+        {"symbol": s.symbol, "timeframe": s.timeframe, "first": str(s.frame.index[s.lo]),
+         "last": str(s.frame.index[s.hi]), "bars": s.bars, "data_sha256": s.sha256}
+        for s in series]}
+    run_id = spec.run_id or f"bt-{fingerprint(defining)[:12]}"
+    return Prepared(spec, series, defining, run_id)
+
+
+def request_id(run_id: str, job: BarJob, policy: str, gen: int = 1) -> str:
+    rid = (f"bt:{run_id}:{policy}:{job.task}:{job.symbol}:{job.timeframe}:"
+           f"{job.ts:%Y%m%dT%H%M%S}")
+    if len(rid) > MAX_ID - 4:
+        rid = f"bt:{run_id}:{hashlib.sha256(job.key(policy).encode()).hexdigest()[:32]}"
+    return rid if gen <= 1 else f"{rid}~{gen}"
+
+
+@dataclass
+class BacktestOutcome:
+    run_id: str
+    run_dir: Path
+    results: pd.DataFrame
+    total: int
+    skipped: int  # already stored when this invocation started
+    sent: int  # requests sent by this invocation (retries included)
+    recovered: int  # rebuilt from the audit trail, not paid again
+    failures: dict[str, int]
+    spend_usd: float  # by this invocation
+    wall_s: float
+    window: int
+    nodes: list[str]
+    feedback_sent: int
+    stopped: str | None = None
+    report: reports.Report | None = None
+    text: str = ""
+
+    @property
+    def finished(self) -> int:
+        return len(self.results)
+
+    @property
+    def complete(self) -> bool:
+        return self.finished == self.total
+
+
+class _Killed(Exception):
+    """Test hook: abandon the run abruptly, as a SIGKILL would."""
+
+
+@dataclass
+class _Run:
+    prep: Prepared
+    client: Any
+    store: RunStore
+    progress: Progress
+    gate: FeedbackGate
+    sender: FeedbackSender | None
+    window: int
+    assigner: RateShare | None
+    kill_after: int | None = None
+    sent: int = 0
+    recovered: int = 0
+    new_rows: int = 0
+    spend: float = 0.0
+    stopped: str | None = None
+    failures: Counter[str] = field(default_factory=Counter)
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def _row(self, job: BarJob, policy: str, rid: str, **kw: Any) -> dict[str, Any]:
+        parsed = kw.pop("parsed", None)
+        sc = score(job.task, parsed, fwd=job.fwd_return, adverse=job.adverse, close=job.close,
+                   flat_threshold=self.prep.spec.flat_threshold) if kw.get("ok") else None
+        parsed = parsed or {}
+        return {
+            "run_id": self.prep.run_id, "key": job.key(policy), "request_id": rid,
+            "symbol": job.symbol, "timeframe": job.timeframe,
+            "ts": _naive_utc(job.ts),
+            "bar": job.bar, "task": job.task, "policy": policy, "regime": job.regime,
+            "close": job.close, "fwd_return": job.fwd_return,
+            "direction": parsed.get("direction"), "confidence": _num(parsed.get("confidence")),
+            "risk_score": _num(parsed.get("risk_score")),
+            "stop_distance": _num(parsed.get("stop_distance")),
+            "answer": json.dumps(parsed) if parsed else None, "score": sc,
+            "done_at": time.time(), "planner_node": job.node, **kw,
+        }
+
+    def _finish(self, job: BarJob, policy: str, row: dict[str, Any], paid: float) -> None:
+        self.store.add(row)
+        self.new_rows += 1
+        self.spend += paid
+        if not row["ok"]:
+            self.failures[row["error_class"] or "unknown"] += 1
+        self.progress.update(bool(row["ok"]), paid, row["error_class"])
+        if row["score"] is not None and self.sender is not None:
+            for rid, s in self.gate.hold(job.series, job.bar, row["request_id"], row["score"]):
+                self.sender.put(rid, s)
+        if self.kill_after is not None and self.new_rows >= self.kill_after:
+            raise _Killed()
+
+    def from_result(self, job: BarJob, policy: str, r: RouteResult) -> None:
+        ok_att = [a for a in r.trace.attempts if a.ok]
+        row = self._row(job, policy, r.request_id, ok=True, error_class=None, error=None,
+                        provider=r.provider, model=r.model, tried=_tried(r.trace.attempts),
+                        attempts=len(r.trace.attempts), input_tokens=r.input_tokens,
+                        output_tokens=r.output_tokens, cost_usd=r.cost_usd,
+                        latency_s=r.latency_s,
+                        attempt_latency_s=ok_att[-1].latency_s if ok_att else None,
+                        recovered=False, parsed=r.parsed)
+        self._finish(job, policy, row, r.cost_usd)
+
+    def from_error(self, job: BarJob, policy: str, rid: str, exc: RoutingError) -> None:
+        t = exc.trace
+        row = self._row(job, policy, rid, ok=False, error_class=exc.error_class.value,
+                        error=str(exc.message)[:500], provider=None, model=None,
+                        tried=_tried(t.attempts), attempts=len(t.attempts),
+                        input_tokens=t.input_tokens, output_tokens=t.output_tokens,
+                        cost_usd=t.cost_usd, latency_s=t.latency_s, attempt_latency_s=None,
+                        recovered=False)
+        self._finish(job, policy, row, t.cost_usd)
+
+    def from_prior(self, job: BarJob, policy: str, p: Prior) -> None:
+        """A request answered (or failed for good) before a kill: rebuilt, not paid again."""
+        req = p.request or {}
+        parsed = None
+        error_class, error = req.get("error_class"), req.get("error")
+        if p.ok:
+            try:
+                parsed = parse_output(p.text or "", get_task(job.task).output).model_dump()
+            except OutputError as exc:
+                error_class, error = "unrecoverable", f"answer not in the audit trail: {exc}"
+        ok = p.ok and parsed is not None
+        row = self._row(job, policy, p.request_id, ok=ok, error_class=None if ok else error_class,
+                        error=None if ok else error, provider=req.get("provider") if ok else None,
+                        model=req.get("model"), tried=p.tried, attempts=req.get("attempts"),
+                        input_tokens=req.get("input_tokens"),
+                        output_tokens=req.get("output_tokens"), cost_usd=req.get("cost_usd"),
+                        latency_s=req.get("latency_s"), attempt_latency_s=p.latency_s,
+                        recovered=True,
+                        parsed=parsed)
+        self.recovered += 1
+        self._finish(job, policy, row, 0.0)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def one(self, job: BarJob, policy: str, gen: int, slots: asyncio.Semaphore) -> None:
+        try:
+            for attempt in range(self.prep.spec.bar_retries + 1):
+                rid = request_id(self.prep.run_id, job, policy, gen)
+                update: dict[str, Any] = {"policy": policy, "request_id": rid}
+                if self.assigner is not None:
+                    update["provider"], update["fallbacks"] = self.assigner.next()
+                req = job.request.model_copy(update=update)
+                self.store.dispatched(job.key(policy), rid)
+                self.sent += 1
+                try:
+                    res = await self.client.aroute(req)
+                except RoutingError as exc:
+                    if exc.error_class == ErrorClass.BUDGET_EXCEEDED and not exc.trace.cost_usd:
+                        self.stopped = self.stopped or f"budget exceeded: {exc.message[:200]}"
+                        self.failures["budget_exceeded (unfinished)"] += 1
+                        return
+                    retry = (exc.error_class.value in TRANSIENT and not exc.trace.cost_usd
+                             and attempt < self.prep.spec.bar_retries and not self.stopped)
+                    if retry:
+                        self.failures[f"{exc.error_class.value} (retried)"] += 1
+                        await asyncio.sleep(min(30.0, 2.0 ** attempt))
+                        gen += 1
+                        continue
+                    self.from_error(job, policy, rid, exc)
+                    return
+                self.from_result(job, policy, res)
+                return
+        finally:
+            slots.release()
+
+    async def dispatch(self, planner: Planner, finished: set[str],
+                       priors: dict[str, Prior]) -> None:
+        slots = asyncio.Semaphore(self.window)
+        inflight: set[asyncio.Task[None]] = set()
+        errors: list[BaseException] = []
+
+        def done(t: asyncio.Task[None]) -> None:
+            inflight.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                errors.append(t.exception())
+
+        try:
+            async for job in planner.jobs():
+                if errors:
+                    raise errors[0]
+                for policy in self.prep.spec.policies:
+                    key = job.key(policy)
+                    if key in finished or self.stopped:
+                        continue
+                    prior = priors.pop(key, None)
+                    if prior is not None and prior.final:
+                        self.from_prior(job, policy, prior)
+                        continue
+                    await slots.acquire()
+                    if errors:
+                        raise errors[0]
+                    t = asyncio.ensure_future(
+                        self.one(job, policy, prior.next_gen if prior else 1, slots))
+                    inflight.add(t)
+                    t.add_done_callback(done)
+                if self.sender is not None:
+                    for rid, s in self.gate.advance(job.series, job.bar):
+                        self.sender.put(rid, s)
+                if self.store.due(self.prep.spec.part_rows):
+                    self.store.flush()
+                if self.stopped:
+                    break
+            while inflight:
+                await asyncio.wait(set(inflight), timeout=1.0,
+                                   return_when=asyncio.FIRST_EXCEPTION)
+                if errors:
+                    raise errors[0]
+                if self.store.due(self.prep.spec.part_rows):
+                    self.store.flush()
+        finally:
+            for t in inflight:
+                t.cancel()
+
+
+def _naive_utc(ts: Any) -> pd.Timestamp:
+    t = pd.Timestamp(ts)
+    return t if t.tz is None else t.tz_convert("UTC").tz_localize(None)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _tried(attempts: list[Any]) -> str:
+    return ",".join(f"{a.provider}:{'ok' if a.ok else a.error_class}" for a in attempts)
+
+
+def _observed_latency(client: Any) -> float | None:
+    try:
+        st = client.status()
+        p95 = st["p95_s"].dropna()
+        return float(p95.max()) if len(p95) else None
+    except Exception:  # status is advisory here
+        return None
+
+
+async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress: bool = True,
+                        stream: TextIO | None = None, write_report: bool = True,
+                        _kill_after: int | None = None) -> BacktestOutcome:
+    """Run (or resume) a backtest; the async twin of `run_backtest`."""
+    prep = spec if isinstance(spec, Prepared) else prepare(spec)
+    spec = prep.spec
+    store = RunStore(spec.runs_dir, prep.run_id)
+    store.claim(prep.defining)
+    stored = store.load()
+    finished = set(stored["key"])
+    journal, fed = store.read_journal()
+    priors = await asyncio.to_thread(
+        lookup, client, {k: r for k, r in journal.items() if k not in finished})
+    window = spec.inflight or window_size(client.config,
+                                          await asyncio.to_thread(_observed_latency, client))
+    bar = Progress(prep.total, already=len(finished), stream=stream, enabled=progress)
+    gate = FeedbackGate(spec.horizon)
+    sender = FeedbackSender(tracker_send(client), store.feedback_sent) if spec.feedback else None
+    run = _Run(prep, client, store, bar, gate, sender, window,
+               RateShare(client.config) if spec.assign == "rate-share" else None,
+               kill_after=_kill_after)
+    if sender is not None:  # scores stored earlier whose feedback never got through
+        todo = stored[stored["score"].notna() & ~stored["request_id"].isin(fed)]
+        for r in todo.itertuples():
+            gate.hold(f"{r.symbol} {r.timeframe}", int(r.bar), r.request_id, float(r.score))
+    route = {"max_tokens": spec.max_tokens, "timeout": spec.timeout, "priority": "batch",
+             "context": {"backtest": prep.run_id}}
+    planner = Planner(prep.series, spec.tasks, spec.horizon, client.config, route,
+                      spec.chunk_bars)
+    t0 = time.monotonic()
+    try:
+        await run.dispatch(planner, finished, priors)
+    except _Killed:
+        if sender is not None:
+            sender.abort()
+        store.close()
+        return BacktestOutcome(prep.run_id, store.dir, stored, prep.total, len(finished),
+                               run.sent, run.recovered, dict(run.failures), run.spend,
+                               time.monotonic() - t0, window, sorted(planner.nodes),
+                               sender.sent if sender else 0, stopped="killed")
+    store.flush()
+    if sender is not None:
+        for rid, s in gate.drain():
+            sender.put(rid, s)
+        await sender.close()
+    wall = time.monotonic() - t0
+    bar.show(final=True)
+    store.close()
+    results = store.load()
+    out = BacktestOutcome(prep.run_id, store.dir, results, prep.total, len(finished), run.sent,
+                          run.recovered, dict(run.failures), run.spend, wall, window,
+                          sorted(planner.nodes), sender.sent if sender else 0, run.stopped)
+    if write_report:
+        meta = {"run_id": prep.run_id, "bars x tasks x policies": prep.total,
+                "results": len(results), "series": ", ".join(s.label() for s in prep.series),
+                "tasks": ", ".join(spec.tasks), "policies": ", ".join(spec.policies),
+                "horizon (bars)": spec.horizon, "assign": spec.assign,
+                "sent this run": run.sent, "recovered from audit": run.recovered,
+                "spend this run (USD)": round(run.spend, 6), "wall (s)": round(wall, 1),
+                "in-flight window": window, "planner nodes": len(planner.nodes)}
+        if run.stopped:
+            meta["stopped"] = run.stopped
+        rep = reports.build(results, list(client.config.names), meta)
+        reports.write(rep, store.dir, results)
+        out.report = rep
+        out.text = reports.text(rep)
+    return out
+
+
+def run_backtest(client: Any, spec: BacktestSpec | Prepared, **kw: Any) -> BacktestOutcome:
+    """Run (or resume) a backtest to the end and write its report (see module docstring)."""
+    return asyncio.run(arun_backtest(client, spec, **kw))

@@ -1,0 +1,243 @@
+"""The HTTP endpoint: a FastAPI ingress on one Serve deployment, a thin skin over the router.
+
+Every request becomes one `RouteRequest` for the same router actor the notebook and the
+backtest use; this module only translates, authenticates and maps errors. Routes:
+
+    POST /v1/chat/completions   OpenAI-compatible (model = provider or policy alias)
+    GET  /v1/models             providers and policy aliases
+    POST /v1/analyze            MarketContext or OHLCV bars → TradeSignal + trace
+    POST /v1/risk               trade proposal + context → RiskAssessment + trace
+    GET  /v1/providers          breaker state, rolling metrics, limits
+    POST /v1/providers/{name}/reset   (admin) close a breaker by hand
+    GET  /v1/costs?by=hour|day  GET /v1/performance  GET /v1/budgets
+    POST /v1/feedback           GET /v1/requests/{id}  (audit rows)
+    GET  /healthz
+
+No `from __future__ import annotations` here: FastAPI must see real types on the methods
+Serve wraps, or `request: Request` turns into a required body field.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import ray
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from actors.api import RouterClient, attach, connect
+from actors.config import Config, load_config, parse_config
+from actors.route import RouteRequest, RouteResult
+from actors.router import RouterSpec
+from serve import native
+from serve import openai_compat as oai
+from serve.auth import Tokens, require_admin, require_client, require_health
+from serve.errors import ApiError, bad_request, install, not_found
+from serve.middleware import BodyLimit
+from serve.spec import ServeSpec
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT = [Depends(require_client)]
+ADMIN = [Depends(require_admin)]
+TIMEOUT_HEADER = "x-request-timeout"
+#: The OpenAI SDK announces its own client timeout; working past it helps nobody.
+CLIENT_TIMEOUT_HEADER = "x-stainless-timeout"
+
+app = FastAPI(title="llm-router", version="0.1.0",
+              description="Multi-LLM router for trading analysis (native and OpenAI-compatible).")
+app.state.max_body_bytes = ServeSpec().max_body_bytes
+app.state.tokens = Tokens(None, None, "")
+app.state.public_health = True
+app.add_middleware(BodyLimit)
+install(app)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A summary frame as JSON rows (index levels become columns, NaN becomes null)."""
+    if df is None or df.empty:
+        return []
+    flat = df.reset_index() if any(n is not None for n in df.index.names) else df
+    return json.loads(flat.to_json(orient="records", date_format="iso"))
+
+
+def _seconds(raw: str, param: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise bad_request(f"{param} must be a positive number of seconds, not {raw!r}", param)
+    return value
+
+
+@serve.deployment(name="RouterIngress", max_ongoing_requests=128, max_queued_requests=256,
+                  ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(app)
+class RouterIngress:
+    """One replica: attaches to the running router (or starts it) and serves HTTP."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config: Config = parse_config(config, "serve app config")
+        self.spec = ServeSpec.from_config(self.config)
+        self.router_timeout = RouterSpec.model_validate(self.config.router).default_timeout_s
+        self.token_limit = self.spec.token_limit(self.config)
+        self.created = int(time.time())
+        try:
+            self.llm: RouterClient = attach(self.config)
+        except RuntimeError:
+            if not self.spec.start_system:
+                raise
+            log.info("no router running: starting the actors")
+            self.llm = connect(config=self.config)
+        app.state.max_body_bytes = self.spec.max_body_bytes
+        app.state.tokens = Tokens.from_env(self.spec.auth)
+        app.state.public_health = self.spec.auth.public_health
+
+    async def check_health(self) -> None:
+        """Serve's probe: the replica is healthy while the router answers it."""
+        await asyncio.wait_for(asyncio.to_thread(self.llm.budgets), 10)
+
+    # -- the request path ----------------------------------------------------------------
+
+    def _timeout(self, given: float | None, request: Request) -> float:
+        """Deadline from the body, else the header, else the default; capped by the
+        client's own timeout when it announces one."""
+        t = given
+        if t is None and (raw := request.headers.get(TIMEOUT_HEADER)) is not None:
+            t = _seconds(raw, "timeout")
+        if t is not None and t > self.spec.max_timeout_s:
+            raise bad_request(f"timeout {t} s is above the limit {self.spec.max_timeout_s} s",
+                              "timeout")
+        t = t or self.spec.default_timeout_s or self.router_timeout
+        if (raw := request.headers.get(CLIENT_TIMEOUT_HEADER)) is not None:
+            try:
+                t = min(t, float(raw)) if float(raw) > 0 else t
+            except ValueError:
+                pass
+        return t
+
+    async def _route(self, req: RouteRequest) -> RouteResult:
+        assert req.timeout is not None
+        try:
+            return await asyncio.wait_for(self.llm.aroute(req), req.timeout + self.spec.timeout_grace_s)
+        except TimeoutError:
+            raise ApiError(504, "deadline_exceeded", f"no answer within the {req.timeout:g} s "
+                           "deadline", "timeout", "deadline") from None
+        except ray.exceptions.RayError as exc:
+            log.warning("router call failed: %s", type(exc).__name__)
+            raise ApiError(503, "router_unavailable", "the router is unavailable (restarting?); "
+                           "retry shortly", None, "router_unavailable",
+                           {"retry-after": "1"}) from None
+
+    @app.post("/v1/chat/completions", dependencies=CLIENT)
+    async def chat(self, body: oai.ChatRequest, request: Request) -> Response:
+        req = oai.to_route(body, self.config, self.token_limit,
+                           self._timeout(body.timeout, request))
+        r = await self._route(req)
+        headers = native.trace_headers(r)
+        if body.stream:
+            include = bool(body.stream_options and body.stream_options.include_usage)
+            return Response("".join(oai.stream_events(r, include)), headers=headers,
+                            media_type="text/event-stream")
+        return JSONResponse(oai.completion(r), headers=headers)
+
+    @app.get("/v1/models", dependencies=CLIENT)
+    async def models(self) -> JSONResponse:
+        return JSONResponse(oai.models(self.config, self.created))
+
+    @app.post("/v1/analyze", dependencies=CLIENT)
+    async def analyze(self, body: native.AnalyzeRequest, request: Request) -> JSONResponse:
+        native.check_route(body, self.config, self.token_limit)
+        timeout = self._timeout(body.timeout, request)
+        req = await asyncio.to_thread(native.route_request, body, body.task, self.config, timeout)
+        r = await self._route(req)
+        return JSONResponse(native.result_body(r, "signal"), headers=native.trace_headers(r))
+
+    @app.post("/v1/risk", dependencies=CLIENT)
+    async def risk(self, body: native.RiskRequest, request: Request) -> JSONResponse:
+        native.check_route(body, self.config, self.token_limit)
+        timeout = self._timeout(body.timeout, request)
+        req = await asyncio.to_thread(native.route_request, body, "risk", self.config, timeout,
+                                      body.position)
+        r = await self._route(req)
+        return JSONResponse(native.result_body(r, "risk"), headers=native.trace_headers(r))
+
+    # -- state and reports ---------------------------------------------------------------
+
+    @app.get("/v1/providers", dependencies=CLIENT)
+    async def providers(self) -> JSONResponse:
+        df = await asyncio.to_thread(self.llm.status)
+        return JSONResponse({"object": "list", "data": _records(df)})
+
+    @app.post("/v1/providers/{name}/reset", dependencies=ADMIN)
+    async def reset(self, name: str) -> JSONResponse:
+        if name not in self.config.names:
+            raise not_found(f"unknown provider {name!r}; configured: "
+                            f"{', '.join(self.config.names)}", "name")
+        snap = await asyncio.to_thread(self.llm.reset, name)
+        return JSONResponse({"provider": name, "state": snap.get("state"), "snapshot": snap})
+
+    @app.get("/v1/costs", dependencies=CLIENT)
+    async def costs(self, by: Literal["hour", "day"] = Query("hour")) -> JSONResponse:
+        df = await asyncio.to_thread(self.llm.costs, by)
+        return JSONResponse({"object": "list", "by": by, "data": _records(df)})
+
+    @app.get("/v1/performance", dependencies=CLIENT)
+    async def performance(self, by_context: bool = False) -> JSONResponse:
+        df = await asyncio.to_thread(self.llm.performance, by_context)
+        return JSONResponse({"object": "list", "data": _records(df)})
+
+    @app.get("/v1/budgets", dependencies=CLIENT)
+    async def budgets(self) -> JSONResponse:
+        df = await asyncio.to_thread(self.llm.budgets)
+        return JSONResponse({"object": "list", "data": _records(df)})
+
+    @app.post("/v1/feedback", dependencies=CLIENT)
+    async def feedback(self, body: native.FeedbackRequest) -> JSONResponse:
+        try:
+            await asyncio.to_thread(self.llm.feedback, body.request_id, body.score)
+        except KeyError:
+            raise not_found(f"unknown request id {body.request_id!r}", "request_id") from None
+        return JSONResponse({"request_id": body.request_id, "score": body.score, "ok": True})
+
+    @app.get("/v1/requests/{request_id}", dependencies=CLIENT)
+    async def audit(self, request_id: str) -> JSONResponse:
+        try:
+            rows = await asyncio.to_thread(self.llm.audit, request_id)
+        except KeyError:
+            raise not_found(f"unknown request id {request_id!r}", "request_id") from None
+        return JSONResponse({"request_id": request_id, "records": json.loads(
+            json.dumps(rows, default=str))})
+
+    @app.get("/healthz", dependencies=[Depends(require_health)])
+    async def healthz(self) -> JSONResponse:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.llm.budgets), 5)
+        except Exception as exc:
+            return ApiError(503, "router_unavailable", f"router not answering "
+                            f"({type(exc).__name__})", None, "router_unavailable").response()
+        return JSONResponse({"status": "ok", "providers": self.config.names})
+
+
+def build(args: dict[str, Any] | None = None) -> serve.Application:
+    """Serve app builder (`import_path: serve.app:build` in configs/serve.yaml).
+
+    args: `config` = path of the router config (default: $LLM_ROUTER_CONFIG or the shipped
+    configs/providers.yaml), or `config_data` = the config itself as a mapping.
+    """
+    args = dict(args or {})
+    if "config_data" in args:
+        cfg = parse_config(args["config_data"], "config_data")
+    else:
+        path = args.get("config")
+        if path and not Path(path).is_absolute() and not Path(path).exists():
+            path = ROOT / path  # serve.yaml paths are relative to the project, not the worker
+        cfg = load_config(path)
+    ServeSpec.from_config(cfg)  # fail at deploy time, not in every replica
+    return RouterIngress.bind(cfg.model_dump(mode="json"))

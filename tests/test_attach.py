@@ -1,0 +1,81 @@
+"""A second process attaches to the actors a first one started: `ray start --head` in a
+subprocess, process A starts the system and routes a request, process B connects with
+`ray://` and sees the same router, tracker and audit trail."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_py(code: str, env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("attach")
+    gcs, client = free_port(), free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT),
+           "RAY_AUTH_MODE": "disabled"}  # a throwaway local cluster: no token needed
+    env.pop("RAY_ADDRESS", None)
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump(make_config(tmp)))
+    start = [str(BIN / "ray"), "start", "--head", f"--port={gcs}",
+             f"--ray-client-server-port={client}", "--num-cpus=2", "--include-dashboard=false", "--node-ip-address=127.0.0.1",
+             "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield {"gcs": f"127.0.0.1:{gcs}", "client": f"ray://127.0.0.1:{client}",
+               "config": str(cfg), "env": env}
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True,
+                       timeout=120)
+
+
+def test_second_process_attaches_over_ray_client(head):
+    a = run_py(f"""
+        import json
+        from actors.api import connect
+        llm = connect({head['gcs']!r}, {head['config']!r})
+        r = llm.complete("hello from A", provider="llama")
+        llm.costs("hour")  # flushes records to the tracker
+        print(json.dumps({{"request_id": r.request_id}}))
+    """, head["env"])
+    b = run_py(f"""
+        import json, ray
+        from actors.api import connect
+        llm = connect({head['client']!r}, {head['config']!r})
+        rows = llm.audit({a['request_id']!r})
+        r = llm.complete("hello from B", provider="mixtral")
+        names = sorted(x["name"] for x in ray.util.list_named_actors(all_namespaces=True))
+        print(json.dumps({{"rows": len(rows), "provider": rows[-1]["provider"],
+                          "b": r.provider, "names": names}}))
+        llm.shutdown()
+    """, head["env"])
+    assert b["rows"] >= 2 and b["provider"] == "llama"  # A's request, seen from B
+    assert b["b"] == "mixtral"
+    assert b["names"].count("router") == 1 and b["names"].count("tracker") == 1
+    assert "provider:claude" in b["names"]

@@ -1,0 +1,124 @@
+"""The provider core without Ray: breaker → limiter → retries → real client → simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from actors.clients.base import Completion, Message
+from actors.config import load_config
+from actors.messages import ProviderCall
+from actors.provider import Provider
+from actors.simulator.server import SimulatorProcess, simulator_base_url
+
+CFG = load_config()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with SimulatorProcess(latency_scale=0.0, seed=7) as s:
+        yield s
+
+
+def make(sim, name="gpt-4-turbo", **spec_updates) -> Provider:
+    spec = CFG.provider(name)
+    if spec_updates:
+        data = spec.model_dump()
+        for k, v in spec_updates.items():
+            if isinstance(v, dict):
+                data[k] = {**data[k], **v}
+            else:
+                data[k] = v
+        spec = type(spec).model_validate(data)
+    return Provider(spec, base_url=simulator_base_url(spec.api, sim.url), simulated=True)
+
+
+def call(text="Regime: bull. Trade signal?", output="text", **kw) -> ProviderCall:
+    return ProviderCall(request_id="r1", output=output,
+                        completion=Completion(messages=[Message(role="user", content=text)],
+                                              max_tokens=kw.pop("max_tokens", 200)), **kw)
+
+
+async def test_success_validates_structured_output_and_updates_window(sim):
+    p = make(sim)
+    reply = await p.complete(call(output="trade_signal"))
+    assert reply.result and reply.parsed and reply.parsed["direction"] in ("long", "short", "flat")
+    a = reply.attempts[0]
+    assert a.ok and a.confidence == reply.parsed["confidence"] and a.cost_usd > 0
+    snap = p.snapshot()
+    assert snap.samples == 1 and snap.state == "closed" and snap.mean_confidence is not None
+    await p.aclose()
+
+
+async def test_invalid_output_is_an_invalid_response_that_still_costs(sim):
+    sim.set_profile("gpt-4-turbo", invalid_output=1.0)
+    try:
+        p = make(sim)
+        reply = await p.complete(call(output="trade_signal"))
+    finally:
+        sim.reset_profile("gpt-4-turbo")
+    assert reply.result is None and reply.error_class == "invalid_response"
+    assert len(reply.attempts) == 1  # not retried on the same provider: the router falls back
+    assert reply.attempts[0].cost_usd > 0 and reply.attempts[0].response
+    assert p.snapshot().success_rate == 0.0
+    await p.aclose()
+
+
+async def test_retries_then_breaker_opens_and_refuses(sim):
+    sim.set_profile("gpt-4-turbo", server_error=1.0)
+    try:
+        p = make(sim, breaker={"consecutive_failures": 2, "open_s": 30},
+                 retry={"max_attempts": 2, "base_s": 0.01, "max_s": 0.02})
+        reply = await p.complete(call())
+        assert [a.error_class for a in reply.attempts] == ["server", "server"]
+        assert p.snapshot().state == "open" and reply.snapshot["state"] == "open"
+        refused = await p.complete(call())
+        assert refused.error_class == "breaker_open" and refused.attempts == []
+        assert "retry in" in refused.error
+        p.reset()
+        assert p.snapshot().state == "closed"
+    finally:
+        sim.reset_profile("gpt-4-turbo")
+    await p.aclose()
+
+
+async def test_deadline_is_honoured(sim):
+    sim.set_profile("gpt-4-turbo", timeout=1.0, hang_s=3)
+    try:
+        p = make(sim)
+        t0 = time.monotonic()
+        reply = await p.complete(call(deadline=time.time() + 0.3))
+        assert reply.error_class == "deadline" and time.monotonic() - t0 < 1.5
+    finally:
+        sim.reset_profile("gpt-4-turbo")
+    await p.aclose()
+
+
+async def test_limiter_makes_callers_wait_not_fail(sim):
+    p = make(sim, max_concurrency=2)
+    sim.set_profile("gpt-4-turbo", base_ms=50)
+    try:
+        seen = []
+
+        async def one():
+            seen.append(p.limiter.inflight)
+            return await p.complete(call())
+
+        replies = await asyncio.gather(*(one() for _ in range(8)))
+    finally:
+        sim.reset_profile("gpt-4-turbo")
+    assert all(r.result for r in replies)
+    assert max(seen) <= 2
+    await p.aclose()
+
+
+async def test_oversize_prompt_is_refused_before_sending(sim):
+    p = make(sim, "mixtral")
+    sim.reset_stats()
+    reply = await p.complete(call(text="x" * 200_000))
+    assert reply.error_class == "context_too_long"
+    assert sim.stats().totals.requests == 0
+    assert p.snapshot().samples == 0  # the caller's fault: not counted against the provider
+    await p.aclose()
