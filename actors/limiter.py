@@ -213,10 +213,12 @@ class Lease:
 
 
 class AsyncLimiter:
-    """FIFO-fair waiting in front of a `RateLimits`.
+    """FIFO-fair waiting in front of a `RateLimits`, with a live lane ahead of a batch lane.
 
     Only the head of the queue tries to acquire; the rest wait their turn, so a large
-    request is not overtaken forever by small ones. `deadline` is on `clock`'s scale.
+    request is not overtaken forever by small ones. Live requests (HTTP, notebooks) queue
+    ahead of batch ones (backtests), so a running backtest adds little to live latency.
+    `deadline` is on `clock`'s scale.
     """
 
     def __init__(
@@ -229,7 +231,8 @@ class AsyncLimiter:
         self.limits = limits
         self._clock = clock
         self._sleep = sleep
-        self._queue: deque[asyncio.Event] = deque()
+        self._live: deque[asyncio.Event] = deque()
+        self._batch: deque[asyncio.Event] = deque()
 
     @property
     def inflight(self) -> int:
@@ -237,24 +240,36 @@ class AsyncLimiter:
 
     @property
     def waiting(self) -> int:
-        return len(self._queue)
+        return len(self._live) + len(self._batch)
+
+    @property
+    def waiting_batch(self) -> int:
+        return len(self._batch)
 
     def snapshot(self) -> dict[str, Any]:
-        return {**self.limits.snapshot(self._clock()), "waiting": len(self._queue)}
+        return {**self.limits.snapshot(self._clock()), "waiting": self.waiting,
+                "waiting_batch": len(self._batch)}
 
-    async def acquire(self, tokens: int, deadline: float | None = None) -> Lease:
+    def _head(self) -> asyncio.Event | None:
+        if self._live:
+            return self._live[0]
+        return self._batch[0] if self._batch else None
+
+    async def acquire(self, tokens: int, deadline: float | None = None,
+                      priority: str = "live") -> Lease:
         """Wait for capacity. Raises ProviderError(DEADLINE) without taking any capacity
         if the deadline passes first, or as soon as the wait is known to outlast it."""
         self.limits.check(tokens)
         me = asyncio.Event()
-        self._queue.append(me)
+        lane = self._batch if priority == "batch" else self._live
+        lane.append(me)
         try:
             while True:
                 now = self._clock()
-                head = self._queue[0] is me
+                head = self._head() is me
                 wait = self.limits.try_acquire(tokens, now) if head else math.inf
                 if wait == 0.0:
-                    self._queue.popleft()
+                    lane.popleft()
                     self._wake_head()
                     return Lease(self, tokens, now)
                 if deadline is not None:
@@ -263,16 +278,16 @@ class AsyncLimiter:
                         raise ProviderError(
                             ErrorClass.DEADLINE,
                             f"rate limits leave no capacity before the deadline "
-                            f"({self.limits.inflight} in flight, {len(self._queue)} waiting)",
+                            f"({self.limits.inflight} in flight, {self.waiting} waiting)",
                             provider=self.limits.name,
                         )
                     wait = min(wait, left)
                 me.clear()
                 await self._wait(me, wait)
         except BaseException:
-            if me in self._queue:
-                was_head = self._queue[0] is me
-                self._queue.remove(me)
+            if me in lane:
+                was_head = self._head() is me
+                lane.remove(me)
                 if was_head:
                     self._wake_head()
             raise
@@ -291,8 +306,9 @@ class AsyncLimiter:
             slept.cancel()
 
     def _wake_head(self) -> None:
-        if self._queue:
-            self._queue[0].set()
+        head = self._head()
+        if head is not None:
+            head.set()
 
     def _release(self, lease: Lease) -> None:
         self.limits.release(self._clock(), lease.tokens, lease.actual_tokens, started=lease.started)

@@ -95,7 +95,8 @@ class Provider:
             started = time.monotonic()
             result: Result | None = None
             try:
-                async with await self.limiter.acquire(reserve_tokens, deadline_mono) as lease:
+                async with await self.limiter.acquire(reserve_tokens, deadline_mono,
+                                                     call.priority) as lease:
                     remaining = None if deadline_mono is None else deadline_mono - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise ProviderError(ErrorClass.DEADLINE, "deadline passed while waiting "

@@ -436,3 +436,25 @@ async def test_acquire_rejects_impossible_request_immediately():
         await limiter.acquire(101, deadline=None)
     assert info.value.error_class is ErrorClass.CONTEXT_TOO_LONG
     assert limiter.waiting == 0
+
+
+async def test_live_requests_go_ahead_of_queued_batch_work():
+    from actors.limiter import AsyncLimiter, RateLimits
+
+    lim = AsyncLimiter(RateLimits(rpm=100_000, tpm=10**9, max_concurrency=1))
+    first = await lim.acquire(1)
+    order: list[str] = []
+
+    async def take(name: str, priority: str) -> None:
+        lease = await lim.acquire(1, priority=priority)
+        order.append(name)
+        lease.release()
+
+    tasks = [asyncio.ensure_future(take(f"b{i}", "batch")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.ensure_future(take("live", "live")))
+    await asyncio.sleep(0.01)
+    assert lim.waiting == 4 and lim.waiting_batch == 3
+    first.release()
+    await asyncio.gather(*tasks)
+    assert order[0] == "live" and order[1:] == ["b0", "b1", "b2"]
