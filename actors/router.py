@@ -49,6 +49,9 @@ class RouterSpec(BaseModel):
     prior_weight: float = Field(5.0, ge=0)
     cost_quality_margin: float = Field(0.1, ge=0, le=1)
     store_text: bool = Field(True, description="Put prompt/response text on attempt records.")
+    journal: bool = Field(True, description="Write-ahead journal of unacknowledged records.")
+    journal_path: str | None = Field(
+        None, description="Journal file; default: router-journal.jsonl next to the audit DB.")
 
     def policy_settings(self) -> PolicySettings:
         return PolicySettings(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ import ray
 
 from actors.channel import ChannelBroken, ChannelPool, ChannelServer
 from actors.config import parse_config
+from actors.journal import Journal
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.records import RequestRecord, WarningRecord
@@ -43,8 +45,10 @@ class RouterActor(ChannelServer):
         self._metrics = Metrics()
         self.core = Router(self.config, self._call_provider, self._sink,
                            fetch_stats=self._fetch_stats, on_warning=self._warning)
-        self._buffer: list[Any] = []
-        self._unacked: dict[Any, list[Any]] = {}
+        # (journal seq, records) entries waiting for / in flight to the tracker
+        self._buffer: list[tuple[int, list[Any]]] = []
+        self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
+        self._journal = self._open_journal()
         self._started = False
         self._seeded = False
 
@@ -76,13 +80,31 @@ class RouterActor(ChannelServer):
     async def _fetch_stats(self, context: dict[str, str]) -> dict[str, dict[str, Any]]:
         return await self._tracker_handle().provider_stats.remote(context)
 
+    def _open_journal(self) -> Journal | None:
+        spec = self.core.spec
+        if not spec.journal:
+            return None
+        path = spec.journal_path
+        if path is None:
+            from actors.tracker import TrackerSpec
+
+            path = str(TrackerSpec.from_config(self.config).db_path.parent / "router-journal.jsonl")
+        journal = Journal(os.path.expanduser(path))
+        for seq, records in journal.pending():  # answered before a restart, never acknowledged
+            self._buffer.append((seq, records))
+        if self._buffer:
+            log.warning("re-sending %d journaled record batches to the tracker", len(self._buffer))
+        return journal
+
     def _sink(self, records: list[Any]) -> None:
-        self._buffer.extend(records)
+        """Journal first (so a killed router loses nothing it answered), then batch."""
+        seq = self._journal.append(records) if self._journal else 0
+        self._buffer.append((seq, records))
 
     def _warning(self, message: str) -> None:
         scope = message.split(" ", 1)[0]
         self._metrics.budget_warning(scope)
-        self._buffer.append(WarningRecord(ts=time.time(), scope=scope, message=message))
+        self._sink([WarningRecord(ts=time.time(), scope=scope, message=message)])
 
     async def _ensure_started(self) -> None:
         if self._started:
@@ -121,9 +143,15 @@ class RouterActor(ChannelServer):
 
     async def _flush(self) -> None:
         while self._buffer:
-            batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+            entries: list[tuple[int, list[Any]]] = []
+            n = 0
+            while self._buffer and (n == 0 or n + len(self._buffer[0][1]) <= MAX_BATCH):
+                entry = self._buffer.pop(0)
+                entries.append(entry)
+                n += len(entry[1])
+            batch = [r for _, records in entries for r in records]
             ref = self._tracker_handle().record.remote(batch)
-            self._unacked[ref] = batch
+            self._unacked[ref] = entries
             asyncio.ensure_future(self._ack(ref))
 
     async def _ack(self, ref: Any) -> None:
@@ -131,13 +159,15 @@ class RouterActor(ChannelServer):
         try:
             await ref
         except Exception as exc:
-            batch = self._unacked.pop(ref, [])
+            entries = self._unacked.pop(ref, [])
             log.warning("tracker did not acknowledge %d records (%s); re-sending",
-                        len(batch), type(exc).__name__)
+                        sum(len(r) for _, r in entries), type(exc).__name__)
             self._tracker = None
-            self._buffer[:0] = batch
+            self._buffer[:0] = entries
         else:
-            self._unacked.pop(ref, None)
+            entries = self._unacked.pop(ref, [])
+            if self._journal:
+                self._journal.ack(seq for seq, _ in entries)
 
     async def _refresh_loop(self) -> None:
         """Snapshots for idle providers and tracker figures for new contexts, off the hot path."""
@@ -203,7 +233,8 @@ class RouterActor(ChannelServer):
             if not self._buffer and not self._unacked:
                 return 0
             await asyncio.sleep(0.05)
-        return len(self._buffer) + sum(len(b) for b in self._unacked.values())
+        return sum(len(r) for _, r in self._buffer) + sum(
+            len(r) for entries in self._unacked.values() for _, r in entries)
 
     def channel_counts(self) -> dict[str, dict[str, int]]:
         """Logical calls vs Ray calls per provider channel (how well batching works)."""

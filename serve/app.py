@@ -32,12 +32,13 @@ from ray import serve
 
 from actors.api import RouterClient, attach, connect
 from actors.config import Config, load_config, parse_config
-from actors.route import RouteRequest, RouteResult
+from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import RouterSpec
+from actors.tokens import estimate_messages
 from serve import native
 from serve import openai_compat as oai
 from serve.auth import Tokens, require_admin, require_client, require_health
-from serve.errors import ApiError, bad_request, install, not_found
+from serve.errors import ApiError, bad_request, from_routing_error, install, not_found
 from serve.middleware import BodyLimit
 from serve.spec import ServeSpec
 
@@ -126,6 +127,12 @@ class RouterIngress:
         assert req.timeout is not None
         try:
             return await asyncio.wait_for(self.llm.aroute(req), req.timeout + self.spec.timeout_grace_s)
+        except RoutingError as exc:
+            wanted = [n for n in [req.provider, *(req.fallbacks or [])] if n]
+            window = max(self.config.provider(n).max_input_tokens
+                         for n in (wanted or self.config.names))
+            raise from_routing_error(exc, wanted or None,
+                                     estimate_messages(req.messages) > window) from None
         except TimeoutError:
             raise ApiError(504, "deadline_exceeded", f"no answer within the {req.timeout:g} s "
                            "deadline", "timeout", "deadline") from None

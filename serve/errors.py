@@ -30,10 +30,15 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.type, self.message = status, type_, message
         self.param, self.code, self.headers = param, code, headers or {}
+        self.details: dict[str, Any] = {}  # extra keys inside "error"
+        self.trace: dict[str, Any] | None = None  # the routing trace, beside "error"
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.type, "message": self.message, "param": self.param,
-                          "code": self.code}}
+        out: dict[str, Any] = {"error": {"type": self.type, "message": self.message,
+                                         "param": self.param, "code": self.code, **self.details}}
+        if self.trace is not None:
+            out["router"] = {"trace": self.trace}
+        return out
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -47,48 +52,59 @@ def not_found(message: str, param: str | None = None) -> ApiError:
     return ApiError(404, "not_found_error", message, param, "not_found")
 
 
-def _reasons(exc: RoutingError) -> dict[str, str]:
-    """Per-provider reasons: exclusions before dispatch, then each provider's last attempt."""
+def _reasons(exc: RoutingError, wanted: list[str] | None = None) -> dict[str, str]:
+    """Per-provider reasons: exclusions before dispatch, then each provider's last attempt;
+    only the providers the request asked for when it named some."""
     out = dict(exc.trace.excluded)
-    for a in exc.trace.attempts:
-        out[a.provider] = f"{a.error_class}: {a.error}" if a.error_class else (a.error or "failed")
-    return out
+    out.update(_tried(exc))
+    return {n: r for n, r in out.items() if n in wanted} if wanted else out
+
+
+def _tried(exc: RoutingError) -> dict[str, str]:
+    return {a.provider: f"{a.error_class}: {a.error}" if a.error_class else (a.error or "failed")
+            for a in exc.trace.attempts}
 
 
 def _only(reasons: dict[str, str], prefix: str | tuple[str, ...]) -> bool:
     return bool(reasons) and all(r.startswith(prefix) for r in reasons.values())
 
 
-def from_routing_error(exc: RoutingError) -> ApiError:
-    """The HTTP answer for a request the router could not serve."""
+def from_routing_error(exc: RoutingError, wanted: list[str] | None = None,
+                       fits_nowhere: bool = False) -> ApiError:
+    """The HTTP answer for a request the router could not serve.
+
+    `wanted`: the providers the request pinned (provider + fallbacks), whose reasons decide
+    between "your request cannot fit" (400) and "nobody can answer now" (503).
+    `fits_nowhere`: the prompt is above every candidate's window even where another reason
+    (say, a budget) excluded the provider first.
+    """
     cls, msg = exc.error_class, exc.message
-    reasons = _reasons(exc)
-    headers = {"x-router-request-id": exc.trace.request_id}
+    reasons = _reasons(exc, wanted)
+    untried = cls is ErrorClass.NO_PROVIDER and not exc.trace.attempts
     if cls is ErrorClass.BAD_REQUEST:
         param = ("model" if "unknown provider" in msg or "unknown policy" in msg else None)
         err = ApiError(400, "invalid_request_error", msg, param, cls.value)
-    elif cls is ErrorClass.CONTEXT_TOO_LONG or (
-            cls is ErrorClass.NO_PROVIDER and not exc.trace.attempts
-            and _only(exc.trace.excluded, "context_too_long")):
+    elif cls is ErrorClass.CONTEXT_TOO_LONG or (untried and (
+            fits_nowhere or _only(reasons, "context_too_long"))):
         err = ApiError(400, "context_too_long", "the prompt is larger than the context window "
                        f"of every provider that could take it — {_join(reasons)}", "messages",
                        "context_length_exceeded")
-    elif cls is ErrorClass.NO_PROVIDER and not exc.trace.attempts and _only(
-            exc.trace.excluded, "max_tokens"):
+    elif untried and _only(reasons, "max_tokens"):
         err = ApiError(400, "invalid_request_error", "max_tokens is above the output limit "
                        f"of every provider that could take it — {_join(reasons)}", "max_tokens",
                        "max_tokens_too_large")
     elif cls is ErrorClass.BUDGET_EXCEEDED:
         err = ApiError(402, "budget_exceeded", msg, None, cls.value)
     elif cls in (ErrorClass.DEADLINE, ErrorClass.TIMEOUT) or (
-            cls is ErrorClass.NO_PROVIDER and exc.trace.attempts
-            and _only(reasons, ("deadline", "timeout"))):
+            cls is ErrorClass.NO_PROVIDER and _only(_tried(exc), ("deadline", "timeout"))):
         err = ApiError(504, "deadline_exceeded", msg, "timeout", cls.value)
     elif cls is ErrorClass.INTERNAL:
         err = ApiError(500, "internal_error", _no_trace(msg), None, cls.value)
     else:  # no_provider, breaker_open and every provider failing
         err = ApiError(503, "no_provider_available", msg, None, cls.value)
-    err.headers.update(headers)
+    err.headers["x-router-request-id"] = exc.trace.request_id
+    err.details = {"providers": _reasons(exc), "request_id": exc.trace.request_id}
+    err.trace = exc.trace.model_dump(mode="json")
     return err
 
 
@@ -98,16 +114,6 @@ def _join(reasons: dict[str, str]) -> str:
 
 def _no_trace(msg: str) -> str:
     return msg.split("\nTraceback", 1)[0].split("\n", 1)[0][:500]
-
-
-def routing_error_body(exc: RoutingError) -> tuple[ApiError, dict[str, Any]]:
-    """The ApiError plus a body that also carries per-provider reasons and the trace."""
-    err = from_routing_error(exc)
-    body = err.body()
-    body["error"]["providers"] = _reasons(exc)
-    body["error"]["request_id"] = exc.trace.request_id
-    body["router"] = {"trace": exc.trace.model_dump(mode="json")}
-    return err, body
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list"}
@@ -173,8 +179,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RoutingError)
     async def _routing(_: Request, exc: RoutingError) -> JSONResponse:
-        err, body = routing_error_body(exc)
-        return JSONResponse(body, status_code=err.status, headers=err.headers)
+        return from_routing_error(exc).response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

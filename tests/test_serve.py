@@ -236,9 +236,11 @@ def test_deadline_budget_and_no_provider_statuses(http, llm):
         assert r.status_code == 503, r.text
         err = r.json()["error"]
         assert err["type"] == "no_provider_available" and "server" in err["providers"]["claude"]
-        r = http.post("/v1/chat/completions", json={"model": "claude",
-                                                    "messages": [{"role": "user", "content": "x"}]})
-        assert r.status_code == 503 and "breaker_open" in r.json()["error"]["providers"]["claude"]
+        for _ in range(3):  # 3 consecutive failures open the breaker; then it refuses at once
+            r = http.post("/v1/chat/completions",
+                          json={"model": "claude", "messages": [{"role": "user", "content": "x"}]})
+            assert r.status_code == 503
+        assert "breaker_open" in r.json()["error"]["providers"]["claude"]
     finally:
         sim_reset(llm, "claude-sonnet-4-5")
 

@@ -272,3 +272,40 @@ def test_invalid_output_counts_against_provider_and_falls_back(llm):
     assert rows[0]["error_class"] == "invalid_response"
     assert rows[0]["response"] and rows[0]["cost_usd"] > 0  # billed, and kept for debugging
     assert r.cost_usd > rows[1]["cost_usd"]  # the request's cost includes the wasted attempt
+
+
+def test_killed_router_loses_no_answered_request(llm):
+    """Answers the router gave before it died keep their audit rows (journal replay);
+    requests caught in flight fail with a classified error, and the router comes back."""
+    answered: list[str] = []
+
+    async def load():
+        out = await asyncio.gather(*(llm.acomplete("hi", provider="llama", timeout=30)
+                                     for _ in range(200)), return_exceptions=True)
+        answered.extend(o.request_id for o in out if not isinstance(o, BaseException))
+        return out
+
+    async def kill_soon():
+        await asyncio.sleep(0.25)
+        ray.kill(llm.handles.router, no_restart=False)
+
+    async def both():
+        out, _ = await asyncio.gather(load(), kill_soon())
+        return out
+
+    out = asyncio.run(both())
+    for o in out:
+        assert not isinstance(o, BaseException) or isinstance(o, RoutingError), repr(o)
+    deadline = time.time() + 60
+    while True:  # the restarted router answers again
+        try:
+            llm.complete("hi", provider="llama", timeout=10)
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    for rid in answered:
+        rows = llm.audit(rid)
+        assert any(r.get("attempts") is not None for r in rows), rid
+    print(f"answered {len(answered)} of 200 around the kill")

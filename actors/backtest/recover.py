@@ -2,16 +2,18 @@
 
 The journal names every request id sent, before it was sent. For a key with no stored
 result, the tracker's audit trail (`RouterClient.audit`) tells what happened to its last
-request: answered (the answer text is in the attempt row, so the result is rebuilt without
+request (waiting for it first if it may still be running, see `lookup`): answered (the answer text is in the attempt row, so the result is rebuilt without
 paying again), failed for good (recorded as such), or nothing recorded / failed without
 spending (sent again, under a new id `…~<n>` so the audit trail never mixes two requests).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from actors.backtest.store import Sent
 from actors.errors import RETRYABLE, ErrorClass
 
 #: Failures that say nothing about the bar: retried (if nothing was spent on them).
@@ -61,15 +63,36 @@ def classify(request_id: str, rows: list[dict[str, Any]] | None) -> Prior:
     return Prior(request_id, final=final, next_gen=nxt, ok=False, request=req, tried=tried)
 
 
-def lookup(client: Any, pending: dict[str, list[str]]) -> dict[str, Prior]:
-    """Classify the last request of every pending key (sequential audit calls; the number
-    of keys is bounded by the in-flight window plus unflushed results)."""
+def router_id(client: Any) -> str:
+    """Identity of the router actor: requests sent to another one cannot still be running."""
+    actor_id = getattr(client.handles.router, "_actor_id", None)
+    return actor_id.hex() if actor_id is not None else ""
+
+
+def lookup(client: Any, pending: dict[str, list[Sent]], timeout_s: float,
+           poll_s: float = 0.5, clock=time.time, sleep=time.sleep) -> dict[str, Prior]:
+    """Classify the last request of every pending key.
+
+    A request the tracker never heard of may still be queued in the *same* router (the
+    driver died, the cluster did not): it is waited for — until recorded, or its deadline
+    (sent + `timeout_s`) has passed — rather than sent again and paid twice. One sent to a
+    router that no longer exists (the usual case: the embedded cluster died with the
+    driver) is known lost at once. The number of keys is bounded by the in-flight window
+    plus unflushed results.
+    """
+    me = router_id(client)
     out: dict[str, Prior] = {}
-    for key, rids in pending.items():
-        rid = rids[-1]
-        try:
-            rows = client.audit(rid)
-        except KeyError:
-            rows = None
-        out[key] = classify(rid, rows)
+    waiting: dict[str, Sent] = {k: sent[-1] for k, sent in pending.items()}
+    while waiting:
+        for key, s in list(waiting.items()):
+            try:
+                rows = client.audit(s.request_id)
+            except KeyError:
+                rows = None
+            may_run = bool(me) and s.router == me and clock() < s.at + timeout_s + 5.0
+            if rows is not None or not may_run:
+                out[key] = classify(s.request_id, rows)
+                del waiting[key]
+        if waiting:
+            sleep(poll_s)
     return out

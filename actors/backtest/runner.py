@@ -40,7 +40,7 @@ from actors.backtest.inputs import Series, load_all
 from actors.backtest.outcome import score
 from actors.backtest.plan import BarJob, Planner
 from actors.backtest.progress import Progress
-from actors.backtest.recover import TRANSIENT, Prior, lookup
+from actors.backtest.recover import TRANSIENT, Prior, lookup, router_id
 from actors.backtest.spec import BacktestSpec
 from actors.backtest.store import RunStore, fingerprint
 from actors.errors import ErrorClass
@@ -127,6 +127,7 @@ class _Run:
     window: int
     assigner: RateShare | None
     kill_after: int | None = None
+    router: str = ""
     sent: int = 0
     recovered: int = 0
     new_rows: int = 0
@@ -220,7 +221,7 @@ class _Run:
                 if self.assigner is not None:
                     update["provider"], update["fallbacks"] = self.assigner.next()
                 req = job.request.model_copy(update=update)
-                self.store.dispatched(job.key(policy), rid)
+                self.store.dispatched(job.key(policy), rid, self.router)
                 self.sent += 1
                 try:
                     res = await self.client.aroute(req)
@@ -326,7 +327,7 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
     finished = set(stored["key"])
     journal, fed = store.read_journal()
     priors = await asyncio.to_thread(
-        lookup, client, {k: r for k, r in journal.items() if k not in finished})
+        lookup, client, {k: r for k, r in journal.items() if k not in finished}, spec.timeout)
     window = spec.inflight or window_size(client.config,
                                           await asyncio.to_thread(_observed_latency, client))
     bar = Progress(prep.total, already=len(finished), stream=stream, enabled=progress)
@@ -334,7 +335,7 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
     sender = FeedbackSender(tracker_send(client), store.feedback_sent) if spec.feedback else None
     run = _Run(prep, client, store, bar, gate, sender, window,
                RateShare(client.config) if spec.assign == "rate-share" else None,
-               kill_after=_kill_after)
+               kill_after=_kill_after, router=router_id(client))
     if sender is not None:  # scores stored earlier whose feedback never got through
         todo = stored[stored["score"].notna() & ~stored["request_id"].isin(fed)]
         for r in todo.itertuples():

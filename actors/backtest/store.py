@@ -4,7 +4,7 @@ backtest resumable without losing, duplicating or paying twice for a bar.
     runs/<run_id>/
       params.json            defining parameters + their hash; a mismatch is refused
       results/part-00000.parquet ...   one row per (bar, task, policy), written atomically
-      journal.log            "D key request_id" before each request is sent,
+      journal.log            "D key request_id time router" before each request is sent,
                              "F request_id" once its feedback was acknowledged
       report.md, report.html, *.png    written at the end (see report.py)
 
@@ -22,7 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -45,6 +45,14 @@ SCHEMA = pa.schema([
     ("done_at", pa.float64()), ("recovered", pa.bool_()), ("planner_node", pa.string()),
 ])
 COLUMNS = SCHEMA.names
+
+
+class Sent(NamedTuple):
+    """A journal entry: one request sent for a key."""
+
+    request_id: str
+    at: float  # unix time it was sent
+    router: str  # id of the router actor it was sent to
 
 
 def fingerprint(defining: dict[str, Any]) -> str:
@@ -157,10 +165,11 @@ class RunStore:
             self._journal = open(self.dir / "journal.log", "a", encoding="utf-8")  # noqa: SIM115
         return self._journal
 
-    def dispatched(self, key: str, request_id: str) -> None:
-        """Written (to the OS) before the request is sent, so a kill cannot hide it."""
+    def dispatched(self, key: str, request_id: str, router: str = "") -> None:
+        """Written (to the OS) before the request is sent, so a kill cannot hide it; with
+        the time and the router actor it went to (was it perhaps still in flight?)."""
         j = self._j()
-        j.write(f"D\t{key}\t{request_id}\n")
+        j.write(f"D\t{key}\t{request_id}\t{time.time():.3f}\t{router}\n")
         j.flush()
 
     def feedback_sent(self, request_id: str) -> None:
@@ -168,18 +177,22 @@ class RunStore:
         j.write(f"F\t{request_id}\n")
         j.flush()
 
-    def read_journal(self) -> tuple[dict[str, list[str]], set[str]]:
-        """({key: request ids in the order sent}, {request ids with acknowledged feedback});
+    def read_journal(self) -> tuple[dict[str, list[Sent]], set[str]]:
+        """({key: requests in the order sent}, {request ids with acknowledged feedback});
         a torn last line from a kill is ignored."""
-        sent: dict[str, list[str]] = {}
+        sent: dict[str, list[Sent]] = {}
         fed: set[str] = set()
         path = self.dir / "journal.log"
         if not path.exists():
             return sent, fed
         for line in path.read_text(encoding="utf-8").split("\n")[:-1]:  # [-1]: unterminated
             parts = line.split("\t")
-            if parts[0] == "D" and len(parts) == 3 and parts[2]:
-                sent.setdefault(parts[1], []).append(parts[2])
+            if parts[0] == "D" and len(parts) == 5 and parts[2]:
+                try:
+                    at = float(parts[3])
+                except ValueError:
+                    continue
+                sent.setdefault(parts[1], []).append(Sent(parts[2], at, parts[4]))
             elif parts[0] == "F" and len(parts) == 2 and parts[1]:
                 fed.add(parts[1])
         return sent, fed

@@ -1,0 +1,94 @@
+"""The router's write-ahead journal of records not yet acknowledged by the tracker.
+
+Records leave the router in batches, fire-and-forget. Between a request's answer and the
+tracker's commit there is a short window in which a killed router would lose the records
+of requests it already answered. Each request's records are appended here (one line, no
+fsync: the page cache survives a killed process) before the answer goes back; a restarted
+router re-sends whatever was not acknowledged. The tracker's inserts are idempotent, so a
+re-sent record is never duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, WarningRecord
+
+Record = AttemptRecord | RequestRecord | FeedbackRecord | WarningRecord
+_ADAPTER: TypeAdapter[list[Record]] = TypeAdapter(list[Record])
+COMPACT_BYTES = 4 << 20
+
+
+class Journal:
+    """Append-only lines `{"seq": n, "records": [...]}` plus a sidecar with the acked prefix."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ack_path = self.path.with_suffix(self.path.suffix + ".ack")
+        self.acked = self._read_ack()
+        self._done: set[int] = set()
+        self.seq = self.acked
+        pending = self.pending()
+        if pending:
+            self.seq = max(self.seq, pending[-1][0])
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(self.path, "rb") as fh:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":  # a torn last line: start clean after it
+                    os.write(self._fd, b"\n")
+
+    def _read_ack(self) -> int:
+        try:
+            return int(self._ack_path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def append(self, records: Iterable[Any]) -> int:
+        """Journal one request's records; returns their sequence number."""
+        self.seq += 1
+        data = [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in records]
+        os.write(self._fd, (json.dumps({"seq": self.seq, "records": data}) + "\n").encode())
+        return self.seq
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """The tracker committed these; advance the acknowledged prefix, compact when idle."""
+        self._done.update(seqs)
+        moved = False
+        while self.acked + 1 in self._done:
+            self.acked += 1
+            self._done.discard(self.acked)
+            moved = True
+        if moved:
+            tmp = self._ack_path.with_suffix(".tmp")
+            tmp.write_text(str(self.acked))
+            os.replace(tmp, self._ack_path)
+            if self.acked == self.seq and os.fstat(self._fd).st_size > COMPACT_BYTES:
+                os.ftruncate(self._fd, 0)
+
+    def pending(self) -> list[tuple[int, list[Record]]]:
+        """Entries after the acknowledged prefix (a torn last line is skipped)."""
+        out: list[tuple[int, list[Record]]] = []
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if entry.get("seq", 0) > self.acked:
+                        out.append((entry["seq"], _ADAPTER.validate_python(entry["records"])))
+        except FileNotFoundError:
+            pass
+        return out
+
+    def close(self) -> None:
+        os.close(self._fd)
