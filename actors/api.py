@@ -218,6 +218,11 @@ class RouterClient:
         self._flush()
         return ray.get(self._h.tracker.performance.remote(by_context))
 
+    def cost_per_token(self) -> pd.DataFrame:
+        """Realized USD per input/output token by model, from the audit trail."""
+        self._flush()
+        return ray.get(self._h.tracker.cost_per_token.remote())
+
     def budgets(self) -> pd.DataFrame:
         return pd.DataFrame(ray.get(self._h.router.budgets.remote()))
 

@@ -102,7 +102,8 @@ class Provider:
                         raise ProviderError(ErrorClass.DEADLINE, "deadline passed while waiting "
                                             "for rate-limit capacity", provider=spec.name)
                     try:
-                        result = await asyncio.wait_for(self.client.send(completion), remaining)
+                        async with asyncio.timeout(remaining):  # no extra task, unlike wait_for
+                            result = await self.client.send(completion)
                     except TimeoutError:
                         raise ProviderError(ErrorClass.DEADLINE, f"no answer within the request "
                                             f"deadline ({remaining:.2f} s)", provider=spec.name) from None

@@ -70,6 +70,8 @@ def test_reports_status_costs_performance_feedback(llm):
     hourly = llm.costs("hour")
     assert hourly["cost_usd"].sum() > 0 and "gemini" in hourly.index.get_level_values("provider")
     assert not llm.costs("day").empty
+    cpt = llm.cost_per_token()
+    assert not cpt.empty and (cpt.select_dtypes("number").fillna(0) >= 0).all().all()
     perf = llm.performance()
     assert "gemini" in perf.index.get_level_values(0)
     llm.feedback(r.request_id, 1.0)
