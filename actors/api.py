@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -143,8 +145,10 @@ class RouterClient:
         try:
             return await self._router_channel.call(req)
         except ChannelBroken as exc:
-            raise RoutingError(ErrorClass.INTERNAL, f"{exc}; request {req.request_id} has an "
-                               "unknown outcome (see its audit rows)",
+            message = (f"{exc}; request {req.request_id} has an unknown outcome "
+                       "(its audit rows say what happened)")
+            await self._record_unknown(req, message)
+            raise RoutingError(ErrorClass.INTERNAL, message,
                                RoutingTrace(request_id=req.request_id, policy=req.policy or ""),
                                ) from None
         except ray.exceptions.RayTaskError as exc:
@@ -181,6 +185,23 @@ class RouterClient:
             return ray.get(self._h.router.route.remote(req))
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
+
+    async def _record_unknown(self, req: RouteRequest, message: str) -> None:
+        """The router died holding this request: leave a terminal placeholder row so no
+        request is without an outcome. If the router had finished it, its journal replays
+        the real row, which replaces the placeholder."""
+        from actors.audit import UNKNOWN_OUTCOME
+        from actors.records import RequestRecord
+
+        rec = RequestRecord(request_id=req.request_id or "", ts=time.time(),
+                            policy=req.policy or "", context=req.context, ok=False,
+                            error_class=UNKNOWN_OUTCOME, error=message[:500], attempts=0)
+        for _ in range(3):
+            try:
+                await self._h.tracker.record.remote([rec])
+                return
+            except Exception:
+                await asyncio.sleep(0.5)
 
     def route(self, req: RouteRequest) -> Any:
         """The raw ObjectRef of a routed request (for fan-out with ray.wait)."""
@@ -222,6 +243,14 @@ class RouterClient:
         """Realized USD per input/output token by model, from the audit trail."""
         self._flush()
         return ray.get(self._h.tracker.cost_per_token.remote())
+
+    def set_budgets(self, budgets: dict[str, Any]) -> pd.DataFrame:
+        """Change budget limits at run time, e.g. {"hourly_usd": 5, "per_provider":
+        {"claude": {"daily_usd": 20}}}; spend so far counts against the new limits."""
+        try:
+            return pd.DataFrame(ray.get(self._h.router.set_budgets.remote(budgets)))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
 
     def budgets(self) -> pd.DataFrame:
         return pd.DataFrame(ray.get(self._h.router.budgets.remote()))

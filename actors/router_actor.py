@@ -7,6 +7,7 @@ kept until the tracker acknowledges it and re-sent if the tracker died meanwhile
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors.budget import BudgetSpec
 from actors.channel import ChannelBroken, ChannelPool, ChannelServer
 from actors.config import parse_config
 from actors.journal import Journal
@@ -49,6 +51,7 @@ class RouterActor(ChannelServer):
         self._buffer: list[tuple[int, list[Any]]] = []
         self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
         self._journal = self._open_journal()
+        self._load_budget_override()
         self._started = False
         self._seeded = False
 
@@ -95,6 +98,29 @@ class RouterActor(ChannelServer):
         if self._buffer:
             log.warning("re-sending %d journaled record batches to the tracker", len(self._buffer))
         return journal
+
+    def _state_dir(self) -> str:
+        from actors.tracker import TrackerSpec
+
+        return str(TrackerSpec.from_config(self.config).db_path.parent)
+
+    def _override_path(self) -> str:
+        return os.path.join(self._state_dir(), "budgets-override.json")
+
+    def _load_budget_override(self) -> None:
+        """An admin's budget change survives a router restart."""
+        try:
+            with open(self._override_path()) as fh:
+                self._apply_budgets(json.load(fh))
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            log.warning("ignoring unreadable budget override: %s", exc)
+
+    def _apply_budgets(self, budgets: dict[str, Any]) -> None:
+        spec = BudgetSpec.model_validate(budgets)
+        self.core.ledger.spec = spec
+        self.core._budgeted = spec.has_limits
 
     def _sink(self, records: list[Any]) -> None:
         """Journal first (so a killed router loses nothing it answered), then batch."""
@@ -220,6 +246,16 @@ class RouterActor(ChannelServer):
         snap = await self._handle(provider).reset.remote()
         self.core.update_snapshot(snap)
         return snap
+
+    async def set_budgets(self, budgets: dict[str, Any]) -> list[dict[str, Any]]:
+        """Replace the budget limits at run time (admin); spend so far is kept."""
+        await self._ensure_started()
+        self._apply_budgets(budgets)  # raises ValidationError naming the bad key
+        tmp = self._override_path() + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(budgets, fh)
+        os.replace(tmp, self._override_path())
+        return self.core.ledger.status(time.time())
 
     async def budgets(self) -> list[dict[str, Any]]:
         await self._ensure_started()

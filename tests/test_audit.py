@@ -128,3 +128,22 @@ def test_acknowledged_batch_survives_sigkill(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "50"
     assert Path(str(path) + "-wal").exists()  # not checkpointed: recovery reads the WAL
     assert AuditStore(path).counts()["attempts"] == 50
+
+
+def test_placeholder_outcome_is_replaced_by_the_real_one(tmp_path) -> None:
+    import time as _time
+
+    from actors.audit import UNKNOWN_OUTCOME, AuditStore
+    from actors.records import RequestRecord
+
+    store = AuditStore(tmp_path / "a.sqlite3")
+    now = _time.time()
+    placeholder = RequestRecord(request_id="r1", ts=now, ok=False, attempts=0,
+                                error_class=UNKNOWN_OUTCOME, error="router died")
+    real = RequestRecord(request_id="r1", ts=now, ok=True, attempts=1, provider="p", cost_usd=0.1)
+    assert store.write_batch([placeholder]) == 1
+    assert store.write_batch([real]) == 1
+    assert store.write_batch([placeholder]) == 0  # and never back
+    row = store.request("r1")
+    assert row["ok"] and row["provider"] == "p"
+    assert store.counts()["requests"] == 1

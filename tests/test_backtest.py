@@ -327,3 +327,84 @@ def test_rate_share_spreads_bars_over_every_provider(llm, tmp_path):
     risk = df[df["task"] == "risk"]
     assert risk["stop_distance"].notna().all() and risk["score"].notna().all()
     assert out.window >= 4 and len(out.nodes) == 1 and df["planner_node"].notna().all()
+
+
+# -- the runner's decisions, against a scripted router (no Ray) -----------------------------
+
+
+class _ScriptedRouter:
+    """Answers like the router: a long signal; or fails as `fail(request_id)` says."""
+
+    def __init__(self, tmp_path, fail=lambda rid: None):
+        self.config = parse_config(make_config(tmp_path))
+        self.handles = SimpleNamespace(router=SimpleNamespace(
+            _actor_id=SimpleNamespace(hex=lambda: "R")))
+        self.fail = fail
+        self.seen: list[str] = []
+
+    def status(self):
+        raise RuntimeError("no status here")  # the window then falls back to the config
+
+    def audit(self, rid):
+        raise KeyError(rid)
+
+    async def aroute(self, req):
+        from actors.route import RouteResult, RoutingError, RoutingTrace, TraceAttempt
+
+        self.seen.append(req.request_id)
+        trace = RoutingTrace(request_id=req.request_id, policy=req.policy)
+        err = self.fail(req.request_id)
+        if err:
+            raise RoutingError(err, f"scripted {err}", trace)
+        trace.attempts = [TraceAttempt(provider="llama", attempt=1, ok=True, latency_s=0.1)]
+        return RouteResult(request_id=req.request_id, provider="llama", model="m", text="{}",
+                           finish_reason="stop", input_tokens=10, output_tokens=5,
+                           cost_usd=0.001, latency_s=0.1, trace=trace,
+                           parsed={"direction": "long", "confidence": 0.6})
+
+
+def _plain_spec(tmp_path, **kw):
+    return _spec(tmp_path, run_id="plain", limit=12, policies=["cost-aware"], feedback=False,
+                 planning="driver", inflight=4, **kw)
+
+
+async def test_budget_exhaustion_stops_cleanly_and_a_rerun_finishes(tmp_path):
+    from actors.backtest import arun_backtest
+
+    n = [0]
+
+    def budget_after_5(rid):
+        n[0] += 1
+        return "budget_exceeded" if n[0] > 5 else None
+
+    first = await arun_backtest(_ScriptedRouter(tmp_path, budget_after_5), _plain_spec(tmp_path),
+                                progress=False, write_report=False)
+    assert first.stopped and first.stopped.startswith("budget exceeded")
+    assert not first.complete and first.finished == 5 and first.results["ok"].all()
+    router = _ScriptedRouter(tmp_path)
+    second = await arun_backtest(router, _plain_spec(tmp_path), progress=False,
+                                 write_report=False)
+    assert second.complete and second.skipped == 5 and second.sent == 7
+    assert second.results["key"].is_unique
+    assert any(rid.endswith("~2") for rid in router.seen)  # a refused id is not reused
+
+
+async def test_failures_without_spend_are_retried_then_recorded(tmp_path):
+    from actors.backtest import arun_backtest
+
+    def flaky(rid):
+        if "20080602" in rid:
+            return "no_provider"  # never answers
+        return "breaker_open" if "~" not in rid and "20080603" in rid else None
+
+    router = _ScriptedRouter(tmp_path, flaky)
+    out = await arun_backtest(router, _plain_spec(tmp_path, bar_retries=1), progress=False,
+                              write_report=False)
+    df = out.results.set_index("bar")
+    assert out.complete and len(df) == 12
+    first, second = df.iloc[0], df.iloc[1]
+    assert not first["ok"] and first["error_class"] == "no_provider"
+    assert first["request_id"].endswith("~2")  # one retry, then recorded as failed
+    assert second["ok"] and second["request_id"].endswith("~2")
+    assert out.failures == {"no_provider (retried)": 1, "breaker_open (retried)": 1,
+                            "no_provider": 1}

@@ -12,9 +12,9 @@ from fastapi import FastAPI, Request
 from actors.config import ConfigError, load_config, parse_config
 from actors.route import RoutingError, RoutingTrace, TraceAttempt
 from serve import openai_compat as oai
-from serve.auth import Tokens, check
+from serve.auth import Tokens, check, needs
 from serve.errors import ApiError, from_routing_error, from_validation, install
-from serve.middleware import BodyLimit
+from serve.middleware import Gate
 from serve.run import app_schema, deployment_options, load_serve_config
 from serve.spec import ServeSpec
 from tests.conftest import make_config
@@ -125,10 +125,20 @@ def test_stream_events_are_sse_with_done():
     assert chunks[-1]["usage"]["total_tokens"] == 7 and chunks[-1]["choices"] == []
 
 
-async def test_body_limit_refuses_declared_and_streamed_bodies():
+def test_admin_paths_and_public_health():
+    assert needs("POST", "/v1/providers/claude/reset", True) == "admin"
+    assert needs("GET", "/v1/providers", True) == "client"
+    assert needs("GET", "/healthz", True) is None
+    assert needs("GET", "/healthz", False) == "client"
+    assert needs("GET", "/v1/nothing-here", True) == "client"  # no route enumeration
+
+
+async def test_gate_checks_tokens_and_refuses_declared_and_streamed_bodies():
     app = FastAPI()
     app.state.max_body_bytes = 100
-    app.add_middleware(BodyLimit)
+    app.state.tokens = Tokens("c", "a", "A")
+    app.state.public_health = True
+    app.add_middleware(Gate)
     install(app)
 
     @app.post("/echo")
@@ -140,7 +150,11 @@ async def test_body_limit_refuses_declared_and_streamed_bodies():
             yield b"x" * 40
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as c:
+                                 base_url="http://t") as anon:
+        r = await anon.post("/echo", content=b"x")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 headers={"authorization": "Bearer c"}) as c:
         assert (await c.post("/echo", content=b"x" * 100)).json() == {"n": 100}
         r = await c.post("/echo", content=b"x" * 101)
         assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"

@@ -280,10 +280,12 @@ def test_killed_router_loses_no_answered_request(llm):
     """Answers the router gave before it died keep their audit rows (journal replay);
     requests caught in flight fail with a classified error, and the router comes back."""
     answered: list[str] = []
+    ids = [f"kill-router-{i}" for i in range(200)]
 
     async def load():
-        out = await asyncio.gather(*(llm.acomplete("hi", provider="llama", timeout=30)
-                                     for _ in range(200)), return_exceptions=True)
+        out = await asyncio.gather(*(llm.acomplete("hi", provider="llama", timeout=30,
+                                                   request_id=rid) for rid in ids),
+                                   return_exceptions=True)
         answered.extend(o.request_id for o in out if not isinstance(o, BaseException))
         return out
 
@@ -310,4 +312,35 @@ def test_killed_router_loses_no_answered_request(llm):
     for rid in answered:
         rows = llm.audit(rid)
         assert any(r.get("attempts") is not None for r in rows), rid
+    for rid in ids:  # every request, answered or not, has exactly one terminal row
+        terminal = [r for r in llm.audit(rid) if r.get("attempts") is not None]
+        assert len(terminal) == 1, rid
     print(f"answered {len(answered)} of 200 around the kill")
+
+
+def test_budget_change_at_run_time_survives_a_router_restart(llm):
+    before = llm.budgets()
+    spent = before[(before.scope == "*") & (before.window == "daily")].iloc[0].spent_usd
+    status = llm.set_budgets({**BUDGET, "daily_usd": spent + 1e-6})
+    assert status[(status.scope == "*") & (status.window == "daily")].iloc[0].limit_usd > 0
+    with pytest.raises(RoutingError) as info:
+        llm.complete("hi", provider="llama", max_tokens=100)
+    assert info.value.error_class.value == "budget_exceeded"
+    with pytest.raises(Exception, match="daily_usd"):
+        llm.set_budgets({"daily_usd": -5})
+    try:
+        ray.kill(llm.handles.router, no_restart=False)
+        deadline = time.time() + 60
+        while True:
+            try:
+                b = llm.budgets()
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert b[(b.scope == "*") & (b.window == "daily")].iloc[0].limit_usd == pytest.approx(
+            spent + 1e-6)
+    finally:
+        llm.set_budgets(BUDGET)
+    assert llm.complete("hi", provider="llama").provider == "llama"

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-#: The demo: a few hundred real S&P 500 days through the 2007–08 turn, three policies.
-DEMO = {"source": "sample:sp500", "start": "2007-01-01", "bars": 300,
+#: The demo: a few hundred real S&P 500 days through the 2008 crash, three policies.
+DEMO = {"source": "sample:sp500", "start": "2008-01-01", "bars": 300,
         "policies": ["accuracy-first", "cost-aware", "latency-aware"]}
 
 

@@ -1,10 +1,11 @@
-"""Planning: OHLCV chunks → ready `RouteRequest`s, in Ray tasks spread over the cluster's nodes.
+"""Planning: OHLCV chunks → ready `RouteRequest`s, on the cluster's nodes or in the driver.
 
 Contexts are cheap (~80 µs a bar, vectorized in `prompts.contexts_for_bars`) and a rendered
-prompt ~0.2 ms, so for one series this is a small share of the work. It runs in Ray tasks
-anyway — per chunk of bars, `SPREAD` over the nodes — so a run over many long series builds
-its prompts on every node while the driver only dispatches, and the driver holds at most
-`prefetch` chunks of prepared requests (back-pressure on planning as well as on requests).
+prompt ~0.2 ms, so for one series this is a small share of the work. On a multi-node
+cluster it runs in Ray tasks — per chunk of bars, `SPREAD` over the nodes — so a run over
+many long series builds its prompts on every node while the driver only dispatches; on one
+node it runs in a driver thread (see `Planner`). Either way planning stays a bounded number
+of chunks ahead of dispatch (back-pressure on planning as well as on requests).
 
 A job is one (bar, task); its prompt does not depend on the policy, so the runner expands a
 job into one request per policy without rendering it again.
@@ -12,6 +13,7 @@ job into one request per policy without rendering it again.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -53,25 +55,43 @@ class BarJob:
         return f"{self.symbol}|{self.timeframe}|{self.ts.isoformat()}|{self.task}|{policy}"
 
 
+class _Jobs:
+    """Jobs from one series' contexts; `contexts_for_bars` computes the features once and
+    yields contexts lazily, so taking chunk after chunk never recomputes them."""
+
+    def __init__(self, frame: Any, symbol: str, timeframe: str, lo: int, hi: int,
+                 tasks: list[str], horizon: int, config: Config, route: dict[str, Any]) -> None:
+        self.ctxs = contexts_for_bars(frame, symbol, timeframe, start=frame.index[lo],
+                                      end=frame.index[hi])
+        self.symbol, self.timeframe, self.tasks, self.config = symbol, timeframe, tasks, config
+        self.close = frame["close"].to_numpy()
+        self.fwd = forward_returns(self.close, horizon)
+        self.adverse = adverse_excursion(self.close, frame["low"].to_numpy(), horizon)
+        self.route = dict(route)
+        self.tags = self.route.pop("context", {})  # analysis_request's 1st parameter: `context`
+        self.next = lo
+        self.node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+
+    def take(self, n: int) -> list[BarJob]:
+        jobs = []
+        for _ in range(n):
+            ctx = next(self.ctxs)
+            i = self.next
+            self.next += 1
+            for task in self.tasks:
+                req = analysis_request(ctx, task, self.config, **self.route)
+                if self.tags:
+                    req = req.model_copy(update={"context": {**req.context, **self.tags}})
+                jobs.append(BarJob(self.symbol, self.timeframe, i, ctx.as_of, task, ctx.regime,
+                                   float(self.close[i]), float(self.fwd[i]),
+                                   float(self.adverse[i]), req, self.node))
+        return jobs
+
+
 def plan_chunk(frame: Any, symbol: str, timeframe: str, lo: int, hi: int, tasks: list[str],
                horizon: int, config: Config, route: dict[str, Any]) -> list[BarJob]:
-    """Jobs for bars lo..hi (positions in `frame`), bar by bar, tasks in order."""
-    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
-    ctxs = contexts_for_bars(frame, symbol, timeframe, start=frame.index[lo], end=frame.index[hi])
-    close = frame["close"].to_numpy()
-    fwd = forward_returns(close, horizon)
-    adverse = adverse_excursion(close, frame["low"].to_numpy(), horizon)
-    route = dict(route)
-    tags = route.pop("context", {})  # (analysis_request's first parameter is also `context`)
-    jobs = []
-    for i, ctx in zip(range(lo, hi + 1), ctxs, strict=True):
-        for task in tasks:
-            req = analysis_request(ctx, task, config, **route)
-            if tags:
-                req = req.model_copy(update={"context": {**req.context, **tags}})
-            jobs.append(BarJob(symbol, timeframe, i, ctx.as_of, task, ctx.regime,
-                               float(close[i]), float(fwd[i]), float(adverse[i]), req, node))
-    return jobs
+    """Jobs for bars lo..hi (positions in `frame`), bar by bar, tasks in order (a Ray task)."""
+    return _Jobs(frame, symbol, timeframe, lo, hi, tasks, horizon, config, route).take(hi - lo + 1)
 
 
 _plan_remote = ray.remote(num_cpus=1, scheduling_strategy="SPREAD", max_retries=2)(plan_chunk)
@@ -87,13 +107,24 @@ def chunks(series: list[Series], chunk_bars: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def alive_nodes() -> int:
+    return sum(1 for n in ray.nodes() if n.get("Alive")) if ray.is_initialized() else 1
+
+
 class Planner:
-    """Submits chunk tasks ahead of the dispatcher (at most `prefetch` in flight) and
-    yields their jobs in order. The first chunk is planned in the driver, so requests start
-    at once instead of after a worker process has started (~2 s here)."""
+    """Yields jobs chunk by chunk, in order, planning ahead of the dispatcher.
+
+    `where="cluster"`: chunk tasks SPREAD over the nodes (at most `prefetch` in flight); the
+    first chunk is planned in the driver so requests start while workers spin up.
+    `where="driver"`: in a thread of the driver, one chunk ahead, features once per series.
+    `"auto"` picks cluster when there is more than one node: on a single node, worker
+    processes cost more (start-up ~1–2 s of CPU each, next to the router and providers on
+    the same cores) than the ~0.25 ms a bar they would take off the driver.
+    """
 
     def __init__(self, series: list[Series], tasks: list[str], horizon: int, config: Config,
-                 route: dict[str, Any], chunk_bars: int, prefetch: int = 4) -> None:
+                 route: dict[str, Any], chunk_bars: int, prefetch: int = 4,
+                 where: str = "auto") -> None:
         self.series = series
         self.tasks = tasks
         self.horizon = horizon
@@ -101,9 +132,36 @@ class Planner:
         self.route = route
         self.plan = chunks(series, chunk_bars)
         self.prefetch = max(1, prefetch)
+        self.where = where if where != "auto" else ("cluster" if alive_nodes() > 1 else "driver")
         self.nodes: set[str] = set()
 
-    async def jobs(self) -> AsyncIterator[BarJob]:
+    def jobs(self) -> AsyncIterator[BarJob]:
+        return self._cluster() if self.where == "cluster" else self._driver()
+
+    def _local(self, k: int) -> _Jobs:
+        s = self.series[k]
+        return _Jobs(s.frame, s.symbol, s.timeframe, s.lo, s.hi, self.tasks, self.horizon,
+                     self.config, self.route)
+
+    async def _driver(self) -> AsyncIterator[BarJob]:
+        per: dict[int, _Jobs] = {}
+
+        def take(k: int, lo: int, hi: int) -> list[BarJob]:
+            if k not in per:
+                per[k] = self._local(k)
+            return per[k].take(hi - lo + 1)
+
+        todo = deque(self.plan)
+        ahead = asyncio.ensure_future(asyncio.to_thread(take, *todo.popleft())) if todo else None
+        while ahead is not None:
+            jobs = await ahead
+            ahead = asyncio.ensure_future(asyncio.to_thread(take, *todo.popleft())) if todo \
+                else None
+            for job in jobs:
+                self.nodes.add(job.node)
+                yield job
+
+    async def _cluster(self) -> AsyncIterator[BarJob]:
         frames = [ray.put(s.frame) for s in self.series]
         todo = deque(self.plan)
         pending: deque[Any] = deque()
@@ -118,11 +176,11 @@ class Planner:
 
         first = todo.popleft() if todo else None
         submit()
-        if first is not None:  # in the driver: requests start while workers spin up
+        if first is not None:
             k, lo, hi = first
             s = self.series[k]
-            jobs = plan_chunk(s.frame, s.symbol, s.timeframe, lo, hi, self.tasks, self.horizon,
-                              self.config, self.route)
+            jobs = await asyncio.to_thread(plan_chunk, s.frame, s.symbol, s.timeframe, lo, hi,
+                                           self.tasks, self.horizon, self.config, self.route)
             for job in jobs:
                 self.nodes.add(job.node)
                 yield job

@@ -51,6 +51,10 @@ class Progress:
         if now - self._last_show >= self.every_s:
             self.show(now)
 
+    def note(self, label: str) -> None:
+        """Count a failure that did not finish a bar (e.g. retried later)."""
+        self.failures[label] += 1
+
     def rate(self, now: float | None = None) -> float:
         """Completions per second over the recent ones (the whole run while it is short)."""
         now = self._clock() if now is None else now

@@ -93,7 +93,7 @@ def hit_rate_matrix(df: pd.DataFrame) -> pd.DataFrame:
 def policy_table(df: pd.DataFrame) -> pd.DataFrame:
     out = _group(df, "policy")
     out["cost_per_request"] = out["cost_usd"] / out["requests"]
-    out["p50_s"] = df.groupby("policy")["latency_s"].median()
+    out["request_p50_s"] = df.groupby("policy")["latency_s"].median()  # queueing included
     mix = df[df["ok"]].groupby("policy")["provider"].value_counts(normalize=True)
     out["provider_mix"] = [
         ", ".join(f"{p} {v:.0%}" for p, v in mix.loc[pol].items()) if pol in mix.index else ""
@@ -125,16 +125,18 @@ def build(df: pd.DataFrame, providers: list[str] | None = None,
     m = dict(meta or {})
     span = df["done_at"].max() - df["done_at"].min()
     m.setdefault("results", len(df))
-    m.setdefault("cost_usd", float(df["cost_usd"].sum()))
+    m.setdefault("cost_usd", round(float(df["cost_usd"].sum()), 6))
     if span > 0:
-        m.setdefault("cost_per_hour_usd", float(df["cost_usd"].sum()) / (span / 3600))
+        m.setdefault("cost_per_hour_usd (at this run's pace)",
+                     round(float(df["cost_usd"].sum()) / (span / 3600), 4))
     return Report(tables, m)
 
 
 # -- output -----------------------------------------------------------------------------
 
 _FMT = {"share": "{:.1%}", "success_rate": "{:.1%}", "hit_rate": "{:.1%}", "cost_usd": "${:.4f}",
-        "cost_per_request": "${:.5f}", "p50_s": "{:.2f}", "p95_s": "{:.2f}"}
+        "cost_per_request": "${:.5f}", "p50_s": "{:.2f}", "p95_s": "{:.2f}",
+        "request_p50_s": "{:.2f}"}
 
 
 def _fmt(df: pd.DataFrame, matrix: bool = False) -> pd.DataFrame:

@@ -229,11 +229,13 @@ class _Run:
                     if exc.error_class == ErrorClass.BUDGET_EXCEEDED and not exc.trace.cost_usd:
                         self.stopped = self.stopped or f"budget exceeded: {exc.message[:200]}"
                         self.failures["budget_exceeded (unfinished)"] += 1
+                        self.progress.note("budget_exceeded (unfinished)")
                         return
                     retry = (exc.error_class.value in TRANSIENT and not exc.trace.cost_usd
                              and attempt < self.prep.spec.bar_retries and not self.stopped)
                     if retry:
                         self.failures[f"{exc.error_class.value} (retried)"] += 1
+                        self.progress.note(f"{exc.error_class.value} (retried)")
                         await asyncio.sleep(min(30.0, 2.0 ** attempt))
                         gen += 1
                         continue
@@ -343,10 +345,14 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
     route = {"max_tokens": spec.max_tokens, "timeout": spec.timeout, "priority": "batch",
              "context": {"backtest": prep.run_id}}
     planner = Planner(prep.series, spec.tasks, spec.horizon, client.config, route,
-                      spec.chunk_bars)
+                      spec.chunk_bars, where=spec.planning)
     t0 = time.monotonic()
     try:
         await run.dispatch(planner, finished, priors)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        store.flush()  # keep what is done; the rest is rebuilt or re-sent on resume
+        store.close()
+        raise
     except _Killed:
         if sender is not None:
             sender.abort()

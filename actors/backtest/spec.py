@@ -110,7 +110,10 @@ class BacktestSpec(BaseModel):
     inflight: int | None = Field(None, gt=0, description="In-flight window; default from the "
                                  "providers' rate limits × latency.")
     feedback: bool = Field(True, description="Send realized outcomes to the tracker.")
-    chunk_bars: int = Field(512, ge=16, description="Bars per planning task.")
+    chunk_bars: int = Field(512, ge=16, description="Bars per planning chunk.")
+    planning: Literal["auto", "driver", "cluster"] = Field(
+        "auto", description="Where prompts are built: Ray tasks spread over the nodes "
+        "(cluster), a driver thread (driver), or cluster only when there are several nodes.")
     part_rows: int = Field(500, ge=1, description="Results per Parquet part (also written "
                            "every 5 s), i.e. at most this many rebuilt from the audit on resume.")
     bar_retries: int = Field(3, ge=0, le=10, description="Retries of a bar whose request failed "
