@@ -221,7 +221,7 @@ class RouterClient:
                 "mean_confidence": s["mean_confidence"], "samples": s["samples"],
                 "inflight": s["inflight"], "waiting": s["waiting"], "rpm": s["rpm"],
                 "tpm": s["tpm"], "max_concurrency": s["max_concurrency"],
-                "simulated": s["simulated"], "transitions": s["breaker"].get("transition_count"),
+                "simulated": s["simulated"], "transitions": s["breaker"].get("transitions"),
             })
         return pd.DataFrame(rows).set_index("provider")
 

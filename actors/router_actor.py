@@ -139,6 +139,8 @@ class RouterActor(ChannelServer):
         loop = asyncio.get_running_loop()
         loop.create_task(self._flush_loop())
         loop.create_task(self._refresh_loop())
+        if self._buffer:  # journaled records first, so the spend we seed from includes them
+            await self._drain(timeout_s=10.0)
         await self._seed_budgets()
 
     async def _seed_budgets(self) -> None:
@@ -264,7 +266,11 @@ class RouterActor(ChannelServer):
     async def flush(self) -> int:
         """Push buffered records and wait until the tracker acknowledged all of them."""
         await self._ensure_started()
-        for _ in range(600):
+        return await self._drain(timeout_s=30.0)
+
+    async def _drain(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
             await self._flush()
             if not self._buffer and not self._unacked:
                 return 0
