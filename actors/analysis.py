@@ -19,20 +19,20 @@ def largest_window(config: Config) -> int:
 
 
 def analysis_request(
-    context: MarketContext,
+    market: MarketContext,
     task: str,
     config: Config,
     **route: Any,
 ) -> RouteRequest:
-    """A RouteRequest asking `task` about `context`, with the output model to validate.
+    """A RouteRequest asking `task` about `market`, with the output model to validate.
 
     `route` takes RouteRequest fields (policy, provider, fallbacks, max_tokens, timeout,
     request_id). The record context gets task, regime and timeframe so the tracker keeps
     per-context figures.
     """
     t = get_task(task)
-    prompt = render_prompt(context, t, max_input_tokens=largest_window(config))
-    tags = {**context.tags(), **route.pop("context", {}), "task": t.name}
+    prompt = render_prompt(market, t, max_input_tokens=largest_window(config))
+    tags = {**market.tags(), **(route.pop("context", None) or {}), "task": t.name}
     return RouteRequest(
         messages=prompt.messages(), context=tags, output=t.output_kind,
         **{k: v for k, v in route.items() if v is not None},

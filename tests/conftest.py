@@ -22,7 +22,8 @@ def ray_cluster():
     import ray
 
     os.environ["ANTHROPIC_API_KEY"] = SECRET  # workers inherit it from ray.init
-    ray.init(num_cpus=2, include_dashboard=False, namespace="llm-router", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="llm-router",
+             log_to_driver=False)  # never join a cluster someone else started
     yield ray
     ray.shutdown()
 

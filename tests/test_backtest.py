@@ -67,15 +67,24 @@ def _config(**rpm: int):
     return parse_config(data)
 
 
-def test_rate_share_is_proportional_to_rpm_with_the_rest_as_fallbacks():
+def test_rate_share_is_proportional_to_rpm_and_avoids_a_provider_falling_behind():
     cfg = _config(claude=600, gemini=300, gpt_4_turbo=300, mixtral=150, llama=150)
     rs = RateShare(cfg)
     picks = [rs.next() for _ in range(1500)]
     counts = pd.Series([p for p, _ in picks]).value_counts()
     assert counts["claude"] == 600 and counts["gemini"] == 300 and counts["mixtral"] == 150
     provider, fallbacks = picks[0]
-    assert provider not in fallbacks and len(fallbacks) == 4 and fallbacks[0] in ("claude",
-                                                                                  "gemini")
+    assert provider == "claude" and fallbacks[0] in ("gemini", "gpt-4-turbo")
+    assert len(fallbacks) == 4 and "claude" not in fallbacks
+    for p, _ in picks:  # all answered, except 100 of gemini's (it fell behind)
+        if p != "gemini" or rs.outstanding["gemini"] > 100:
+            rs.done(p)
+    later = pd.Series([rs.next()[0] for _ in range(1400)]).value_counts()
+    assert later["gemini"] == 300 - 100 and later["claude"] == 600
+    rs.set_down({"claude"})  # breaker open: its share goes elsewhere
+    assert "claude" not in {rs.next()[0] for _ in range(100)}
+    rs.set_down(set(cfg.names))  # all down: keep sharing (the router decides what fails)
+    assert "claude" in {rs.next()[0] for _ in range(100)}
 
 
 def test_window_follows_rate_times_latency_capped_by_concurrency():
@@ -335,8 +344,9 @@ def test_rate_share_spreads_bars_over_every_provider(llm, tmp_path):
 class _ScriptedRouter:
     """Answers like the router: a long signal; or fails as `fail(request_id)` says."""
 
-    def __init__(self, tmp_path, fail=lambda rid: None):
+    def __init__(self, tmp_path, fail=lambda rid: None, audits=None):
         self.config = parse_config(make_config(tmp_path))
+        self.audits = {} if audits is None else audits  # what the tracker would have recorded
         self.handles = SimpleNamespace(router=SimpleNamespace(
             _actor_id=SimpleNamespace(hex=lambda: "R")))
         self.fail = fail
@@ -346,7 +356,7 @@ class _ScriptedRouter:
         raise RuntimeError("no status here")  # the window then falls back to the config
 
     def audit(self, rid):
-        raise KeyError(rid)
+        return self.audits[rid]
 
     async def aroute(self, req):
         from actors.route import RouteResult, RoutingError, RoutingTrace, TraceAttempt
@@ -355,6 +365,8 @@ class _ScriptedRouter:
         trace = RoutingTrace(request_id=req.request_id, policy=req.policy)
         err = self.fail(req.request_id)
         if err:
+            self.audits[req.request_id] = [{"kind": "request", "ok": False, "cost_usd": 0.0,
+                                            "error_class": err}]
             raise RoutingError(err, f"scripted {err}", trace)
         trace.attempts = [TraceAttempt(provider="llama", attempt=1, ok=True, latency_s=0.1)]
         return RouteResult(request_id=req.request_id, provider="llama", model="m", text="{}",
@@ -377,11 +389,12 @@ async def test_budget_exhaustion_stops_cleanly_and_a_rerun_finishes(tmp_path):
         n[0] += 1
         return "budget_exceeded" if n[0] > 5 else None
 
-    first = await arun_backtest(_ScriptedRouter(tmp_path, budget_after_5), _plain_spec(tmp_path),
-                                progress=False, write_report=False)
+    audits: dict = {}
+    first = await arun_backtest(_ScriptedRouter(tmp_path, budget_after_5, audits),
+                                _plain_spec(tmp_path), progress=False, write_report=False)
     assert first.stopped and first.stopped.startswith("budget exceeded")
     assert not first.complete and first.finished == 5 and first.results["ok"].all()
-    router = _ScriptedRouter(tmp_path)
+    router = _ScriptedRouter(tmp_path, audits=audits)
     second = await arun_backtest(router, _plain_spec(tmp_path), progress=False,
                                  write_report=False)
     assert second.complete and second.skipped == 5 and second.sent == 7
@@ -400,7 +413,7 @@ async def test_failures_without_spend_are_retried_then_recorded(tmp_path):
     router = _ScriptedRouter(tmp_path, flaky)
     out = await arun_backtest(router, _plain_spec(tmp_path, bar_retries=1), progress=False,
                               write_report=False)
-    df = out.results.set_index("bar")
+    df = out.results.sort_values("bar")
     assert out.complete and len(df) == 12
     first, second = df.iloc[0], df.iloc[1]
     assert not first["ok"] and first["error_class"] == "no_provider"

@@ -313,6 +313,19 @@ CORPUS = [
 ]
 
 
+def test_admin_budget_change(http, llm):
+    body = {"per_provider": {"gpt-4-turbo": {"hourly_usd": 0.0001}}, "daily_usd": 1000}
+    assert http.put("/v1/budgets", json=body).status_code == 403  # client token: not enough
+    r = http.put("/v1/budgets", json=body, headers=ADMIN_AUTH)
+    assert r.status_code == 200
+    rows = {(x["scope"], x["window"]): x for x in r.json()["data"]}
+    assert rows[("*", "daily")]["limit_usd"] == 1000
+    bad = http.put("/v1/budgets", json={"daily_usd": -1}, headers=ADMIN_AUTH)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "daily_usd"
+    assert http.put("/v1/budgets", content=b"{", headers=ADMIN_AUTH).status_code == 400
+    llm.set_budgets({"per_provider": {"gpt-4-turbo": {"hourly_usd": 0.0001}}})
+
+
 def test_malformed_corpus_gets_clear_4xx_and_service_survives(url):
     assert len(CORPUS) >= 30
     with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:

@@ -35,9 +35,13 @@ def window_size(config: Config, latency_s: float | None = None, headroom: float 
 
 
 class RateShare:
-    """Smooth weighted round-robin over providers, weights = rpm: each bar is pinned to one
-    provider in proportion to its rate limit, with the others (largest first) as fallbacks.
+    """Pins each bar to the provider that would finish it first: the one with the fewest
+    outstanding bars per unit of rate limit, argmin (outstanding + 1) / rpm, the others
+    (largest rpm first) as fallbacks.
 
+    With every provider keeping pace this is a share in proportion to rpm; when one falls
+    behind — live traffic using part of its limit, retries, a slow spell — its queue grows
+    and new bars go elsewhere, so all queues drain together and the run has no long tail.
     Used when throughput matters more than the policy's choice (`assign: rate-share`); the
     router still applies breakers, budgets, limits and fallback to every request.
     """
@@ -46,13 +50,21 @@ class RateShare:
         self.weights = {p.name: p.rpm for p in config.providers if p.enabled}
         if not self.weights:
             raise ValueError("no enabled provider to share the work between")
-        self._current = dict.fromkeys(self.weights, 0)
-        self._total = sum(self.weights.values())
+        self.outstanding = dict.fromkeys(self.weights, 0)
         self._order = sorted(self.weights, key=lambda n: -self.weights[n])
+        self._down: set[str] = set()
+
+    def set_down(self, names: set[str]) -> None:
+        """Providers whose breaker is open get no new bars until it closes (their share
+        would otherwise all land on the first fallback and queue there)."""
+        self._down = set(names) if set(names) != set(self.weights) else set()
 
     def next(self) -> tuple[str, list[str]]:
-        for name, w in self.weights.items():
-            self._current[name] += w
-        pick = max(self._current, key=lambda n: self._current[n])
-        self._current[pick] -= self._total
+        """A provider for the next bar; call `done(provider)` when its request ends."""
+        live = [n for n in self._order if n not in self._down]
+        pick = min(live, key=lambda n: (self.outstanding[n] + 1) / self.weights[n])
+        self.outstanding[pick] += 1
         return pick, [n for n in self._order if n != pick]
+
+    def done(self, provider: str) -> None:
+        self.outstanding[provider] = max(0, self.outstanding[provider] - 1)

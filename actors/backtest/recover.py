@@ -13,14 +13,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from actors.audit import UNKNOWN_OUTCOME
 from actors.backtest.store import Sent
 from actors.errors import RETRYABLE, ErrorClass
 
-#: Failures that say nothing about the bar: retried (if nothing was spent on them).
+#: Failures that say nothing about the bar: retried (if nothing was spent on them). The
+#: "unknown_outcome" placeholder is what a caller records when its router died mid-request.
 TRANSIENT: frozenset[str] = frozenset(
     c.value for c in RETRYABLE | {ErrorClass.NO_PROVIDER, ErrorClass.BREAKER_OPEN,
                                   ErrorClass.INTERNAL, ErrorClass.DEADLINE,
-                                  ErrorClass.BUDGET_EXCEEDED})
+                                  ErrorClass.BUDGET_EXCEEDED}) | {UNKNOWN_OUTCOME}
 
 
 def generation(request_id: str) -> int:

@@ -12,9 +12,10 @@ with outcome feedback, a progress line and a report at the end.
 Every request goes through `RouterClient.aroute` with `priority="batch"`: the same router,
 breakers, budgets and rate limits as live traffic, behind it in the limiters' queues.
 Order of work: inputs are checked and the run directory claimed (a run id with other
-parameters is refused) before the router is asked anything; then chunks are planned on the
-cluster (plan.py), each (bar, task) is expanded into one request per policy, and at most
-`window` requests are in flight (fanout.py). Results are buffered and written as Parquet
+parameters is refused) before the router is asked anything; then chunks of bars are planned
+(plan.py: Ray tasks over the nodes, or a driver thread on one node), each (bar, task) is
+expanded into one request per policy, and at most `window` requests are in flight
+(fanout.py; with `assign: rate-share` also pinned to providers by rpm). Results are buffered and written as Parquet
 parts; ids are deterministic per (run, policy, task, symbol, timeframe, bar), so a re-run
 skips stored bars and rebuilds answered-but-unstored ones from the audit trail (recover.py).
 """
@@ -226,6 +227,8 @@ class _Run:
                 try:
                     res = await self.client.aroute(req)
                 except RoutingError as exc:
+                    if self.assigner is not None:
+                        self.assigner.done(update["provider"])
                     if exc.error_class == ErrorClass.BUDGET_EXCEEDED and not exc.trace.cost_usd:
                         self.stopped = self.stopped or f"budget exceeded: {exc.message[:200]}"
                         self.failures["budget_exceeded (unfinished)"] += 1
@@ -241,16 +244,29 @@ class _Run:
                         continue
                     self.from_error(job, policy, rid, exc)
                     return
+                if self.assigner is not None:
+                    self.assigner.done(update["provider"])
                 self.from_result(job, policy, res)
                 return
         finally:
             slots.release()
+
+    async def watch_breakers(self, every_s: float = 1.0) -> None:
+        """rate-share: keep new bars off providers whose breaker is open."""
+        while self.assigner is not None:
+            try:
+                st = await asyncio.to_thread(self.client.status)
+                self.assigner.set_down(set(st.index[st["state"] == "open"]))
+            except Exception as exc:  # advisory only
+                log.debug("status for rate-share failed: %s", exc)
+            await asyncio.sleep(every_s)
 
     async def dispatch(self, planner: Planner, finished: set[str],
                        priors: dict[str, Prior]) -> None:
         slots = asyncio.Semaphore(self.window)
         inflight: set[asyncio.Task[None]] = set()
         errors: list[BaseException] = []
+        watcher = asyncio.ensure_future(self.watch_breakers()) if self.assigner else None
 
         def done(t: asyncio.Task[None]) -> None:
             inflight.discard(t)
@@ -293,6 +309,8 @@ class _Run:
         finally:
             for t in inflight:
                 t.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
 
 def _naive_utc(ts: Any) -> pd.Timestamp:
