@@ -25,6 +25,10 @@ from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
 
 WINDOW_S = 60.0
+#: The provider counts a request when it arrives, we when we let it go: network delay and
+#: clock skew can put two starts we saw 60.0 s apart inside one of its windows. A provider's
+#: limiter (`from_spec`) uses a window this much longer (pacing 60/61 = 98.4 % of rpm).
+MARGIN_S = 1.0
 _MIN_WAIT_S = 1e-6  # a positive floor, so "not yet" is never rounded to "now"
 _GCRA_SLACK_S = 1e-9  # pacing is soft: ignore float dust in the theoretical arrival time
 
@@ -52,6 +56,7 @@ class RateLimits:
         *,
         burst: int | None = None,
         name: str | None = None,
+        margin_s: float = 0.0,
     ) -> None:
         """`burst`: starts allowed back to back after an idle spell (default: one
         second's worth of rpm, at least 1)."""
@@ -65,7 +70,8 @@ class RateLimits:
         self.burst = min(rpm, burst if burst is not None else max(1, math.ceil(rpm / WINDOW_S)))
         if self.burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst}")
-        self._interval = WINDOW_S / rpm
+        self.window_s = WINDOW_S + margin_s
+        self._interval = self.window_s / rpm
         self._tolerance = (self.burst - 1) * self._interval
         self._tat: float | None = None  # GCRA theoretical arrival time
         self._grants: deque[_Grant] = deque()  # starts within the window, oldest first
@@ -75,7 +81,9 @@ class RateLimits:
 
     @classmethod
     def from_spec(cls, spec: ProviderSpec, *, burst: int | None = None) -> RateLimits:
-        return cls(spec.rpm, spec.tpm, spec.max_concurrency, burst=burst, name=spec.name)
+        """A provider's limits, with the `MARGIN_S` safety margin on the window."""
+        return cls(spec.rpm, spec.tpm, spec.max_concurrency, burst=burst, name=spec.name,
+                   margin_s=MARGIN_S)
 
     def check(self, tokens: int) -> None:
         """Refuse at once what no amount of waiting could ever admit."""
@@ -94,7 +102,7 @@ class RateLimits:
             )
 
     def _prune(self, now: float) -> None:
-        horizon = now - WINDOW_S
+        horizon = now - self.window_s
         grants = self._grants
         while grants and grants[0].t <= horizon:
             g = grants.popleft()
@@ -126,14 +134,14 @@ class RateLimits:
         # for how long. (t + 60 - now can round to <= 0 while t > now - 60 still holds.)
         grants = self._grants
         if len(grants) >= self.rpm:
-            wait = max(wait, _MIN_WAIT_S, grants[len(grants) - self.rpm].t + WINDOW_S - now)
+            wait = max(wait, _MIN_WAIT_S, grants[len(grants) - self.rpm].t + self.window_s - now)
         excess = self._tokens + tokens - self.tpm
         if excess > 0:
             freed = 0
             for g in grants:
                 freed += g.tokens
                 if freed >= excess:
-                    wait = max(wait, _MIN_WAIT_S, g.t + WINDOW_S - now)
+                    wait = max(wait, _MIN_WAIT_S, g.t + self.window_s - now)
                     break
         if wait > 0.0:
             return wait

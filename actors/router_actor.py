@@ -50,7 +50,10 @@ class RouterActor(ChannelServer):
         # (journal seq, records) entries waiting for / in flight to the tracker
         self._buffer: list[tuple[int, list[Any]]] = []
         self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
+        self._seq = 0  # last record-entry sequence number handed out
         self._journal = self._open_journal()
+        if self._journal:
+            self._seq = self._journal.seq
         self._load_budget_override()
         self._started = False
         self._seeded = False
@@ -124,7 +127,11 @@ class RouterActor(ChannelServer):
 
     def _sink(self, records: list[Any]) -> None:
         """Journal first (so a killed router loses nothing it answered), then batch."""
-        seq = self._journal.append(records) if self._journal else 0
+        if self._journal:
+            seq = self._journal.append(records)
+        else:
+            seq = self._seq + 1
+        self._seq = seq
         self._buffer.append((seq, records))
 
     def _warning(self, message: str) -> None:
@@ -268,13 +275,21 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         return await self._drain(timeout_s=30.0)
 
+    def _outstanding(self) -> list[int]:
+        seqs = [seq for seq, _ in self._buffer]
+        seqs += [seq for entries in self._unacked.values() for seq, _ in entries]
+        return seqs
+
     async def _drain(self, timeout_s: float) -> int:
+        """Wait until every record buffered *now* is acknowledged (later ones don't count,
+        so this returns promptly under steady load)."""
+        target = self._seq
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             await self._flush()
-            if not self._buffer and not self._unacked:
+            if not any(seq <= target for seq in self._outstanding()):
                 return 0
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
         return sum(len(r) for _, r in self._buffer) + sum(
             len(r) for entries in self._unacked.values() for _, r in entries)
 

@@ -458,3 +458,23 @@ async def test_live_requests_go_ahead_of_queued_batch_work():
     first.release()
     await asyncio.gather(*tasks)
     assert order[0] == "live" and order[1:] == ["b0", "b1", "b2"]
+
+
+def test_provider_limits_keep_a_margin_over_the_providers_window():
+    """Starts we let go 60.0 s apart can land inside one provider window; from_spec's
+    limits never put more than rpm starts in any 61 s."""
+    from actors.config import load_config
+    from actors.limiter import MARGIN_S, RateLimits
+
+    spec = load_config().provider("mixtral").model_copy(update={"rpm": 120})
+    lim = RateLimits.from_spec(spec)
+    starts, t = [], 0.0
+    while t < 300:
+        if lim.try_acquire(1, t) == 0.0:
+            starts.append(t)
+            lim.release(t, 1, 1, started=t)
+        t += 0.01
+    window = 60.0 + MARGIN_S
+    worst = max(sum(1 for s in starts if a <= s < a + window) for a in starts)
+    assert worst <= 120
+    assert len(starts) >= 0.97 * 120 * 300 / 60  # still ≈ the full rate
