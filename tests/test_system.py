@@ -328,17 +328,21 @@ def test_budget_change_at_run_time_survives_a_router_restart(llm):
     assert info.value.error_class.value == "budget_exceeded"
     with pytest.raises(Exception, match="daily_usd"):
         llm.set_budgets({"daily_usd": -5})
+    router = llm.handles.router
+    old_pid = ray.get(router.__ray_call__.remote(lambda self: __import__("os").getpid()))
     try:
-        ray.kill(llm.handles.router, no_restart=False)
+        ray.kill(router, no_restart=False)
         deadline = time.time() + 60
-        while True:
+        while True:  # ray.kill is asynchronous: wait for the restarted process
             try:
-                b = llm.budgets()
-                break
+                pid = ray.get(router.__ray_call__.remote(lambda self: __import__("os").getpid()))
+                if pid != old_pid:
+                    b = llm.budgets()
+                    break
             except Exception:
                 if time.time() > deadline:
                     raise
-                time.sleep(0.5)
+            time.sleep(0.5)
         assert b[(b.scope == "*") & (b.window == "daily")].iloc[0].limit_usd == pytest.approx(
             spent + 1e-6)
     finally:
