@@ -13,7 +13,6 @@ import asyncio
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -68,10 +67,6 @@ def connect(
         ray_init.setdefault("log_to_driver", False)
         if address is None:
             ray_init.setdefault("include_dashboard", False)
-        ray_init.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": str(_root())}}
-                            if address and address.startswith("ray://") else None)
-        if ray_init["runtime_env"] is None:
-            ray_init.pop("runtime_env")
         ray.init(address=address, **ray_init)
     return RouterClient(start_system(cfg), cfg)
 
@@ -86,10 +81,6 @@ def attach(config: Config | dict[str, Any] | str | os.PathLike[str] | None = Non
 
     cfg = _config(config)
     return RouterClient(attach_system(cfg), cfg)
-
-
-def _root() -> Path:
-    return Path(__file__).resolve().parent.parent
 
 
 class RouterClient:

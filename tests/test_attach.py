@@ -65,9 +65,16 @@ def test_second_process_attaches_over_ray_client(head):
         print(json.dumps({{"request_id": r.request_id}}))
     """, head["env"])
     b = run_py(f"""
-        import json, ray
+        import json, time, ray
         from actors.api import connect
-        llm = connect({head['client']!r}, {head['config']!r})
+        for i in range(3):  # the client server's first start can be slow on a cold machine
+            try:
+                llm = connect({head['client']!r}, {head['config']!r})
+                break
+            except (ConnectionError, RuntimeError):
+                if i == 2:
+                    raise
+                time.sleep(3)
         rows = llm.audit({a['request_id']!r})
         r = llm.complete("hello from B", provider="mixtral")
         names = sorted(x["name"] for x in ray.util.list_named_actors(all_namespaces=True))
