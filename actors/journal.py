@@ -55,8 +55,10 @@ class Journal:
     def append(self, records: Iterable[Any]) -> int:
         """Journal one request's records; returns their sequence number."""
         self.seq += 1
-        data = [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in records]
-        os.write(self._fd, (json.dumps({"seq": self.seq, "records": data}) + "\n").encode())
+        parts = [r.model_dump_json() if hasattr(r, "model_dump_json") else json.dumps(r)
+                 for r in records]  # pydantic's Rust serializer: ~4× faster than json.dumps
+        line = f'{{"seq": {self.seq}, "records": [{", ".join(parts)}]}}\n'
+        os.write(self._fd, line.encode())
         return self.seq
 
     def ack(self, seqs: Iterable[int]) -> None:
