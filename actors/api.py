@@ -44,6 +44,14 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
+def _get(ref: Any) -> Any:
+    """`ray.get`, raising the router's or tracker's own error rather than Ray's wrapper."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        raise _unwrap(exc) from None
+
+
 def as_messages(messages: MessagesLike) -> list[Message]:
     if isinstance(messages, str):
         return [Message(role="user", content=messages)]
@@ -116,10 +124,7 @@ class RouterClient:
         req = self._request(messages, policy=policy, provider=provider, fallbacks=fallbacks,
                             context=context, max_tokens=max_tokens, timeout=timeout,
                             temperature=temperature, output=output, request_id=request_id)
-        try:
-            return ray.get(self._h.router.route.remote(req))
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        return _get(self._h.router.route.remote(req))
 
     async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:
         """The async twin of `complete`, for asyncio code and many requests in flight."""
@@ -142,8 +147,6 @@ class RouterClient:
             raise RoutingError(ErrorClass.INTERNAL, message,
                                RoutingTrace(request_id=req.request_id, policy=req.policy or ""),
                                ) from None
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
 
     def analyze(
         self,
@@ -172,10 +175,7 @@ class RouterClient:
                 raise ValueError("analyze(bars, ...) needs symbol= and timeframe=")
             ctx = context_from_bars(data, symbol, timeframe, as_of=as_of, position=position)
         req = analysis_request(ctx, task, self.config, **route)
-        try:
-            return ray.get(self._h.router.route.remote(req))
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        return _get(self._h.router.route.remote(req))
 
     async def _record_unknown(self, req: RouteRequest, message: str) -> None:
         """The router died holding this request: leave a terminal placeholder row so no
@@ -238,35 +238,23 @@ class RouterClient:
     def set_budgets(self, budgets: dict[str, Any]) -> pd.DataFrame:
         """Change budget limits at run time, e.g. {"hourly_usd": 5, "per_provider":
         {"claude": {"daily_usd": 20}}}; spend so far counts against the new limits."""
-        try:
-            return pd.DataFrame(ray.get(self._h.router.set_budgets.remote(budgets)))
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        return pd.DataFrame(_get(self._h.router.set_budgets.remote(budgets)))
 
     def budgets(self) -> pd.DataFrame:
         return pd.DataFrame(ray.get(self._h.router.budgets.remote()))
 
     def audit(self, request_id: str) -> list[dict[str, Any]]:
         self._flush()
-        try:
-            return ray.get(self._h.tracker.audit.remote(request_id))
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        return _get(self._h.tracker.audit.remote(request_id))
 
     def feedback(self, request_id: str, score: float) -> None:
         """Attach a realized outcome (0..1, e.g. 1.0 = the trade call was right)."""
         self._flush()
-        try:
-            ray.get(self._h.tracker.feedback.remote(request_id, float(score)))
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        _get(self._h.tracker.feedback.remote(request_id, float(score)))
 
     def reset(self, provider: str) -> dict[str, Any]:
         """Close a provider's breaker by hand (e.g. after fixing its API key)."""
-        try:
-            return ray.get(self._h.router.reset.remote(provider))
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        return _get(self._h.router.reset.remote(provider))
 
     def provider(self, name: str) -> Any:
         return ray.get_actor(provider_actor_name(name), namespace=NAMESPACE)
