@@ -98,7 +98,7 @@ class Router:
         self._stats_pending: set[str] = set()
         self._cands: dict[str, tuple[int, list[Candidate]]] = {}  # per context key
         self._generation = 0  # bumped whenever snapshots or figures change
-        self._budgeted = self.ledger.spec.has_limits
+        self._budgeted = self.ledger.spec.has_limits  # skip per-candidate checks when unlimited
         self.inflight = 0
 
     # -- state fed from outside ----------------------------------------------------------
@@ -109,6 +109,11 @@ class Router:
         if snap.name in self.providers:
             self.snapshots[snap.name] = snap
             self._generation += 1
+
+    def set_budgets(self, spec: BudgetSpec) -> None:
+        """New limits at run time; spend already booked in the ledger counts against them."""
+        self.ledger.spec = spec
+        self._budgeted = spec.has_limits
 
     def set_stats(self, key: str, stats: dict[str, dict[str, Any]], now: float | None = None) -> None:
         self._stats[key] = (time.monotonic() if now is None else now, stats)

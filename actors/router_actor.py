@@ -24,6 +24,7 @@ from actors.metrics import Metrics
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult
 from actors.router import Router
+from actors.tracker import TrackerSpec
 
 NAMESPACE = "llm-router"
 FLUSH_EVERY_S = 0.05
@@ -50,6 +51,8 @@ class RouterActor(ChannelServer):
         # (journal seq, records) entries waiting for / in flight to the tracker
         self._buffer: list[tuple[int, list[Any]]] = []
         self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
+        # The router's files (journal, budget override) live next to the audit database.
+        self._state_dir = str(TrackerSpec.from_config(self.config).db_path.parent)
         self._seq = 0  # last record-entry sequence number handed out
         self._journal = self._open_journal()
         if self._journal:
@@ -90,11 +93,7 @@ class RouterActor(ChannelServer):
         spec = self.core.spec
         if not spec.journal:
             return None
-        path = spec.journal_path
-        if path is None:
-            from actors.tracker import TrackerSpec
-
-            path = str(TrackerSpec.from_config(self.config).db_path.parent / "router-journal.jsonl")
+        path = spec.journal_path or os.path.join(self._state_dir, "router-journal.jsonl")
         journal = Journal(os.path.expanduser(path))
         for seq, records in journal.pending():  # answered before a restart, never acknowledged
             self._buffer.append((seq, records))
@@ -102,13 +101,8 @@ class RouterActor(ChannelServer):
             log.warning("re-sending %d journaled record batches to the tracker", len(self._buffer))
         return journal
 
-    def _state_dir(self) -> str:
-        from actors.tracker import TrackerSpec
-
-        return str(TrackerSpec.from_config(self.config).db_path.parent)
-
     def _override_path(self) -> str:
-        return os.path.join(self._state_dir(), "budgets-override.json")
+        return os.path.join(self._state_dir, "budgets-override.json")
 
     def _load_budget_override(self) -> None:
         """An admin's budget change survives a router restart."""
@@ -121,9 +115,7 @@ class RouterActor(ChannelServer):
             log.warning("ignoring unreadable budget override: %s", exc)
 
     def _apply_budgets(self, budgets: dict[str, Any]) -> None:
-        spec = BudgetSpec.model_validate(budgets)
-        self.core.ledger.spec = spec
-        self.core._budgeted = spec.has_limits
+        self.core.set_budgets(BudgetSpec.model_validate(budgets))
 
     def _sink(self, records: list[Any]) -> None:
         """Journal first (so a killed router loses nothing it answered), then batch."""
