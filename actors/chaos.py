@@ -5,7 +5,7 @@ reconcile every request against the audit trail.
 `run_chaos()`, which needs Ray initialized (it starts the router's actors and the Serve app
 itself, and stops them at the end). Traffic stays on loopback.
 
-Invariants checked (any failure → `ChaosReport.ok` is False):
+Invariants checked (any failure → `ChaosReport.ok` is False; actors/reconcile.py):
 - lost = 0: every HTTP request got a terminal answer, and every request that reached the
   router has exactly one terminal audit row; every stored backtest bar too.
 - duplicated audit rows = 0 (per request, and per (request, attempt, provider)).
@@ -20,11 +20,9 @@ import asyncio
 import copy
 import json
 import socket
-import sqlite3
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +31,7 @@ import ray
 import yaml
 
 from actors.config import DEFAULT_CONFIG, parse_config
-
-MODELS = {"claude": "claude-sonnet-4-5", "gemini": "gemini-2.5-pro", "gpt-4-turbo": "gpt-4-turbo",
-          "mixtral": "open-mixtral-8x7b", "llama": "meta-llama/Llama-3.3-70B-Instruct-Turbo"}
+from actors.reconcile import ChaosReport, audit_invariants
 
 
 def chaos_config(workdir: Path, latency_scale: float = 0.05) -> dict[str, Any]:
@@ -60,56 +56,6 @@ class Step:
     start: Callable[[Chaos], Awaitable[Any]]
     hold: float | None = None
     end: Callable[[Chaos], Awaitable[Any]] | None = None
-
-
-@dataclass
-class ChaosReport:
-    seconds: float
-    http: Counter
-    backtest: dict[str, Any]
-    lost: int
-    duplicated: int
-    spend_usd: float
-    budget_usd: float | None
-    breaker_transitions: dict[str, int]
-    recovery_s: dict[str, float | None]
-    router_429s: int
-    events: list[tuple[float, str]]
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def table(self) -> str:
-        sent = sum(self.http.values())
-        answered = self.http.get("200", 0)
-        failed = {k: v for k, v in sorted(self.http.items()) if k != "200"}
-        bt = self.backtest
-        rows = [
-            ("run length", f"{self.seconds:.0f} s"),
-            ("HTTP requests sent", f"{sent}"),
-            ("HTTP answered (200)", f"{answered}"),
-            ("HTTP failed, by class", ", ".join(f"{k}: {v}" for k, v in failed.items()) or "0"),
-            ("backtest bars done / planned", f"{bt.get('done', 0)} / {bt.get('planned', 0)}"),
-            ("backtest failed, by class", ", ".join(
-                f"{k}: {v}" for k, v in bt.get("failed", {}).items()) or "0"),
-            ("lost (no terminal outcome or audit row)", f"{self.lost}"),
-            ("duplicated audit rows", f"{self.duplicated}"),
-            ("spend vs budget (this hour)", f"${self.spend_usd:.4f} vs "
-             + (f"${self.budget_usd:.4f}" if self.budget_usd is not None else "no budget")),
-            ("breaker transitions", ", ".join(
-                f"{k}: {v}" for k, v in self.breaker_transitions.items())),
-            ("recovery after kill", ", ".join(
-                f"{k}: {f'{v:.1f} s' if v is not None else 'not recovered'}"
-                for k, v in self.recovery_s.items())),
-            ("429s caused by the router", f"{self.router_429s}"),
-            ("invariants", "all hold" if self.ok else "FAILED: " + "; ".join(self.problems)),
-        ]
-        w = max(len(a) for a, _ in rows)
-        lines = [f"| {'what'.ljust(w)} | figure |", f"|{'-' * (w + 2)}|---|"]
-        lines += [f"| {a.ljust(w)} | {b} |" for a, b in rows]
-        return "\n".join(lines)
 
 
 def _free_port() -> int:
@@ -175,16 +121,13 @@ class Chaos:
     # -- fault actions ---------------------------------------------------------------------
 
     async def sim(self, provider: str, **fields: Any) -> None:
-        await self.llm.simulator.set_profile.remote(MODELS[provider], fields)
+        await self.llm.simulator.set_profile.remote(self.config.provider(provider).model, fields)
 
     async def sim_reset(self, provider: str) -> None:
-        await self.llm.simulator.reset_profile.remote(MODELS[provider])
-        for name, limits in self._sim_limits().items():  # keep the account limits in force
-            if name == provider:
-                await self.llm.simulator.set_profile.remote(MODELS[name], limits)
-
-    def _sim_limits(self) -> dict[str, dict[str, int]]:
-        return {p.name: {"rpm": p.rpm, "tpm": p.tpm} for p in self.config.providers}
+        """Back to the startup profile, with the provider's account limits in force again."""
+        spec = self.config.provider(provider)
+        await self.llm.simulator.reset_profile.remote(spec.model)
+        await self.sim(provider, rpm=spec.rpm, tpm=spec.tpm)
 
     async def _recover(self, what: str, probe: Callable[[], Awaitable[Any]], since: float,
                        limit: float = 90.0) -> None:
@@ -304,8 +247,8 @@ class Chaos:
         from serve.run import deploy, load_serve_config
 
         self.llm = connect(config=self.config)
-        for name, limits in self._sim_limits().items():
-            await self.llm.simulator.set_profile.remote(MODELS[name], limits)
+        for spec in self.config.providers:  # the simulator enforces the configured limits
+            await self.sim(spec.name, rpm=spec.rpm, tpm=spec.tpm)
         await self.llm.simulator.reset_stats.remote()
         schema = load_serve_config()
         dep = schema.applications[0].deployments[0]
@@ -381,70 +324,35 @@ class Chaos:
     # -- reconciliation --------------------------------------------------------------------
 
     async def reconcile(self, bt: dict[str, Any]) -> ChaosReport:
+        """Audit-trail invariants (actors/reconcile.py) plus what only the live system knows."""
         llm = self.llm
         await asyncio.to_thread(llm._flush)
-        problems: list[str] = []
-        db = sqlite3.connect(str(self.config.tracker["db_path"]))
-        terminal = dict(db.execute("SELECT request_id, COUNT(*) FROM requests GROUP BY request_id"))
-        dup_requests = sum(n - 1 for n in terminal.values() if n > 1)
-        dup_attempts = db.execute(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM attempts "
-            "GROUP BY request_id, attempt, provider HAVING n > 1)").fetchone()[0]
-        attempted = {r for (r,) in db.execute("SELECT DISTINCT request_id FROM attempts")}
-        lost = 0
-        http = Counter(cls for _, cls in self.http_outcomes)
-        for rid, cls in self.http_outcomes:
-            reached = cls == "200" or rid in attempted or cls.split(" ")[0] in (
-                "402", "429", "503", "504", "500")
-            if cls == "200" and terminal.get(rid) != 1:
-                lost += 1
-                problems.append(f"{rid} answered but has {terminal.get(rid, 0)} terminal rows")
-            elif reached and rid in attempted and terminal.get(rid) != 1:
-                lost += 1
-                problems.append(f"{rid} reached a provider but has no terminal row")
-        orphans = [r for r in attempted if r not in terminal and not r.startswith("budget-")]
-        if orphans:
-            lost += len(orphans)
-            problems.append(f"{len(orphans)} requests have attempt rows but no terminal row")
+        results = bt["outcome"].results if "outcome" in bt else None
+        audit = audit_invariants(Path(self.config.tracker["db_path"]), self.http_outcomes,
+                                 results, self.budget_usd)
+        problems = audit.problems
         backtest: dict[str, Any] = {}
-        if "outcome" in bt:
+        if results is not None:
             out = bt["outcome"]
-            frame = out.results
-            dup_bars = int(frame.duplicated("key").sum()) if len(frame) else 0
-            if dup_bars:
-                problems.append(f"{dup_bars} backtest bars stored twice")
-            missing = sum(1 for rid in frame["request_id"].dropna() if terminal.get(rid) != 1)
-            lost += missing
-            if missing:
-                problems.append(f"{missing} stored bars without exactly one terminal audit row")
-            failed = frame.loc[~frame["ok"].astype(bool), "error_class"].value_counts()
-            backtest = {"planned": out.total, "done": int(frame["ok"].astype(bool).sum()),
-                        "stored": len(frame), "failed": {str(k): int(v) for k, v in failed.items()},
+            ok = results["ok"].astype(bool)
+            failed = results.loc[~ok, "error_class"].value_counts()
+            backtest = {"planned": out.total, "done": int(ok.sum()), "stored": len(results),
+                        "failed": {str(k): int(v) for k, v in failed.items()},
                         "sent": out.sent, "stopped": out.stopped}
         else:
             problems.append(f"backtest did not finish: {bt.get('error')}")
-        hour = (time.time() // 3600) * 3600
-        spend = float(db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM attempts WHERE ts >= ?",
-                                 (hour,)).fetchone()[0])
-        db.close()
-        if self.budget_usd is not None and spend > self.budget_usd + 1e-9:
-            problems.append(f"spend ${spend:.4f} above the budget ${self.budget_usd:.4f}")
         stats = await llm.simulator.stats.remote()
         router_429s = int(stats["totals"]["rate_limited_by_limit"])
         if router_429s:
             problems.append(f"{router_429s} 429s caused by exceeding a provider's limits")
-        if dup_requests or dup_attempts:
-            problems.append(f"{dup_requests + dup_attempts} duplicated audit rows")
-        if sum(http.values()) == 0 or http.get("200", 0) == 0:
-            problems.append("no HTTP request was answered at all")
         for what, secs in self.recovery.items():
             if secs is None:
                 problems.append(f"{what} did not recover")
         status = await asyncio.to_thread(llm.status)
         transitions = {str(k): int(v or 0) for k, v in status["transitions"].items()}
         return ChaosReport(
-            seconds=time.monotonic() - self.t0, http=http, backtest=backtest, lost=lost,
-            duplicated=int(dup_requests + dup_attempts), spend_usd=spend,
+            seconds=time.monotonic() - self.t0, http=audit.http, backtest=backtest,
+            lost=audit.lost, duplicated=audit.duplicated, spend_usd=audit.spend_usd,
             budget_usd=self.budget_usd, breaker_transitions=transitions,
             recovery_s=dict(self.recovery), router_429s=router_429s, events=self.events,
             problems=problems[:20])
@@ -452,12 +360,3 @@ class Chaos:
 
 async def run_chaos(workdir: Path, **kw: Any) -> ChaosReport:
     return await Chaos(workdir, **kw).run()
-
-
-def report_json(report: ChaosReport) -> str:
-    return json.dumps({"ok": report.ok, "http": dict(report.http), "lost": report.lost,
-                       "duplicated": report.duplicated, "spend_usd": report.spend_usd,
-                       "budget_usd": report.budget_usd, "recovery_s": report.recovery_s,
-                       "router_429s": report.router_429s,
-                       "breaker_transitions": report.breaker_transitions,
-                       "problems": report.problems, "events": report.events}, indent=2)
