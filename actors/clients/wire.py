@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -179,7 +180,7 @@ def parsed_url(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
-class WireClient:
+class WireClient(ABC):
     """One provider's wire client: `send(completion) -> Result` or a classified ProviderError.
 
     One instance per provider, long-lived, used from one event loop; `aclose()` when done.
@@ -209,14 +210,14 @@ class WireClient:
     # -- the wire format: pure, one pair per provider -------------------------------------
 
     @staticmethod
+    @abstractmethod
     def build(spec: ProviderSpec, completion: Completion, api_key: str) -> Request:
         """(url, headers, json body) of one attempt; raises ProviderError for what cannot fit."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def parse_ok(spec: ProviderSpec, data: dict[str, Any], latency_s: float) -> Result:
         """The Result in a success body; raises BadBody for anything missing or malformed."""
-        raise NotImplementedError
 
     @classmethod
     def parse(
