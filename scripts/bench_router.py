@@ -50,6 +50,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.config import DEFAULT_CONFIG  # noqa: E402
+from serve.run import INGRESS_ENV  # noqa: E402
 
 PROMPT = "Context: SPY 1d, regime: bull, RSI(14) 61.2, MACD above signal. Trade signal as JSON."
 Call = Callable[[], Awaitable[object]]
@@ -90,26 +91,14 @@ async def measure(call: Call, concurrency: int, seconds: float) -> dict:
 
 
 def direct_arm(sim_url: str, session: aiohttp.ClientSession) -> Call:
-    url = sim_url + "/v1/chat/completions"
-    body = json.dumps({"model": "gpt-4-turbo", "max_tokens": 256,
-                       "messages": [{"role": "user", "content": PROMPT}]}).encode()
-    headers = {"authorization": "Bearer x", "content-type": "application/json"}
-
-    async def call() -> object:
-        async with session.post(url, data=body, headers=headers) as r:
-            data = await r.read()
-            if r.status != 200:
-                raise RuntimeError(r.status)
-            return data
-
-    return call
+    """Raw aiohttp straight to the simulator: the limit every other arm is compared to."""
+    return chat_arm(sim_url + "/v1/chat/completions", session, "gpt-4-turbo")
 
 
 SERVE_MODES = {
-    "proxy": {},
+    **INGRESS_ENV,  # proxy and haproxy, as `llm-router serve` sets them
     "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
 }
 PORTKEY_VERSION = "1.15.2"
 DEFAULT_PORTKEY_DIR = Path.home() / ".cache" / "llm-router" / "portkey"
