@@ -176,10 +176,14 @@ class RouterIngress:
 
     # -- state and reports ---------------------------------------------------------------
 
+    async def _listing(self, fn: Any, *args: Any, **extra: Any) -> JSONResponse:
+        """A client report (a DataFrame, off the event loop) as an OpenAI-style list."""
+        df = await asyncio.to_thread(fn, *args)
+        return JSONResponse({"object": "list", **extra, "data": _records(df)})
+
     @app.get("/v1/providers")
     async def providers(self) -> JSONResponse:
-        df = await asyncio.to_thread(self.llm.status)
-        return JSONResponse({"object": "list", "data": _records(df)})
+        return await self._listing(self.llm.status)
 
     @app.post("/v1/providers/{name}/reset")
     async def reset(self, name: str) -> JSONResponse:
@@ -191,18 +195,15 @@ class RouterIngress:
 
     @app.get("/v1/costs")
     async def costs(self, by: Literal["hour", "day"] = Query("hour")) -> JSONResponse:
-        df = await asyncio.to_thread(self.llm.costs, by)
-        return JSONResponse({"object": "list", "by": by, "data": _records(df)})
+        return await self._listing(self.llm.costs, by, by=by)
 
     @app.get("/v1/performance")
     async def performance(self, by_context: bool = False) -> JSONResponse:
-        df = await asyncio.to_thread(self.llm.performance, by_context)
-        return JSONResponse({"object": "list", "data": _records(df)})
+        return await self._listing(self.llm.performance, by_context)
 
     @app.get("/v1/budgets")
     async def budgets(self) -> JSONResponse:
-        df = await asyncio.to_thread(self.llm.budgets)
-        return JSONResponse({"object": "list", "data": _records(df)})
+        return await self._listing(self.llm.budgets)
 
     @app.put("/v1/budgets")
     async def set_budgets(self, request: Request) -> JSONResponse:
