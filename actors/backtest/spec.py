@@ -9,7 +9,7 @@ parameters, because only the latter decide whether a run id may be resumed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -75,6 +75,14 @@ class SeriesSpec(BaseModel):
         return Path(self.source).stem.upper()
 
 
+def _known(values: list[str], registry: Any, what: str) -> list[str]:
+    """Every name must be in the registry; duplicates collapse, order kept."""
+    for v in values:
+        if v not in registry:
+            raise ValueError(f"unknown {what} {v!r}; one of {sorted(registry)}")
+    return list(dict.fromkeys(values))
+
+
 class BacktestSpec(BaseModel):
     """A backtest run. Defining parameters are hashed into `params.json`; a run id
     re-used with different ones is refused before any spend."""
@@ -122,18 +130,12 @@ class BacktestSpec(BaseModel):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v: list[str]) -> list[str]:
-        for t in v:
-            if t not in TASKS:
-                raise ValueError(f"unknown task {t!r}; one of {sorted(TASKS)}")
-        return list(dict.fromkeys(v))
+        return _known(v, TASKS, "task")
 
     @field_validator("policies")
     @classmethod
     def _known_policies(cls, v: list[str]) -> list[str]:
-        for p in v:
-            if p not in POLICIES:
-                raise ValueError(f"unknown policy {p!r}; one of {sorted(POLICIES)}")
-        return list(dict.fromkeys(v))
+        return _known(v, POLICIES, "policy")
 
     @model_validator(mode="after")
     def _distinct_series(self) -> BacktestSpec:
