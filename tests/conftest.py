@@ -39,3 +39,16 @@ def make_config(tmp_path, **overrides: Any) -> dict[str, Any]:
     for key, value in overrides.items():
         data[key] = value
     return data
+
+
+def sim(llm: Any, model: str, **fields: Any) -> None:
+    """Patch a simulated model's profile (faults, latency, limits) at run time."""
+    import ray
+
+    ray.get(llm.simulator.set_profile.remote(model, fields))
+
+
+def sim_reset(llm: Any, model: str) -> None:
+    import ray
+
+    ray.get(llm.simulator.reset_profile.remote(model))

@@ -9,11 +9,10 @@ import socket
 import httpx
 import openai
 import pytest
-import ray
 
 from actors.api import RouterClient, connect
 from actors.config import parse_config
-from tests.conftest import make_config
+from tests.conftest import make_config, sim, sim_reset
 
 TOKEN, ADMIN = "client-token-3f9a", "admin-token-77c1"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -73,14 +72,6 @@ def http(url):
 @pytest.fixture(scope="module")
 def oai(url) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0, timeout=30)
-
-
-def sim(llm: RouterClient, model: str, **fields) -> None:
-    ray.get(llm.simulator.set_profile.remote(model, fields))
-
-
-def sim_reset(llm: RouterClient, model: str) -> None:
-    ray.get(llm.simulator.reset_profile.remote(model))
 
 
 # -- OpenAI-compatible, through the official SDK ---------------------------------------------

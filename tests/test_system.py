@@ -12,7 +12,7 @@ import ray
 
 from actors.api import RouterClient, connect
 from actors.route import RoutingError
-from tests.conftest import SECRET, make_config
+from tests.conftest import SECRET, make_config, sim, sim_reset
 
 BUDGET = {"per_provider": {"gpt-4-turbo": {"hourly_usd": 0.05}}}
 
@@ -24,14 +24,6 @@ def llm(ray_cluster, tmp_path_factory) -> RouterClient:
     client = connect(config=cfg)
     yield client
     client.shutdown(stop_ray=False)
-
-
-def sim(llm: RouterClient, model: str, **fields) -> None:
-    ray.get(llm.simulator.set_profile.remote(model, fields))
-
-
-def sim_reset(llm: RouterClient, model: str) -> None:
-    ray.get(llm.simulator.reset_profile.remote(model))
 
 
 def test_complete_returns_text_usage_cost_and_trace(llm):
