@@ -7,6 +7,10 @@ callee hands finished results back in batches through a parked long-poll `chan_c
 With nothing else in flight a call goes as one plain Ray call (the shortest round trip);
 under load both directions are amortized.
 
+Callers on the callee's node skip Ray calls altogether: they fetch the callee's Unix socket
+endpoint once (`chan_endpoint`) and send batched frames there (actors/localsock.py), which
+cuts a hop from ≈1.4 ms to ≈0.1 ms. Anything that can't connect keeps the Ray path.
+
 If the callee dies or restarts, every call it had accepted fails with `ChannelBroken`
 (the collect fails, or a new instance id shows up), so callers can fall back or retry;
 nothing waits forever.
@@ -15,6 +19,7 @@ nothing waits forever.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 import weakref
@@ -23,9 +28,14 @@ from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors.localsock import SocketBroken, SocketClient, SocketServer
+
+log = logging.getLogger(__name__)
+
 POLL_S = 2.0  # a parked collect returns empty after this long (keeps calls short-lived)
 IDLE_PARK_S = 10.0  # keep a collect parked this long after the last call
 IDLE_CHANNEL_S = 300.0  # callee forgets channels nobody collected from for this long
+SOCKET_RETRY_S = 30.0  # after a failed socket connect, use Ray calls this long before retrying
 
 
 class ChannelBroken(RuntimeError):
@@ -43,25 +53,43 @@ class _Pending:
 class ChannelClient:
     """Caller side for one callee actor, bound to one event loop."""
 
-    def __init__(self, handle: Any, name: str) -> None:
+    def __init__(self, handle: Any, name: str, *, sockets: bool = True) -> None:
         self.handle = handle
         self.name = name
         self.id = uuid.uuid4().hex
+        self._sockets = sockets
+        self._sock: SocketClient | None = None
+        self._sock_connecting: asyncio.Future | None = None
+        self._sock_retry_at = 0.0
+        self._retired = False
         self._outbox: list[tuple[int, Any]] = []
         self._pending: dict[int, _Pending] = {}
         self._next = 0
         self._plain = 0
-        self.counts = {"calls": 0, "plain": 0, "submits": 0, "collects": 0}
+        self.counts = {"calls": 0, "socket": 0, "plain": 0, "submits": 0, "collects": 0}
         self._flush_scheduled = False
         self._collector: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def inflight(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + (self._sock.inflight if self._sock is not None else 0)
 
     async def call(self, item: Any) -> Any:
         self.counts["calls"] += 1
+        if self._sockets:
+            sock = self._sock
+            if sock is None or sock.closed:
+                sock = await self._socket()
+            if sock is not None:
+                self.counts["socket"] += 1
+                try:
+                    return await sock.call(item)
+                except SocketBroken as exc:
+                    raise ChannelBroken(f"{self.name} unavailable: {exc}") from None
+                finally:
+                    if self._retired and not sock.inflight:
+                        sock.close()
         if not self._pending and not self._plain:
             self.counts["plain"] += 1
             return await self._call_plain(item)
@@ -78,6 +106,30 @@ class ChannelClient:
         if self._collector is None or self._collector.done():
             self._collector = loop.create_task(self._collect_loop())
         return await p.future
+
+    async def _socket(self) -> SocketClient | None:
+        """The same-node socket to the callee, connecting once; None means use Ray calls."""
+        self._sock = None
+        if time.monotonic() < self._sock_retry_at:
+            return None
+        if self._sock_connecting is None:
+            self._sock_connecting = asyncio.ensure_future(self._connect())
+        fut = self._sock_connecting
+        try:
+            return await asyncio.shield(fut)
+        finally:
+            if fut.done() and self._sock_connecting is fut:
+                self._sock_connecting = None
+
+    async def _connect(self) -> SocketClient | None:
+        try:
+            endpoint = await self.handle.chan_endpoint.remote()
+            self._sock = await SocketClient.connect(endpoint)
+        except Exception as exc:  # another host, an old callee, a dead one: Ray calls decide
+            log.debug("%s: no local socket (%s); using Ray calls", self.name, exc)
+            self._sock_retry_at = time.monotonic() + SOCKET_RETRY_S
+            return None
+        return self._sock
 
     async def _call_plain(self, item: Any) -> Any:
         """Nothing else in flight: one ordinary call is the shortest round trip."""
@@ -143,10 +195,18 @@ class ChannelClient:
             if lost:
                 self._fail(lost, ChannelBroken(f"{self.name} restarted"))
 
+    def retire(self) -> None:
+        """Replaced by a new client: close the socket once calls in flight finished."""
+        self._retired = True
+        if self._sock is not None and not self._sock.inflight:
+            self._sock.close()
+
     def close(self) -> None:
-        """Stop the parked collect (calls still in flight fail)."""
+        """Stop the parked collect and the socket (calls still in flight fail)."""
         if self._collector is not None:
             self._collector.cancel()
+        if self._sock is not None:
+            self._sock.close()
         self._fail(list(self._pending), ChannelBroken(f"{self.name} channel closed"))
 
     def _fail(self, fids: list[int], exc: BaseException) -> None:
@@ -180,6 +240,8 @@ class ChannelPool:
 
     def reset(self) -> None:
         """Drop clients (e.g. after the callee was re-resolved); in-flight calls still finish."""
+        for c in list(self._by_loop.values()):
+            c.retire()
         self._by_loop = weakref.WeakKeyDictionary()
 
 
@@ -198,14 +260,25 @@ class ChannelServer:
 
     _chan_instance: str
     _chans: dict[str, _Chan]
+    _chan_sock: SocketServer
 
     async def _chan_handle(self, item: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _chan(self, cid: str) -> _Chan:
+    def _chan_init(self) -> None:
         if not hasattr(self, "_chans"):
             self._chans = {}
             self._chan_instance = uuid.uuid4().hex
+            self._chan_sock = SocketServer(self._chan_handle, self._chan_instance,
+                                           _session_dir())
+
+    async def chan_endpoint(self) -> dict[str, str]:
+        """Where callers on this node reach `_chan_handle` without Ray calls."""
+        self._chan_init()
+        return await self._chan_sock.start()
+
+    def _chan(self, cid: str) -> _Chan:
+        self._chan_init()
         ch = self._chans.get(cid)
         if ch is None:
             ch = self._chans[cid] = _Chan()
@@ -252,3 +325,13 @@ class ChannelServer:
         ch.seen = time.monotonic()
         return self._chan_instance, out
 
+
+
+def _session_dir() -> str | None:
+    """Ray's session directory, so socket files live (and go) with the session's others."""
+    try:
+        import ray._private.worker as worker
+
+        return worker.global_worker.node.get_session_dir_path()
+    except Exception:
+        return None

@@ -42,7 +42,7 @@ class Handle:
 
 async def test_many_calls_ride_on_few_submits():
     h = Handle(Echo(delay=0.01))
-    ch = ChannelClient(h, "echo")
+    ch = ChannelClient(h, "echo", sockets=False)
     out = await asyncio.gather(*(ch.call(i) for i in range(200)))
     assert out == [i * 2 for i in range(200)]
     assert h.counts["chan_one"] == 1  # the very first call had nothing else in flight
@@ -53,7 +53,7 @@ async def test_many_calls_ride_on_few_submits():
 
 async def test_single_call_is_a_plain_call_and_errors_propagate():
     h = Handle(Echo())
-    ch = ChannelClient(h, "echo")
+    ch = ChannelClient(h, "echo", sockets=False)
     assert await ch.call(21) == 42
     assert h.counts == {"chan_one": 1}
     res = await asyncio.gather(ch.call(1), ch.call("boom"), ch.call(3), return_exceptions=True)
@@ -71,7 +71,7 @@ async def test_restarted_callee_fails_inflight_calls(monkeypatch):
             await asyncio.Event().wait()
 
     h = Handle(Stuck())
-    ch = ChannelClient(h, "echo")
+    ch = ChannelClient(h, "echo", sockets=False)
     ch._plain = 1  # force the batched path
     calls = [asyncio.ensure_future(ch.call(i)) for i in range(5)]
     await asyncio.sleep(0.02)
@@ -93,7 +93,7 @@ async def test_dead_callee_fails_instead_of_hanging():
                     return f
             return M()
 
-    ch = ChannelClient(Dead(), "dead")
+    ch = ChannelClient(Dead(), "dead", sockets=False)
     ch._plain = 1  # force the batched path
     with pytest.raises(ChannelBroken, match="dead unavailable"):
         await asyncio.wait_for(ch.call(1), 5)

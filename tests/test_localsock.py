@@ -1,0 +1,131 @@
+"""The same-node socket path of channels, without Ray: a fake handle, a real Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import struct
+
+import pytest
+
+import actors.channel as channel
+from actors.channel import ChannelBroken, ChannelClient, ChannelServer
+from actors.localsock import SocketClient
+from tests.test_channel import Echo, Handle
+
+TRIPPED: list[str] = []
+
+
+class Trap:
+    """Unpickling this records that a frame was decoded."""
+
+    def __reduce__(self):
+        return (TRIPPED.append, ("unpickled",))
+
+
+class Unsendable(Echo):
+    async def _chan_handle(self, item):
+        if item == "lambda":
+            return lambda: None  # pickle can't send it
+        return await super()._chan_handle(item)
+
+
+async def test_calls_go_over_the_socket_not_ray():
+    h = Handle(Echo(delay=0.005))
+    ch = ChannelClient(h, "echo")
+    out = await asyncio.gather(*(ch.call(i) for i in range(300)))
+    assert out == [i * 2 for i in range(300)]
+    assert h.counts == {"chan_endpoint": 1}  # one Ray call to learn the endpoint, no more
+    assert ch.counts["socket"] == 300 and ch.inflight == 0
+    res = await asyncio.gather(ch.call(1), ch.call("boom"), return_exceptions=True)
+    assert res[0] == 2 and isinstance(res[1], ValueError) and str(res[1]) == "boom"
+    ch.close()
+    h.server._chan_sock.close()
+
+
+async def test_an_unpicklable_result_fails_only_its_call():
+    h = Handle(Unsendable())
+    ch = ChannelClient(h, "echo")
+    res = await asyncio.gather(ch.call(1), ch.call("lambda"), ch.call(3),
+                               return_exceptions=True)
+    assert res[0] == 2 and res[2] == 6
+    assert isinstance(res[1], RuntimeError) and "could not be sent back" in str(res[1])
+    bad = await asyncio.gather(ch.call(lambda: None), ch.call(5), return_exceptions=True)
+    assert isinstance(bad[0], TypeError) and bad[1] == 10
+    ch.close()
+    h.server._chan_sock.close()
+
+
+async def test_wrong_token_is_refused_before_anything_is_unpickled():
+    server = Echo()
+    endpoint = await server.chan_endpoint()
+    assert oct(os.stat(os.path.dirname(endpoint["path"])).st_mode & 0o777) == "0o700"
+    assert oct(os.stat(endpoint["path"]).st_mode & 0o777) == "0o600"
+    with pytest.raises(OSError, match="handshake failed"):
+        await SocketClient.connect({**endpoint, "token": "0" * 64})
+    # A peer that skips the token and sends a pickle straight away is cut off unread.
+    reader, writer = await asyncio.open_unix_connection(endpoint["path"])
+    payload = pickle.dumps(Trap())
+    writer.write(struct.pack("!I", len(payload)) + payload)
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the callee
+    assert TRIPPED == []
+    writer.close()
+    server._chan_sock.close()
+
+
+async def test_lost_callee_fails_inflight_calls_and_the_next_call_reconnects():
+    class Stuck(Echo):
+        async def _chan_handle(self, item):
+            await asyncio.Event().wait()
+
+    h = Handle(Stuck())
+    ch = ChannelClient(h, "echo")
+    calls = [asyncio.ensure_future(ch.call(i)) for i in range(5)]
+    await asyncio.sleep(0.05)
+    old = h.server
+    h.server = Echo()  # the restarted actor: a new socket, a new instance
+    old._chan_sock.close()
+    for conn in list(old._chan_sock.tasks):
+        conn.cancel()
+    ch._sock._conn.transport.abort()  # what the kernel does when the process dies
+    res = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+    assert all(isinstance(r, ChannelBroken) and "connection lost" in str(r) for r in res), res
+    assert await ch.call(4) == 8
+    assert h.counts["chan_endpoint"] == 2
+    ch.close()
+    h.server._chan_sock.close()
+
+
+async def test_another_host_keeps_the_ray_path(monkeypatch):
+    class Remote(Echo):
+        async def chan_endpoint(self):
+            return {**await super().chan_endpoint(), "host": "elsewhere"}
+
+    h = Handle(Remote())
+    ch = ChannelClient(h, "echo")
+    assert await ch.call(21) == 42
+    assert ch.counts["socket"] == 0 and h.counts["chan_one"] == 1
+    assert await ch.call(1) == 2
+    assert h.counts["chan_endpoint"] == 1  # not asked again before SOCKET_RETRY_S
+    ch.close()
+    h.server._chan_sock.close()
+
+
+async def test_retired_client_closes_its_socket_when_idle():
+    h = Handle(Echo(delay=0.02))
+    ch = ChannelClient(h, "echo")
+    assert await ch.call(1) == 2
+    slow = asyncio.ensure_future(ch.call(2))
+    await asyncio.sleep(0)
+    ch.retire()
+    assert not ch._sock.closed  # a call is still in flight
+    assert await slow == 4
+    await asyncio.sleep(0.01)
+    assert ch._sock.closed
+    h.server._chan_sock.close()
+
+
+def test_channel_server_mixin_is_a_server():
+    assert issubclass(Echo, ChannelServer) and channel.SOCKET_RETRY_S > 0
