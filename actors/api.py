@@ -133,8 +133,8 @@ class RouterClient:
     async def aroute(self, req: RouteRequest) -> RouteResult:
         """Route a ready RouteRequest (what Serve and the backtest runner use).
 
-        Calls from one event loop share a batched channel to the router, so thousands in
-        flight cost a few Ray calls, not thousands.
+        Calls from one event loop share a channel to the router: a local socket on the
+        router's node, otherwise batched Ray calls (thousands in flight cost a few).
         """
         if req.request_id is None:
             req = req.model_copy(update={"request_id": uuid.uuid4().hex})

@@ -244,7 +244,7 @@ from actors.channel import ChannelServer  # noqa: E402
 class ProviderActor(ChannelServer):
     """`provider:<name>`: owns one Provider. A restart starts with a closed breaker.
 
-    The router calls it through a channel (batched `chan_submit` / `chan_collect`);
+    The router calls it through a channel (a local socket, or batched Ray calls);
     `complete` is the plain one-call form for notebooks and tests.
     """
 

@@ -286,7 +286,7 @@ class RouterActor(ChannelServer):
             len(r) for entries in self._unacked.values() for _, r in entries)
 
     def channel_counts(self) -> dict[str, dict[str, int]]:
-        """Logical calls vs Ray calls per provider channel (how well batching works)."""
+        """Logical calls vs socket and Ray calls per provider channel (which path works)."""
         out: dict[str, dict[str, int]] = {}
         for name, pool in self._channels.items():
             for c in list(pool._by_loop.values()):
