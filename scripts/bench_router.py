@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import importlib.util
 import json
 import os
 import shutil
@@ -186,6 +187,24 @@ def start_portkey(pk_dir: Path, install: bool) -> tuple[subprocess.Popen | None,
     return None, None
 
 
+def litellm_arm(sim_url: str) -> Call | None:
+    """LiteLLM's Router in-process on the same simulator (issue 3's peer arm), if installed."""
+    if importlib.util.find_spec("litellm") is None:
+        return None
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    router = litellm.Router(model_list=[{"model_name": "gpt-4-turbo", "litellm_params": {
+        "model": "openai/gpt-4-turbo", "api_base": sim_url + "/v1", "api_key": "sk-bench"}}])
+
+    async def call() -> object:
+        return await router.acompletion(model="gpt-4-turbo", max_tokens=256,
+                                        messages=[{"role": "user", "content": PROMPT}])
+
+    return call
+
+
 def api_arm(llm) -> Call:
     async def call() -> object:
         return await llm.acomplete(PROMPT, provider="gpt-4-turbo", max_tokens=256)
@@ -227,6 +246,9 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             arms = {"direct": direct_arm(sim_url, session), "api": api_arm(llm)}
+            lite = litellm_arm(sim_url) if not args.no_litellm else None
+            if lite is not None:
+                arms["litellm"] = lite
             if args.http:
                 arms["http"] = chat_arm(start_serve(cfg), session, "gpt-4-turbo")
                 portkey, pk_url = start_portkey(Path(args.portkey_dir), args.install_portkey)
@@ -257,6 +279,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--http", action="store_true", help="add the Serve endpoint (and Portkey)")
+    ap.add_argument("--no-litellm", action="store_true",
+                    help="skip the LiteLLM Router arm (it runs when litellm is installed)")
     ap.add_argument("--serve-mode", choices=sorted(SERVE_MODES), default="proxy")
     ap.add_argument("--portkey-dir", default=str(DEFAULT_PORTKEY_DIR))
     ap.add_argument("--install-portkey", action="store_true", help="npm install it if missing")
@@ -270,7 +294,7 @@ def main() -> int:
     d32, a32 = res["direct@32"], res["api@32"]
     print("\n| arm | c=1 req/s | c=1 p50 ms | added p50 ms | c=32 req/s | c=32 p99 ms | × direct @32 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in [n for n in ("direct", "api", "http", "portkey") if f"{n}@1" in res]:
+    for name in [n for n in ("direct", "api", "litellm", "http", "portkey") if f"{n}@1" in res]:
         r1, r32 = res[f"{name}@1"], res[f"{name}@32"]
         print(f"| {name} | {r1['rps']:.0f} | {r1['p50_ms']:.2f} | {r1['p50_ms'] - d1['p50_ms']:.2f} "
               f"| {r32['rps']:.0f} | {r32['p99_ms']:.1f} | {r32['rps'] / d32['rps']:.3f} |")
