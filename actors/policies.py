@@ -70,12 +70,30 @@ def cost_aware(cands: list[Candidate], need: Need, s: PolicySettings) -> list[tu
     return ranked
 
 
+def expected_latency(c: Candidate, need: Need, s: PolicySettings) -> float:
+    """Recent p50, or longer when the requests ahead of this one at the provider need more
+    than p50 to drain at its rate (rpm, or max_concurrency per p50).
+
+    A burst sent to the provider with the best p50 would otherwise queue at its rate limit
+    while faster-draining providers sat idle."""
+    p50 = c.p50_s if c.p50_s is not None else s.default_latency_s
+    snap = c.snapshot
+    ahead = max(need.ahead.get(c.name, 0), snap.inflight + snap.waiting)
+    if ahead == 0:
+        return p50
+    rate = max(snap.max_concurrency, 1) / max(p50, 1e-3)  # requests per second it can finish
+    if snap.rpm:
+        rate = min(rate, snap.rpm / 60.0)
+    return max(p50, (ahead + 1) / rate)
+
+
 def latency_aware(cands: list[Candidate], need: Need, s: PolicySettings) -> list[tuple[str, float]]:
-    """Lowest recent p50 latency, p95 breaking ties; unknown latency gets a neutral prior."""
+    """Lowest expected latency (recent p50, plus queueing behind requests already there),
+    p95 breaking ties; unknown latency gets a neutral prior."""
     def key(c: Candidate) -> tuple[float, float]:
         p50 = c.p50_s if c.p50_s is not None else s.default_latency_s
         p95 = c.p95_s if c.p95_s is not None else p50
-        return (p50, p95)
+        return (expected_latency(c, need, s), p95)
 
     return [(c.name, key(c)[0]) for c in sorted(cands, key=key)]
 

@@ -100,6 +100,7 @@ class Router:
         self._generation = 0  # bumped whenever snapshots or figures change
         self._budgeted = self.ledger.spec.has_limits  # skip per-candidate checks when unlimited
         self.inflight = 0
+        self.outstanding: dict[str, int] = {}  # calls in flight per provider
 
     # -- state fed from outside ----------------------------------------------------------
 
@@ -190,7 +191,7 @@ class Router:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
                                     f"choose one of {', '.join(POLICIES)}")
             need = Need(estimate_messages(req.messages), req.max_tokens, req.context,
-                        self.spec.expected_output_tokens)
+                        self.spec.expected_output_tokens, self.outstanding)
             order = self._order(req, policy, need, started, trace)
             reasons.update(trace.excluded)
             completion = Completion(messages=req.messages, max_tokens=req.max_tokens,
@@ -239,6 +240,7 @@ class Router:
         call = ProviderCall(request_id=request_id, completion=completion, deadline=deadline,
                             output=req.output, attempt_offset=len(trace.attempts),
                             priority=req.priority)
+        self.outstanding[name] = self.outstanding.get(name, 0) + 1
         try:
             reply = await self._call(name, call)
         except Exception as exc:  # the actor died or is unreachable
@@ -253,6 +255,8 @@ class Router:
                 policy=policy, context=req.context, ok=False, error_class=ErrorClass.INTERNAL.value,
                 error=msg, cost_usd=0.0, prompt=text))
             return None, msg
+        finally:
+            self.outstanding[name] -= 1
         if reply.snapshot:
             self.update_snapshot(reply.snapshot)
         spent = sum(a.cost_usd for a in reply.attempts)

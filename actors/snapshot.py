@@ -47,6 +47,9 @@ class Need:
     max_tokens: int | None
     context: dict[str, str] = field(default_factory=dict)
     expected_output_tokens: int = 400
+    # Requests this router already has outstanding per provider (exact, unlike a snapshot's
+    # inflight/waiting, which lag by up to a refresh): what this one would queue behind.
+    ahead: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

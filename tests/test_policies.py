@@ -111,3 +111,22 @@ def test_decision_is_cheap_enough_to_measure():
     cands = [cand(f"p{i}", success_rate=0.9, samples=10 * i, p50_s=0.1 * i) for i in range(5)]
     t = timeit.timeit(lambda: rank("accuracy-first", cands, NEED, S, 0.0), number=10)
     assert t > 0
+
+
+def test_latency_aware_spreads_a_burst_by_queueing_at_rate_limits():
+    fast_slow_rate = cand("fast", p50_s=0.3, samples=50, rpm=60, max_concurrency=32)
+    slower_wide = cand("wide", p50_s=0.6, samples=50, rpm=6000, max_concurrency=32)
+    idle = Need(prompt_tokens=1000, max_tokens=500)
+    assert get_policy("latency-aware")([fast_slow_rate, slower_wide], idle, S)[0][0] == "fast"
+    # 5 requests already queued at 1 req/s: ~6 s for the next one there, p50 elsewhere.
+    busy = Need(prompt_tokens=1000, max_tokens=500, ahead={"fast": 5})
+    ranked = get_policy("latency-aware")([fast_slow_rate, slower_wide], busy, S)
+    assert [n for n, _ in ranked] == ["wide", "fast"]
+    assert ranked[1][1] == pytest.approx(6.0)
+    # Below the provider's concurrency with no rate limit, queueing adds nothing.
+    open_ended = cand("open", p50_s=0.3, samples=50, rpm=0, max_concurrency=32)
+    few = Need(prompt_tokens=1000, max_tokens=500, ahead={"open": 10})
+    assert get_policy("latency-aware")([open_ended], few, S)[0][1] == pytest.approx(0.3)
+    # A stale snapshot still counts what the provider itself reported waiting.
+    reported = cand("fast", p50_s=0.3, samples=50, rpm=60, max_concurrency=32, waiting=5)
+    assert get_policy("latency-aware")([reported, slower_wide], idle, S)[0][0] == "wide"

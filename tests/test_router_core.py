@@ -156,3 +156,18 @@ async def test_context_stats_are_used_once_fetched():
     router.set_stats("task=analysis|regime=bear", stats)
     r = await router.route(req)
     assert r.trace.stats_source == "context" and r.provider == "mixtral"
+
+
+async def test_latency_aware_burst_spreads_over_providers_and_outstanding_drains():
+    fake = Fake(delay=0.05)
+    router, _ = make(fake)
+    reqs = [RouteRequest(messages=MSG, policy="latency-aware") for _ in range(200)]
+    results = await asyncio.gather(*(router.route(r) for r in reqs))
+    used = {r.provider for r in results}
+    # With every provider at the same prior p50, the burst's own queue moves it along.
+    assert len(used) == len(CFG.providers), used
+    assert all(v == 0 for v in router.outstanding.values())
+    fake_dead = Fake({"claude": ["dead"]})
+    router2, _ = make(fake_dead)
+    await router2.route(RouteRequest(messages=MSG, fallbacks=["claude", "gemini"]))
+    assert router2.outstanding == {"claude": 0, "gemini": 0}
