@@ -224,6 +224,10 @@ def plots(df: pd.DataFrame, run_dir: Path) -> dict[str, Path]:
     # provider mix over bar time
     ok = df[df["ok"]].copy()
     pols = sorted(df["policy"].unique())
+    # One colour per provider across every subplot, so the mixes can be compared by eye.
+    names = sorted(ok["provider"].dropna().unique())
+    palette = plt.get_cmap("tab10").colors
+    colours = [palette[i % len(palette)] for i in range(len(names))]
     fig, axes = plt.subplots(len(pols), 1, figsize=(8, 2.8 * len(pols)), squeeze=False)
     for ax, pol in zip(axes[:, 0], pols, strict=True):
         g = ok[ok["policy"] == pol]
@@ -231,9 +235,10 @@ def plots(df: pd.DataFrame, run_dir: Path) -> dict[str, Path]:
             bins = min(20, max(1, g["ts"].nunique()))
             g = g.assign(period=pd.cut(g["ts"].astype("int64"), bins, labels=False))
             mix = g.groupby(["period", "provider"]).size().unstack(fill_value=0)
+            mix = mix.reindex(columns=names, fill_value=0)
             mix = mix.div(mix.sum(axis=1), axis=0)
             starts = g.groupby("period")["ts"].min()
-            ax.stackplot(starts.loc[mix.index], mix.T.to_numpy(), labels=list(mix.columns))
+            ax.stackplot(starts.loc[mix.index], mix.T.to_numpy(), labels=names, colors=colours)
             ax.legend(loc="upper left", fontsize=7)
         ax.set_ylim(0, 1)
         ax.set_ylabel("share")
