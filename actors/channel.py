@@ -9,7 +9,8 @@ under load both directions are amortized.
 
 Callers on the callee's node skip Ray calls altogether: they fetch the callee's Unix socket
 endpoint once (`chan_endpoint`) and send batched frames there (actors/localsock.py), which
-cuts a hop from ≈1.4 ms to ≈0.1 ms. Anything that can't connect keeps the Ray path.
+cuts a hop from ≈1.4 ms to ≈0.1 ms. Anything that can't connect keeps the Ray path;
+`LLM_ROUTER_LOCAL_SOCKETS=0` in the cluster's environment keeps it everywhere.
 
 If the callee dies or restarts, every call it had accepted fails with `ChannelBroken`
 (the collect fails, or a new instance id shows up), so callers can fall back or retry;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 import weakref
@@ -38,6 +40,12 @@ IDLE_CHANNEL_S = 300.0  # callee forgets channels nobody collected from for this
 SOCKET_RETRY_S = 30.0  # after a failed socket connect, use Ray calls this long before retrying
 
 
+def sockets_enabled() -> bool:
+    """Same-node sockets unless LLM_ROUTER_LOCAL_SOCKETS is 0/false/no/off."""
+    flag = os.environ.get("LLM_ROUTER_LOCAL_SOCKETS", "1").strip().lower()
+    return flag not in ("0", "false", "no", "off")
+
+
 class ChannelBroken(RuntimeError):
     """The callee died or restarted with calls in flight; their outcome is unknown."""
 
@@ -53,11 +61,11 @@ class _Pending:
 class ChannelClient:
     """Caller side for one callee actor, bound to one event loop."""
 
-    def __init__(self, handle: Any, name: str, *, sockets: bool = True) -> None:
+    def __init__(self, handle: Any, name: str, *, sockets: bool | None = None) -> None:
         self.handle = handle
         self.name = name
         self.id = uuid.uuid4().hex
-        self._sockets = sockets
+        self._sockets = sockets_enabled() if sockets is None else sockets
         self._sock: SocketClient | None = None
         self._sock_connecting: asyncio.Future | None = None
         self._sock_retry_at = 0.0

@@ -39,7 +39,9 @@ def head(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("attach")
     gcs, client = free_port(), free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT),
-           "RAY_AUTH_MODE": "disabled"}  # a throwaway local cluster: no token needed
+           "RAY_AUTH_MODE": "disabled",  # a throwaway local cluster: no token needed
+           # Calls between actors take the Ray-call channels, as across machines.
+           "LLM_ROUTER_LOCAL_SOCKETS": "0"}
     env.pop("RAY_ADDRESS", None)
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump(make_config(tmp)))
@@ -57,13 +59,24 @@ def head(tmp_path_factory):
 
 def test_second_process_attaches_over_ray_client(head):
     a = run_py(f"""
-        import json
+        import asyncio, json, ray
         from actors.api import connect
         llm = connect({head['gcs']!r}, {head['config']!r})
         r = llm.complete("hello from A", provider="llama")
+
+        async def many():
+            return await asyncio.gather(*(llm.acomplete(f"q{{i}}", provider="gemini")
+                                          for i in range(12)))
+        burst = asyncio.run(many())
+        counts = ray.get(llm.handles.router.channel_counts.remote())
         llm.costs("hour")  # flushes records to the tracker
-        print(json.dumps({{"request_id": r.request_id}}))
+        print(json.dumps({{"request_id": r.request_id, "burst": len(burst),
+                          "gemini": counts["gemini"]}}))
     """, head["env"])
+    assert a["burst"] == 12
+    ray_calls = a["gemini"]
+    assert ray_calls["socket"] == 0 and ray_calls["calls"] == 12
+    assert ray_calls["plain"] + ray_calls["submits"] >= 1
     b = run_py(f"""
         import json, time, ray
         from actors.api import connect

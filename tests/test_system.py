@@ -52,6 +52,9 @@ def test_pin_fallbacks_and_async_twin(llm):
 
     out = asyncio.run(many())
     assert all(x.provider == "mixtral" for x in out)
+    # On one node, router → provider calls take the local socket, not Ray calls.
+    counts = ray.get(llm.handles.router.channel_counts.remote())["mixtral"]
+    assert counts["socket"] == counts["calls"] >= 8 and counts["submits"] == 0
 
 
 def test_reports_status_costs_performance_feedback(llm):
