@@ -33,7 +33,8 @@ def main() -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from actors.chaos import report_json, run_chaos
+    from actors.chaos import run_chaos
+    from actors.reconcile import report_json
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="chaos-"))
     ray.init(num_cpus=2, include_dashboard=False, namespace="llm-router", log_to_driver=False)
