@@ -90,6 +90,14 @@ class _Framed(asyncio.Protocol):
     def encode(self, batch: list[Any]) -> bytes | None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def decode(self, frame: bytes) -> list[Any] | None:
+        """A frame's batch; a frame that does not unpickle closes the connection."""
+        try:
+            return pickle.loads(frame)
+        except Exception as exc:
+            self._abort(f"undecodable frame: {type(exc).__name__}")
+            return None
+
     def _abort(self, why: str) -> None:
         log.warning("closing local channel connection: %s", why)
         if self.transport is not None:
@@ -144,10 +152,8 @@ class _ServerConn(_Framed):
             self.max_frame = MAX_FRAME
             self.send_frame(self.server.instance.encode())
             return
-        try:
-            batch = pickle.loads(frame)
-        except Exception as exc:
-            self._abort(f"undecodable frame: {type(exc).__name__}")
+        batch = self.decode(frame)
+        if batch is None:
             return
         loop = asyncio.get_running_loop()
         for fid, item in batch:
@@ -225,10 +231,8 @@ class _ClientConn(_Framed):
         if not self.instance.done():
             self.instance.set_result(frame.decode())
             return
-        try:
-            batch = pickle.loads(frame)
-        except Exception as exc:
-            self._abort(f"undecodable frame: {type(exc).__name__}")
+        batch = self.decode(frame)
+        if batch is None:
             return
         for fid, ok, value in batch:
             fut = self.pending.pop(fid, None)
