@@ -129,3 +129,20 @@ async def test_retired_client_closes_its_socket_when_idle():
 
 def test_channel_server_mixin_is_a_server():
     assert issubclass(Echo, ChannelServer) and channel.SOCKET_RETRY_S > 0
+
+
+async def test_garbage_after_the_token_closes_the_connection_not_the_server():
+    server = Echo()
+    endpoint = await server.chan_endpoint()
+    reader, writer = await asyncio.open_unix_connection(endpoint["path"])
+    token = endpoint["token"].encode()
+    writer.write(struct.pack("!I", len(token)) + token + struct.pack("!I", 5) + b"junk!")
+    await writer.drain()
+    hello = await asyncio.wait_for(reader.readexactly(4), 5)
+    await reader.readexactly(struct.unpack("!I", hello)[0])  # the instance id
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # then closed
+    writer.close()
+    client = await SocketClient.connect(endpoint)  # the server still serves others
+    assert await client.call(5) == 10
+    client.close()
+    server._chan_sock.close()
