@@ -278,7 +278,11 @@ class ChannelServer:
             self._chans = {}
             self._chan_instance = uuid.uuid4().hex
             self._chan_sock = SocketServer(self._chan_handle, self._chan_instance,
-                                           _session_dir())
+                                           _session_dir(), self._chan_orphan)
+
+    def _chan_orphan(self, item: Any, ok: bool, value: Any) -> None:
+        """A call finished after its caller's connection dropped (the caller died): the
+        result can't be delivered. Override to keep what matters (e.g. billed attempts)."""
 
     async def chan_endpoint(self) -> dict[str, str]:
         """Where callers on this node reach `_chan_handle` without Ray calls."""

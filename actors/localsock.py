@@ -166,18 +166,25 @@ class _ServerConn(_Framed):
             entry = (fid, True, await self.server.handler(item))
         except BaseException as exc:  # returned to the caller, never lost
             entry = (fid, False, exc)
-        if not self.closed:  # a caller that went away no longer wants it
+        if not self.closed:
             self.queue(entry)
+        elif self.server.on_orphan is not None:  # the caller went away (e.g. it died)
+            try:
+                self.server.on_orphan(item, entry[1], entry[2])
+            except Exception as exc:
+                log.warning("orphaned result handler failed: %s", exc)
 
 
 class SocketServer:
     """Listens on a private Unix socket and runs `handler(item)` for each call."""
 
     def __init__(self, handler: Callable[[Any], Awaitable[Any]], instance: str,
-                 parent: str | None = None) -> None:
+                 parent: str | None = None,
+                 on_orphan: Callable[[Any, bool, Any], None] | None = None) -> None:
         self.handler = handler
         self.instance = instance
         self.parent = parent
+        self.on_orphan = on_orphan  # (item, ok, value) for results nobody can receive
         self.token = secrets.token_hex(32).encode()
         self.tasks: set[asyncio.Task] = set()
         self.dir = ""

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from actors.clients.base import Completion, Result
+from actors.records import AttemptRecord
 
 OutputKind = Literal["text", "trade_signal", "risk_assessment"]
 
@@ -37,6 +38,14 @@ class AttemptInfo(BaseModel):
     cost_usd: float = 0.0
     confidence: float | None = None
     response: str | None = None
+
+    def record(self, request_id: str, provider: str, model: str, **extra: Any) -> AttemptRecord:
+        """The audit row for this attempt (`extra`: policy, context, prompt, response...)."""
+        return AttemptRecord(
+            request_id=request_id, attempt=self.attempt, ts=self.ts, provider=provider,
+            model=model, ok=self.ok, error_class=self.error_class, error=self.error,
+            status=self.status, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+            cost_usd=self.cost_usd, latency_s=self.latency_s, confidence=self.confidence, **extra)
 
 
 class ProviderReply(BaseModel):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from typing import Any
@@ -22,12 +23,25 @@ from actors.errors import ErrorClass, ProviderError
 from actors.limiter import AsyncLimiter, RateLimits
 from actors.messages import AttemptInfo, OutputKind, ProviderCall, ProviderReply
 from actors.metrics import Metrics
+from actors.records import AttemptRecord
 from actors.retry import call_with_retry
 from actors.snapshot import Snapshot
 from actors.tokens import estimate_messages
 from actors.window import Outcome, RollingWindow
 
 SNAPSHOT_EVERY_S = 0.25
+log = logging.getLogger(__name__)
+ORPHAN_POLICY = "(router lost)"  # marks attempts recorded by the provider itself
+
+
+def orphan_records(call: ProviderCall, reply: ProviderReply) -> list[AttemptRecord]:
+    """Audit rows for the attempts of a reply whose router died before receiving it.
+
+    They were billed, so they must count (spend, budgets after the router restarts); the
+    request itself gets its terminal `unknown_outcome` row from the caller. No prompt or
+    response text: whether to store it is the router's setting."""
+    return [a.record(call.request_id, reply.provider, reply.model, policy=ORPHAN_POLICY)
+            for a in reply.attempts]
 
 
 def validate_output(kind: OutputKind, text: str) -> tuple[dict[str, Any] | None, float | None]:
@@ -254,6 +268,26 @@ class ProviderActor(ChannelServer):
 
     async def _chan_handle(self, call: ProviderCall) -> ProviderReply:
         return await self._core.complete(call)
+
+    def _chan_orphan(self, call: Any, ok: bool, reply: Any) -> None:
+        if ok and isinstance(call, ProviderCall) and isinstance(reply, ProviderReply):
+            records = orphan_records(call, reply)
+            if records:
+                asyncio.ensure_future(self._send_orphans(records))
+
+    async def _send_orphans(self, records: list[AttemptRecord], tries: int = 10) -> None:
+        """To the tracker directly (it may be restarting too: retry for a while)."""
+        from actors.router_actor import NAMESPACE
+
+        for n in range(tries):
+            try:
+                tracker = ray.get_actor("tracker", namespace=NAMESPACE)
+                await tracker.record.remote(records)
+                return
+            except Exception as exc:
+                if n == tries - 1:
+                    log.warning("could not record %d orphaned attempts: %s", len(records), exc)
+                await asyncio.sleep(min(0.5 * 2 ** n, 5.0))
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         return await self._core.complete(call)

@@ -268,12 +268,9 @@ class Router:
             trace.input_tokens += a.input_tokens
             trace.output_tokens += a.output_tokens
             trace.cost_usd += a.cost_usd
-            records.append(AttemptRecord(
-                request_id=request_id, attempt=a.attempt, ts=a.ts, provider=name, model=spec.model,
-                policy=policy, context=req.context, ok=a.ok, error_class=a.error_class, error=a.error,
-                status=a.status, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
-                cost_usd=a.cost_usd, latency_s=a.latency_s, confidence=a.confidence,
-                prompt=text, response=a.response if self.spec.store_text else None))
+            records.append(a.record(request_id, name, spec.model, policy=policy,
+                                    context=req.context, prompt=text,
+                                    response=a.response if self.spec.store_text else None))
         if reply.result is None:
             if not reply.attempts:  # refused before any HTTP attempt (e.g. breaker just opened)
                 n = len(trace.attempts) + 1

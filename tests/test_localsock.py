@@ -146,3 +146,22 @@ async def test_garbage_after_the_token_closes_the_connection_not_the_server():
     assert await client.call(5) == 10
     client.close()
     server._chan_sock.close()
+
+
+async def test_a_result_whose_caller_went_away_goes_to_the_orphan_hook():
+    orphans: list = []
+
+    class Keeper(Echo):
+        def _chan_orphan(self, item, ok, value):
+            orphans.append((item, ok, value))
+
+    server = Keeper(delay=0.05)
+    client = await SocketClient.connect(await server.chan_endpoint())
+    calls = [asyncio.ensure_future(client.call(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    client.close()  # the caller dies with both calls running
+    res = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in res)
+    await asyncio.sleep(0.1)
+    assert sorted(orphans) == [(1, True, 2), (2, True, 4)]
+    server._chan_sock.close()

@@ -122,3 +122,21 @@ async def test_oversize_prompt_is_refused_before_sending(sim):
     assert sim.stats().totals.requests == 0
     assert p.snapshot().samples == 0  # the caller's fault: not counted against the provider
     await p.aclose()
+
+
+def test_orphan_records_keep_every_billed_attempt():
+    from actors.clients.base import Completion, Message
+    from actors.messages import AttemptInfo, ProviderCall, ProviderReply
+    from actors.provider import ORPHAN_POLICY, orphan_records
+
+    call = ProviderCall(request_id="r1", completion=Completion(
+        messages=[Message(role="user", content="hi")]), attempt_offset=1)
+    reply = ProviderReply(provider="llama", model="m", attempts=[
+        AttemptInfo(attempt=2, ts=1.0, ok=False, error_class="server_error", cost_usd=0.0),
+        AttemptInfo(attempt=3, ts=2.0, ok=True, input_tokens=10, output_tokens=5,
+                    cost_usd=0.002, response="secret answer")])
+    recs = orphan_records(call, reply)
+    assert [(r.request_id, r.attempt, r.ok, r.cost_usd) for r in recs] == [
+        ("r1", 2, False, 0.0), ("r1", 3, True, 0.002)]
+    assert all(r.policy == ORPHAN_POLICY and r.provider == "llama" for r in recs)
+    assert all(r.response is None and r.prompt is None for r in recs)  # text is the router's call

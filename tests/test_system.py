@@ -313,6 +313,46 @@ def test_killed_router_loses_no_answered_request(llm):
     print(f"answered {len(answered)} of 200 around the kill")
 
 
+def test_attempts_in_flight_when_the_router_dies_are_still_recorded(llm):
+    """The provider finishes (and is billed for) calls whose router died meanwhile; it
+    records those attempts with the tracker itself, so spend and budgets still see them."""
+    from actors.provider import ORPHAN_POLICY
+
+    sim(llm, "open-mixtral-8x7b", base_ms=60_000, jitter=0)  # × latency_scale 0.02 = 1.2 s
+    ids = [f"orphan-{i}" for i in range(6)]
+
+    async def go():
+        calls = [asyncio.ensure_future(llm.acomplete("hi", provider="mixtral", timeout=30,
+                                                     request_id=rid)) for rid in ids]
+        await asyncio.sleep(0.5)  # all six are waiting on the simulator now
+        ray.kill(llm.handles.router, no_restart=False)
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        out = asyncio.run(go())
+    finally:
+        sim_reset(llm, "open-mixtral-8x7b")
+    assert all(isinstance(o, RoutingError) for o in out), out
+    deadline = time.time() + 60
+    while True:
+        try:
+            rows = {rid: llm.audit(rid) for rid in ids}  # also waits for the new router
+            orphans = {rid: [r for r in rs if r.get("policy") == ORPHAN_POLICY]
+                       for rid, rs in rows.items()}
+            if all(len(v) == 1 for v in orphans.values()):
+                break
+        except Exception:
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"orphaned attempts not recorded: {orphans}")
+        time.sleep(0.5)
+    for rid in ids:
+        (att,) = orphans[rid]
+        assert att["ok"] and att["cost_usd"] > 0 and att["provider"] == "mixtral"
+        terminal = [r for r in rows[rid] if r.get("attempts") is not None]
+        assert len(terminal) == 1 and terminal[0]["error_class"] == "unknown_outcome"
+
+
 def test_budget_change_at_run_time_survives_a_router_restart(llm):
     before = llm.budgets()
     spent = before[(before.scope == "*") & (before.window == "daily")].iloc[0].spent_usd
