@@ -103,7 +103,7 @@ class Provider:
                                             "for rate-limit capacity", provider=spec.name)
                     try:
                         async with asyncio.timeout(remaining):  # no extra task, unlike wait_for
-                            result = await self.client.send(completion)
+                            result = await self.client.send(completion, on_sent=lease.sent)
                     except TimeoutError:
                         raise ProviderError(ErrorClass.DEADLINE, f"no answer within the request "
                                             f"deadline ({remaining:.2f} s)", provider=spec.name) from None
