@@ -249,6 +249,8 @@ class ProviderActor(ChannelServer):
     """
 
     def __init__(self, spec: dict[str, Any], base_url: str | None, simulated: bool) -> None:
+        import prompts.parse  # noqa: F401  (else the first answer imports it: a ~1 s loop stall)
+
         self._core = Provider(ProviderSpec.model_validate(spec), base_url=base_url,
                               simulated=simulated, metrics=Metrics())
 
