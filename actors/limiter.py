@@ -8,6 +8,9 @@ Two layers:
   the actual count on release), and never more than `max_concurrency` in flight. A sliding
   log of starts enforces the windows exactly; on top, GCRA (emission interval 60/rpm,
   small burst) spreads starts evenly so a minute's quota is not spent in the first second.
+  A start is logged when capacity is granted and moved to when the request actually went
+  out (`sent`): anything in between — a new connection, an event-loop stall — would
+  otherwise make the provider count it later than the log does.
 * `AsyncLimiter` — an asyncio wrapper: FIFO queue (no caller starves), waits up to the
   caller's deadline, hands out a `Lease` that gives capacity back on release.
 """
@@ -25,9 +28,9 @@ from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
 
 WINDOW_S = 60.0
-#: The provider counts a request when it arrives, we when we let it go: network delay and
-#: clock skew can put two starts we saw 60.0 s apart inside one of its windows. A provider's
-#: limiter (`from_spec`) uses a window this much longer (pacing 60/61 = 98.4 % of rpm).
+#: The provider counts a request when it arrives, we when it left (`sent`): network delay
+#: and clock skew can put two starts we saw 60.0 s apart inside one of its windows. A
+#: provider's limiter (`from_spec`) uses a window this much longer (pacing 60/61 = 98.4 %).
 MARGIN_S = 1.0
 _MIN_WAIT_S = 1e-6  # a positive floor, so "not yet" is never rounded to "now"
 _GCRA_SLACK_S = 1e-9  # pacing is soft: ignore float dust in the theoretical arrival time
@@ -154,6 +157,31 @@ class RateLimits:
         self._open.setdefault((now, tokens), []).append(g)
         return 0.0
 
+    def sent(self, now: float, reserved_tokens: int, *, started: float) -> float:
+        """The request acquired at `started` went out only at `now`: log its start there.
+
+        Returns its new `started` (what `release` identifies it by). Moving a start later
+        only ever delays others, so nobody waiting needs waking.
+        """
+        same = self._open.get((started, reserved_tokens))
+        if not same or now <= started:
+            return started  # released or out of the window already, or no time passed
+        g = same.pop(0)
+        if not same:
+            del self._open[(started, reserved_tokens)]
+        grants = self._grants
+        for i in range(len(grants) - 1, -1, -1):  # a recent grant: search from the newest
+            if grants[i] is g:
+                del grants[i]
+                break
+        g.t = now
+        i = len(grants)
+        while i and grants[i - 1].t > now:  # keep the log in time order
+            i -= 1
+        grants.insert(i, g)
+        self._open.setdefault((now, reserved_tokens), []).append(g)
+        return now
+
     def release(
         self,
         now: float,
@@ -164,7 +192,8 @@ class RateLimits:
     ) -> None:
         """Give the concurrency slot back and correct the token ledger to the actual count.
 
-        `started` is the `now` the request was acquired at; it identifies the ledger entry.
+        `started` is the `now` the request was acquired at (or `sent` moved it to); it
+        identifies the ledger entry.
         Without it (or `actual_tokens`) the reservation stands, which is the safe side.
         An actual count above the reservation is booked too: the provider counted it.
         """
@@ -203,6 +232,12 @@ class Lease:
         self.started = started
         self.actual_tokens: int | None = None  # set this inside `async with` if known
         self.released = False
+
+    def sent(self) -> None:
+        """The request is on the wire now: it counts against the window from here (the
+        HTTP transport calls this when the body went to the socket)."""
+        if not self.released:
+            self.started = self._limiter._sent(self)
 
     def release(self, actual_tokens: int | None = None) -> None:
         """Idempotent; `actual_tokens` (input + output) corrects the tpm ledger."""
@@ -317,6 +352,9 @@ class AsyncLimiter:
         head = self._head()
         if head is not None:
             head.set()
+
+    def _sent(self, lease: Lease) -> float:
+        return self.limits.sent(self._clock(), lease.tokens, started=lease.started)
 
     def _release(self, lease: Lease) -> None:
         self.limits.release(self._clock(), lease.tokens, lease.actual_tokens, started=lease.started)

@@ -117,7 +117,7 @@ class Provider:
                                             "for rate-limit capacity", provider=spec.name)
                     try:
                         async with asyncio.timeout(remaining):  # no extra task, unlike wait_for
-                            result = await self.client.send(completion)
+                            result = await self.client.send(completion, on_sent=lease.sent)
                     except TimeoutError:
                         raise ProviderError(ErrorClass.DEADLINE, f"no answer within the request "
                                             f"deadline ({remaining:.2f} s)", provider=spec.name) from None
@@ -263,6 +263,8 @@ class ProviderActor(ChannelServer):
     """
 
     def __init__(self, spec: dict[str, Any], base_url: str | None, simulated: bool) -> None:
+        import prompts.parse  # noqa: F401  (else the first answer imports it: a ~1 s loop stall)
+
         self._core = Provider(ProviderSpec.model_validate(spec), base_url=base_url,
                               simulated=simulated, metrics=Metrics())
 

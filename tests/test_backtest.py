@@ -132,6 +132,10 @@ def test_store_parts_are_atomic_and_journal_ignores_a_torn_line(tmp_path):
     assert sent["k1"][0].router == "r" and fed == {"rid-1"}
     again.add({"key": "k2", "ok": True})
     assert again.flush().name == "part-00001.parquet"
+    again.dispatched("k4", "rid-4", "r")  # the resumed run's first line survives the torn one
+    again.close()
+    sent, _ = RunStore(tmp_path, "r1").read_journal()
+    assert sent["k4"][0].request_id == "rid-4" and "k3" not in sent
 
 
 def test_classify_prior_requests_from_audit_rows():

@@ -167,6 +167,22 @@ def test_release_after_entry_expired_is_harmless():
     assert snap["tokens_in_window"] == 0 and snap["inflight"] == 0
 
 
+def test_a_start_counts_from_when_the_request_went_out():
+    """Granted at 0 but on the wire only at 1.5 (a new connection, a stalled event loop):
+    the provider counts it from 1.5, so the log must too."""
+    lim = RateLimits(rpm=2, tpm=1000, max_concurrency=BIG, burst=2)
+    assert lim.try_acquire(100, 0.0) == 0.0
+    assert lim.try_acquire(100, 0.0) == 0.0
+    assert lim.sent(1.5, 100, started=0.0) == 1.5
+    assert lim.sent(1.6, 100, started=99.0) == 99.0  # unknown start: nothing to move
+    lim.release(2.0, 100, 10, started=1.5)  # found under its new start
+    assert lim.snapshot(2.0)["tokens_in_window"] == 110
+    assert lim.try_acquire(1, 59.0) == pytest.approx(1.0)  # until the one sent at 0 ages out
+    assert lim.try_acquire(1, 60.0) == 0.0
+    assert lim.try_acquire(1, 60.0) == pytest.approx(1.5)  # the other counts from 1.5, not 0
+    assert lim.try_acquire(1, 61.5) == 0.0
+
+
 def test_concurrency_waits_for_release():
     lim = RateLimits(rpm=BIG, tpm=BIG, max_concurrency=2)
     assert lim.try_acquire(1, 0.0) == 0.0
@@ -243,6 +259,37 @@ def test_random_load_never_breaks_limits(seed):
             push(t + rng.expovariate(1.0), "try", c)
     assert len(starts) > 200  # the limits were actually exercised
     assert_windows(starts, rpm, tpm)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_windows_hold_from_send_times_when_sends_lag_grants(seed):
+    """Callers always wanting more; a third of the requests leave up to 3 s after their
+    grant. Counted from when each went out, no 60 s window holds more than rpm."""
+    rng = random.Random(seed)
+    rpm = 60
+    lim = RateLimits(rpm=rpm, tpm=BIG, max_concurrency=BIG, burst=rng.choice([1, 5, 60]))
+    events: list[tuple[float, int, str, float]] = []
+    for seq in range(20):
+        heapq.heappush(events, (rng.uniform(0, 2), seq, "try", 0.0))
+    seq, sends = 20, []
+    while events:
+        t, _, kind, granted = heapq.heappop(events)
+        if t > 400:
+            break
+        seq += 1
+        if kind == "try":
+            wait = lim.try_acquire(1, t)
+            if wait == 0.0:
+                lag = rng.uniform(0.0, 3.0) if rng.random() < 0.33 else 0.0
+                heapq.heappush(events, (t + lag, seq, "sent", t))
+            else:
+                heapq.heappush(events, (t + wait, seq, "try", 0.0))
+        else:
+            lim.release(t, 1, 1, started=lim.sent(t, 1, started=granted))
+            sends.append(Start(t, 1))
+            heapq.heappush(events, (t + 0.2, seq, "try", 0.0))
+    assert len(sends) > 300  # the rpm limit was binding
+    assert_windows(sends, rpm, BIG)
 
 
 # -- asyncio wrapper ----------------------------------------------------------------------
@@ -428,6 +475,19 @@ async def test_lease_release_is_idempotent_and_corrects_tokens():
     async with await limiter.acquire(900):
         assert limiter.inflight == 1
     assert limiter.inflight == 0
+
+
+async def test_lease_sent_moves_its_start_and_release_still_finds_it():
+    clock = FakeClock()
+    limiter = AsyncLimiter(RateLimits(rpm=BIG, tpm=1000, max_concurrency=4), clock,
+                           sleep=clock.sleep)
+    lease = await limiter.acquire(900)
+    clock.t = 2.0
+    lease.sent()
+    assert lease.started == 2.0
+    lease.release(50)
+    lease.sent()  # after release: a no-op
+    assert lease.started == 2.0 and limiter.snapshot()["tokens_in_window"] == 50
 
 
 async def test_acquire_rejects_impossible_request_immediately():

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 
 import pytest
 
+from actors import limiter
 from actors.clients.base import Completion, Message
 from actors.config import load_config
 from actors.messages import ProviderCall
 from actors.provider import Provider
+from actors.simulator import quota
 from actors.simulator.server import SimulatorProcess, simulator_base_url
 
 CFG = load_config()
@@ -140,3 +144,48 @@ def test_orphan_records_keep_every_billed_attempt():
         ("r1", 2, False, 0.0), ("r1", 3, True, 0.002)]
     assert all(r.policy == ORPHAN_POLICY and r.provider == "llama" for r in recs)
     assert all(r.response is None and r.prompt is None for r in recs)  # text is the router's call
+
+
+@contextlib.asynccontextmanager
+async def local_sim(profiles: dict):
+    """The simulator served on this event loop, so a test can shrink its rate window."""
+    import uvicorn
+
+    from actors.simulator.app import SimulatorApp
+    from actors.simulator.engine import Simulator
+
+    engine = Simulator(latency_scale=0.0, seed=3, overrides=profiles)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(SimulatorApp(engine), loop="none", lifespan="off",
+                                           http="httptools", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.005)
+    try:
+        yield engine, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_a_stall_between_grant_and_send_earns_no_429(monkeypatch):
+    """Issue 6's last 429: the event loop stalled (a first-time import) while a granted
+    request was still connecting, so it reached the provider later than the limiter's log
+    said; a window later the log let a start through that the provider still counted.
+    Scaled down: a 2 s window, a 0.1 s margin and a 0.3 s stall."""
+    monkeypatch.setattr(limiter, "WINDOW_S", 2.0)
+    monkeypatch.setattr(limiter, "MARGIN_S", 0.1)
+    monkeypatch.setattr(quota, "WINDOW_S", 2.0)
+    async with local_sim({"gpt-4-turbo": {"rpm": 2, "base_ms": 0}}) as (engine, url):
+        spec = CFG.provider("gpt-4-turbo").model_copy(update={
+            "rpm": 2, "retry": CFG.provider("gpt-4-turbo").retry.model_copy(
+                update={"max_attempts": 1})})
+        p = Provider(spec, base_url=simulator_base_url(spec.api, url), simulated=True)
+        # Runs at the first await after the grant: while the new connection is being made.
+        asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+        replies = [await p.complete(call()) for _ in range(3)]  # the 3rd waits for the 1st
+        await p.aclose()
+    stats = engine.stats.snapshot().models["gpt-4-turbo"]
+    assert stats.rate_limited_by_limit == 0 and stats.ok == 3
+    assert all(r.result for r in replies)

@@ -162,7 +162,11 @@ class RunStore:
 
     def _j(self):
         if self._journal is None:
-            self._journal = open(self.dir / "journal.log", "a", encoding="utf-8")  # noqa: SIM115
+            path = self.dir / "journal.log"
+            torn = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+            self._journal = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            if torn:  # a kill mid-line: end it, or our first line would be glued onto it
+                self._journal.write("\n")
         return self._journal
 
     def dispatched(self, key: str, request_id: str, router: str = "") -> None:
@@ -201,3 +205,9 @@ class RunStore:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)

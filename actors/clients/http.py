@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -26,6 +29,10 @@ from actors.config import ProviderSpec
 KEEPALIVE_S = 30.0
 #: Connecting should never take long; a dead host should fail well before timeout_s.
 CONNECT_TIMEOUT_S = 10.0
+
+#: Called when the current attempt's body has been handed to the socket. Set per attempt by
+#: `WireClient.send`; aiohttp writes the body in a task of its own, which sees the value.
+ON_SENT: ContextVar[Callable[[], None] | None] = ContextVar("on_sent", default=None)
 
 
 def limits_for(spec: ProviderSpec) -> httpx.Limits:
@@ -60,10 +67,37 @@ def env_proxy(url: str) -> httpx.Proxy | None:
     return httpx.Proxy(proxy) if proxy else None
 
 
+class _Request(aiohttp.ClientRequest):
+    """Calls `ON_SENT` once the body is in the socket's hands.
+
+    aiohttp's tracing (`on_request_chunk_sent`) tells the same moment but cost ~30 µs of
+    client CPU an attempt in scripts/bench_clients.py's harness; this override is within its
+    noise. `write_bytes` is aiohttp's, not a public hook: tests/test_provider.py's stall test
+    fails if a release stops calling it.
+    """
+
+    async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
+        await super().write_bytes(*args, **kwargs)
+        on_sent = ON_SENT.get()
+        if on_sent is not None:
+            on_sent()
+
+
+class Transport(AiohttpTransport):
+    """httpx-aiohttp's transport, its session also reporting when a body went out (`ON_SENT`):
+    a provider counts a request when it arrives, and between the limiter's grant and the
+    write there may be a new connection to make, or an event loop busy elsewhere."""
+
+    def get_client(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(keepalive_timeout=self.limits.keepalive_expiry,
+                                         ssl=self.ssl_context, limit=self.limits.max_connections)
+        return aiohttp.ClientSession(connector=connector, request_class=_Request)
+
+
 def make_transport(spec: ProviderSpec) -> AiohttpTransport:
     """aiohttp's pool behind httpx's transport interface, for `spec.base_url`.
 
     The aiohttp session opens on first use, inside the event loop that uses it; it verifies
     TLS with httpx's context (certifi roots, SSL_CERT_FILE honoured).
     """
-    return AiohttpTransport(limits=limits_for(spec), proxy=env_proxy(spec.base_url))
+    return Transport(limits=limits_for(spec), proxy=env_proxy(spec.base_url))

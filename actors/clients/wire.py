@@ -13,14 +13,14 @@ import json
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
 import httpx
 
 from actors.clients.base import Completion, Result
-from actors.clients.http import make_transport, request_extensions
+from actors.clients.http import ON_SENT, make_transport, request_extensions
 from actors.config import ProviderSpec
 from actors.cost import cost_usd
 from actors.errors import ErrorClass, ProviderError, classify_status, parse_retry_after
@@ -268,8 +268,12 @@ class WireClient(ABC):
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def send(self, completion: Completion) -> Result:
-        """One attempt; no retries here (the provider actor decides those from the class)."""
+    async def send(self, completion: Completion,
+                   on_sent: Callable[[], None] | None = None) -> Result:
+        """One attempt; no retries here (the provider actor decides those from the class).
+
+        `on_sent()` runs when the body has gone to the socket (aiohttp transports only).
+        """
         spec = self.spec
         if self._key is None:
             raise ProviderError(
@@ -281,6 +285,7 @@ class WireClient(ABC):
             "POST", parsed_url(url), headers=headers, content=content, extensions=self._extensions
         )
         start = time.perf_counter()
+        token = ON_SENT.set(on_sent)
         try:
             async with asyncio.timeout(spec.timeout_s):
                 response = await self._transport.handle_async_request(request)
@@ -295,6 +300,8 @@ class WireClient(ABC):
             else:
                 message = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:MAX_DETAIL]
             raise ProviderError(error_class, message, provider=spec.name) from None
+        finally:
+            ON_SENT.reset(token)
         latency_s = time.perf_counter() - start
         try:
             return self.parse(spec, response.status_code, response.headers, data, latency_s)
