@@ -4,12 +4,15 @@ subprocess, process A starts the system and routes a request, process B connects
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -46,15 +49,33 @@ def head(tmp_path_factory):
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump(make_config(tmp)))
     start = [str(BIN / "ray"), "start", "--head", f"--port={gcs}",
-             f"--ray-client-server-port={client}", "--num-cpus=2", "--include-dashboard=false", "--node-ip-address=127.0.0.1",
-             "--disable-usage-stats"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+             f"--ray-client-server-port={client}", "--num-cpus=2", "--include-dashboard=false",
+             "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
+    # Its own process group, so teardown stops this cluster only (`ray stop` would stop
+    # every Ray cluster of the machine, including a developer's or the session's own).
+    proc = subprocess.Popen(start, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", gcs), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("ray start --head did not come up") from None
+                time.sleep(0.5)
         yield {"gcs": f"127.0.0.1:{gcs}", "client": f"ray://127.0.0.1:{client}",
                "config": str(cfg), "env": env}
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True,
-                       timeout=120)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 def test_second_process_attaches_over_ray_client(head):
