@@ -65,15 +65,20 @@ def connect(
 ) -> RouterClient:
     """Start or join Ray and the router's actors; return a client.
 
-    address: None = an embedded local Ray instance, "auto" = the running cluster on this
-    machine, "ray://host:10001" = a Ray client connection. config: a path, a dict, a Config
-    or None (--config / $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml).
+    address: None = $RAY_ADDRESS if set (as in a Ray job), else a new embedded local Ray
+    instance; "auto" = the running cluster on this machine; "ray://host:10001" = a Ray
+    client connection. config: a path, a dict, a Config or None (--config /
+    $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml).
     """
     cfg = _config(config)
     if not ray.is_initialized():
         ray_init.setdefault("namespace", NAMESPACE)
         ray_init.setdefault("log_to_driver", False)
         if address is None:
+            # Not Ray's own default, which joins whatever `ray start` last ran on this
+            # machine (and hangs if that cluster has gone without `ray stop`).
+            address = os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":
             ray_init.setdefault("include_dashboard", False)
         ray.init(address=address, **ray_init)
     return RouterClient(start_system(cfg), cfg)
