@@ -252,6 +252,10 @@ class RouterClient:
         self._flush()
         return _get(self._h.tracker.audit.remote(request_id))
 
+    def active(self, request_ids: list[str]) -> set[str]:
+        """Which of these request ids the router is working on right now."""
+        return set(_get(self._h.router.active.remote(list(request_ids))))
+
     def feedback(self, request_id: str, score: float) -> None:
         """Attach a realized outcome (0..1, e.g. 1.0 = the trade call was right)."""
         self._flush()

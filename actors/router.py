@@ -100,6 +100,7 @@ class Router:
         self._generation = 0  # bumped whenever snapshots or figures change
         self._budgeted = self.ledger.spec.has_limits  # skip per-candidate checks when unlimited
         self.inflight = 0
+        self.active: set[str] = set()  # request ids being routed right now
         self.outstanding: dict[str, int] = {}  # calls in flight per provider
 
     # -- state fed from outside ----------------------------------------------------------
@@ -186,6 +187,7 @@ class Router:
         error: ProviderError | None = None
         reasons: dict[str, str] = {}
         self.inflight += 1
+        self.active.add(request_id)
         try:
             if policy not in POLICIES:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
@@ -217,6 +219,7 @@ class Router:
             error = exc
         finally:
             self.inflight -= 1
+            self.active.discard(request_id)
         trace.latency_s = time.time() - started
         records.append(self._request_record(request_id, policy, req, trace, result, error))
         self._sink(records)

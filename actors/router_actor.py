@@ -298,6 +298,10 @@ class RouterActor(ChannelServer):
     def inflight(self) -> int:
         return self.core.inflight
 
+    def active(self, request_ids: list[str]) -> list[str]:
+        """Which of these requests are being routed right now (a resumed backtest asks)."""
+        return [r for r in request_ids if r in self.core.active]
+
     def ready(self) -> bool:
         return True
 

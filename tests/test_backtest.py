@@ -188,6 +188,21 @@ def test_resume_waits_for_requests_that_may_still_run_in_the_same_router():
     assert not out["k3"].final and client.calls.count("c") == 1
 
 
+def test_resume_does_not_wait_for_requests_the_router_is_not_working_on():
+    now = 1000.0
+    ok = [{"kind": "attempt", "provider": "llama", "ok": True, "response": "{}"},
+          {"kind": "request", "ok": True, "provider": "llama", "cost_usd": 0.01}]
+    client = _Audits({"a": [None, ok], "b": [None], "c": [None, None, ok]})
+    client.active = lambda ids: {"a"} & set(ids)
+    pending = {"k1": [Sent("a", now - 30, "R")],  # still being routed: wait for it
+               "k2": [Sent("b", now - 30, "R")],  # same router, not there: never arrived
+               "k3": [Sent("c", now - 2, "R")]}  # just sent: may still be on its way
+    out = lookup(client, pending, timeout_s=300, clock=lambda: now, sleep=lambda s: None)
+    assert out["k1"].final and out["k1"].ok and client.calls.count("a") == 2
+    assert not out["k2"].final and out["k2"].next_gen == 2 and client.calls.count("b") == 1
+    assert out["k3"].final and client.calls.count("c") == 3
+
+
 # -- bad input: refused before any spend --------------------------------------------------
 
 

@@ -171,3 +171,15 @@ async def test_latency_aware_burst_spreads_over_providers_and_outstanding_drains
     router2, _ = make(fake_dead)
     await router2.route(RouteRequest(messages=MSG, fallbacks=["claude", "gemini"]))
     assert router2.outstanding == {"claude": 0, "gemini": 0}
+
+
+async def test_active_holds_the_ids_being_routed():
+    router, _ = make(Fake(delay=0.05))
+    task = asyncio.ensure_future(router.route(RouteRequest(messages=MSG, request_id="r-1")))
+    await asyncio.sleep(0.01)
+    assert router.active == {"r-1"}
+    await task
+    assert router.active == set()
+    with pytest.raises(RoutingError):
+        await router.route(RouteRequest(messages=MSG, request_id="r-2", policy="nope"))
+    assert router.active == set()

@@ -55,6 +55,7 @@ def test_pin_fallbacks_and_async_twin(llm):
     # On one node, router → provider calls take the local socket, not Ray calls.
     counts = ray.get(llm.handles.router.channel_counts.remote())["mixtral"]
     assert counts["socket"] == counts["calls"] >= 8 and counts["submits"] == 0
+    assert llm.active(["never-sent", out[0].request_id]) == set()  # nothing being routed
 
 
 def test_reports_status_costs_performance_feedback(llm):

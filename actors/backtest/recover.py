@@ -71,6 +71,19 @@ def router_id(client: Any) -> str:
     return actor_id.hex() if actor_id is not None else ""
 
 
+#: A request the router is not working on, sent longer ago than this, never reached it (the
+#: driver that sent it is gone; nothing of it can still be on the way).
+TRANSIT_S = 10.0
+
+
+def _running(client: Any, request_ids: list[str]) -> set[str] | None:
+    """Request ids the router is routing now; None when it can't say (assume any may run)."""
+    try:
+        return set(client.active(request_ids))
+    except Exception:
+        return None
+
+
 def lookup(client: Any, pending: dict[str, list[Sent]], timeout_s: float,
            poll_s: float = 0.5, clock=time.time, sleep=time.sleep) -> dict[str, Prior]:
     """Classify the last request of every pending key.
@@ -79,19 +92,25 @@ def lookup(client: Any, pending: dict[str, list[Sent]], timeout_s: float,
     driver died, the cluster did not): it is waited for — until recorded, or its deadline
     (sent + `timeout_s`) has passed — rather than sent again and paid twice. One sent to a
     router that no longer exists (the usual case: the embedded cluster died with the
-    driver) is known lost at once. The number of keys is bounded by the in-flight window
-    plus unflushed results.
+    driver) is known lost at once, and so is one the router says it is not working on,
+    sent more than TRANSIT_S ago (asked before the audit lookup, which flushes the router's
+    records: one that finished in between shows up there). The number of keys is bounded
+    by the in-flight window plus unflushed results.
     """
     me = router_id(client)
     out: dict[str, Prior] = {}
     waiting: dict[str, Sent] = {k: sent[-1] for k, sent in pending.items()}
     while waiting:
+        running = _running(client, [s.request_id for s in waiting.values()])
         for key, s in list(waiting.items()):
             try:
                 rows = client.audit(s.request_id)
             except KeyError:
                 rows = None
-            may_run = bool(me) and s.router == me and clock() < s.at + timeout_s + 5.0
+            in_router = (running is None or s.request_id in running
+                         or clock() < s.at + TRANSIT_S)
+            may_run = (bool(me) and s.router == me and clock() < s.at + timeout_s + 5.0
+                       and in_router)
             if rows is not None or not may_run:
                 out[key] = classify(s.request_id, rows)
                 del waiting[key]
