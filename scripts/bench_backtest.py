@@ -20,6 +20,7 @@ import asyncio
 import copy
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -140,6 +141,8 @@ def main() -> int:
                     help="configure the router this fraction below the account rpm (0.0)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--json", default=None, help="write the figures here too")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run's audit DB and results (printed at the end)")
     args = ap.parse_args()
 
     from actors.api import connect
@@ -163,6 +166,10 @@ def main() -> int:
             stats = ray.get(llm.simulator.stats.remote())
         finally:
             llm.shutdown()
+            if not args.keep:
+                shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"==> audit DB and results kept in {tmp}", file=sys.stderr)
     out = res["out"]
     df = out.results
     n = len(df)

@@ -271,6 +271,7 @@ async def run(args: argparse.Namespace) -> dict:
 
             serve.shutdown()
         llm.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)  # the audit DB of a benchmark is not kept
     return results
 
 
