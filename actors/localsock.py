@@ -164,6 +164,8 @@ class _ServerConn(_Framed):
     async def _run(self, fid: int, item: Any) -> None:
         try:
             entry = (fid, True, await self.server.handler(item))
+        except asyncio.CancelledError:  # the callee is shutting down; not the caller's cancel
+            entry = (fid, False, SocketBroken("call cancelled in the callee"))
         except BaseException as exc:  # returned to the caller, never lost
             entry = (fid, False, exc)
         if not self.closed:

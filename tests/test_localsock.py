@@ -165,3 +165,16 @@ async def test_a_result_whose_caller_went_away_goes_to_the_orphan_hook():
     await asyncio.sleep(0.1)
     assert sorted(orphans) == [(1, True, 2), (2, True, 4)]
     server._chan_sock.close()
+
+
+async def test_a_call_cancelled_inside_the_callee_is_a_broken_channel_not_a_cancel():
+    class Cancels(Echo):
+        async def _chan_handle(self, item):
+            raise asyncio.CancelledError
+
+    h = Handle(Cancels())
+    ch = ChannelClient(h, "echo")
+    with pytest.raises(ChannelBroken, match="cancelled in the callee"):
+        await ch.call(1)
+    ch.close()
+    h.server._chan_sock.close()
