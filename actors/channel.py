@@ -317,6 +317,8 @@ class ChannelServer:
         try:
             value = await self._chan_handle(item)
             ch.done.append((fid, True, value))
+        except asyncio.CancelledError:  # the callee is shutting down; not the caller's cancel
+            ch.done.append((fid, False, ChannelBroken("call cancelled in the callee")))
         except BaseException as exc:  # returned to the caller, never lost
             ch.done.append((fid, False, exc))
         finally:

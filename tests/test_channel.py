@@ -97,3 +97,17 @@ async def test_dead_callee_fails_instead_of_hanging():
     ch._plain = 1  # force the batched path
     with pytest.raises(ChannelBroken, match="dead unavailable"):
         await asyncio.wait_for(ch.call(1), 5)
+
+
+async def test_a_call_cancelled_inside_the_callee_is_a_broken_channel():
+    class Cancels(Echo):
+        async def _chan_handle(self, item):
+            raise asyncio.CancelledError
+
+    h = Handle(Cancels())
+    ch = ChannelClient(h, "echo", sockets=False)
+    ch._plain = 1  # force the batched path
+    with pytest.raises(ChannelBroken, match="cancelled in the callee"):
+        await asyncio.wait_for(ch.call(1), 5)
+    ch._plain = 0
+    ch.close()
