@@ -146,6 +146,8 @@ class ChannelClient:
             return await self.handle.chan_one.remote(item)
         except RayTaskError as exc:
             cause = getattr(exc, "cause", None)
+            if isinstance(cause, asyncio.CancelledError):
+                raise ChannelBroken("call cancelled in the callee") from None
             raise (cause if isinstance(cause, BaseException) else exc) from None
         except RayActorError as exc:
             raise ChannelBroken(f"{self.name} unavailable: {type(exc).__name__}") from None
