@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 POLL_S = 2.0  # a parked collect returns empty after this long (keeps calls short-lived)
 IDLE_PARK_S = 10.0  # keep a collect parked this long after the last call
 IDLE_CHANNEL_S = 300.0  # callee forgets channels nobody collected from for this long
-SOCKET_RETRY_S = 30.0  # after a failed socket connect, use Ray calls this long before retrying
+SOCKET_RETRY_S = 30.0  # callee on another host: use Ray calls this long before asking again
+SOCKET_RETRY_SOON_S = 2.0  # callee restarting or unreachable for now: ask again soon
 
 
 def sockets_enabled() -> bool:
@@ -132,8 +133,13 @@ class ChannelClient:
     async def _connect(self) -> SocketClient | None:
         try:
             endpoint = await self.handle.chan_endpoint.remote()
+        except Exception as exc:  # restarting, dead or old: Ray calls decide, ask again soon
+            log.debug("%s: no socket endpoint (%s); using Ray calls", self.name, exc)
+            self._sock_retry_at = time.monotonic() + SOCKET_RETRY_SOON_S
+            return None
+        try:
             self._sock = await SocketClient.connect(endpoint)
-        except Exception as exc:  # another host, an old callee, a dead one: Ray calls decide
+        except Exception as exc:  # another host (or its socket is not reachable from here)
             log.debug("%s: no local socket (%s); using Ray calls", self.name, exc)
             self._sock_retry_at = time.monotonic() + SOCKET_RETRY_S
             return None

@@ -178,3 +178,24 @@ async def test_a_call_cancelled_inside_the_callee_is_a_broken_channel_not_a_canc
         await ch.call(1)
     ch.close()
     h.server._chan_sock.close()
+
+
+async def test_an_unreachable_endpoint_is_asked_again_soon(monkeypatch):
+    monkeypatch.setattr(channel, "SOCKET_RETRY_SOON_S", 0.05)
+
+    class Restarting(Echo):
+        down = True
+
+        async def chan_endpoint(self):
+            if self.down:
+                raise RuntimeError("actor restarting")
+            return await super().chan_endpoint()
+
+    h = Handle(Restarting())
+    ch = ChannelClient(h, "echo")
+    assert await ch.call(1) == 2 and ch.counts["socket"] == 0  # Ray calls meanwhile
+    h.server.down = False
+    await asyncio.sleep(0.06)
+    assert await ch.call(2) == 4 and ch.counts["socket"] == 1
+    ch.close()
+    h.server._chan_sock.close()
