@@ -252,6 +252,8 @@ class Provider:
 import ray  # noqa: E402  (kept next to the actor it serves)
 
 from actors.channel import ChannelServer  # noqa: E402
+from actors.tracker import NAME as TRACKER  # noqa: E402
+from actors.tracker import NAMESPACE  # noqa: E402
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10000)
@@ -279,11 +281,9 @@ class ProviderActor(ChannelServer):
 
     async def _send_orphans(self, records: list[AttemptRecord], tries: int = 10) -> None:
         """To the tracker directly (it may be restarting too: retry for a while)."""
-        from actors.router_actor import NAMESPACE
-
         for n in range(tries):
             try:
-                tracker = ray.get_actor("tracker", namespace=NAMESPACE)
+                tracker = ray.get_actor(TRACKER, namespace=NAMESPACE)
                 await tracker.record.remote(records)
                 return
             except Exception as exc:

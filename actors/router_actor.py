@@ -24,9 +24,9 @@ from actors.metrics import Metrics
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult
 from actors.router import Router
-from actors.tracker import TrackerSpec
+from actors.tracker import NAME as TRACKER
+from actors.tracker import NAMESPACE, TrackerSpec
 
-NAMESPACE = "llm-router"
 FLUSH_EVERY_S = 0.05
 MAX_BATCH = 500
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class RouterActor(ChannelServer):
 
     def _tracker_handle(self):
         if self._tracker is None:
-            self._tracker = ray.get_actor("tracker", namespace=NAMESPACE)
+            self._tracker = ray.get_actor(TRACKER, namespace=NAMESPACE)
         return self._tracker
 
     async def _call_provider(self, name: str, call: ProviderCall) -> ProviderReply:

@@ -12,8 +12,8 @@ import pytest
 from actors import limiter
 from actors.clients.base import Completion, Message
 from actors.config import load_config
-from actors.messages import ProviderCall
-from actors.provider import Provider
+from actors.messages import AttemptInfo, ProviderCall, ProviderReply
+from actors.provider import ORPHAN_POLICY, Provider, orphan_records
 from actors.simulator import quota
 from actors.simulator.server import SimulatorProcess, simulator_base_url
 
@@ -129,10 +129,6 @@ async def test_oversize_prompt_is_refused_before_sending(sim):
 
 
 def test_orphan_records_keep_every_billed_attempt():
-    from actors.clients.base import Completion, Message
-    from actors.messages import AttemptInfo, ProviderCall, ProviderReply
-    from actors.provider import ORPHAN_POLICY, orphan_records
-
     call = ProviderCall(request_id="r1", completion=Completion(
         messages=[Message(role="user", content="hi")]), attempt_offset=1)
     reply = ProviderReply(provider="llama", model="m", attempts=[
