@@ -25,6 +25,7 @@ import os
 import time
 import uuid
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -271,15 +272,16 @@ class _Chan:
         self.running = 0
 
 
-class ChannelServer:
+class ChannelServer(ABC):
     """Mixin for the callee actor: `_chan_handle(item)` does the work of one call."""
 
     _chan_instance: str
     _chans: dict[str, _Chan]
     _chan_sock: SocketServer
 
-    async def _chan_handle(self, item: Any) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    async def _chan_handle(self, item: Any) -> Any:
+        """The work of one call."""
 
     def _chan_init(self) -> None:
         if not hasattr(self, "_chans"):
@@ -291,6 +293,7 @@ class ChannelServer:
     def _chan_orphan(self, item: Any, ok: bool, value: Any) -> None:
         """A call finished after its caller's connection dropped (the caller died): the
         result can't be delivered. Override to keep what matters (e.g. billed attempts)."""
+        return None  # by default it is dropped
 
     async def chan_endpoint(self) -> dict[str, str]:
         """Where callers on this node reach `_chan_handle` without Ray calls."""

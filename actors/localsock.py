@@ -22,6 +22,7 @@ import shutil
 import socket
 import struct
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ class SocketBroken(ConnectionError):
     """The connection dropped with calls in flight; their outcome is unknown."""
 
 
-class _Framed(asyncio.Protocol):
+class _Framed(asyncio.Protocol, ABC):
     """Length-prefixed frames both ways; outgoing items of one loop tick share a frame."""
 
     def __init__(self) -> None:
@@ -65,8 +66,9 @@ class _Framed(asyncio.Protocol):
             if self.closed:
                 return
 
-    def frame_received(self, frame: bytes) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def frame_received(self, frame: bytes) -> None:
+        """One whole frame from the peer (the token first, then pickled batches)."""
 
     def send_frame(self, payload: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -87,8 +89,9 @@ class _Framed(asyncio.Protocol):
             if payload is not None:
                 self.send_frame(payload)
 
-    def encode(self, batch: list[Any]) -> bytes | None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def encode(self, batch: list[Any]) -> bytes | None:
+        """The frame for a batch (None: nothing left to send), coping with what won't pickle."""
 
     def decode(self, frame: bytes) -> list[Any] | None:
         """A frame's batch; a frame that does not unpickle closes the connection."""
