@@ -43,19 +43,6 @@ STYLE_BY_TIMEFRAME: dict[str, Style] = {
     "1w": "position",
 }
 
-#: Bars a year, to annualize volatility. Intraday counts assume a 6.5 h equity session, 252 days;
-#: 24/7 markets should override through `RegimeRules.bars_per_year`.
-BARS_PER_YEAR: dict[str, float] = {
-    "1m": 252 * 390,
-    "5m": 252 * 78,
-    "15m": 252 * 26,
-    "30m": 252 * 13,
-    "1h": 252 * 6.5,
-    "4h": 252 * 2,
-    "1d": 252,
-    "1w": 52,
-}
-
 #: Which way each pattern leans.
 PATTERN_DIRECTION: dict[str, Direction] = {
     "bullish_engulfing": "bullish",
@@ -91,7 +78,11 @@ class Indicators(BaseModel):
     sma_trend: float = Field(
         description="Slow trend SMA (RegimeRules.trend_window, 200 by default)."
     )
-    realized_vol: float = Field(ge=0, description="Annualized realized volatility of log returns.")
+    realized_vol: float = Field(
+        ge=0,
+        description="Std of log returns over RegimeRules.vol_window bars (20 by default), "
+        "annualized with the symbol's session (prompts.sessions).",
+    )
 
 
 class Pattern(BaseModel):

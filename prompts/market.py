@@ -26,21 +26,31 @@ _PATTERN_PREFIX = "pattern_"
 
 
 def warmup_bars(rules: RegimeRules | None = None) -> int:
-    """Bars needed before the first complete context: 220 with default rules (SMA 200 + slope 20)."""
+    """Bars needed before the first complete context: 220 with default rules (SMA 200 + slope
+    20; the volatility baseline needs 20 + 120)."""
     rules = rules or RegimeRules()
     return max(INDICATOR_WARMUP, PATTERN_WARMUP, rules.warmup)
 
 
 def compute_features(
-    df: pd.DataFrame, timeframe: str, rules: RegimeRules | None = None
+    df: pd.DataFrame,
+    timeframe: str,
+    rules: RegimeRules | None = None,
+    *,
+    symbol: str | None = None,
 ) -> pd.DataFrame:
-    """Every context feature for every bar, vectorized: indicator fields, trend_slope,
-    trend_strength, regime, and one `pattern_<name>` confidence column (NaN where it did not fire).
+    """Every context feature for every bar, vectorized: indicator fields, the regime rule's
+    measurements (`prompts.regime.regime_features`), regime, and one `pattern_<name>` confidence
+    column (NaN where it did not fire). `symbol` picks the session from `rules.sessions`.
 
     Rows before `warmup_bars(rules)` are incomplete. Takes a raw frame (validated here).
     """
     _check_timeframe(timeframe)
-    return _features(normalize_ohlcv(df), timeframe, rules or RegimeRules())
+    return _features(normalize_ohlcv(df), timeframe, _rules_for(rules, symbol))
+
+
+def _rules_for(rules: RegimeRules | None, symbol: str | None) -> RegimeRules:
+    return (rules or RegimeRules()).for_symbol(symbol)
 
 
 def _features(bars: pd.DataFrame, timeframe: str, rules: RegimeRules) -> pd.DataFrame:
@@ -65,9 +75,10 @@ def build_context(
     """The context of the last bar at or before `as_of` (default: the last bar).
 
     Bars after `as_of` are cut before anything is computed, so nothing leaks from the future.
+    `rules` (default `RegimeRules()`) decide the regime; its session follows `symbol`.
     """
     _check_timeframe(timeframe)
-    rules = rules or RegimeRules()
+    rules = _rules_for(rules, symbol)
     bars = normalize_ohlcv(df)
     if as_of is not None:
         end = _position_at_or_before(bars.index, as_of)
@@ -95,7 +106,7 @@ def contexts_for_bars(
     here, not at the first `next()`.
     """
     _check_timeframe(timeframe)
-    rules = rules or RegimeRules()
+    rules = _rules_for(rules, symbol)
     bars = normalize_ohlcv(df)
     _check_length(len(bars), rules, "")
     first = warmup_bars(rules) - 1
@@ -173,8 +184,9 @@ def _check_length(n: int, rules: RegimeRules, where: str) -> None:
     if n < need:
         raise DataError(
             f"too few bars{' ' + where if where else ''}: got {n}, need at least {need} for warm-up "
-            f"(SMA {rules.trend_window} + {rules.slope_window}-bar slope for the regime; "
-            "EMA 50, MACD 26/9, RSI/ATR 14, SMA 50/200 crosses)"
+            f"(SMA {rules.trend_window} + {rules.slope_window}-bar slope and "
+            f"{rules.vol_window} + {rules.baseline_min_bars} bars of volatility history for the "
+            "regime; EMA 50, MACD 26/9, RSI/ATR 14, SMA 50/200 crosses)"
         )
 
 

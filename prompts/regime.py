@@ -1,40 +1,96 @@
-"""Market regime from trend and realized volatility.
+"""Market regime: volatility relative to the asset's own history first, then the trend.
 
-The rule, checked in this order on every bar:
+Every analysis prompt states the regime, so a wrong regime is a wrong premise. The rule, on every
+bar (all parts causal: bar *i* reads bars ≤ *i* only):
 
-1. **high_volatility** — annualized realized volatility of log returns over `vol_window` bars is
-   above `high_vol_threshold`. Checked first: in a crash the trend is also down, but what a trader
-   must hear first is that ranges are wide (wider stops, smaller size).
-2. **bull** — close above the `trend_window` SMA, that SMA rising over `slope_window` bars by more
-   than `min_slope`, and the close at least `min_strength` ATRs above it.
+1. **high_volatility** — the bar's volatility is at least `high_vol_ratio` (2.0) times the
+   asset's *normal* volatility, or was so within the last `min_dwell` (5) bars.
+
+   - *Now* is the larger of two estimates of per-bar volatility (root mean square of log
+     returns, no annualization needed: it cancels in the ratio): a **fast** one, an EWMA of
+     squared returns with a `fast_half_life` of 2 bars, and the **slow** one over `vol_window`
+     (20) bars. The fast one makes a single shock count at once: one bar of k × normal
+     volatility lifts the EWMA to √(0.29 k² + 0.71) × normal, so any bar beyond ≈ 3.4× normal
+     (≈ 3.7× after a dead-calm stretch) is `high_volatility` on that very bar. The slow one
+     keeps a turbulent month labelled while its 20-bar volatility is still high.
+   - *Normal* is the median of the slow estimate over a trailing window: expanding from
+     `baseline_min_bars` (120) up to a year of bars (`baseline_bars`, by default one year of the
+     symbol's session, e.g. 252 daily or 6,240 hourly FX bars). A ratio to the asset's own
+     median works the same on an index, a single stock and an FX pair, on any bar size; a fixed
+     annualized threshold (the rule before, 20-bar vol > 35 %) called a volatile stock
+     high-volatility a quarter of the time, an FX pair never, and needed weeks of turmoil
+     before it tripped. A percentile of the trailing window was rejected: it labels a fixed
+     share of every year, calm years included.
+   - *Dwell*: the label is held for `min_dwell` bars after the last bar above the threshold, so
+     it cannot flicker while volatility hovers near it; calm returns then bring the trend label
+     back (a single shock: `min_dwell` bars later; a turbulent month: once its 20-bar volatility
+     has come down).
+
+   Checked first: in a crash the trend is also down, but what a trader must hear first is that
+   ranges are wide (wider stops, smaller size).
+2. **bull** — close above the `trend_window` (200) SMA, that SMA rising over `slope_window` (20)
+   bars by more than `min_slope`, and the close at least `min_strength` (1) ATRs above it.
+   Distance is measured in ATRs so the same threshold works on 5-minute and weekly bars.
 3. **bear** — the mirror image.
 4. **sideways** — everything else (price near a flat or crossing trend line).
 
-Distance is measured in ATRs so the same threshold works on 5-minute and weekly bars. The defaults
-(20-bar vol > 35 %, SMA 200, 20-bar slope, 1 ATR) call Sep–Dec 2008 on the S&P 500 bear or
-high_volatility and most of 2004–2006 bull; see tests/test_prompts_regime.py.
+Measured over the whole history of the shipped real series (scripts/bench_regime.py,
+BENCHMARKS.md): `high_volatility` on 14 % of S&P 500 days 1999–2018, 13 % of NASDAQ, 16 % of
+GOOG 2004–2013 and 14 % of EURUSD hourly bars 2017–2018 (the fixed rule: 10 %, 16 %, 28 %, 0 %);
+every bar with a move beyond 4σ of its trailing year is `high_volatility` on that bar, and so
+is every S&P 500 day of 2015–2018 on which the VIX closed above 30 (the fixed rule: none of
+them). Sep–Dec 2008 stays bear or high_volatility, 2004–2006 mostly bull.
+
+The realized volatility shown in the prompt (`realized_vol`) is the 20-bar standard deviation
+annualized with the symbol's session (`prompts.sessions`); only the rule above uses the ratio.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prompts.context import BARS_PER_YEAR
 from prompts.indicators import sma
+from prompts.sessions import Session, bars_per_year, session_for
 
 
 class RegimeRules(BaseModel):
-    """Thresholds of the regime rule; defaults suit daily equity-index bars."""
+    """Thresholds of the regime rule (the config file's `regime:` section); defaults suit any
+    asset on any bar size, because volatility is judged against the asset's own history."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
-    vol_window: int = Field(default=20, ge=2, description="Bars of log returns in realized vol.")
-    high_vol_threshold: float = Field(
-        default=0.35,
-        gt=0,
-        description="Annualized realized vol above which the regime is high_volatility.",
+    high_vol_ratio: float = Field(
+        default=2.0,
+        gt=1,
+        description="high_volatility when volatility is at least this multiple of its normal "
+        "level (the trailing median of the vol_window-bar estimate).",
+    )
+    fast_half_life: float = Field(
+        default=2.0, gt=0, le=50, description="Half-life, in bars, of the fast EWMA estimate."
+    )
+    vol_window: int = Field(
+        default=20, ge=2, description="Bars of log returns in the slow estimate and realized_vol."
+    )
+    baseline_bars: int | None = Field(
+        default=None,
+        ge=2,
+        description="Longest trailing window of the normal level, in bars; None = one year of "
+        "the session's bars (at least baseline_min_bars).",
+    )
+    baseline_min_bars: int = Field(
+        default=120,
+        ge=10,
+        description="Bars of the slow estimate needed before the normal level is trusted; the "
+        "window expands from here.",
+    )
+    min_dwell: int = Field(
+        default=5,
+        ge=1,
+        description="Bars high_volatility is held after the last bar above the threshold.",
     )
     trend_window: int = Field(default=200, ge=2, description="Bars in the slow trend SMA.")
     slope_window: int = Field(
@@ -48,32 +104,91 @@ class RegimeRules(BaseModel):
         ge=0,
         description="Distance of close from the SMA, in ATRs, needed for a trend.",
     )
-    bars_per_year: float | None = Field(
-        default=None, gt=0, description="Annualization; None = from the timeframe (equity session)."
+    session: Session = Field(
+        default="equity",
+        description="Market session for annualization and the year of bars: equity (6.5 h × "
+        "252), fx (24 h × 5 days a week), crypto (24 h × 7).",
     )
+    sessions: dict[str, Session] = Field(
+        default_factory=dict,
+        description="Per-symbol sessions: shell-glob pattern (case-insensitive) → session; the "
+        "first match wins, `session` otherwise.",
+    )
+    bars_per_year: float | None = Field(
+        default=None, gt=0, description="Annualization override; None = from session and timeframe."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_threshold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "high_vol_threshold" in data:
+            raise ValueError(
+                "high_vol_threshold (a fixed annualized volatility) was replaced by "
+                "high_vol_ratio (a multiple of the asset's own normal volatility, default 2.0)"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _baseline_fits(self) -> RegimeRules:
+        if self.baseline_bars is not None and self.baseline_bars < self.baseline_min_bars:
+            raise ValueError(
+                f"baseline_bars ({self.baseline_bars}) must be at least baseline_min_bars "
+                f"({self.baseline_min_bars})"
+            )
+        return self
 
     @property
     def warmup(self) -> int:
-        """Bars needed before the first classification (SMA plus its slope lag)."""
-        return max(self.trend_window + self.slope_window, self.vol_window + 1)
+        """Bars needed before the first classification: the SMA plus its slope lag, or the
+        slow estimate plus the baseline's minimum, whichever is longer (220 by default)."""
+        return max(self.trend_window + self.slope_window, self.vol_window + self.baseline_min_bars)
+
+    def for_symbol(self, symbol: str | None) -> RegimeRules:
+        """These rules with `session` resolved from `sessions` for this symbol."""
+        session = session_for(symbol, self.sessions, self.session)
+        return self if session == self.session else self.model_copy(update={"session": session})
 
     def annualization(self, timeframe: str) -> float:
-        return self.bars_per_year or BARS_PER_YEAR[timeframe]
+        """Bars a year: the override, else the session's count for the timeframe."""
+        return self.bars_per_year or bars_per_year(timeframe, self.session)
+
+    def baseline_window(self, timeframe: str) -> int:
+        """Longest trailing window of the normal level: a year of bars unless set."""
+        if self.baseline_bars is not None:
+            return self.baseline_bars
+        return max(round(self.annualization(timeframe)), self.baseline_min_bars)
 
 
 def regime_features(
     close: pd.Series, atr: pd.Series, timeframe: str, rules: RegimeRules
 ) -> pd.DataFrame:
-    """The measurements the rule reads: sma_trend, trend_slope, trend_strength, realized_vol."""
+    """The measurements the rule reads: sma_trend, trend_slope, trend_strength, realized_vol
+    (annualized 20-bar std, shown in prompts), vol_fast and vol_normal (annualized RMS) and
+    vol_ratio (the larger of the fast and slow estimates over the normal level)."""
     trend = sma(close, rules.trend_window)
     log_ret = np.log(close).diff()
-    vol = log_ret.rolling(rules.vol_window, min_periods=rules.vol_window).std()
+    w = rules.vol_window
+    std = log_ret.rolling(w, min_periods=w).std()
+    sq = log_ret.pow(2)
+    fast = np.sqrt(sq.ewm(halflife=rules.fast_half_life, adjust=False, min_periods=w).mean())
+    slow = np.sqrt(sq.rolling(w, min_periods=w).mean())
+    normal = slow.rolling(
+        rules.baseline_window(timeframe), min_periods=rules.baseline_min_bars
+    ).median()
+    now = np.fmax(fast, slow).where(slow.notna())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # A dead-flat history (normal 0): any move is a shock (inf), no move is calm (0).
+        ratio = (now / normal).where(~((normal == 0) & (now == 0)), 0.0)
+    scale = np.sqrt(rules.annualization(timeframe))
     return pd.DataFrame(
         {
             "sma_trend": trend,
             "trend_slope": trend / trend.shift(rules.slope_window) - 1.0,
             "trend_strength": (close - trend) / atr.where(atr > 0),
-            "realized_vol": vol * np.sqrt(rules.annualization(timeframe)),
+            "realized_vol": std * scale,
+            "vol_fast": fast * scale,
+            "vol_normal": normal * scale,
+            "vol_ratio": ratio,
         },
         index=close.index,
     )
@@ -82,11 +197,12 @@ def regime_features(
 def classify(features: pd.DataFrame, close: pd.Series, rules: RegimeRules) -> pd.Series:
     """Regime label per bar (object dtype; None during warm-up), vectorized over the frame."""
     trend, slope = features["sma_trend"], features["trend_slope"]
-    strength, vol = features["trend_strength"], features["realized_vol"]
+    strength, ratio = features["trend_strength"], features["vol_ratio"]
     # A zero ATR (flat bars) leaves strength NaN: treat it as "no trend", not as missing data.
     strength = strength.fillna(0.0).where(trend.notna())
-    ready = trend.notna() & slope.notna() & vol.notna()
-    high_vol = vol > rules.high_vol_threshold
+    ready = trend.notna() & slope.notna() & ratio.notna()
+    above = (ratio >= rules.high_vol_ratio).astype(float)
+    high_vol = above.rolling(rules.min_dwell, min_periods=1).max() > 0  # held min_dwell bars
     bull = (close > trend) & (slope > rules.min_slope) & (strength >= rules.min_strength)
     bear = (close < trend) & (slope < -rules.min_slope) & (strength <= -rules.min_strength)
     labels = np.select([high_vol, bull, bear], ["high_volatility", "bull", "bear"], "sideways")
