@@ -9,7 +9,7 @@ import pandas as pd
 
 from actors.config import Config
 from actors.route import RouteRequest
-from prompts import MarketContext, Position, build_context, get_task, render_prompt
+from prompts import MarketContext, Position, RegimeRules, build_context, get_task, render_prompt
 
 
 def largest_window(config: Config) -> int:
@@ -44,7 +44,10 @@ def context_from_bars(
     symbol: str,
     timeframe: str,
     *,
+    rules: RegimeRules,
     as_of: Any = None,
     position: Position | dict[str, Any] | None = None,
 ) -> MarketContext:
-    return build_context(bars, symbol, timeframe, as_of=as_of, position=position)
+    """The context of `bars` at `as_of`, its regime by the configured rule (`config.regime`:
+    required, so no caller can silently fall back to the defaults)."""
+    return build_context(bars, symbol, timeframe, as_of=as_of, position=position, rules=rules)

@@ -178,7 +178,8 @@ class RouterClient:
         else:
             if not symbol or not timeframe:
                 raise ValueError("analyze(bars, ...) needs symbol= and timeframe=")
-            ctx = context_from_bars(data, symbol, timeframe, as_of=as_of, position=position)
+            ctx = context_from_bars(data, symbol, timeframe, rules=self.config.regime, as_of=as_of,
+                                    position=position)
         req = analysis_request(ctx, task, self.config, **route)
         return _get(self._h.router.route.remote(req))
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from prompts.regime import RegimeRules
+
 ENV_CONFIG = "LLM_ROUTER_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "providers.yaml"
 WireApi = Literal["anthropic", "openai", "gemini"]
@@ -100,6 +102,10 @@ class Config(_Strict):
     tracker: dict[str, Any] = Field(default_factory=dict, description="Tracker settings.")
     budgets: dict[str, Any] = Field(default_factory=dict, description="Spend limits.")
     serve: dict[str, Any] = Field(default_factory=dict, description="HTTP endpoint settings.")
+    regime: RegimeRules = Field(
+        default_factory=RegimeRules,
+        description="Market regime rule of every context built from bars (prompts.regime).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

@@ -16,7 +16,7 @@ from actors.analysis import analysis_request, context_from_bars
 from actors.config import Config
 from actors.policies import POLICIES
 from actors.route import RouteRequest, RouteResult
-from prompts import MarketContext, Position, Timeframe
+from prompts import MarketContext, Position, RegimeRules, Timeframe
 from serve.errors import ApiError, bad_request
 
 MAX_BARS = 20_000
@@ -104,14 +104,16 @@ def check_route(req: _Routed, config: Config, token_limit: int) -> None:
                           "max_tokens", "max_tokens_too_large")
 
 
-def market_context(req: MarketInput, position: Position | None = None) -> MarketContext:
-    """The request's context (CPU work for bars: call it off the event loop)."""
+def market_context(req: MarketInput, rules: RegimeRules,
+                   position: Position | None = None) -> MarketContext:
+    """The request's context (CPU work for bars: call it off the event loop); bars get the
+    configured regime rule."""
     if req.context is not None:
         return req.context if position is None else req.context.with_position(position)
     assert req.bars is not None and req.symbol and req.timeframe
     frame = pd.DataFrame([b.model_dump() for b in req.bars])
     try:
-        return context_from_bars(frame, req.symbol, req.timeframe, as_of=req.as_of,
+        return context_from_bars(frame, req.symbol, req.timeframe, rules=rules, as_of=req.as_of,
                                  position=position)
     except (ValueError, TypeError) as exc:  # DataError, too few bars, bad as_of
         raise bad_request(f"bars: {exc}", "bars", "invalid_bars") from None
@@ -119,7 +121,7 @@ def market_context(req: MarketInput, position: Position | None = None) -> Market
 
 def route_request(req: MarketInput, task: str, config: Config, timeout: float | None,
                   position: Position | None = None) -> RouteRequest:
-    ctx = market_context(req, position)
+    ctx = market_context(req, config.regime, position)
     try:
         out = analysis_request(
             ctx, task, config, policy=req.policy, provider=req.provider, fallbacks=req.fallbacks,

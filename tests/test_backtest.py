@@ -21,7 +21,7 @@ from actors.backtest.progress import Progress
 from actors.backtest.recover import classify, generation, lookup
 from actors.backtest.store import RunStore, Sent
 from actors.config import parse_config
-from prompts import DataError, load_sample
+from prompts import DataError, RegimeRules, load_sample
 from tests.conftest import make_config
 
 # -- outcomes ----------------------------------------------------------------------------
@@ -440,3 +440,32 @@ async def test_failures_without_spend_are_retried_then_recorded(tmp_path):
     assert second["ok"] and second["request_id"].endswith("~2")
     assert out.failures == {"no_provider (retried)": 1, "breaker_open (retried)": 1,
                             "no_provider": 1}
+
+
+async def test_contexts_follow_the_configured_regime_rule(tmp_path):
+    """The router's config `regime:` section decides every bar's regime (Oct 2008: high
+    volatility by default, not with a 50× ratio), is part of the run's identity, and a run
+    prepared under other rules is refused before anything is sent."""
+    from actors.backtest import arun_backtest
+
+    default = _ScriptedRouter(tmp_path)
+    lenient = _ScriptedRouter(tmp_path)
+    lenient.config = parse_config(make_config(tmp_path, regime={"high_vol_ratio": 50}))
+    spec = _spec(tmp_path, run_id=None, start="2008-10-01", limit=12, policies=["cost-aware"],
+                 feedback=False, planning="driver", inflight=4)
+    a = await arun_backtest(default, spec, progress=False, write_report=False)
+    b = await arun_backtest(lenient, spec, progress=False, write_report=False)
+    assert (a.results["regime"] == "high_volatility").all()
+    assert not (b.results["regime"] == "high_volatility").any()
+    assert a.run_id != b.run_id
+    with pytest.raises(BacktestError, match="other regime rules"):
+        await arun_backtest(lenient, prepare(spec), progress=False, write_report=False)
+
+
+def test_warmup_follows_the_configured_rule(bars_csv):
+    spec = BacktestSpec(series=[SeriesSpec(source=str(bars_csv / "good.csv"))])
+    assert prepare(spec).series[0].bars == 400 - 219
+    longer = prepare(spec, RegimeRules(trend_window=300))
+    assert longer.series[0].bars == 400 - 319
+    with pytest.raises(DataError, match="need at least 420 for the indicators. and the regime.s warm-up"):
+        prepare(spec, RegimeRules(trend_window=400))

@@ -94,11 +94,13 @@ def execute(args: argparse.Namespace, make_spec: Any) -> int:
     from actors.backtest.runner import prepare, run_backtest
     from actors.backtest.spec import BacktestError
     from actors.backtest.store import RunStore
+    from actors.config import load_config
     from prompts import DataError
 
+    config = load_config(args.config)  # the same file connect() reads; ConfigError → exit 2
     try:
         spec = make_spec(args)
-        prep = prepare(spec)
+        prep = prepare(spec, config.regime)
         resumed = RunStore(spec.runs_dir, prep.run_id).claim(prep.defining)
     except ValidationError as exc:
         lines = [f"  {'.'.join(map(str, e['loc'])) or '<spec>'}: "
@@ -115,7 +117,7 @@ def execute(args: argparse.Namespace, make_spec: Any) -> int:
     t0 = time.time()
     where = "local Ray" if args.address is None else args.address
     print(f"==> starting {where} and the router's actors (simulator for providers without keys)")
-    llm = connect(args.address, args.config)
+    llm = connect(args.address, config)
     try:
         print(f"    ready in {time.time() - t0:.1f} s; providers: {', '.join(llm.config.names)}")
         out = run_backtest(llm, prep, progress=not args.no_progress)

@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from actors.backtest.spec import SAMPLE_SYMBOLS, BacktestSpec, SeriesSpec
-from prompts import DataError, compute_features, load_sample, normalize_ohlcv, warmup_bars
+from prompts import (
+    DataError,
+    RegimeRules,
+    compute_features,
+    load_sample,
+    normalize_ohlcv,
+    warmup_bars,
+)
 from prompts.context import Indicators
 
 #: Nominal bar length of each timeframe, to catch e.g. daily bars run as "1h".
@@ -104,18 +111,19 @@ def _position(index: pd.DatetimeIndex, value: str, side: str, what: str) -> int:
     return int(index.searchsorted(ts, side=side))  # type: ignore[arg-type]
 
 
-def load_series(spec: SeriesSpec, run: BacktestSpec) -> Series:
-    """Read, normalize and range-check one series; raises DataError naming the problem."""
+def load_series(spec: SeriesSpec, run: BacktestSpec, rules: RegimeRules) -> Series:
+    """Read, normalize and range-check one series under the run's regime rules (the warm-up
+    and every bar's features); raises DataError naming the problem."""
     where = f"{spec.source} ({spec.name} {spec.timeframe})"
     try:
         frame = normalize_ohlcv(read_frame(spec))
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
     check_timeframe(frame, spec.timeframe, where)
-    need = warmup_bars()
+    need = warmup_bars(rules)
     if len(frame) < need:
         raise DataError(f"{where}: too few bars: {len(frame)}, need at least {need} for the "
-                        "indicators' warm-up")
+                        "indicators' and the regime's warm-up")
     lo, hi = need - 1, len(frame) - 1
     if run.start:
         lo = max(lo, _position(frame.index, run.start, "left", "start"))
@@ -128,15 +136,16 @@ def load_series(spec: SeriesSpec, run: BacktestSpec) -> Series:
         raise DataError(f"{where}: no bars to analyse between start={run.start} and "
                         f"end={run.end} (complete bars begin at {first}, data ends at "
                         f"{frame.index[-1]})")
-    _check_features(frame, spec.timeframe, lo, hi, where)
+    _check_features(frame, spec.timeframe, lo, hi, where, rules.for_symbol(spec.name))
     used = frame.iloc[: min(len(frame), hi + run.horizon + 1)]
     digest = hashlib.sha256(pd.util.hash_pandas_object(used, index=True).to_numpy().tobytes())
     return Series(spec, spec.name, spec.timeframe, frame, lo, hi, digest.hexdigest())
 
 
-def _check_features(frame: pd.DataFrame, timeframe: str, lo: int, hi: int, where: str) -> None:
+def _check_features(frame: pd.DataFrame, timeframe: str, lo: int, hi: int, where: str,
+                    rules: RegimeRules) -> None:
     """Every indicator of every analysed bar finite (a NaN RSI would fail a context later)."""
-    feats = compute_features(frame, timeframe).iloc[lo: hi + 1]
+    feats = compute_features(frame, timeframe, rules).iloc[lo: hi + 1]
     values = feats[list(Indicators.model_fields)].to_numpy(dtype=float)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -148,5 +157,5 @@ def _check_features(frame: pd.DataFrame, timeframe: str, lo: int, hi: int, where
         raise DataError(f"{where}: no regime at {feats.index[feats['regime'].isna()][0]}")
 
 
-def load_all(run: BacktestSpec) -> list[Series]:
-    return [load_series(s, run) for s in run.series]
+def load_all(run: BacktestSpec, rules: RegimeRules) -> list[Series]:
+    return [load_series(s, run, rules) for s in run.series]

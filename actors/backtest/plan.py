@@ -62,7 +62,7 @@ class _Jobs:
     def __init__(self, frame: Any, symbol: str, timeframe: str, lo: int, hi: int,
                  tasks: list[str], horizon: int, config: Config, route: dict[str, Any]) -> None:
         self.ctxs = contexts_for_bars(frame, symbol, timeframe, start=frame.index[lo],
-                                      end=frame.index[hi])
+                                      end=frame.index[hi], rules=config.regime)
         self.symbol, self.timeframe, self.tasks, self.config = symbol, timeframe, tasks, config
         self.close = frame["close"].to_numpy()
         self.fwd = forward_returns(self.close, horizon)

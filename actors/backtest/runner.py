@@ -42,11 +42,11 @@ from actors.backtest.outcome import score
 from actors.backtest.plan import BarJob, Planner
 from actors.backtest.progress import Progress
 from actors.backtest.recover import TRANSIENT, Prior, lookup, router_id
-from actors.backtest.spec import BacktestSpec
+from actors.backtest.spec import BacktestError, BacktestSpec
 from actors.backtest.store import RunStore, fingerprint
 from actors.errors import ErrorClass
 from actors.route import RouteResult, RoutingError
-from prompts import OutputError, get_task, parse_output
+from prompts import OutputError, RegimeRules, get_task, parse_output
 
 log = logging.getLogger(__name__)
 MAX_ID = 128
@@ -60,21 +60,32 @@ class Prepared:
     series: list[Series]
     defining: dict[str, Any]
     run_id: str
+    rules: RegimeRules  # the regime rule the series were checked under (config `regime:`)
 
     @property
     def total(self) -> int:
         return sum(s.bars for s in self.series) * len(self.spec.tasks) * len(self.spec.policies)
 
 
-def prepare(spec: BacktestSpec) -> Prepared:
-    """Load and check every series; raises DataError / BacktestError before any spend."""
-    series = load_all(spec)
+def prepare(spec: BacktestSpec, rules: RegimeRules | None = None) -> Prepared:
+    """Load and check every series under the regime rules the router's config sets (default
+    `RegimeRules()`); raises DataError / BacktestError before any spend."""
+    rules = rules or RegimeRules()
+    series = load_all(spec, rules)
     defining = {**spec.defining(), "series": [
         {"symbol": s.symbol, "timeframe": s.timeframe, "first": str(s.frame.index[s.lo]),
-         "last": str(s.frame.index[s.hi]), "bars": s.bars, "data_sha256": s.sha256}
+         "last": str(s.frame.index[s.hi]), "bars": s.bars, "data_sha256": s.sha256,
+         **_regime_changes(rules, s.symbol)}
         for s in series]}
     run_id = spec.run_id or f"bt-{fingerprint(defining)[:12]}"
-    return Prepared(spec, series, defining, run_id)
+    return Prepared(spec, series, defining, run_id, rules)
+
+
+def _regime_changes(rules: RegimeRules, symbol: str) -> dict[str, Any]:
+    """The series' regime rule where it differs from the defaults: it changes every prompt, so
+    a run id is not resumed under another one (empty for the defaults, keeping their ids)."""
+    changed = rules.for_symbol(symbol).model_dump(exclude={"sessions"}, exclude_defaults=True)
+    return {"regime": changed} if changed else {}
 
 
 def request_id(run_id: str, job: BarJob, policy: str, gen: int = 1) -> str:
@@ -339,7 +350,10 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
                         stream: TextIO | None = None, write_report: bool = True,
                         _kill_after: int | None = None) -> BacktestOutcome:
     """Run (or resume) a backtest; the async twin of `run_backtest`."""
-    prep = spec if isinstance(spec, Prepared) else prepare(spec)
+    prep = spec if isinstance(spec, Prepared) else prepare(spec, client.config.regime)
+    if prep.rules != client.config.regime:
+        raise BacktestError("the run was prepared under other regime rules than the router's "
+                            "config sets: prepare(spec, client.config.regime)")
     spec = prep.spec
     store = RunStore(spec.runs_dir, prep.run_id)
     store.claim(prep.defining)
