@@ -96,7 +96,8 @@ class RegimeRules(BaseModel):
     min_dwell: int = Field(
         default=5,
         ge=1,
-        description="Bars high_volatility is held after the last bar above the threshold.",
+        description="Bars high_volatility lasts from the last bar above the threshold, that "
+        "bar included, so it cannot flicker.",
     )
     trend_window: int = Field(default=200, ge=2, description="Bars in the slow trend SMA.")
     slope_window: int = Field(
