@@ -1,0 +1,505 @@
+"""What the router has learned about its providers, from the records it produces itself.
+
+Per provider, and per (provider, context), decayed estimates of the outcome score (from
+feedback), of success (answered vs failed by the provider's fault), of latency and of output
+tokens. Evidence decays with a half-life counted in requests of that scope (a context's own
+requests for its estimates, all requests for the provider's global ones), optionally also in
+seconds, so a provider that changed is noticed and one that was written off is re-tried.
+
+A context's score estimate is shrunk toward the provider's global one with a weight learned
+from how much contexts differ (empirical Bayes, method of moments); the global one is shrunk
+toward the mean over all providers. So a provider without feedback is judged by the prior,
+on the same footing as the others, and a thin context leans on the provider's global figure.
+
+The price of quality (actors/pricing.py, one multiplier per distinct quality target) is kept
+here too, moved by realized outcomes of requests routed to a target. Everything is fed only
+by `observe(record)`, so the live router and a replay of the audit trail (a restarted router,
+`llm-router evaluate`) build the same state from the same records. Bounded: contexts
+(least recently used folded away: their evidence stays in the global figures), request ids
+remembered for feedback, quality targets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors.contexts import DEFAULT_KEYS, ContextKey, context_key, label
+from actors.errors import PROVIDER_FAULT, ErrorClass
+from actors.pricing import QualityPrice
+from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+
+#: Pseudo-samples behind "this context is as hard as the average one".
+DIFFICULTY_WEIGHT = 5.0
+#: Floor of the learned context weight: a handful of outcomes never outweighs the prior.
+MIN_CONTEXT_WEIGHT = 8.0
+
+
+class LearningSpec(BaseModel):
+    """`router.learning`: how estimates learn and forget (defaults suit most uses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    half_life_requests: float = Field(
+        100.0, gt=0, description="A provider's evidence in a context halves over this many of "
+                                 "its own newer outcomes there (new evidence displaces old).")
+    stale_half_life_requests: float = Field(
+        2000.0, gt=0, description="... and over this many requests of the context, so a "
+                                  "provider left untried there is eventually tried again.")
+    global_half_life_requests: float = Field(
+        5000.0, gt=0, description="A provider's global evidence halves over this many requests.")
+    half_life_s: float | None = Field(
+        None, gt=0, description="Also halve all evidence every this many seconds (None: off).")
+    prior_score: float = Field(0.7, ge=0, le=1, description="Outcome score assumed before any "
+                               "feedback at all (any feedback soon outweighs it).")
+    prior_weight: float = Field(
+        2.0, gt=0, description="Pseudo-samples behind a provider's prior (new provider).")
+    context_weight: float = Field(
+        10.0, gt=0, description="Pseudo-samples behind a context's prior until enough contexts "
+                                "have evidence to learn it (empirical Bayes).")
+    prior_success: float = Field(0.95, ge=0, le=1, description="Success rate assumed at first.")
+    max_contexts: int = Field(2000, ge=1, description="Contexts tracked; least recently used "
+                              "are folded into the global figures.")
+    max_tracked_requests: int = Field(
+        100_000, ge=1, description="Recent request ids remembered so feedback finds its provider.")
+    max_targets: int = Field(32, ge=1, description="Distinct quality targets priced at once.")
+    rebuild_requests: int = Field(
+        50_000, ge=0, description="A restarted router relearns from this many of the latest "
+                                  "requests in the audit trail (and their feedback).")
+    target_margin: float = Field(
+        0.01, ge=0, le=0.2, description="cost-aware: aim this much above the quality target, "
+        "so the stream ends at or above it despite outcome noise.")
+    repay_requests: float = Field(
+        1000.0, gt=0, description="cost-aware: a shortfall of realized quality is made up "
+                                  "over about this many requests.")
+    plan_requests: int = Field(
+        1000, ge=10, description="cost-aware: recent requests the price of quality is "
+                                 "solved over (their context and prompt length).")
+
+
+@dataclass(slots=True)
+class _Stat:
+    """Decayed sums for one provider in one scope; every field decays together."""
+
+    tick: float = 0.0
+    ts: float = 0.0
+    score_n: float = 0.0
+    score_s: float = 0.0
+    ok_n: float = 0.0
+    ok_s: float = 0.0
+    lat_n: float = 0.0
+    lat_s: float = 0.0
+    out_n: float = 0.0
+    out_s: float = 0.0
+
+    def scale(self, f: float) -> None:
+        self.score_n *= f
+        self.score_s *= f
+        self.scale_attempts(f)
+
+    def scale_attempts(self, f: float) -> None:
+        self.ok_n *= f
+        self.ok_s *= f
+        self.lat_n *= f
+        self.lat_s *= f
+        self.out_n *= f
+        self.out_s *= f
+
+
+class _Context:
+    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick")
+
+    def __init__(self, global_tick: float) -> None:
+        self.tick = 0.0  # requests seen in this context
+        self.ts = 0.0
+        self.stats: dict[str, _Stat] = {}
+        self.traffic = 0.0  # decayed request count, on the global clock
+        self.traffic_tick = global_tick
+
+
+@dataclass(slots=True)
+class _Memo:
+    """What feedback for one request needs: who answered, where, and under which target."""
+
+    provider: str
+    key: ContextKey
+    target: float | None
+    score: float | None = None
+    ctx_tick: float = 0.0  # clocks when the score was counted (to replace it exactly)
+    tick: float = 0.0
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Belief:
+    """One provider in one context, as a decision sees it."""
+
+    score: float  # posterior mean outcome score
+    weight: float  # evidence behind it, prior included (Beta α + β)
+    success: float  # posterior mean success rate
+    output_tokens: float  # expected output tokens
+    evidence: float  # decayed feedback count in this context (no prior)
+
+
+class Learner:
+    """Decayed, shrunk, bounded estimates; not thread-safe (the router's loop owns it)."""
+
+    def __init__(self, providers: Iterable[str], spec: LearningSpec | None = None, *,
+                 keys: Iterable[str] = DEFAULT_KEYS, expected_output_tokens: float = 400.0,
+                 initial_value: float = 1.0,
+                 prices: dict[str, tuple[float, float]] | None = None) -> None:
+        """`prices`: USD per 1M input and output tokens per provider (for the price of
+        quality, solved over recent traffic)."""
+        self.spec = spec or LearningSpec()
+        self.keys = tuple(keys)
+        self.providers = list(providers)
+        self.expected_output_tokens = expected_output_tokens
+        self.initial_value = initial_value  # USD per unit score before outcomes move it
+        self.token_prices = prices or {}
+        self._recent: deque[tuple[ContextKey, int]] = deque(maxlen=self.spec.plan_requests)
+        self.tick = 0.0  # requests seen
+        self.ts = 0.0  # latest record time seen
+        self.feedbacks = 0
+        self._glob = {p: _Stat() for p in self.providers}
+        self._ctx: OrderedDict[ContextKey, _Context] = OrderedDict()
+        self._memo: OrderedDict[str, _Memo] = OrderedDict()
+        self.prices: OrderedDict[float, QualityPrice] = OrderedDict()
+        self._ln_ctx = math.log(2.0) / self.spec.stale_half_life_requests
+        self._keep = 0.5 ** (1.0 / self.spec.half_life_requests)  # per own newer outcome
+        self._ln_glob = math.log(2.0) / self.spec.global_half_life_requests
+        self._ln_s = math.log(2.0) / self.spec.half_life_s if self.spec.half_life_s else 0.0
+        # Refreshed from all contexts every few feedbacks (empirical Bayes and the best
+        # single provider); read by every decision.
+        self._center: dict[str, float] = dict.fromkeys(self.providers, self.spec.prior_score)
+        self._kappa: dict[str, float] = dict.fromkeys(self.providers, self.spec.context_weight)
+        self._stream: dict[str, float] = dict.fromkeys(self.providers, self.spec.prior_score)
+        self._stream_se: dict[str, float] = dict.fromkeys(self.providers, 0.5)
+        self.best_single: str | None = None
+        self._next_refresh = 4
+
+    # -- clocks ---------------------------------------------------------------------------
+
+    def _decay(self, st: _Stat, tick: float, ts: float, ln_req: float) -> None:
+        dt = tick - st.tick
+        ds = ts - st.ts if self._ln_s and ts > st.ts else 0.0
+        if dt > 0 or ds > 0:
+            st.scale(math.exp(-dt * ln_req - ds * self._ln_s))
+        st.tick = tick
+        if ts > st.ts:
+            st.ts = ts
+
+    def _factor(self, dt: float, ds: float, ln_req: float) -> float:
+        return math.exp(-max(dt, 0.0) * ln_req - max(ds, 0.0) * self._ln_s)
+
+    def key(self, context: dict[str, str] | None) -> ContextKey:
+        return context_key(context, self.keys)
+
+    def _context(self, key: ContextKey) -> _Context:
+        ctx = self._ctx.get(key)
+        if ctx is None:
+            ctx = self._ctx[key] = _Context(self.tick)
+            while len(self._ctx) > self.spec.max_contexts:
+                self._ctx.popitem(last=False)  # folded: its evidence stays in the globals
+        else:
+            self._ctx.move_to_end(key)
+        return ctx
+
+    def _stats(self, provider: str, key: ContextKey) -> tuple[_Stat, _Stat] | None:
+        """(global, context) stats of a provider, decayed to now; None for unknown ones."""
+        g = self._glob.get(provider)
+        if g is None:
+            return None
+        self._decay(g, self.tick, self.ts, self._ln_glob)
+        ctx = self._context(key)
+        st = ctx.stats.get(provider)
+        if st is None:
+            st = ctx.stats[provider] = _Stat(tick=ctx.tick, ts=self.ts)
+        self._decay(st, ctx.tick, self.ts, self._ln_ctx)
+        return g, st
+
+    # -- feeding --------------------------------------------------------------------------
+
+    def observe(self, rec: Any) -> None:
+        """Learn from one record the router produced (other kinds are ignored)."""
+        if isinstance(rec, AttemptRecord):
+            self._attempt(rec)
+        elif isinstance(rec, RequestRecord):
+            self._request(rec)
+        elif isinstance(rec, FeedbackRecord):
+            self.feedback(rec.request_id, rec.score, rec.ts)
+
+    def observe_all(self, records: Iterable[Any]) -> None:
+        for r in records:
+            self.observe(r)
+
+    def _attempt(self, r: AttemptRecord) -> None:
+        if r.request_id in self._memo:
+            return  # a replayed duplicate of a request already counted
+        self.ts = max(self.ts, r.ts)
+        stats = self._stats(r.provider, self.key(r.context))
+        if stats is None:
+            return
+        fault = not r.ok and (r.error_class is None or ErrorClass(r.error_class) in PROVIDER_FAULT)
+        if not r.ok and not fault:
+            return  # the caller's fault or ours (deadline, budget): says nothing of the provider
+        stats[1].scale_attempts(self._keep)
+        for st in stats:
+            st.ok_n += 1.0
+            if r.ok:
+                st.ok_s += 1.0
+                st.lat_n += 1.0
+                st.lat_s += r.latency_s
+                st.out_n += 1.0
+                st.out_s += r.output_tokens
+
+    def _request(self, r: RequestRecord) -> None:
+        if r.request_id in self._memo:
+            return
+        self.ts = max(self.ts, r.ts)
+        self.tick += 1.0
+        key = self.key(r.context)
+        ctx = self._context(key)
+        ctx.tick += 1.0
+        ctx.traffic = ctx.traffic * self._factor(self.tick - ctx.traffic_tick, 0.0,
+                                                 self._ln_glob) + 1.0
+        ctx.traffic_tick = self.tick
+        if r.provider is None or r.provider not in self._glob:
+            return
+        if r.input_tokens > 0:
+            self._recent.append((key, r.input_tokens))
+        self._memo[r.request_id] = _Memo(r.provider, key, r.quality_target)
+        while len(self._memo) > self.spec.max_tracked_requests:
+            self._memo.popitem(last=False)
+
+    def knows(self, request_id: str) -> bool:
+        return request_id in self._memo
+
+    def feedback(self, request_id: str, score: float, ts: float) -> bool:
+        """Count a realized outcome; a second one for the same request replaces the first.
+        False when the request is not remembered (too old, or not answered)."""
+        memo = self._memo.get(request_id)
+        if memo is None:
+            return False
+        self.ts = max(self.ts, ts)
+        stats = self._stats(memo.provider, memo.key)
+        if stats is None:
+            return False
+        g, st = stats
+        ctx = self._ctx[memo.key]
+        old = memo.score
+        if old is None:
+            wg = wc = 1.0
+            st.score_n *= self._keep
+            st.score_s *= self._keep
+            memo.ctx_tick, memo.tick, memo.ts = ctx.tick, self.tick, self.ts
+            self.feedbacks += 1
+        else:  # replace: the old score's (clock-decayed) weight, given to the new one
+            ds = self.ts - memo.ts
+            wc = self._factor(ctx.tick - memo.ctx_tick, ds, self._ln_ctx)
+            wg = self._factor(self.tick - memo.tick, ds, self._ln_glob)
+            st.score_s = max(0.0, st.score_s - wc * old)
+            g.score_s = max(0.0, g.score_s - wg * old)
+            st.score_n -= wc
+            g.score_n -= wg
+        st.score_n += wc
+        st.score_s += wc * score
+        g.score_n += wg
+        g.score_s += wg * score
+        memo.score = score
+        if memo.target is not None:
+            price = self.price(memo.target)
+            price.age(self.tick, self._ln_glob)
+            if old is None:
+                price.add(memo.key, memo.provider, self.expected_best(memo.key), score)
+            else:
+                price.replace(memo.provider, old, score)
+        if self.feedbacks >= self._next_refresh:
+            self.refresh()
+        return True
+
+    # -- the price of quality --------------------------------------------------------------
+
+    def price(self, target: float) -> QualityPrice:
+        p = self.prices.get(target)
+        if p is None:
+            p = self.prices[target] = QualityPrice(
+                target, initial=self.initial_value, repay_requests=self.spec.repay_requests,
+                max_keys=self.spec.max_contexts)
+            p.tick = p.counts_tick = self.tick
+            while len(self.prices) > self.spec.max_targets:
+                self.prices.popitem(last=False)
+        else:
+            self.prices.move_to_end(target)
+        return p
+
+    def expected_best(self, key: ContextKey) -> float:
+        """Expected score in this context of the best single provider over the stream."""
+        best = self.best_single
+        if best is None:
+            return self.spec.prior_score
+        return self.belief(best, key).score
+
+    # -- empirical Bayes ------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Relearn, from all contexts: each provider's level and each context's difficulty
+        (an additive model, so what one provider shows about a context informs the prior of
+        the others there), how much contexts differ beyond that (the context weight), and
+        which single provider would do best over the traffic seen."""
+        s = self.spec
+        self._next_refresh = self.feedbacks + (4 if self.feedbacks < 64 else 32)
+        tot_n = sum(self._glob[p].score_n for p in self.providers)
+        tot_s = sum(self._glob[p].score_s for p in self.providers)
+        pooled = (tot_s + s.prior_score * s.prior_weight) / (tot_n + s.prior_weight)
+        cells: list[tuple[ContextKey, dict[str, tuple[float, float]]]] = []
+        for key, ctx in self._ctx.items():
+            cell = {}
+            for p, st in ctx.stats.items():
+                n = st.score_n * self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx)
+                if n > 1e-3 and st.score_n > 0:
+                    cell[p] = (n, st.score_s / st.score_n)
+            if cell:
+                cells.append((key, cell))
+        level = {}
+        for p in self.providers:
+            g = self._glob[p]
+            level[p] = (g.score_s + pooled * s.prior_weight) / (g.score_n + s.prior_weight)
+        for _ in range(4):  # alternate: difficulties given levels, levels given difficulties
+            diff = [sum(n * (m - level[p]) for p, (n, m) in cell.items())
+                    / (sum(n for n, _ in cell.values()) + DIFFICULTY_WEIGHT) for _, cell in cells]
+            for p in self.providers:
+                num = pooled * s.prior_weight
+                den = s.prior_weight
+                for d, (_, cell) in zip(diff, cells, strict=True):
+                    if p in cell:
+                        n, m = cell[p]
+                        num += n * (m - d)
+                        den += n
+                level[p] = num / den
+        self._center = level
+        for p in self.providers:  # residual dispersion → how far a context may stray
+            res: list[float] = []
+            noise = 0.0
+            for _, cell in cells:
+                if p not in cell or cell[p][0] < 3.0:
+                    continue
+                n, m = cell[p]
+                on = sum(q[0] for o, q in cell.items() if o != p)
+                od = sum(q[0] * (q[1] - level[o]) for o, q in cell.items() if o != p)
+                res.append(m - level[p] - od / (on + DIFFICULTY_WEIGHT))
+                noise += 1.0 / n
+            if len(res) >= 3:
+                pq = max(level[p] * (1.0 - level[p]), 1e-4)
+                var = sum(x * x for x in res) / len(res)
+                tau2 = max(var - pq * noise / len(res), 1e-4)
+                self._kappa[p] = min(max(pq / tau2 - 1.0, MIN_CONTEXT_WEIGHT), 200.0)
+            else:
+                self._kappa[p] = s.context_weight
+        weights = 0.0
+        acc = dict.fromkeys(self.providers, 0.0)
+        var = dict.fromkeys(self.providers, 0.0)
+        for key, ctx in self._ctx.items():
+            w = ctx.traffic * self._factor(self.tick - ctx.traffic_tick, 0.0, self._ln_glob)
+            if w <= 0:
+                continue
+            weights += w
+            for p in self.providers:
+                b = self.belief(p, key)
+                acc[p] += w * b.score
+                var[p] += w * w * b.score * (1.0 - b.score) / (b.weight + 1.0)
+        if weights > 0:
+            self._stream = {p: acc[p] / weights for p in self.providers}
+            for p in self.providers:  # the provider's level is uncertain too (shared by all)
+                g = self._glob[p]
+                c = self._center[p]
+                level = c * (1.0 - c) / (g.score_n + s.prior_weight)
+                self._stream_se[p] = math.sqrt(var[p] / weights ** 2 + level)
+            # Optimistic: while it is unclear which provider is best, aim at the higher one.
+            self.best_single = max(self.providers,
+                                   key=lambda p: self._stream[p] + self._stream_se[p])
+        if self.prices:
+            quality, cost = self._plan()
+            best = self.providers.index(self.best_single) if self.best_single else 0
+            for price in self.prices.values():
+                price.reprice(self.best_single, self.expected_best, self.tick, self._ln_glob)
+                price.solve(quality, cost, best, self._stream_se[self.providers[best]],
+                            self.spec.target_margin)
+
+    def _plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """Expected quality and cost of each recent request at each provider."""
+        per_key: dict[ContextKey, tuple[list[float], list[float]]] = {}
+        for key, _ in self._recent:
+            if key not in per_key:
+                bs = [self.belief(p, key) for p in self.providers]
+                per_key[key] = ([b.success * b.score for b in bs], [b.output_tokens for b in bs])
+        pin = np.array([self.token_prices.get(p, (0.0, 0.0))[0] for p in self.providers])
+        pout = np.array([self.token_prices.get(p, (0.0, 0.0))[1] for p in self.providers])
+        quality = np.array([per_key[k][0] for k, _ in self._recent]).reshape(-1, len(pin))
+        out = np.array([per_key[k][1] for k, _ in self._recent]).reshape(-1, len(pin))
+        tokens = np.array([t for _, t in self._recent], dtype=float)[:, None]
+        return quality, (tokens * pin + out * pout) / 1e6
+
+    # -- reading --------------------------------------------------------------------------
+
+    def belief(self, provider: str, key: ContextKey) -> Belief:
+        """Posterior of one provider in one context (read-only: clocks are not moved)."""
+        s = self.spec
+        g = self._glob.get(provider) or _Stat()
+        fg = self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)
+        ctx = self._ctx.get(key)
+        st = ctx.stats.get(provider) if ctx is not None else None
+        fc = self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx) if st else 0.0
+        center, kappa = self._center.get(provider, s.prior_score), self._kappa.get(
+            provider, s.context_weight)
+        if ctx is not None:  # the others' evidence about this context's difficulty
+            on = od = 0.0
+            for other, ost in ctx.stats.items():
+                if other != provider and ost.score_n > 0:
+                    n = ost.score_n * self._factor(ctx.tick - ost.tick, self.ts - ost.ts,
+                                                   self._ln_ctx)
+                    on += n
+                    od += n * (ost.score_s / ost.score_n - self._center.get(other, center))
+            center = min(max(center + od / (on + DIFFICULTY_WEIGHT), 0.01), 0.99)
+        n = st.score_n * fc if st else 0.0
+        score = ((st.score_s * fc if st else 0.0) + kappa * center) / (n + kappa)
+        g_ok = (g.ok_s * fg + s.prior_success * 5.0) / (g.ok_n * fg + 5.0)
+        success = ((st.ok_s * fc if st else 0.0) + g_ok * 10.0) / ((st.ok_n * fc if st else 0.0)
+                                                                   + 10.0)
+        g_out = (g.out_s * fg + self.expected_output_tokens) / (g.out_n * fg + 1.0)
+        out = ((st.out_s * fc if st else 0.0) + g_out * 3.0) / ((st.out_n * fc if st else 0.0)
+                                                                + 3.0)
+        return Belief(score, n + kappa, success, out, n)
+
+    def beliefs(self, key: ContextKey) -> dict[str, Belief]:
+        return {p: self.belief(p, key) for p in self.providers}
+
+    @property
+    def has_feedback(self) -> bool:
+        return self.feedbacks > 0
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows for people: the global and every tracked context's estimate per provider."""
+        rows = []
+        for p in self.providers:
+            g = self._glob[p]
+            fg = self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)
+            rows.append({"provider": p, "context": "*", "score": self._center[p],
+                         "evidence": g.score_n * fg, "stream_score": self._stream[p],
+                         "context_weight": self._kappa[p]})
+        for key, ctx in self._ctx.items():
+            for p in ctx.stats:
+                b = self.belief(p, key)
+                rows.append({"provider": p, "context": label(key), "score": b.score,
+                             "evidence": b.evidence, "success": b.success,
+                             "output_tokens": b.output_tokens})
+        return rows
+
+    def prices_table(self) -> list[dict[str, Any]]:
+        return [{"quality_target": t, "value_usd": p.value, "updates": p.updates}
+                for t, p in self.prices.items()]
