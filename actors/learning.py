@@ -73,7 +73,7 @@ class LearningSpec(BaseModel):
         50_000, ge=0, description="A restarted router relearns from this many of the latest "
                                   "requests in the audit trail (and their feedback).")
     target_margin: float = Field(
-        0.01, ge=0, le=0.2, description="cost-aware: aim this much above the quality target, "
+        0.02, ge=0, le=0.2, description="cost-aware: aim this much above the quality target, "
         "so the stream ends at or above it despite outcome noise.")
     repay_requests: float = Field(
         1000.0, gt=0, description="cost-aware: a shortfall of realized quality is made up "
@@ -97,6 +97,7 @@ class _Stat:
     lat_s: float = 0.0
     out_n: float = 0.0
     out_s: float = 0.0
+    scores: int = 0  # outcomes counted here (each one ages the earlier ones)
 
     def scale(self, f: float) -> None:
         self.score_n *= f
@@ -134,6 +135,7 @@ class _Memo:
     ctx_tick: float = 0.0  # clocks when the score was counted (to replace it exactly)
     tick: float = 0.0
     ts: float = 0.0
+    nth: int = 0  # which outcome of its (provider, context) it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,11 +299,13 @@ class Learner:
             wg = wc = 1.0
             st.score_n *= self._keep
             st.score_s *= self._keep
-            memo.ctx_tick, memo.tick, memo.ts = ctx.tick, self.tick, self.ts
+            st.scores += 1
+            memo.ctx_tick, memo.tick, memo.ts, memo.nth = ctx.tick, self.tick, self.ts, st.scores
             self.feedbacks += 1
-        else:  # replace: the old score's (clock-decayed) weight, given to the new one
+        else:  # replace: the old score's weight now, given to the new one
             ds = self.ts - memo.ts
-            wc = self._factor(ctx.tick - memo.ctx_tick, ds, self._ln_ctx)
+            wc = self._factor(ctx.tick - memo.ctx_tick, ds, self._ln_ctx) * self._keep ** max(
+                st.scores - memo.nth, 0)
             wg = self._factor(self.tick - memo.tick, ds, self._ln_glob)
             st.score_s = max(0.0, st.score_s - wc * old)
             g.score_s = max(0.0, g.score_s - wg * old)
@@ -455,8 +459,8 @@ class Learner:
         ctx = self._ctx.get(key)
         st = ctx.stats.get(provider) if ctx is not None else None
         fc = self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx) if st else 0.0
-        center, kappa = self._center.get(provider, s.prior_score), self._kappa.get(
-            provider, s.context_weight)
+        center = self._center.get(provider, s.prior_score)
+        kappa = self._kappa.get(provider, s.context_weight)
         if ctx is not None:  # the others' evidence about this context's difficulty
             on = od = 0.0
             for other, ost in ctx.stats.items():
