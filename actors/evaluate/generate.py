@@ -62,6 +62,9 @@ SHAPES: dict[str, Shape] = {
     "many": Shape(prompts=12_000, categories=60, min_size=100, max_size=900),
     "narrow": Shape(lead_spread=0.08, lead_min=-0.15, lead_max=0.30),
     "long-prompts": Shape(tokens_median=2500.0, tokens_between=1.1),
+    "small": Shape(prompts=3000, categories=15, min_size=60, max_size=600),
+    "small-drift": Shape(prompts=4000, categories=10, min_size=100, max_size=1200,
+                         drift=Drift()),
 }
 
 
@@ -107,8 +110,6 @@ def _accuracies(shape: Shape, sizes: np.ndarray, rng: np.random.Generator,
                    shape.lead_max)
     order = np.argsort(lead)
     lead[order[0]], lead[order[-1]] = shape.lead_min, shape.lead_max  # the range is reached
-    if shape.drift is not None:
-        lead[int(np.argmax(sizes))] = 0.03  # where the cheap one carries the traffic
     mid = rng.normal((shape.strong_accuracy + shape.cheap_accuracy) / 2, 0.09, k)
     w = sizes / sizes.sum()
     strong = mid + lead / 2
@@ -116,7 +117,11 @@ def _accuracies(shape: Shape, sizes: np.ndarray, rng: np.random.Generator,
     for _ in range(20):  # shift so the stream-wide accuracies hit the shape's
         strong = np.clip(strong + shape.strong_accuracy - (w @ np.clip(strong, .03, .98)), -1, 2)
         cheap = np.clip(cheap + shape.cheap_accuracy - (w @ np.clip(cheap, .02, .97)), -1, 2)
-    return np.clip(strong, 0.03, 0.98), np.clip(cheap, 0.02, 0.97)
+    strong, cheap = np.clip(strong, 0.03, 0.98), np.clip(cheap, 0.02, 0.97)
+    if shape.drift is not None:  # where the cheap one carries the traffic before the drift
+        big = int(np.argmax(sizes))
+        cheap[big] = strong[big] - 0.02
+    return strong, cheap
 
 
 def generate(shape: Shape | str = "default", seed: int = 0) -> Generated:
