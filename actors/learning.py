@@ -413,8 +413,9 @@ class Learner:
             if w <= 0:
                 continue
             weights += w
+            bs = self.beliefs(key)
             for p in self.providers:
-                b = self.belief(p, key)
+                b = bs[p]
                 acc[p] += w * b.score
                 var[p] += w * w * b.score * (1.0 - b.score) / (b.weight + 1.0)
         if weights > 0:
@@ -440,7 +441,7 @@ class Learner:
         per_key: dict[ContextKey, tuple[list[float], list[float]]] = {}
         for key, _ in self._recent:
             if key not in per_key:
-                bs = [self.belief(p, key) for p in self.providers]
+                bs = list(self.beliefs(key).values())
                 per_key[key] = ([b.success * b.score for b in bs], [b.output_tokens for b in bs])
         pin = np.array([self.token_prices.get(p, (0.0, 0.0))[0] for p in self.providers])
         pout = np.array([self.token_prices.get(p, (0.0, 0.0))[1] for p in self.providers])
@@ -453,35 +454,43 @@ class Learner:
 
     def belief(self, provider: str, key: ContextKey) -> Belief:
         """Posterior of one provider in one context (read-only: clocks are not moved)."""
-        s = self.spec
-        g = self._glob.get(provider) or _Stat()
-        fg = self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)
-        ctx = self._ctx.get(key)
-        st = ctx.stats.get(provider) if ctx is not None else None
-        fc = self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx) if st else 0.0
-        center = self._center.get(provider, s.prior_score)
-        kappa = self._kappa.get(provider, s.context_weight)
-        if ctx is not None:  # the others' evidence about this context's difficulty
-            on = od = 0.0
-            for other, ost in ctx.stats.items():
-                if other != provider and ost.score_n > 0:
-                    n = ost.score_n * self._factor(ctx.tick - ost.tick, self.ts - ost.ts,
-                                                   self._ln_ctx)
-                    on += n
-                    od += n * (ost.score_s / ost.score_n - self._center.get(other, center))
-            center = min(max(center + od / (on + DIFFICULTY_WEIGHT), 0.01), 0.99)
-        n = st.score_n * fc if st else 0.0
-        score = ((st.score_s * fc if st else 0.0) + kappa * center) / (n + kappa)
-        g_ok = (g.ok_s * fg + s.prior_success * 5.0) / (g.ok_n * fg + 5.0)
-        success = ((st.ok_s * fc if st else 0.0) + g_ok * 10.0) / ((st.ok_n * fc if st else 0.0)
-                                                                   + 10.0)
-        g_out = (g.out_s * fg + self.expected_output_tokens) / (g.out_n * fg + 1.0)
-        out = ((st.out_s * fc if st else 0.0) + g_out * 3.0) / ((st.out_n * fc if st else 0.0)
-                                                                + 3.0)
-        return Belief(score, n + kappa, success, out, n)
+        return self.beliefs(key, (provider,))[provider]
 
-    def beliefs(self, key: ContextKey) -> dict[str, Belief]:
-        return {p: self.belief(p, key) for p in self.providers}
+    def beliefs(self, key: ContextKey, providers: Iterable[str] | None = None,
+                ) -> dict[str, Belief]:
+        """Posteriors of the providers in one context, in one pass (the decision path)."""
+        s = self.spec
+        ctx = self._ctx.get(key)
+        own: dict[str, tuple[_Stat, float, float, float]] = {}  # stat, factor, n, deviation
+        on = od = 0.0  # every provider's evidence about this context's difficulty
+        if ctx is not None:
+            for p, st in ctx.stats.items():
+                f = self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx)
+                n = st.score_n * f
+                dev = n * (st.score_s / st.score_n - self._center.get(p, s.prior_score)) \
+                    if st.score_n > 0 else 0.0
+                own[p] = (st, f, n, dev)
+                on += n
+                od += dev
+        out = {}
+        for p in self.providers if providers is None else providers:
+            g = self._glob.get(p) or _Stat()
+            fg = self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)
+            center = self._center.get(p, s.prior_score)
+            kappa = self._kappa.get(p, s.context_weight)
+            st, fc, n, dev = own.get(p) or (None, 0.0, 0.0, 0.0)
+            if ctx is not None:  # what the others show about this context's difficulty
+                center = min(max(center + (od - dev) / (on - n + DIFFICULTY_WEIGHT), 0.01), 0.99)
+            g_ok = (g.ok_s * fg + s.prior_success * 5.0) / (g.ok_n * fg + 5.0)
+            g_out = (g.out_s * fg + self.expected_output_tokens) / (g.out_n * fg + 1.0)
+            if st is None:
+                out[p] = Belief(center, kappa, g_ok, g_out, 0.0)
+                continue
+            score = (st.score_s * fc + kappa * center) / (n + kappa)
+            success = (st.ok_s * fc + g_ok * 10.0) / (st.ok_n * fc + 10.0)
+            tokens = (st.out_s * fc + g_out * 3.0) / (st.out_n * fc + 3.0)
+            out[p] = Belief(score, n + kappa, success, tokens, n)
+        return out
 
     @property
     def has_feedback(self) -> bool:

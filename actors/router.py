@@ -208,7 +208,8 @@ class Router:
         when it disagrees and the exploration budget has room (the trace says which)."""
         learner = self.learner
         key = learner.key(req.context)
-        beliefs = [(snap, learner.belief(name, key)) for name, snap in self.snapshots.items()]
+        known = learner.beliefs(key)
+        beliefs = [(snap, known[name]) for name, snap in self.snapshots.items()]
         learns = policy in LEARNING_POLICIES
         explore = (learns and req.explore and learner.has_feedback
                    and self.spec.exploration.enabled and not (req.provider or req.fallbacks))
