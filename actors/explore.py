@@ -44,6 +44,10 @@ class ExplorationBudget:
         minute = int(now // 60)
         return sum(usd for m, usd in self._minutes if minute - 60 < m <= minute)
 
+    def can_explore(self) -> bool:
+        """Whether the next decision could explore (else sampling is not worth doing)."""
+        return self.spec.enabled and self._tokens + self.spec.share >= 1.0
+
     def decide(self, wants: bool, premium_usd: float, now: float) -> bool:
         """Count one decision; True if it may explore (`wants`: the sample disagreed)."""
         self.decisions += 1

@@ -25,7 +25,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -138,9 +138,8 @@ class _Memo:
     nth: int = 0  # which outcome of its (provider, context) it was
 
 
-@dataclass(frozen=True, slots=True)
-class Belief:
-    """One provider in one context, as a decision sees it."""
+class Belief(NamedTuple):
+    """One provider in one context, as a decision sees it (a tuple: built per decision)."""
 
     score: float  # posterior mean outcome score
     weight: float  # evidence behind it, prior included (Beta α + β)
@@ -464,8 +463,10 @@ class Learner:
         own: dict[str, tuple[_Stat, float, float, float]] = {}  # stat, factor, n, deviation
         on = od = 0.0  # every provider's evidence about this context's difficulty
         if ctx is not None:
+            timed = self._ln_s > 0.0
             for p, st in ctx.stats.items():
-                f = self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx)
+                f = (self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx) if timed
+                     else math.exp((st.tick - ctx.tick) * self._ln_ctx))
                 n = st.score_n * f
                 dev = n * (st.score_s / st.score_n - self._center.get(p, s.prior_score)) \
                     if st.score_n > 0 else 0.0
@@ -473,12 +474,15 @@ class Learner:
                 on += n
                 od += dev
         out = {}
+        none = (None, 0.0, 0.0, 0.0)
+        timed = self._ln_s > 0.0
         for p in self.providers if providers is None else providers:
             g = self._glob.get(p) or _Stat()
-            fg = self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)
+            fg = (self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob) if timed
+                  else math.exp((g.tick - self.tick) * self._ln_glob))
             center = self._center.get(p, s.prior_score)
             kappa = self._kappa.get(p, s.context_weight)
-            st, fc, n, dev = own.get(p) or (None, 0.0, 0.0, 0.0)
+            st, fc, n, dev = own.get(p, none)
             if ctx is not None:  # what the others show about this context's difficulty
                 center = min(max(center + (od - dev) / (on - n + DIFFICULTY_WEIGHT), 0.01), 0.99)
             g_ok = (g.ok_s * fg + s.prior_success * 5.0) / (g.ok_n * fg + 5.0)

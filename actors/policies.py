@@ -32,6 +32,8 @@ def quality(c: Candidate, need: Need) -> float:
 def expected_cost(c: Candidate, need: Need) -> float:
     """USD for this request's prompt plus the provider's expected output (learned, capped
     by max_tokens)."""
+    if c.cost is not None:
+        return c.cost
     out = need.expected_output_tokens if c.output_tokens is None else c.output_tokens
     if need.max_tokens is not None:
         out = min(out, need.max_tokens)

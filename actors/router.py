@@ -212,12 +212,14 @@ class Router:
         beliefs = [(snap, known[name]) for name, snap in self.snapshots.items()]
         learns = policy in LEARNING_POLICIES
         explore = (learns and req.explore and learner.has_feedback
-                   and self.spec.exploration.enabled and not (req.provider or req.fallbacks))
+                   and self.exploration.can_explore() and not (req.provider or req.fallbacks))
         if explore:
             gauss = self.rng.gauss
             cands = [Candidate.from_snapshot(snap, b, _draw(b, gauss)) for snap, b in beliefs]
         else:
             cands = [Candidate.from_snapshot(snap, b) for snap, b in beliefs]
+        for c in cands:  # once per decision, whichever ranking reads it
+            c.cost = expected_cost(c, need)
         if policy == "cost-aware":
             value = req.outcome_value_usd if req.outcome_value_usd is not None else (
                 None if req.quality_target is not None else self.spec.outcome_value_usd)
@@ -231,11 +233,12 @@ class Router:
             sampled = get_policy(policy)([c for c in cands if c.name not in excluded], need,
                                          self.settings)
             first, greedy = sampled[0][0], ranked[0][0]
-            by_name = {c.name: c for c in cands}
-            premium = (expected_cost(by_name[first], need)
-                       - expected_cost(by_name[greedy], need))
-            if self.exploration.decide(first != greedy, premium, self.clock()):
+            by_name = {c.name: c.cost or 0.0 for c in cands}
+            if self.exploration.decide(first != greedy, by_name[first] - by_name[greedy],
+                                       self.clock()):
                 ranked, trace.explored = sampled, True
+        elif learns:
+            self.exploration.decide(False, 0.0, 0.0)  # a decision all the same
         return ranked, excluded
 
     async def route(self, req: RouteRequest) -> RouteResult:

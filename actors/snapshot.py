@@ -69,6 +69,7 @@ class Candidate:
     confidence: float | None  # the answers' own stated confidence (a tie-break only)
     p50_s: float | None
     p95_s: float | None
+    cost: float | None = None  # expected cost of this request here, if already known
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot, belief: Any = None, draw: float | None = None,
