@@ -75,6 +75,9 @@ class LearningSpec(BaseModel):
     target_margin: float = Field(
         0.02, ge=0, le=0.2, description="cost-aware: aim this much above the quality target, "
         "so the stream ends at or above it despite outcome noise.")
+    optimism: float = Field(
+        1.0, ge=0, description="cost-aware: standard errors of the best provider's estimate "
+                               "added to the target while it is uncertain (learns it early).")
     repay_requests: float = Field(
         1000.0, gt=0, description="cost-aware: a shortfall of realized quality is made up "
                                   "over about this many requests.")
@@ -432,8 +435,8 @@ class Learner:
             best = self.providers.index(self.best_single) if self.best_single else 0
             for price in self.prices.values():
                 price.reprice(self.best_single, self.expected_best, self.tick, self._ln_glob)
-                price.solve(quality, cost, best, self._stream_se[self.providers[best]],
-                            self.spec.target_margin)
+                price.solve(quality, cost, best, self.spec.optimism * self._stream_se[
+                    self.providers[best]], self.spec.target_margin)
 
     def _plan(self) -> tuple[np.ndarray, np.ndarray]:
         """Expected quality and cost of each recent request at each provider."""
