@@ -140,6 +140,10 @@ def generate(shape: Shape | str = "default", seed: int = 0) -> Generated:
     n = len(cat)
     medians = np.exp(rng.normal(np.log(shape.tokens_median), shape.tokens_between,
                                 shape.categories))
+    if shape.drift is not None:
+        # typical prompts there, so losing 20 points is worth a switch at the usual price
+        # of quality (with very long prompts the cheap one could stay the better buy)
+        medians[int(np.argmax(sizes))] = shape.tokens_median
     tokens = np.exp(rng.normal(np.log(medians[cat]), shape.tokens_within))
     tokens = np.clip(np.round(tokens), 20, 100_000).astype(int)
     out = np.clip(np.round(np.exp(rng.normal(np.log(shape.output_tokens), 0.4, n))), 1, 4000)
