@@ -186,6 +186,9 @@ class Learner:
         self._stream_se: dict[str, float] = dict.fromkeys(self.providers, 0.5)
         self.best_single: str | None = None
         self._next_refresh = 4
+        self.version = 0  # bumped by every record: what a cached reading depends on
+        self._global: dict[str, tuple[float, float, float, float]] = {}
+        self._global_version = -1
 
     # -- clocks ---------------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class Learner:
 
     def observe(self, rec: Any) -> None:
         """Learn from one record the router produced (other kinds are ignored)."""
+        self.version += 1
         if isinstance(rec, AttemptRecord):
             self._attempt(rec)
         elif isinstance(rec, RequestRecord):
@@ -290,6 +294,7 @@ class Learner:
         memo = self._memo.get(request_id)
         if memo is None:
             return False
+        self.version += 1
         self.ts = max(self.ts, ts)
         stats = self._stats(memo.provider, memo.key)
         if stats is None:
@@ -359,6 +364,7 @@ class Learner:
         the others there), how much contexts differ beyond that (the context weight), and
         which single provider would do best over the traffic seen."""
         s = self.spec
+        self.version += 1
         self._next_refresh = self.feedbacks + (4 if self.feedbacks < 64 else 32)
         tot_n = sum(self._glob[p].score_n for p in self.providers)
         tot_s = sum(self._glob[p].score_s for p in self.providers)
@@ -478,18 +484,17 @@ class Learner:
                 od += dev
         out = {}
         none = (None, 0.0, 0.0, 0.0)
-        timed = self._ln_s > 0.0
+        if self._global_version != self.version:
+            self._global_part()
+        part = self._global
         for p in self.providers if providers is None else providers:
-            g = self._glob.get(p) or _Stat()
-            fg = (self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob) if timed
-                  else math.exp((g.tick - self.tick) * self._ln_glob))
-            center = self._center.get(p, s.prior_score)
-            kappa = self._kappa.get(p, s.context_weight)
+            center, kappa, g_ok, g_out = part.get(p) or (s.prior_score, s.context_weight,
+                                                         s.prior_success,
+                                                         self.expected_output_tokens)
             st, fc, n, dev = own.get(p, none)
             if ctx is not None:  # what the others show about this context's difficulty
-                center = min(max(center + (od - dev) / (on - n + DIFFICULTY_WEIGHT), 0.01), 0.99)
-            g_ok = (g.ok_s * fg + s.prior_success * 5.0) / (g.ok_n * fg + 5.0)
-            g_out = (g.out_s * fg + self.expected_output_tokens) / (g.out_n * fg + 1.0)
+                center += (od - dev) / (on - n + DIFFICULTY_WEIGHT)
+                center = 0.01 if center < 0.01 else 0.99 if center > 0.99 else center
             if st is None:
                 out[p] = Belief(center, kappa, g_ok, g_out, 0.0)
                 continue
@@ -498,6 +503,19 @@ class Learner:
             tokens = (st.out_s * fc + g_out * 3.0) / (st.out_n * fc + 3.0)
             out[p] = Belief(score, n + kappa, success, tokens, n)
         return out
+
+    def _global_part(self) -> None:
+        """Each provider's context-independent part of a belief, until the next record."""
+        s = self.spec
+        part = {}
+        for p in self.providers:
+            g = self._glob[p]
+            fg = self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)
+            part[p] = (self._center.get(p, s.prior_score), self._kappa.get(p, s.context_weight),
+                       (g.ok_s * fg + s.prior_success * 5.0) / (g.ok_n * fg + 5.0),
+                       (g.out_s * fg + self.expected_output_tokens) / (g.out_n * fg + 1.0))
+        self._global = part
+        self._global_version = self.version
 
     @property
     def has_feedback(self) -> bool:

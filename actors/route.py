@@ -12,7 +12,21 @@ from actors.errors import ErrorClass, ProviderError
 from actors.messages import OutputKind
 
 
-class RouteRequest(BaseModel):
+class ChoiceOptions(BaseModel):
+    """How the router may choose for this request: the same fields in the Python API, the
+    native HTTP bodies and the OpenAI-compatible body (README: Policies)."""
+
+    quality_target: float | None = Field(
+        None, gt=0, le=1, description="cost-aware: share of the best single provider's outcome "
+                                      "score to hold over the stream (router default 0.95).")
+    outcome_value_usd: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="cost-aware: USD a right answer is worth (instead of a quality target).")
+    explore: bool = Field(True, strict=True,
+                          description="False: the greedy choice, never an exploratory one.")
+
+
+class RouteRequest(ChoiceOptions):
     """What a caller (HTTP, notebook, backtest) asks the router for."""
 
     model_config = ConfigDict(extra="forbid")
@@ -29,14 +43,6 @@ class RouteRequest(BaseModel):
     request_id: str | None = Field(None, max_length=128, description="Idempotency / audit id.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
-    quality_target: float | None = Field(
-        None, gt=0, le=1, description="cost-aware: share of the best single provider's outcome "
-                                      "score to hold over the stream (router default 0.95).")
-    outcome_value_usd: float | None = Field(
-        None, ge=0, allow_inf_nan=False,
-        description="cost-aware: USD a right answer is worth (instead of a quality target).")
-    explore: bool = Field(True, description="False: the greedy choice, never an exploratory one.")
-
     @field_validator("context", mode="before")
     @classmethod
     def _stringify(cls, v: Any) -> Any:

@@ -22,7 +22,6 @@ class Snapshot(BaseModel):
     open_until: float | None = Field(None, description="Unix time the breaker may half-open.")
     success_rate: float = 1.0
     mean_confidence: float | None = None
-    mean_score: float | None = None
     p50_s: float | None = None
     p95_s: float | None = None
     samples: int = 0
@@ -37,6 +36,9 @@ class Snapshot(BaseModel):
     tpm: int = 0
     simulated: bool = False
     ts: float = 0.0
+
+
+NEUTRAL_SCORE = 0.7  # outcome score of a candidate built without learned estimates
 
 
 @dataclass(slots=True)
@@ -74,9 +76,10 @@ class Candidate:
     @classmethod
     def from_snapshot(cls, snap: Snapshot, belief: Any = None, draw: float | None = None,
                       ) -> Candidate:
-        """`belief`: an actors.learning.Belief; without one, the snapshot's own figures."""
+        """`belief`: an actors.learning.Belief; without one, the snapshot's own figures
+        and a neutral outcome score."""
         if belief is None:
-            q = snap.mean_score if snap.mean_score is not None else 0.7
+            q = NEUTRAL_SCORE
             return cls(snap.name, snap, snap.success_rate, q, q if draw is None else draw, 0.0,
                        None, snap.mean_confidence, snap.p50_s, snap.p95_s)
         return cls(snap.name, snap, belief.success, belief.score,

@@ -16,7 +16,7 @@ from actors.analysis import analysis_request, context_from_bars
 from actors.config import Config
 from actors.contexts import check_context
 from actors.policies import POLICIES
-from actors.route import RouteRequest, RouteResult
+from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from prompts import MarketContext, Position, Timeframe
 from serve.errors import ApiError, bad_request
 
@@ -36,7 +36,7 @@ class Bar(BaseModel):
     volume: float = Field(ge=0)
 
 
-class _Routed(BaseModel):
+class _Routed(ChoiceOptions):
     """Routing options every native request may give."""
 
     model_config = ConfigDict(extra="forbid")
@@ -49,12 +49,6 @@ class _Routed(BaseModel):
     request_id: str | None = Field(None, min_length=1, max_length=128)
     priority: Literal["live", "batch"] = "live"
     tags: dict[str, str] = Field(default_factory=dict, description="Extra record context.")
-    quality_target: float | None = Field(
-        None, gt=0, le=1, description="cost-aware: share of the best single provider's "
-                                      "outcome score to hold over the stream.")
-    outcome_value_usd: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="cost-aware: USD a right answer is worth.")
-    explore: bool = Field(True, description="false: never an exploratory choice.")
 
 
     @field_validator("tags")

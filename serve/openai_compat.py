@@ -23,7 +23,7 @@ from actors.config import Config
 from actors.contexts import check_context
 from actors.messages import OutputKind
 from actors.policies import POLICIES
-from actors.route import RouteRequest, RouteResult
+from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from serve.errors import ApiError, bad_request
 
 AUTO = "auto"
@@ -61,7 +61,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(ChoiceOptions):
     """The subset of OpenAI's request the router can honour; anything else is refused by name."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,12 +86,6 @@ class ChatRequest(BaseModel):
     request_id: str | None = Field(None, min_length=1, max_length=128)
     priority: Literal["live", "batch"] = "live"
     timeout: float | None = Field(None, gt=0, description="Seconds until the deadline.")
-    quality_target: float | None = Field(
-        None, gt=0, le=1, description="cost-aware: share of the best single provider's "
-                                      "outcome score to hold over the stream.")
-    outcome_value_usd: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="cost-aware: USD a right answer is worth.")
-    explore: bool = Field(True, description="false: never an exploratory choice.")
 
     @field_validator("context")
     @classmethod
