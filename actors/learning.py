@@ -24,131 +24,16 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from actors.contexts import DEFAULT_KEYS, ContextKey, context_key, label
 from actors.errors import PROVIDER_FAULT, ErrorClass
-from actors.pricing import QualityPrice
+from actors.estimates import Belief, Context, LearningSpec, Memo, Stat
+from actors.hierarchy import DIFFICULTY_WEIGHT, Cell, context_weights, fit_levels
+from actors.pricing import QualityPrice, plan
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
-
-#: Pseudo-samples behind "this context is as hard as the average one".
-DIFFICULTY_WEIGHT = 5.0
-#: Floor of the learned context weight: a handful of outcomes never outweighs the prior.
-MIN_CONTEXT_WEIGHT = 8.0
-
-
-class LearningSpec(BaseModel):
-    """`router.learning`: how estimates learn and forget (defaults suit most uses)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    half_life_requests: float = Field(
-        100.0, gt=0, description="A provider's evidence in a context halves over this many of "
-                                 "its own newer outcomes there (new evidence displaces old).")
-    stale_half_life_requests: float = Field(
-        2000.0, gt=0, description="... and over this many requests of the context, so a "
-                                  "provider left untried there is eventually tried again.")
-    global_half_life_requests: float = Field(
-        5000.0, gt=0, description="A provider's global evidence halves over this many requests.")
-    half_life_s: float | None = Field(
-        None, gt=0, description="Also halve all evidence every this many seconds (None: off).")
-    prior_score: float = Field(0.7, ge=0, le=1, description="Outcome score assumed before any "
-                               "feedback at all (any feedback soon outweighs it).")
-    prior_weight: float = Field(
-        2.0, gt=0, description="Pseudo-samples behind a provider's prior (new provider).")
-    context_weight: float = Field(
-        10.0, gt=0, description="Pseudo-samples behind a context's prior until enough contexts "
-                                "have evidence to learn it (empirical Bayes).")
-    prior_success: float = Field(0.95, ge=0, le=1, description="Success rate assumed at first.")
-    max_contexts: int = Field(2000, ge=1, description="Contexts tracked; least recently used "
-                              "are folded into the global figures.")
-    max_tracked_requests: int = Field(
-        100_000, ge=1, description="Recent request ids remembered so feedback finds its provider.")
-    max_targets: int = Field(32, ge=1, description="Distinct quality targets priced at once.")
-    rebuild_requests: int = Field(
-        50_000, ge=0, description="A restarted router relearns from this many of the latest "
-                                  "requests in the audit trail (and their feedback).")
-    target_margin: float = Field(
-        0.02, ge=0, le=0.2, description="cost-aware: aim this much above the quality target, "
-        "so the stream ends at or above it despite outcome noise.")
-    optimism: float = Field(
-        1.0, ge=0, description="cost-aware: standard errors of the best provider's estimate "
-                               "added to the target while it is uncertain (learns it early).")
-    repay_requests: float = Field(
-        1000.0, gt=0, description="cost-aware: a shortfall of realized quality is made up "
-                                  "over about this many requests.")
-    plan_requests: int = Field(
-        1000, ge=10, description="cost-aware: recent requests the price of quality is "
-                                 "solved over (their context and prompt length).")
-
-
-@dataclass(slots=True)
-class _Stat:
-    """Decayed sums for one provider in one scope; every field decays together."""
-
-    tick: float = 0.0
-    ts: float = 0.0
-    score_n: float = 0.0
-    score_s: float = 0.0
-    ok_n: float = 0.0
-    ok_s: float = 0.0
-    lat_n: float = 0.0
-    lat_s: float = 0.0
-    out_n: float = 0.0
-    out_s: float = 0.0
-    scores: int = 0  # outcomes counted here (each one ages the earlier ones)
-
-    def scale(self, f: float) -> None:
-        self.score_n *= f
-        self.score_s *= f
-        self.scale_attempts(f)
-
-    def scale_attempts(self, f: float) -> None:
-        self.ok_n *= f
-        self.ok_s *= f
-        self.lat_n *= f
-        self.lat_s *= f
-        self.out_n *= f
-        self.out_s *= f
-
-
-class _Context:
-    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick")
-
-    def __init__(self, global_tick: float) -> None:
-        self.tick = 0.0  # requests seen in this context
-        self.ts = 0.0
-        self.stats: dict[str, _Stat] = {}
-        self.traffic = 0.0  # decayed request count, on the global clock
-        self.traffic_tick = global_tick
-
-
-@dataclass(slots=True)
-class _Memo:
-    """What feedback for one request needs: who answered, where, and under which target."""
-
-    provider: str
-    key: ContextKey
-    target: float | None
-    score: float | None = None
-    ctx_tick: float = 0.0  # clocks when the score was counted (to replace it exactly)
-    tick: float = 0.0
-    ts: float = 0.0
-    nth: int = 0  # which outcome of its (provider, context) it was
-
-
-class Belief(NamedTuple):
-    """One provider in one context, as a decision sees it (a tuple: built per decision)."""
-
-    score: float  # posterior mean outcome score
-    weight: float  # evidence behind it, prior included (Beta α + β)
-    success: float  # posterior mean success rate
-    output_tokens: float  # expected output tokens
-    evidence: float  # decayed feedback count in this context (no prior)
 
 
 class Learner:
@@ -170,9 +55,9 @@ class Learner:
         self.tick = 0.0  # requests seen
         self.ts = 0.0  # latest record time seen
         self.feedbacks = 0
-        self._glob = {p: _Stat() for p in self.providers}
-        self._ctx: OrderedDict[ContextKey, _Context] = OrderedDict()
-        self._memo: OrderedDict[str, _Memo] = OrderedDict()
+        self._glob = {p: Stat() for p in self.providers}
+        self._ctx: OrderedDict[ContextKey, Context] = OrderedDict()
+        self._memo: OrderedDict[str, Memo] = OrderedDict()
         self.prices: OrderedDict[float, QualityPrice] = OrderedDict()
         self._ln_ctx = math.log(2.0) / self.spec.stale_half_life_requests
         self._keep = 0.5 ** (1.0 / self.spec.half_life_requests)  # per own newer outcome
@@ -192,7 +77,7 @@ class Learner:
 
     # -- clocks ---------------------------------------------------------------------------
 
-    def _decay(self, st: _Stat, tick: float, ts: float, ln_req: float) -> None:
+    def _decay(self, st: Stat, tick: float, ts: float, ln_req: float) -> None:
         dt = tick - st.tick
         ds = ts - st.ts if self._ln_s and ts > st.ts else 0.0
         if dt > 0 or ds > 0:
@@ -207,17 +92,17 @@ class Learner:
     def key(self, context: dict[str, str] | None) -> ContextKey:
         return context_key(context, self.keys)
 
-    def _context(self, key: ContextKey) -> _Context:
+    def _context(self, key: ContextKey) -> Context:
         ctx = self._ctx.get(key)
         if ctx is None:
-            ctx = self._ctx[key] = _Context(self.tick)
+            ctx = self._ctx[key] = Context(self.tick)
             while len(self._ctx) > self.spec.max_contexts:
                 self._ctx.popitem(last=False)  # folded: its evidence stays in the globals
         else:
             self._ctx.move_to_end(key)
         return ctx
 
-    def _stats(self, provider: str, key: ContextKey) -> tuple[_Stat, _Stat] | None:
+    def _stats(self, provider: str, key: ContextKey) -> tuple[Stat, Stat] | None:
         """(global, context) stats of a provider, decayed to now; None for unknown ones."""
         g = self._glob.get(provider)
         if g is None:
@@ -226,7 +111,7 @@ class Learner:
         ctx = self._context(key)
         st = ctx.stats.get(provider)
         if st is None:
-            st = ctx.stats[provider] = _Stat(tick=ctx.tick, ts=self.ts)
+            st = ctx.stats[provider] = Stat(tick=ctx.tick, ts=self.ts)
         self._decay(st, ctx.tick, self.ts, self._ln_ctx)
         return g, st
 
@@ -281,7 +166,7 @@ class Learner:
             return
         if r.input_tokens > 0:
             self._recent.append((key, r.input_tokens))
-        self._memo[r.request_id] = _Memo(r.provider, key, r.quality_target)
+        self._memo[r.request_id] = Memo(r.provider, key, r.quality_target)
         while len(self._memo) > self.spec.max_tracked_requests:
             self._memo.popitem(last=False)
 
@@ -369,7 +254,7 @@ class Learner:
         tot_n = sum(self._glob[p].score_n for p in self.providers)
         tot_s = sum(self._glob[p].score_s for p in self.providers)
         pooled = (tot_s + s.prior_score * s.prior_weight) / (tot_n + s.prior_weight)
-        cells: list[tuple[ContextKey, dict[str, tuple[float, float]]]] = []
+        cells: list[tuple[ContextKey, Cell]] = []
         for key, ctx in self._ctx.items():
             cell = {}
             for p, st in ctx.stats.items():
@@ -378,41 +263,11 @@ class Learner:
                     cell[p] = (n, st.score_s / st.score_n)
             if cell:
                 cells.append((key, cell))
-        level = {}
-        for p in self.providers:
-            g = self._glob[p]
-            level[p] = (g.score_s + pooled * s.prior_weight) / (g.score_n + s.prior_weight)
-        for _ in range(4):  # alternate: difficulties given levels, levels given difficulties
-            diff = [sum(n * (m - level[p]) for p, (n, m) in cell.items())
-                    / (sum(n for n, _ in cell.values()) + DIFFICULTY_WEIGHT) for _, cell in cells]
-            for p in self.providers:
-                num = pooled * s.prior_weight
-                den = s.prior_weight
-                for d, (_, cell) in zip(diff, cells, strict=True):
-                    if p in cell:
-                        n, m = cell[p]
-                        num += n * (m - d)
-                        den += n
-                level[p] = num / den
-        self._center = level
-        for p in self.providers:  # residual dispersion → how far a context may stray
-            res: list[float] = []
-            noise = 0.0
-            for _, cell in cells:
-                if p not in cell or cell[p][0] < 3.0:
-                    continue
-                n, m = cell[p]
-                on = sum(q[0] for o, q in cell.items() if o != p)
-                od = sum(q[0] * (q[1] - level[o]) for o, q in cell.items() if o != p)
-                res.append(m - level[p] - od / (on + DIFFICULTY_WEIGHT))
-                noise += 1.0 / n
-            if len(res) >= 3:
-                pq = max(level[p] * (1.0 - level[p]), 1e-4)
-                var = sum(x * x for x in res) / len(res)
-                tau2 = max(var - pq * noise / len(res), 1e-4)
-                self._kappa[p] = min(max(pq / tau2 - 1.0, MIN_CONTEXT_WEIGHT), 200.0)
-            else:
-                self._kappa[p] = s.context_weight
+        start = {p: (self._glob[p].score_s + pooled * s.prior_weight)
+                 / (self._glob[p].score_n + s.prior_weight) for p in self.providers}
+        cells = [cell for _, cell in cells]
+        self._center = fit_levels(cells, self.providers, start, pooled, s.prior_weight)
+        self._kappa = context_weights(cells, self.providers, self._center, s.context_weight)
         weights = 0.0
         acc = dict.fromkeys(self.providers, 0.0)
         var = dict.fromkeys(self.providers, 0.0)
@@ -446,17 +301,12 @@ class Learner:
 
     def _plan(self) -> tuple[np.ndarray, np.ndarray]:
         """Expected quality and cost of each recent request at each provider."""
-        per_key: dict[ContextKey, tuple[list[float], list[float]]] = {}
+        per_key = {}
         for key, _ in self._recent:
             if key not in per_key:
-                bs = list(self.beliefs(key).values())
-                per_key[key] = ([b.success * b.score for b in bs], [b.output_tokens for b in bs])
-        pin = np.array([self.token_prices.get(p, (0.0, 0.0))[0] for p in self.providers])
-        pout = np.array([self.token_prices.get(p, (0.0, 0.0))[1] for p in self.providers])
-        quality = np.array([per_key[k][0] for k, _ in self._recent]).reshape(-1, len(pin))
-        out = np.array([per_key[k][1] for k, _ in self._recent]).reshape(-1, len(pin))
-        tokens = np.array([t for _, t in self._recent], dtype=float)[:, None]
-        return quality, (tokens * pin + out * pout) / 1e6
+                per_key[key] = list(self.beliefs(key).values())
+        return plan(self._recent, per_key, [self.token_prices.get(p, (0.0, 0.0))
+                                            for p in self.providers])
 
     # -- reading --------------------------------------------------------------------------
 
@@ -469,7 +319,7 @@ class Learner:
         """Posteriors of the providers in one context, in one pass (the decision path)."""
         s = self.spec
         ctx = self._ctx.get(key)
-        own: dict[str, tuple[_Stat, float, float, float]] = {}  # stat, factor, n, deviation
+        own: dict[str, tuple[Stat, float, float, float]] = {}  # stat, factor, n, deviation
         on = od = 0.0  # every provider's evidence about this context's difficulty
         if ctx is not None:
             timed = self._ln_s > 0.0

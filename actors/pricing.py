@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,22 @@ class QualityPrice:
             else:
                 lo = mid
         self.value = hi
+
+
+def plan(recent: Iterable[tuple[Any, int]], beliefs: dict[Any, list[Any]],
+         token_prices: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Expected quality (success × score) and cost of each recent request (context key,
+    prompt tokens) at each provider, from the providers' beliefs per context and their
+    prices (USD per 1M input, output tokens): what `QualityPrice.solve` solves over."""
+    recent = list(recent)
+    width = len(token_prices)
+    pin = np.array([p[0] for p in token_prices])
+    pout = np.array([p[1] for p in token_prices])
+    quality = np.array([[b.success * b.score for b in beliefs[k]] for k, _ in recent]
+                       ).reshape(-1, width)
+    out = np.array([[b.output_tokens for b in beliefs[k]] for k, _ in recent]).reshape(-1, width)
+    tokens = np.array([t for _, t in recent], dtype=float)[:, None]
+    return quality, (tokens * pin + out * pout) / 1e6
 
 
 def initial_value(costs: list[float], gain: float = 0.1) -> float:

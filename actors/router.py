@@ -22,8 +22,9 @@ from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
 from actors.cost import cost_usd, worst_case_cost
 from actors.errors import FALLBACK, ErrorClass, ProviderError
+from actors.estimates import Belief, LearningSpec
 from actors.explore import ExplorationBudget, ExplorationSpec
-from actors.learning import Belief, Learner, LearningSpec
+from actors.learning import Learner
 from actors.messages import ProviderCall, ProviderReply
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
 from actors.pricing import initial_value

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from actors.contexts import context_key
-from actors.learning import Learner, LearningSpec
+from actors.estimates import LearningSpec
+from actors.learning import Learner
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
 
 KEYS = ("task",)
