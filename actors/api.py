@@ -121,14 +121,22 @@ class RouterClient:
         temperature: float | None = None,
         output: OutputKind = "text",
         request_id: str | None = None,
+        quality_target: float | None = None,
+        outcome_value_usd: float | None = None,
+        explore: bool | None = None,
     ) -> RouteResult:
         """Route one request; returns text, usage, cost and the routing trace.
 
+        cost-aware takes `quality_target` (share of the best single provider's outcome
+        score to hold over the stream) or `outcome_value_usd` (what a right answer is
+        worth); `explore=False` makes the choice greedy (never exploratory).
         Raises `RoutingError` (with `.error_class` and `.trace`) when no provider answered.
         """
         req = self._request(messages, policy=policy, provider=provider, fallbacks=fallbacks,
                             context=context, max_tokens=max_tokens, timeout=timeout,
-                            temperature=temperature, output=output, request_id=request_id)
+                            temperature=temperature, output=output, request_id=request_id,
+                            quality_target=quality_target,
+                            outcome_value_usd=outcome_value_usd, explore=explore)
         return _get(self._h.router.route.remote(req))
 
     async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:
@@ -258,9 +266,26 @@ class RouterClient:
         return set(_get(self._h.router.active.remote(list(request_ids))))
 
     def feedback(self, request_id: str, score: float) -> None:
-        """Attach a realized outcome (0..1, e.g. 1.0 = the trade call was right)."""
-        self._flush()
-        _get(self._h.tracker.feedback.remote(request_id, float(score)))
+        """Attach a realized outcome (0..1, e.g. 1.0 = the trade call was right). The router
+        learns from it at once; it reaches the audit trail with the request's records."""
+        _get(self._h.router.feedback.remote(request_id, float(score)))
+
+    async def afeedback(self, request_id: str, score: float) -> None:
+        """The async twin of `feedback`."""
+        try:
+            await self._h.router.feedback.remote(request_id, float(score))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    def estimates(self) -> pd.DataFrame:
+        """What the router has learned per provider and context: outcome score (posterior
+        mean), evidence behind it, success rate, expected output tokens."""
+        rows = ray.get(self._h.router.estimates.remote())
+        return pd.DataFrame(rows).set_index(["provider", "context"]) if rows else pd.DataFrame()
+
+    def quality_prices(self) -> pd.DataFrame:
+        """cost-aware's learned price of quality (USD per unit outcome score) per target."""
+        return pd.DataFrame(ray.get(self._h.router.quality_prices.remote()))
 
     def reset(self, provider: str) -> dict[str, Any]:
         """Close a provider's breaker by hand (e.g. after fixing its API key)."""

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS requests (
     ts REAL NOT NULL, policy TEXT NOT NULL, context TEXT NOT NULL,
     provider TEXT, model TEXT, ok INTEGER NOT NULL, error_class TEXT, error TEXT,
     attempts INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, confidence REAL
+    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, confidence REAL,
+    quality_target REAL, explored INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT PRIMARY KEY, ts REAL NOT NULL, score REAL NOT NULL
@@ -60,6 +61,8 @@ CREATE TABLE IF NOT EXISTS warnings (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+#: requests columns newer than the first release: name → declaration.
+_ADDED_COLUMNS = {"quality_target": "REAL", "explored": "INTEGER NOT NULL DEFAULT 0"}
 _ATTEMPT_COLS = [n for n in AttemptRecord.model_fields if n != "kind"]
 _REQUEST_COLS = [n for n in RequestRecord.model_fields if n != "kind"]
 _COST_COLS = ["ts", "request_id", "provider", "model", "input_tokens", "output_tokens",
@@ -113,10 +116,18 @@ class AuditStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
+        self._add_columns("requests", _ADDED_COLUMNS)
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Columns added to a table after its first release, added to an older file too."""
+        have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     # -- writes -------------------------------------------------------------------------
 
@@ -296,6 +307,38 @@ class AuditStore:
                     yield build.model_construct(**d)
 
 
+    def history(self, until: float, max_requests: int) -> list[Record]:
+        """The latest `max_requests` requests before `until`, each after its attempts, and
+        the feedback given before `until`, in the order the router first saw them (what a
+        restarted router relearns from)."""
+        if max_requests <= 0:
+            return []
+        with self._lock:
+            c = self._conn
+            row = c.execute("SELECT ts FROM requests WHERE ts < ? ORDER BY ts DESC "
+                            "LIMIT 1 OFFSET ?", (until, max_requests - 1)).fetchone()
+            since = row[0] if row else float("-inf")
+            acols = ", ".join(f"a.{n}" for n in _ATTEMPT_COLS)
+            attempts = c.execute(
+                f"SELECT r.ts AS _key, a.id AS _n, {acols} FROM attempts a JOIN requests r "
+                "ON r.request_id = a.request_id WHERE r.ts >= ? AND r.ts < ?",
+                (since, until)).fetchall()
+            requests = c.execute("SELECT ts AS _key, rowid AS _n, * FROM requests "
+                                 "WHERE ts >= ? AND ts < ?", (since, until)).fetchall()
+            feedback = c.execute("SELECT ts AS _key, rowid AS _n, * FROM feedback "
+                                 "WHERE ts >= ? AND ts < ?", (since, until)).fetchall()
+        keyed = []
+        for order, rows, build in ((0, attempts, AttemptRecord), (1, requests, RequestRecord),
+                                   (2, feedback, FeedbackRecord)):
+            for r in rows:
+                d = _row(r)
+                key = (d.pop("_key"), order, d.pop("_n"))
+                d.pop("id", None)
+                keyed.append((key, build.model_construct(**d)))
+        keyed.sort(key=lambda kr: kr[0])
+        return [r for _, r in keyed]
+
+
 def _ctx(context: dict[str, str]) -> str:
     return json.dumps(context, sort_keys=True, separators=(",", ":"))
 
@@ -304,6 +347,7 @@ def _row(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
     if "context" in d:
         d["context"] = json.loads(d["context"])
-    if "ok" in d:
-        d["ok"] = bool(d["ok"])
+    for flag in ("ok", "explored"):
+        if flag in d:
+            d[flag] = bool(d[flag])
     return d

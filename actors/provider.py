@@ -219,7 +219,7 @@ class Provider:
             name=spec.name, model=spec.model, api=spec.api, state=state.value,
             open_until=_finite(self.breaker.open_until) if state is BreakerState.OPEN else None,
             success_rate=1.0 if st.success_rate is None else st.success_rate,
-            mean_confidence=st.mean_confidence, mean_score=st.mean_score,
+            mean_confidence=st.mean_confidence,
             p50_s=st.p50_latency_s, p95_s=st.p95_latency_s, samples=st.count,
             input_cost_per_mtok=spec.input_cost_per_mtok, output_cost_per_mtok=spec.output_cost_per_mtok,
             max_input_tokens=spec.max_input_tokens, max_output_tokens=spec.max_output_tokens,

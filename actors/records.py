@@ -54,6 +54,9 @@ class RequestRecord(BaseModel):
     cost_usd: float = Field(default=0.0, ge=0)
     latency_s: float = Field(default=0.0, ge=0)
     confidence: float | None = Field(default=None, ge=0, le=1)
+    quality_target: float | None = Field(
+        default=None, description="cost-aware: the quality target the choice was priced by.")
+    explored: bool = Field(default=False, description="The choice was exploratory.")
 
 
 class FeedbackRecord(BaseModel):

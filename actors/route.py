@@ -7,11 +7,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.clients.base import Message
+from actors.contexts import check_context
 from actors.errors import ErrorClass, ProviderError
 from actors.messages import OutputKind
 
 
-class RouteRequest(BaseModel):
+class ChoiceOptions(BaseModel):
+    """How the router may choose for this request: the same fields in the Python API, the
+    native HTTP bodies and the OpenAI-compatible body (README: Policies)."""
+
+    quality_target: float | None = Field(
+        None, gt=0, le=1, description="cost-aware: share of the best single provider's outcome "
+                                      "score to hold over the stream (router default 0.95).")
+    outcome_value_usd: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="cost-aware: USD a right answer is worth (instead of a quality target).")
+    explore: bool = Field(True, strict=True,
+                          description="False: the greedy choice, never an exploratory one.")
+
+
+class RouteRequest(ChoiceOptions):
     """What a caller (HTTP, notebook, backtest) asks the router for."""
 
     model_config = ConfigDict(extra="forbid")
@@ -28,12 +43,11 @@ class RouteRequest(BaseModel):
     request_id: str | None = Field(None, max_length=128, description="Idempotency / audit id.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
-
     @field_validator("context", mode="before")
     @classmethod
     def _stringify(cls, v: Any) -> Any:
         if isinstance(v, dict):
-            return {str(k): str(val) for k, val in v.items()}
+            return check_context(v)
         return v
 
 
@@ -53,7 +67,9 @@ class RoutingTrace(BaseModel):
     request_id: str
     policy: str
     context: dict[str, str] = Field(default_factory=dict)
-    stats_source: str = Field("global", description="Whether context-specific figures were used.")
+    explored: bool = Field(False, description="The choice was exploratory (Thompson sampling).")
+    quality_target: float | None = Field(None, description="cost-aware: the target it held.")
+    value_usd: float | None = Field(None, description="cost-aware: USD per unit outcome score.")
     candidates: list[dict[str, Any]] = Field(default_factory=list, description="[{provider, score}]")
     excluded: dict[str, str] = Field(default_factory=dict, description="provider → reason")
     chosen: str | None = None

@@ -7,31 +7,47 @@ so it is tested without Ray. `RouterActor` (actors/router_actor.py) wires it to 
 from __future__ import annotations
 
 import logging
+import math
+import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.budget import BudgetLedger, BudgetSpec, Reservation
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
-from actors.cost import worst_case_cost
+from actors.contexts import configured_keys
+from actors.cost import cost_usd, worst_case_cost
 from actors.errors import FALLBACK, ErrorClass, ProviderError
+from actors.estimates import Belief, LearningSpec
+from actors.explore import ExplorationBudget, ExplorationSpec
+from actors.learning import Learner
 from actors.messages import ProviderCall, ProviderReply
-from actors.policies import POLICIES, PolicySettings, rank
-from actors.records import AttemptRecord, RequestRecord
+from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
+from actors.pricing import initial_value
+from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt
 from actors.snapshot import Candidate, Need, Snapshot
 from actors.tokens import estimate_messages
 
 log = logging.getLogger(__name__)
+#: Policies that learn from outcomes, and so may explore.
+LEARNING_POLICIES = frozenset({"accuracy-first", "cost-aware"})
+#: Records kept for a rebuild from the audit trail that has not come yet.
+MAX_LIVE = 100_000
 
 CallProvider = Callable[[str, ProviderCall], Awaitable[ProviderReply]]
 Sink = Callable[[list[Any]], None]
-FetchStats = Callable[[dict[str, str]], Awaitable[dict[str, dict[str, Any]]]]
-CONTEXT_KEYS = ("task", "regime", "timeframe")
+#: Settings of the first release, replaced by the learned estimates (README: Policies).
+REMOVED = {"stats_ttl_s": "figures are learned in the router itself now",
+           "prior_success": "see router.learning.prior_success",
+           "prior_confidence": "confidence no longer enters the quality estimate",
+           "prior_weight": "see router.learning.prior_weight",
+           "cost_quality_margin": "cost-aware now trades quality for money with "
+                                  "quality_target or outcome_value_usd"}
 
 
 class RouterSpec(BaseModel):
@@ -41,27 +57,31 @@ class RouterSpec(BaseModel):
 
     default_policy: str = Field("accuracy-first", description="Policy when a request names none.")
     default_timeout_s: float = Field(120.0, gt=0, description="Deadline when a request gives none.")
-    stats_ttl_s: float = Field(2.0, gt=0, description="How long tracker figures are reused.")
     snapshot_refresh_s: float = Field(0.25, gt=0, description="Background snapshot refresh period.")
-    expected_output_tokens: int = Field(400, gt=0, description="Cost-aware's output estimate.")
-    prior_success: float = Field(0.95, ge=0, le=1)
-    prior_confidence: float = Field(0.7, ge=0, le=1)
-    prior_weight: float = Field(5.0, ge=0)
-    cost_quality_margin: float = Field(0.1, ge=0, le=1)
+    expected_output_tokens: int = Field(
+        400, gt=0, description="Output tokens assumed for a provider until it has answered.")
+    quality_target: float = Field(
+        0.95, gt=0, le=1, description="cost-aware: the share of the best single provider's "
+                                      "outcome score to hold over the stream, at least cost.")
+    outcome_value_usd: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="cost-aware: USD a right answer (score 1) "
+        "is worth; when set it is used instead of quality_target.")
+    learning: LearningSpec = Field(default_factory=LearningSpec)
+    exploration: ExplorationSpec = Field(default_factory=ExplorationSpec)
+    seed: int | None = Field(None, description="Seed of the exploration sampler (tests, replays).")
     store_text: bool = Field(True, description="Put prompt/response text on attempt records.")
     journal: bool = Field(True, description="Write-ahead journal of unacknowledged records.")
     journal_path: str | None = Field(
         None, description="Journal file; default: router-journal.jsonl next to the audit DB.")
 
-    def policy_settings(self) -> PolicySettings:
-        return PolicySettings(
-            prior_success=self.prior_success, prior_confidence=self.prior_confidence,
-            prior_weight=self.prior_weight, cost_quality_margin=self.cost_quality_margin,
-        )
-
-
-def context_key(context: dict[str, str]) -> str:
-    return "|".join(f"{k}={context[k]}" for k in CONTEXT_KEYS if k in context)
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, why in REMOVED.items():
+                if key in data:
+                    raise ValueError(f"router.{key} was removed: {why}")
+        return data
 
 
 def prompt_text(req: RouteRequest) -> str:
@@ -77,27 +97,28 @@ class Router:
         call_provider: CallProvider,
         sink: Sink,
         *,
-        fetch_stats: FetchStats | None = None,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.spec = RouterSpec.model_validate(config.router)
         if self.spec.default_policy not in POLICIES:
             raise ValueError(f"router.default_policy: unknown policy {self.spec.default_policy!r}")
-        self.settings = self.spec.policy_settings()
+        self.settings = PolicySettings()
         self.providers: dict[str, ProviderSpec] = {p.name: p for p in config.providers if p.enabled}
         self.snapshots: dict[str, Snapshot] = {
             name: _initial_snapshot(spec, config.simulated(spec)) for name, spec in self.providers.items()
         }
         self.ledger = BudgetLedger(BudgetSpec.model_validate(config.budgets))
         self._call = call_provider
-        self._sink = sink
-        self._fetch_stats = fetch_stats
+        self._emit = sink
+        self._sink = self._learn_and_emit
         self._on_warning = on_warning
-        self._stats: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
-        self._stats_pending: set[str] = set()
-        self._cands: dict[str, tuple[int, list[Candidate]]] = {}  # per context key
-        self._generation = 0  # bumped whenever snapshots or figures change
+        self.context_keys = configured_keys(config)
+        self.learner = self._new_learner()
+        self.exploration = ExplorationBudget(self.spec.exploration)
+        self.rng = random.Random(self.spec.seed)
+        self.clock: Callable[[], float] = time.time  # the exploration budget's clock
+        self._live: list[Any] | None = []  # records since start, until `relearn` (bounded)
         self._budgeted = self.ledger.spec.has_limits  # skip per-candidate checks when unlimited
         self.inflight = 0
         self.active: set[str] = set()  # request ids being routed right now
@@ -110,31 +131,52 @@ class Router:
             snap = Snapshot.model_validate(snap)
         if snap.name in self.providers:
             self.snapshots[snap.name] = snap
-            self._generation += 1
 
     def set_budgets(self, spec: BudgetSpec) -> None:
         """New limits at run time; spend already booked in the ledger counts against them."""
         self.ledger.spec = spec
         self._budgeted = spec.has_limits
 
-    def set_stats(self, key: str, stats: dict[str, dict[str, Any]], now: float | None = None) -> None:
-        self._stats[key] = (time.monotonic() if now is None else now, stats)
-        self._stats_pending.discard(key)
-        self._generation += 1
+    # -- learning ------------------------------------------------------------------------
 
-    def stats_for(self, context: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """Cached tracker figures for this context; schedules a refresh when stale."""
-        key = context_key(context)
-        hit = self._stats.get(key)
-        if (hit is None or time.monotonic() - hit[0] > self.spec.stats_ttl_s) and self._fetch_stats:
-            self._stats_pending.add(key)
-        return hit[1] if hit else {}
+    def _new_learner(self) -> Learner:
+        typical = [cost_usd(p, 1000, self.spec.expected_output_tokens)
+                   for p in self.providers.values()]
+        return Learner(self.providers, self.spec.learning, keys=self.context_keys,
+                       expected_output_tokens=self.spec.expected_output_tokens,
+                       initial_value=initial_value(typical),
+                       prices={n: (p.input_cost_per_mtok, p.output_cost_per_mtok)
+                               for n, p in self.providers.items()})
 
-    def stale_stats(self) -> list[str]:
-        """Context keys whose figures should be fetched (the actor does it off the hot path)."""
-        keys = list(self._stats_pending)
-        self._stats_pending.clear()
-        return keys
+    def _learn_and_emit(self, records: list[Any]) -> None:
+        """Every record the router produces teaches its learner before it leaves."""
+        for r in records:
+            self.learner.observe(r)
+        if self._live is not None:
+            self._live.extend(records)
+            if len(self._live) > MAX_LIVE:
+                self._live = None  # no rebuild came: the live learner is all there is
+        self._emit(records)
+
+    def feedback(self, request_id: str, score: float) -> FeedbackRecord | None:
+        """A realized outcome (0..1) of a request this router answered: learned at once and
+        recorded. None when the request is not remembered (the tracker then checks it)."""
+        if not 0.0 <= score <= 1.0:  # also refuses NaN
+            raise ValueError(f"feedback score must be within 0..1, got {score}")
+        if not self.learner.knows(request_id):
+            return None
+        rec = FeedbackRecord(request_id=request_id, ts=time.time(), score=score)
+        self._sink([rec])
+        return rec
+
+    def relearn(self, history: Iterable[Any]) -> None:
+        """Rebuild the estimates from the audit trail (records written before this router
+        started, in time order), then the records seen since it started."""
+        fresh = self._new_learner()
+        fresh.observe_all(history)
+        fresh.observe_all(self._live or [])
+        self._live = None
+        self.learner = fresh
 
     # -- the request path ----------------------------------------------------------------
 
@@ -144,19 +186,15 @@ class Router:
             if name is not None and name not in self.providers:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown provider {name!r}; "
                                     f"configured: {', '.join(self.providers)}")
-        cands = self._candidates(req.context)
-        if any(c.source == "context" for c in cands):
-            trace.stats_source = "context"
         blocked: dict[str, str] = {}
         if self._budgeted:
-            for c in cands:
-                spec = self.providers[c.name]
+            for name, spec in self.providers.items():
                 cost = worst_case_cost(spec, need.prompt_tokens,
                                        need.max_tokens or spec.max_output_tokens)
-                reason = self.ledger.blocked_reason(c.name, cost, now)
+                reason = self.ledger.blocked_reason(name, cost, now)
                 if reason:
-                    blocked[c.name] = reason
-        ranked, excluded = rank(policy, cands, need, self.settings, now, blocked)
+                    blocked[name] = reason
+        ranked, excluded = self._decide(req, policy, need, trace, blocked)
         trace.candidates = [{"provider": n, "score": round(float(s), 9)} for n, s in ranked]
         trace.excluded = excluded
         if req.provider or req.fallbacks:
@@ -165,16 +203,44 @@ class Router:
             return [n for n in dict.fromkeys(wanted) if n in usable]
         return [n for n, _ in ranked]
 
-    def _candidates(self, context: dict[str, str]) -> list[Candidate]:
-        """Snapshots merged with this context's figures; rebuilt only when either changed."""
-        stats = self.stats_for(context)
-        key = context_key(context)
-        hit = self._cands.get(key)
-        if hit is not None and hit[0] == self._generation:
-            return hit[1]
-        cands = [Candidate.from_snapshot(s, stats.get(n)) for n, s in self.snapshots.items()]
-        self._cands[key] = (self._generation, cands)
-        return cands
+    def _decide(self, req: RouteRequest, policy: str, need: Need, trace: RoutingTrace,
+                blocked: dict[str, str]) -> tuple[list[tuple[str, float]], dict[str, str]]:
+        """The policy over this context's posteriors: greedy, or a Thompson-sampled ranking
+        when it disagrees and the exploration budget has room (the trace says which)."""
+        learner = self.learner
+        key = learner.key(req.context)
+        known = learner.beliefs(key)
+        beliefs = [(snap, known[name]) for name, snap in self.snapshots.items()]
+        learns = policy in LEARNING_POLICIES
+        explore = (learns and req.explore and learner.has_feedback
+                   and self.exploration.can_explore() and not (req.provider or req.fallbacks))
+        if explore:
+            gauss = self.rng.gauss
+            cands = [Candidate.from_snapshot(snap, b, _draw(b, gauss)) for snap, b in beliefs]
+        else:
+            cands = [Candidate.from_snapshot(snap, b) for snap, b in beliefs]
+        for c in cands:  # once per decision, whichever ranking reads it
+            c.cost = expected_cost(c, need)
+        if policy == "cost-aware":
+            value = req.outcome_value_usd if req.outcome_value_usd is not None else (
+                None if req.quality_target is not None else self.spec.outcome_value_usd)
+            if value is None:
+                trace.quality_target = req.quality_target or self.spec.quality_target
+                value = learner.price(trace.quality_target).value
+            need.value_usd = trace.value_usd = value
+        ranked, excluded = rank(policy, cands, need, self.settings, 0.0, blocked)
+        if explore and ranked:
+            need.sampled = True
+            sampled = get_policy(policy)([c for c in cands if c.name not in excluded], need,
+                                         self.settings)
+            first, greedy = sampled[0][0], ranked[0][0]
+            by_name = {c.name: c.cost or 0.0 for c in cands}
+            if self.exploration.decide(first != greedy, by_name[first] - by_name[greedy],
+                                       self.clock()):
+                ranked, trace.explored = sampled, True
+        elif learns:
+            self.exploration.decide(False, 0.0, 0.0)  # a decision all the same
+        return ranked, excluded
 
     async def route(self, req: RouteRequest) -> RouteResult:
         started = time.time()
@@ -317,7 +383,15 @@ class Router:
             error=(str(error)[:500] if error else None), attempts=len(trace.attempts),
             input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
             cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
+            quality_target=trace.quality_target, explored=trace.explored,
         )
+
+
+def _draw(b: Belief, gauss: Callable[[float, float], float]) -> float:
+    """A Thompson draw of the outcome score: normal with the Beta posterior's moments
+    (a Beta draw costs ~10× more, and the tails hardly matter for which provider wins)."""
+    sd = math.sqrt(b.score * (1.0 - b.score) / (b.weight + 1.0))
+    return min(1.0, max(0.0, gauss(b.score, sd)))
 
 
 def _initial_snapshot(spec: ProviderSpec, simulated: bool) -> Snapshot:

@@ -47,7 +47,8 @@ class RouterActor(ChannelServer):
         self._tracker = None
         self._metrics = Metrics()
         self.core = Router(self.config, self._call_provider, self._sink,
-                           fetch_stats=self._fetch_stats, on_warning=self._warning)
+                           on_warning=self._warning)
+        self._born = time.time()  # records before this come from the audit trail
         # (journal seq, records) entries waiting for / in flight to the tracker
         self._buffer: list[tuple[int, list[Any]]] = []
         self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
@@ -85,9 +86,6 @@ class RouterActor(ChannelServer):
             self._handles.pop(name, None)  # re-resolve: it may have been replaced
             pool.reset()
             raise
-
-    async def _fetch_stats(self, context: dict[str, str]) -> dict[str, dict[str, Any]]:
-        return await self._tracker_handle().provider_stats.remote(context)
 
     def _open_journal(self) -> Journal | None:
         spec = self.core.spec
@@ -141,6 +139,18 @@ class RouterActor(ChannelServer):
         if self._buffer:  # journaled records first, so the spend we seed from includes them
             await self._drain(timeout_s=10.0)
         await self._seed_budgets()
+        await self._relearn()
+
+    async def _relearn(self) -> None:
+        """A (re)started router rebuilds what it had learned from the audit trail."""
+        try:
+            history = await self._tracker_handle().history.remote(
+                self._born, self.core.spec.learning.rebuild_requests)
+            self.core.relearn(history)
+            if history:
+                log.info("rebuilt routing estimates from %d audit records", len(history))
+        except Exception as exc:  # tracker not there: learn from scratch, say so
+            log.warning("could not rebuild routing estimates from the tracker: %s", exc)
 
     async def _seed_budgets(self) -> None:
         """After a (re)start, count spend already recorded in the current hour and day."""
@@ -197,15 +207,11 @@ class RouterActor(ChannelServer):
                 self._journal.ack(seq for seq, _ in entries)
 
     async def _refresh_loop(self) -> None:
-        """Snapshots for idle providers and tracker figures for new contexts, off the hot path."""
+        """Snapshots for idle providers and budget metrics, off the hot path."""
         last_snap = 0.0
         while True:
             await asyncio.sleep(0.1)
             try:
-                for key in self.core.stale_stats():
-                    ctx = dict(part.split("=", 1) for part in key.split("|") if part)
-                    stats = await self._fetch_stats(ctx)
-                    self.core.set_stats(key, stats)
                 if time.monotonic() - last_snap >= max(1.0, self.core.spec.snapshot_refresh_s):
                     last_snap = time.monotonic()
                     await self.refresh_snapshots()
@@ -257,6 +263,27 @@ class RouterActor(ChannelServer):
             json.dump(budgets, fh)
         os.replace(tmp, self._override_path())
         return self.core.ledger.status(time.time())
+
+    async def feedback(self, request_id: str, score: float) -> None:
+        """A realized outcome: learned at once when this router answered the request (and
+        recorded through the journal, after the request's own records); otherwise the
+        tracker checks the id against the audit trail and stores it."""
+        await self._ensure_started()
+        if self.core.feedback(request_id, float(score)) is not None:
+            return
+        try:
+            await self._tracker_handle().feedback.remote(request_id, float(score))
+        except ray.exceptions.RayTaskError as exc:  # the tracker's own error, unwrapped
+            cause = getattr(exc, "cause", None)
+            raise cause if isinstance(cause, BaseException) else exc from None
+
+    def estimates(self) -> list[dict[str, Any]]:
+        """What the router has learned: per provider and context (rows for a DataFrame)."""
+        return self.core.learner.table()
+
+    def quality_prices(self) -> list[dict[str, Any]]:
+        """cost-aware's price of quality per quality target."""
+        return self.core.learner.prices_table()
 
     async def budgets(self) -> list[dict[str, Any]]:
         await self._ensure_started()

@@ -22,7 +22,6 @@ class Snapshot(BaseModel):
     open_until: float | None = Field(None, description="Unix time the breaker may half-open.")
     success_rate: float = 1.0
     mean_confidence: float | None = None
-    mean_score: float | None = None
     p50_s: float | None = None
     p95_s: float | None = None
     samples: int = 0
@@ -39,6 +38,9 @@ class Snapshot(BaseModel):
     ts: float = 0.0
 
 
+NEUTRAL_SCORE = 0.7  # outcome score of a candidate built without learned estimates
+
+
 @dataclass(slots=True)
 class Need:
     """What one request needs from a provider, as policies see it."""
@@ -50,40 +52,36 @@ class Need:
     # Requests this router already has outstanding per provider (exact, unlike a snapshot's
     # inflight/waiting, which lag by up to a refresh): what this one would queue behind.
     ahead: dict[str, int] = field(default_factory=dict)
+    value_usd: float | None = None  # cost-aware: what one unit of outcome score is worth
+    sampled: bool = False  # rank by the Thompson draws instead of the posterior means
 
 
 @dataclass(slots=True)
 class Candidate:
-    """A snapshot merged with the (context-specific or global) tracker figures."""
+    """A snapshot (health, limits, prices) merged with what the router learned about the
+    provider in this request's context (actors/learning.py)."""
 
     name: str
     snapshot: Snapshot
-    success_rate: float
-    samples: int
-    confidence: float | None
-    score: float | None
-    score_samples: int
+    success_rate: float  # posterior mean share of attempts answered
+    quality: float  # posterior mean outcome score (the prior where there is no feedback)
+    draw: float  # a Thompson draw of the outcome score (== quality when not exploring)
+    evidence: float  # decayed feedback behind `quality` in this context
+    output_tokens: float | None  # expected output tokens (None: the request's default)
+    confidence: float | None  # the answers' own stated confidence (a tie-break only)
     p50_s: float | None
     p95_s: float | None
-    source: str = "global"
+    cost: float | None = None  # expected cost of this request here, if already known
 
     @classmethod
-    def from_snapshot(cls, snap: Snapshot, stats: dict[str, Any] | None = None) -> Candidate:
-        """Prefer the tracker's figures (they know the context); fall back to the snapshot."""
-        s = stats or {}
-        return cls(
-            name=snap.name,
-            snapshot=snap,
-            success_rate=_pick(s.get("success_rate"), snap.success_rate),
-            samples=int(_pick(s.get("samples"), snap.samples)),
-            confidence=_pick(s.get("mean_confidence"), snap.mean_confidence),
-            score=_pick(s.get("mean_score"), snap.mean_score),
-            score_samples=int(s.get("score_samples") or 0),
-            p50_s=_pick(s.get("p50_s"), snap.p50_s),
-            p95_s=_pick(s.get("p95_s"), snap.p95_s),
-            source=str(s.get("source", "global")),
-        )
-
-
-def _pick(a, b):
-    return b if a is None else a
+    def from_snapshot(cls, snap: Snapshot, belief: Any = None, draw: float | None = None,
+                      ) -> Candidate:
+        """`belief`: an actors.learning.Belief; without one, the snapshot's own figures
+        and a neutral outcome score."""
+        if belief is None:
+            q = NEUTRAL_SCORE
+            return cls(snap.name, snap, snap.success_rate, q, q if draw is None else draw, 0.0,
+                       None, snap.mean_confidence, snap.p50_s, snap.p95_s)
+        return cls(snap.name, snap, belief.success, belief.score,
+                   belief.score if draw is None else draw, belief.evidence,
+                   belief.output_tokens, snap.mean_confidence, snap.p50_s, snap.p95_s)

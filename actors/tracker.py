@@ -24,7 +24,8 @@ from actors import summaries as costs
 from actors.audit import AuditStore, Record, Written, as_record
 from actors.budget import BudgetLedger, BudgetSpec
 from actors.config import Config, ConfigError
-from actors.performance import CONTEXT_KEYS, Performance
+from actors.contexts import DEFAULT_KEYS
+from actors.performance import Performance
 from actors.records import FeedbackRecord
 
 DEFAULT_DB = "~/.cache/llm-router/audit.sqlite3"
@@ -58,7 +59,10 @@ class TrackerSpec(BaseModel):
     window_size: int = Field(
         500, ge=10, description="Recent latencies kept per provider/context for p50/p95.")
     context_keys: tuple[str, ...] = Field(
-        CONTEXT_KEYS, min_length=1, description="Context entries that make a context key.")
+        DEFAULT_KEYS, min_length=1, description="Context entries that make a context key "
+                                                "(for the router's estimates too).")
+    max_contexts: int = Field(
+        2000, ge=1, description="Contexts aggregated; least recently used are dropped.")
     max_tracked_requests: int = Field(
         100_000, ge=1, description="Recent request ids kept in memory for feedback.")
 
@@ -88,6 +92,7 @@ class Tracker:
             window_size=self.spec.window_size,
             context_keys=self.spec.context_keys,
             max_tracked_requests=self.spec.max_tracked_requests,
+            max_contexts=self.spec.max_contexts,
         )
         self.perf.rebuild_from(self.store)
         self.invalid = 0  # records dropped by validation since this process started
@@ -174,6 +179,10 @@ class Tracker:
         """USD spent since unix time `ts` (the router seeds its budget windows with this)."""
         return self.store.spend_since(ts, provider)
 
+    def history(self, until: float, max_requests: int) -> list[Record]:
+        """What a restarted router relearns its estimates from (actors/learning.py)."""
+        return self.store.history(until, max_requests)
+
     def audit(self, request_id: str) -> list[dict[str, Any]]:
         """The request's attempt rows, then its request row, then its feedback row if any."""
         rows = [{"kind": "attempt", **r} for r in self.store.attempts_for(request_id)]
@@ -241,6 +250,9 @@ class TrackerActor:
 
     async def audit(self, request_id: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._core.audit, request_id)
+
+    async def history(self, until: float, max_requests: int) -> list[Record]:
+        return await asyncio.to_thread(self._core.history, until, max_requests)
 
     async def reconcile(self) -> dict[str, int]:
         return await asyncio.to_thread(self._core.reconcile)

@@ -2,7 +2,8 @@
 
 `add()` is O(1) (running sums over a fixed ring); percentiles are computed on read and
 cached until the next add, because the router reads far less often than attempts finish.
-Running float sums are rebuilt from the ring once per lap so they cannot drift.
+Running float sums are rebuilt from the ring once per lap so they cannot drift. Realized
+outcomes (feedback) are not kept here: the router learns them (actors/learning.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ class Outcome:
     output_tokens: int = 0
     cost_usd: float = 0.0
     confidence: float | None = None  # the answer's own confidence, 0..1
-    score: float | None = None  # realized outcome, if already known at record time
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +40,6 @@ class WindowStats:
     cost_per_1k_tokens: float | None
     mean_confidence: float | None
     confidence_count: int
-    mean_score: float | None
-    score_count: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,39 +56,6 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
 
 
-class ScoreWindow:
-    """The last `size` realized-outcome scores. Feedback arrives long after its attempt
-    (a trade resolves hours later), so it has its own ring rather than a slot per attempt."""
-
-    def __init__(self, size: int = 256) -> None:
-        if size < 1:
-            raise ValueError("size must be >= 1")
-        self._ring: list[float] = [0.0] * size
-        self._size = size
-        self._next = 0
-        self._count = 0
-        self._sum = 0.0
-
-    def add(self, score: float) -> None:
-        if self._count == self._size:
-            self._sum -= self._ring[self._next]
-        else:
-            self._count += 1
-        self._ring[self._next] = score
-        self._sum += score
-        self._next = (self._next + 1) % self._size
-        if self._next == 0:
-            self._sum = sum(self._ring[: self._count])
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    @property
-    def mean(self) -> float | None:
-        return self._sum / self._count if self._count else None
-
-
 class RollingWindow:
     """The last `size` attempts of one provider."""
 
@@ -101,7 +66,6 @@ class RollingWindow:
         self._size = size
         self._next = 0
         self._count = 0
-        self._scores = ScoreWindow(size)
         self._latencies: list[float] | None = None  # sorted success latencies, cached
         self._zero()
 
@@ -140,13 +104,7 @@ class RollingWindow:
             for o in self._ring:
                 if o is not None:
                     self._apply(o, +1)
-        if outcome.score is not None:
-            self._scores.add(outcome.score)
         self._latencies = None
-
-    def add_score(self, score: float) -> None:
-        """Record realized-outcome feedback for some earlier attempt."""
-        self._scores.add(score)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -169,10 +127,6 @@ class RollingWindow:
     @property
     def mean_confidence(self) -> float | None:
         return self._conf_sum / self._conf_count if self._conf_count else None
-
-    @property
-    def mean_score(self) -> float | None:
-        return self._scores.mean
 
     @property
     def cost_per_1k_tokens(self) -> float | None:
@@ -208,6 +162,4 @@ class RollingWindow:
             cost_per_1k_tokens=self.cost_per_1k_tokens,
             mean_confidence=self.mean_confidence,
             confidence_count=self._conf_count,
-            mean_score=self._scores.mean,
-            score_count=self._scores.count,
         )

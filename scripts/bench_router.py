@@ -213,16 +213,19 @@ def api_arm(llm) -> Call:
 
 
 def policy_decision_us() -> float:
+    """The policy over ready candidates (learned estimates merged in); the whole decision
+    with the learner and sampling is timed by scripts/bench_routing.py."""
     from actors.config import load_config
+    from actors.estimates import Belief
     from actors.policies import PolicySettings, rank
     from actors.router import _initial_snapshot
     from actors.snapshot import Candidate, Need
 
     cfg = load_config()
-    cands = [Candidate.from_snapshot(_initial_snapshot(p, True), {"samples": 50,
-             "success_rate": 0.97, "mean_confidence": 0.7, "p50_s": 0.4 + i / 10})
-             for i, p in enumerate(cfg.providers)]
-    need, s = Need(800, 512), PolicySettings()
+    cands = [Candidate.from_snapshot(
+        _initial_snapshot(p, True).model_copy(update={"p50_s": 0.4 + i / 10, "samples": 50}),
+        Belief(0.7 + i / 50, 40.0, 0.97, 400.0, 30.0)) for i, p in enumerate(cfg.providers)]
+    need, s = Need(800, 512, value_usd=0.05), PolicySettings()
     best = float("inf")
     for policy in ("accuracy-first", "cost-aware", "latency-aware"):
         n = 20000

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actors.analysis import analysis_request, context_from_bars
 from actors.config import Config
+from actors.contexts import check_context
 from actors.policies import POLICIES
-from actors.route import RouteRequest, RouteResult
+from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from prompts import MarketContext, Position, RegimeRules, Timeframe
 from serve.errors import ApiError, bad_request
 
@@ -35,7 +36,7 @@ class Bar(BaseModel):
     volume: float = Field(ge=0)
 
 
-class _Routed(BaseModel):
+class _Routed(ChoiceOptions):
     """Routing options every native request may give."""
 
     model_config = ConfigDict(extra="forbid")
@@ -48,6 +49,12 @@ class _Routed(BaseModel):
     request_id: str | None = Field(None, min_length=1, max_length=128)
     priority: Literal["live", "batch"] = "live"
     tags: dict[str, str] = Field(default_factory=dict, description="Extra record context.")
+
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_context(v)
 
 
 class MarketInput(_Routed):
@@ -126,7 +133,8 @@ def route_request(req: MarketInput, task: str, config: Config, timeout: float | 
         out = analysis_request(
             ctx, task, config, policy=req.policy, provider=req.provider, fallbacks=req.fallbacks,
             max_tokens=req.max_tokens, timeout=timeout, request_id=req.request_id,
-            priority=req.priority)
+            priority=req.priority, quality_target=req.quality_target,
+            outcome_value_usd=req.outcome_value_usd, explore=req.explore)
     except ValueError as exc:
         raise bad_request(str(exc), "context") from None
     if req.tags:  # analysis_request's own `context=` clashes with its first parameter's name

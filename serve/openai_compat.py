@@ -2,7 +2,8 @@
 
 `model` names a provider (pinned) or a policy alias; `auto` is the configured default policy.
 Router-only options travel in the body next to the OpenAI ones (the SDK's `extra_body`):
-`fallbacks`, `context`, `output`, `request_id`, `priority`, `timeout`.
+`fallbacks`, `context`, `output`, `request_id`, `priority`, `timeout`, and for cost-aware
+`quality_target` / `outcome_value_usd`, plus `explore` (false: never an exploratory choice).
 
 Streaming sends the answer as OpenAI-style server-sent events once the router has it: the
 router does not stream tokens from providers, so the first chunk arrives with the whole answer.
@@ -19,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.clients.base import Message
 from actors.config import Config
+from actors.contexts import check_context
 from actors.messages import OutputKind
 from actors.policies import POLICIES
-from actors.route import RouteRequest, RouteResult
+from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from serve.errors import ApiError, bad_request
 
 AUTO = "auto"
@@ -59,7 +61,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(ChoiceOptions):
     """The subset of OpenAI's request the router can honour; anything else is refused by name."""
 
     model_config = ConfigDict(extra="forbid")
@@ -84,6 +86,11 @@ class ChatRequest(BaseModel):
     request_id: str | None = Field(None, min_length=1, max_length=128)
     priority: Literal["live", "batch"] = "live"
     timeout: float | None = Field(None, gt=0, description="Seconds until the deadline.")
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_context(v)
 
     @field_validator("messages")
     @classmethod
@@ -127,7 +134,9 @@ def to_route(req: ChatRequest, config: Config, token_limit: int,
     return RouteRequest(messages=messages, policy=policy, provider=provider,
                         fallbacks=req.fallbacks, context=req.context, max_tokens=out,
                         temperature=req.temperature, timeout=timeout, output=req.output,
-                        request_id=req.request_id, priority=req.priority)
+                        request_id=req.request_id, priority=req.priority,
+                        quality_target=req.quality_target,
+                        outcome_value_usd=req.outcome_value_usd, explore=req.explore)
 
 
 def router_extra(r: RouteResult) -> dict[str, Any]:

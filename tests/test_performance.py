@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from actors.audit import AuditStore
-from actors.performance import Performance, context_key
+from actors.contexts import context_key, label
+from actors.performance import Performance
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
 
 BULL = {"task": "analysis", "regime": "bull", "timeframe": "1h", "symbol": "BTC"}
@@ -27,10 +28,21 @@ def request(rid: str, provider: str = "claude", ctx: dict | None = None) -> Requ
 
 
 def test_context_key_is_canonical_and_ignores_other_keys() -> None:
-    assert context_key(BULL) == "regime=bull|task=analysis|timeframe=1h"
+    assert context_key(BULL) == (("task", "analysis"), ("regime", "bull"), ("timeframe", "1h"))
     same = {"timeframe": "1h", "regime": "bull", "task": "analysis"}
     assert context_key(same) == context_key(BULL)
-    assert context_key({"symbol": "BTC"}) == context_key(None) == ""
+    assert context_key({"symbol": "BTC"}) == context_key(None) == ()
+    # a value with the old separator is still one value (nothing parses the key back)
+    assert context_key({"regime": "a|b=c"}) == (("regime", "a|b=c"),)
+    assert label(context_key(BULL)) == "task=analysis|regime=bull|timeframe=1h"
+
+
+def test_contexts_are_bounded_least_recently_used_dropped() -> None:
+    p = Performance(max_contexts=3)
+    for i in range(50):  # random regimes must not grow the aggregates without bound
+        p.add(attempt(f"r{i}", ctx={"regime": f"r{i}"}))
+    assert len(p.table(by_context=True)) == 1 + 3
+    assert p.stats_for("claude")["samples"] == 50  # the global figure keeps everything
 
 
 def test_success_rate_latency_and_cost() -> None:
@@ -56,12 +68,12 @@ def test_context_figures_take_over_at_min_samples() -> None:
     for i in range(4):
         p.add(attempt(f"c{i}", ctx=BULL))
     s = p.stats_for("claude", BULL)
-    assert (s["source"], s["context"]) == ("global", "")
+    assert (s["source"], s["context"]) == ("global", "*")
     assert s["success_rate"] == pytest.approx(4 / 14)
     p.add(attempt("c4", ctx=BULL))
     s = p.stats_for("claude", BULL)
     assert (s["source"], s["samples"], s["success_rate"]) == ("context", 5, 1.0)
-    assert s["context"] == "regime=bull|task=analysis|timeframe=1h"
+    assert s["context"] == "task=analysis|regime=bull|timeframe=1h"
     assert p.stats_for("claude", {"regime": "bear"})["source"] == "global"
     assert p.stats_for("unknown")["samples"] == 0
 
@@ -85,7 +97,7 @@ def test_table_rows() -> None:
     t = p.table()
     assert list(t.index) == [("claude", "*"), ("gpt", "*")]
     t = p.table(by_context=True)
-    assert ("claude", context_key(BULL)) in t.index and len(t) == 3
+    assert ("claude", label(context_key(BULL))) in t.index and len(t) == 3
 
 
 def test_rebuild_from_store_gives_same_table(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from actors.clients.base import Message, Result
 from actors.config import load_config
 from actors.messages import AttemptInfo, ProviderCall, ProviderReply
-from actors.records import AttemptRecord, RequestRecord
+from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
 from actors.route import RouteRequest, RoutingError
 from actors.router import Router
 
@@ -143,19 +143,73 @@ async def test_budget_under_64_concurrent_requests():
     assert spent <= 0.5
 
 
-async def test_context_stats_are_used_once_fetched():
-    async def fetch(ctx):  # never called inline: the actor refreshes off the hot path
-        raise AssertionError
-    router = Router(CFG, Fake(), lambda r: None, fetch_stats=fetch)
-    req = RouteRequest(messages=MSG, context={"regime": "bear", "task": "analysis"})
+async def test_feedback_is_learned_at_once_and_recorded_after_the_request():
+    router, sink = make(Fake())
+    req = RouteRequest(messages=MSG, provider="gemini", context={"task": "risk"})
     r = await router.route(req)
-    assert r.trace.stats_source == "global"
-    assert router.stale_stats() == ["task=analysis|regime=bear"]
-    stats = {n: {"success_rate": 0.2, "samples": 50, "source": "context"} for n in CFG.names}
-    stats["mixtral"] = {"success_rate": 1.0, "mean_confidence": 0.95, "samples": 50, "source": "context"}
-    router.set_stats("task=analysis|regime=bear", stats)
-    r = await router.route(req)
-    assert r.trace.stats_source == "context" and r.provider == "mixtral"
+    before = router.learner.belief("gemini", (("task", "risk"),))
+    rec = router.feedback(r.request_id, 0.0)
+    assert isinstance(rec, FeedbackRecord) and rec.score == 0.0
+    kinds = [type(x).__name__ for x in sink]
+    assert kinds[-2:] == ["RequestRecord", "FeedbackRecord"]  # journaled in this order
+    after = router.learner.belief("gemini", (("task", "risk"),))
+    assert after.score < before.score and after.evidence > before.evidence
+    assert router.feedback("never-routed", 1.0) is None  # the tracker checks those
+    with pytest.raises(ValueError, match="within 0..1"):
+        router.feedback(r.request_id, 1.5)
+    with pytest.raises(ValueError, match="within 0..1"):
+        router.feedback(r.request_id, float("nan"))
+
+
+async def test_exploration_is_marked_bounded_and_can_be_turned_off():
+    router, sink = make(Fake(), router={"exploration": {"share": 0.1, "burst": 5}, "seed": 7})
+    ctx = {"task": "analysis"}
+    first = await router.route(RouteRequest(messages=MSG, context=ctx))
+    router.feedback(first.request_id, 1.0)  # exploration starts with the first outcome
+    out = [await router.route(RouteRequest(messages=MSG, context=ctx)) for _ in range(300)]
+    explored = [r for r in out if r.trace.explored]
+    assert explored, "five near-identical priors: sampling must disagree sometimes"
+    assert len(explored) <= 5 + 0.1 * 300 + 1
+    reqs = [x for x in sink if isinstance(x, RequestRecord)]
+    assert sum(x.explored for x in reqs) == len(explored)
+    greedy = [await router.route(RouteRequest(messages=MSG, context=ctx, explore=False))
+              for _ in range(50)]
+    assert not any(r.trace.explored for r in greedy)
+    assert len({r.provider for r in greedy}) == 1  # deterministic
+
+
+async def test_cost_aware_trace_has_the_target_and_the_price():
+    router, sink = make(Fake())
+    r = await router.route(RouteRequest(messages=MSG, policy="cost-aware"))
+    assert r.trace.quality_target == 0.95 and r.trace.value_usd > 0
+    fixed = await router.route(RouteRequest(messages=MSG, policy="cost-aware",
+                                            outcome_value_usd=0.0))
+    assert fixed.trace.quality_target is None and fixed.trace.value_usd == 0.0
+    assert fixed.provider == "mixtral"  # nothing is worth paying for: the cheapest
+    own = await router.route(RouteRequest(messages=MSG, policy="cost-aware",
+                                          quality_target=0.8))
+    assert own.trace.quality_target == 0.8
+    assert [x.quality_target for x in sink if isinstance(x, RequestRecord)] == [0.95, None, 0.8]
+
+
+async def test_relearn_from_records_gives_the_same_estimates():
+    router, sink = make(Fake(), router={"seed": 1})
+    for i in range(60):
+        r = await router.route(RouteRequest(messages=MSG, policy="cost-aware",
+                                            context={"task": f"t{i % 3}"}))
+        router.feedback(r.request_id, float(i % 4 != 0))
+    again, _ = make(Fake(), router={"seed": 1})
+    again.relearn(list(sink))
+    assert again.learner.table() == router.learner.table()
+    assert again.learner.prices_table() == router.learner.prices_table()
+    assert again.learner.knows(r.request_id)
+
+
+def test_removed_settings_fail_with_the_reason():
+    from actors.router import RouterSpec
+
+    with pytest.raises(ValueError, match="cost_quality_margin was removed.*quality_target"):
+        RouterSpec.model_validate({"cost_quality_margin": 0.1})
 
 
 async def test_latency_aware_burst_spreads_over_providers_and_outstanding_drains():

@@ -1,4 +1,4 @@
-"""RollingWindow / ScoreWindow: running sums checked against a from-scratch recomputation."""
+"""RollingWindow: running sums checked against a from-scratch recomputation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from actors.window import Outcome, RollingWindow, ScoreWindow, WindowStats, percentile
+from actors.window import Outcome, RollingWindow, WindowStats, percentile
 
 
 def ok(lat: float, **kw) -> Outcome:
@@ -30,7 +30,6 @@ def test_empty_window_reports_no_evidence():
         "p95_latency_s",
         "cost_per_1k_tokens",
         "mean_confidence",
-        "mean_score",
     ):
         assert getattr(s, field) is None, field
 
@@ -134,27 +133,6 @@ def test_running_sums_agree_with_recomputation_over_many_laps():
             assert s.confidence_count == len(confs)
 
 
-def test_scores_arrive_separately():
-    w = RollingWindow(4)
-    w.add(ok(1.0))
-    assert w.mean_score is None
-    w.add_score(1.0)
-    w.add_score(0.0)
-    w.add_score(1.0)
-    assert w.mean_score == pytest.approx(2 / 3)
-    assert w.stats().score_count == 3
-    w.add(ok(1.0, score=0.0))  # a score known at record time counts too
-    assert w.mean_score == pytest.approx(0.5)
-
-
-def test_score_window_evicts_oldest():
-    s = ScoreWindow(3)
-    for x in (0.0, 0.0, 1.0, 1.0, 1.0):
-        s.add(x)
-    assert s.count == 3
-    assert s.mean == 1.0
-
-
 def test_stats_is_frozen_and_dictable():
     w = RollingWindow(4)
     w.add(ok(1.0, input_tokens=10, output_tokens=10, cost_usd=0.02))
@@ -167,7 +145,6 @@ def test_stats_is_frozen_and_dictable():
     assert set(d) == {f.name for f in dataclasses.fields(WindowStats)}
 
 
-@pytest.mark.parametrize("cls", [RollingWindow, ScoreWindow])
-def test_size_must_be_positive(cls):
+def test_size_must_be_positive():
     with pytest.raises(ValueError):
-        cls(0)
+        RollingWindow(0)

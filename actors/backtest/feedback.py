@@ -6,12 +6,11 @@ accuracy-first policy learns the realized hit rate as the backtest walks forward
 seeing the future of bars it has not routed yet. Whatever is held when the run ends is
 released then.
 
-`FeedbackSender` sends released scores with a few concurrent workers. It talks to the
-tracker actor directly (`client.handles.tracker.feedback`) rather than through
-`RouterClient.feedback`, because the latter first waits for the router to flush *all* its
-records, which under a backtest's steady load takes seconds per call. The price: a score
-may arrive before the router has flushed the request's records, which the tracker answers
-with "unknown request id" — so that case is retried for a while.
+`FeedbackSender` sends released scores with a few concurrent workers, through the router
+(`client.afeedback`): the router learns from each at once and records it after the
+request's own records. A request the router does not remember (e.g. one answered before
+a restart whose records are still on their way) goes to the tracker, which may answer
+"unknown request id" for a moment — so that case is retried for a while.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-import ray
 
 log = logging.getLogger(__name__)
 Send = Callable[[str, float], Awaitable[None]]
@@ -64,14 +61,8 @@ class FeedbackGate:
         return sum(len(h) for h in self._held.values())
 
 
-def tracker_send(client: Any) -> Send:
-    async def send(request_id: str, score: float) -> None:
-        try:
-            await client.handles.tracker.feedback.remote(request_id, score)
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            raise cause if isinstance(cause, BaseException) else exc from None
-    return send
+def router_send(client: Any) -> Send:
+    return client.afeedback
 
 
 class FeedbackSender:

@@ -36,7 +36,7 @@ import pandas as pd
 
 from actors.backtest import report as reports
 from actors.backtest.fanout import RateShare, window_size
-from actors.backtest.feedback import FeedbackGate, FeedbackSender, tracker_send
+from actors.backtest.feedback import FeedbackGate, FeedbackSender, router_send
 from actors.backtest.inputs import Series, load_all
 from actors.backtest.outcome import score
 from actors.backtest.plan import BarJob, Planner
@@ -366,7 +366,7 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
                                           await asyncio.to_thread(_observed_latency, client))
     bar = Progress(prep.total, already=len(finished), stream=stream, enabled=progress)
     gate = FeedbackGate(spec.horizon)
-    sender = FeedbackSender(tracker_send(client), store.feedback_sent) if spec.feedback else None
+    sender = FeedbackSender(router_send(client), store.feedback_sent) if spec.feedback else None
     run = _Run(prep, client, store, bar, gate, sender, window,
                RateShare(client.config) if spec.assign == "rate-share" else None,
                kill_after=_kill_after, router=router_id(client))

@@ -1,0 +1,1 @@
+"""Evaluate a policy before switching to it (see command.py)."""
