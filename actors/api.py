@@ -68,7 +68,9 @@ def connect(
     address: None = $RAY_ADDRESS if set (as in a Ray job), else a new embedded local Ray
     instance; "auto" = the running cluster on this machine; "ray://host:10001" = a Ray
     client connection. config: a path, a dict, a Config or None (--config /
-    $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml).
+    $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml). Other keywords go to
+    `ray.init`: a new local instance starts with its dashboard unless
+    `include_dashboard=False`.
     """
     cfg = _config(config)
     if not ray.is_initialized():
@@ -78,8 +80,8 @@ def connect(
             # Not Ray's own default, which joins whatever `ray start` last ran on this
             # machine (and hangs if that cluster has gone without `ray stop`).
             address = os.environ.get("RAY_ADDRESS") or "local"
-        if address == "local":
-            ray_init.setdefault("include_dashboard", False)
+        if address == "local":  # the dashboard shows the named actors; off: include_dashboard=False
+            ray_init.setdefault("include_dashboard", True)
         ray.init(address=address, **ray_init)
     return RouterClient(start_system(cfg), cfg)
 
@@ -121,6 +123,7 @@ class RouterClient:
         temperature: float | None = None,
         output: OutputKind = "text",
         request_id: str | None = None,
+        user: str | None = None,
     ) -> RouteResult:
         """Route one request; returns text, usage, cost and the routing trace.
 
@@ -128,7 +131,8 @@ class RouterClient:
         """
         req = self._request(messages, policy=policy, provider=provider, fallbacks=fallbacks,
                             context=context, max_tokens=max_tokens, timeout=timeout,
-                            temperature=temperature, output=output, request_id=request_id)
+                            temperature=temperature, output=output, request_id=request_id,
+                            user=user)
         return _get(self._h.router.route.remote(req))
 
     async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:

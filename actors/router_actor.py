@@ -21,9 +21,11 @@ from actors.config import parse_config
 from actors.journal import Journal
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
+from actors.policies import POLICIES
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult
 from actors.router import Router
+from actors.router_metrics import RequestObserver, at_provider
 from actors.tracker import NAME as TRACKER
 from actors.tracker import NAMESPACE, TrackerSpec
 
@@ -46,6 +48,7 @@ class RouterActor(ChannelServer):
         self._channels: dict[str, ChannelPool] = {}
         self._tracker = None
         self._metrics = Metrics()
+        self._observer = RequestObserver(self.config.metrics, self._metrics, POLICIES)
         self.core = Router(self.config, self._call_provider, self._sink,
                            fetch_stats=self._fetch_stats, on_warning=self._warning)
         # (journal seq, records) entries waiting for / in flight to the tracker
@@ -80,7 +83,8 @@ class RouterActor(ChannelServer):
         if pool is None:
             pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
         try:
-            return await pool.call(call)
+            with at_provider():
+                return await pool.call(call)
         except (ChannelBroken, ray.exceptions.RayActorError):
             self._handles.pop(name, None)  # re-resolve: it may have been replaced
             pool.reset()
@@ -224,7 +228,7 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         if isinstance(req, dict):
             req = RouteRequest.model_validate(req)
-        return await self.core.route(req)
+        return await self._observer.route(req, self.core.route)
 
     async def refresh_snapshots(self) -> list[dict[str, Any]]:
         names = list(self.core.providers)

@@ -26,7 +26,7 @@ from serve.errors import ApiError, bad_request
 
 AUTO = "auto"
 #: OpenAI parameters accepted and ignored because they do not change the answer.
-IGNORED = ("user", "metadata", "seed", "store", "service_tier")
+IGNORED = ("metadata", "seed", "store", "service_tier")
 STREAM_CHUNK_CHARS = 256
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 
@@ -72,7 +72,7 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
-    user: str | None = None
+    user: str | None = Field(None, max_length=128, description="End user, for per-user metrics.")
     metadata: dict[str, str] | None = None
     seed: int | None = None
     store: bool | None = None
@@ -127,7 +127,7 @@ def to_route(req: ChatRequest, config: Config, token_limit: int,
     return RouteRequest(messages=messages, policy=policy, provider=provider,
                         fallbacks=req.fallbacks, context=req.context, max_tokens=out,
                         temperature=req.temperature, timeout=timeout, output=req.output,
-                        request_id=req.request_id, priority=req.priority)
+                        request_id=req.request_id, priority=req.priority, user=req.user)
 
 
 def router_extra(r: RouteResult) -> dict[str, Any]:

@@ -29,6 +29,14 @@ def test_default_is_a_new_local_instance_not_whatever_ray_start_left(seen):
     with pytest.raises(Stop):
         api.connect()
     assert seen[0]["address"] == "local" and seen[0]["namespace"] == "llm-router"
+    assert seen[0]["include_dashboard"] is True  # the dashboard users were promised
+
+
+def test_the_dashboard_can_be_turned_off(seen):
+    from actors.dashboard import ray_init_options
+
+    with pytest.raises(Stop):
+        api.connect(**ray_init_options(False))
     assert seen[0]["include_dashboard"] is False
 
 
