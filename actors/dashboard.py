@@ -41,6 +41,17 @@ def token_source() -> str:
     return "~/.ray/auth_token"
 
 
+def token_auth_on() -> bool:
+    """Whether this process speaks token authentication to Ray (set by `RAY_AUTH_MODE=token`,
+    or by `ray.init()` when it starts a local instance or finds one with `auto`)."""
+    try:
+        from ray._raylet import AuthenticationMode, get_authentication_mode
+
+        return get_authentication_mode() == AuthenticationMode.TOKEN
+    except Exception:
+        return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
 def auth_headers() -> dict[str, str]:
     """The dashboard's Authorization header, from wherever Ray keeps the token; empty when
     there is none (a cluster without token authentication ignores it anyway)."""
@@ -180,7 +191,10 @@ def cluster_lines(providers: Collection[str], check: bool = True) -> list[str]:
     urls = metrics_urls()
     if urls:
         lines.append(f"Prometheus: {', '.join(urls)} (ray_llm_router_* series)")
-    lines.append("health from the CLI: llm-router status --address "
+    # An explicit address never sends the token unless asked to (Ray's rule: it would hand
+    # the token to whatever listens there), so the command says so when the cluster wants it.
+    mode = "RAY_AUTH_MODE=token " if token_auth_on() else ""
+    lines.append(f"health from the CLI: {mode}llm-router status --address "
                  f"{_gcs_address() or 'auto'}")
     return lines
 

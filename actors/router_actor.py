@@ -302,6 +302,10 @@ class RouterActor(ChannelServer):
     def inflight(self) -> int:
         return self.core.inflight
 
+    def provider_names(self) -> list[str]:
+        """The providers this router routes to (`llm-router status` checks each is there)."""
+        return list(self.core.providers)
+
     def active(self, request_ids: list[str]) -> list[str]:
         """Which of these requests are being routed right now (a resumed backtest asks)."""
         return [r for r in request_ids if r in self.core.active]

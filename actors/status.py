@@ -58,6 +58,8 @@ class StatusReport(BaseModel):
     router_inflight: int | None = None
     budgets: list[dict[str, Any]] = Field(default_factory=list)
     records: dict[str, int] | None = Field(None, description="The tracker's stored rows.")
+    expected: list[str] = Field(default_factory=list,
+                                description="Providers the router routes to.")
 
     @property
     def healthy(self) -> bool:
@@ -111,6 +113,7 @@ def collect(timeout_s: float = 10.0) -> StatusReport:
         h = ray.get_actor(name, namespace=NAMESPACE)
         if name == ROUTER:
             calls[h.inflight.remote()] = (name, "inflight")
+            calls[h.provider_names.remote()] = (name, "providers")
             calls[h.budgets.remote()] = (name, "budgets")
         elif name == TRACKER:
             calls[h.reconcile.remote()] = (name, "records")
@@ -133,11 +136,17 @@ def collect(timeout_s: float = 10.0) -> StatusReport:
             continue
         row.answers = row.error is None
         _apply(report, name, what, value)
+    for p in report.expected:
+        if PROVIDER_PREFIX + p not in rows:
+            report.actors.append(ActorRow(name=PROVIDER_PREFIX + p, state="MISSING",
+                                          error="the router routes to it, but it is not running"))
     return report
 
 
 def _apply(report: StatusReport, name: str, what: str, value: Any) -> None:
-    if what == "inflight":
+    if what == "providers":
+        report.expected = list(value)
+    elif what == "inflight":
         report.router_inflight = int(value)
     elif what == "budgets":
         report.budgets = list(value)
@@ -211,7 +220,12 @@ def main(address: str | None, as_json: bool = False, timeout_s: float = 10.0) ->
               "RAY_AUTH_TOKEN or copy the cluster's token there", file=sys.stderr)
         return 2
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        print(f"llm-router status: no Ray cluster at {address!r}: {exc}", file=sys.stderr)
+        hint = ""
+        if address != "auto" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            hint = ("; if the cluster uses token authentication (Ray's default for clusters "
+                    "ray.init() starts), run with RAY_AUTH_MODE=token — an explicit address "
+                    "gets the token only when asked to")
+        print(f"llm-router status: no Ray cluster at {address!r}: {exc}{hint}", file=sys.stderr)
         return 2
     try:
         report = collect(timeout_s)
