@@ -1,7 +1,7 @@
 """Head-node pinning of the stateful actors: the options, the config section, and a real
 two-node cluster (`ray.cluster_utils.Cluster`, in a subprocess like the backtest's cluster
-test) where the tracker and router land on the head by default and on the node with a
-custom resource when the config says so. `llm-router status` runs against the same cluster
+test) where the tracker and router, started from a task on the worker, land on the head by
+default, and go to the node with a custom resource or node label when the config says so. `llm-router status` runs against the same cluster
 and reports them, their node and a provider that went missing."""
 
 from __future__ import annotations
@@ -52,12 +52,14 @@ def test_bad_placement_is_refused_at_load(tmp_path, section, message):
 def _job(tmp: Path) -> dict:
     import ray
     from ray.cluster_utils import Cluster
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from actors.api import connect
     from actors.system import stop_system
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    worker = cluster.add_node(num_cpus=1, resources={"llm_router_state": 1})
+    worker = cluster.add_node(num_cpus=1, resources={"llm_router_state": 1},
+                              labels={"role": "state"})
     ray.init(address=cluster.address, namespace="llm-router", log_to_driver=False)
     cluster.wait_for_nodes()
     cfg = make_config(tmp)
@@ -73,15 +75,23 @@ def _job(tmp: Path) -> dict:
                            capture_output=True, text=True, timeout=180)
         return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {"err": p.stderr})
 
+    @ray.remote(num_cpus=0)
+    def start_here(config: dict) -> None:
+        """Start the system from a task on the worker (as a Serve replica or a backtest
+        task may): left to Ray, actors go to the caller's node."""
+        connect(config=config).complete("hello", provider="llama", max_tokens=32)
+
+    on_worker = NodeAffinitySchedulingStrategy(worker.node_id, soft=False)
     try:
-        llm = connect(cluster.address, cfg)
-        llm.complete("hello", provider="llama", max_tokens=32)
+        ray.get(start_here.options(scheduling_strategy=on_worker).remote(cfg))
         out["default_rc"], out["default"] = status()
-        ray.kill(llm.provider("mixtral"), no_restart=True)
+        ray.kill(ray.get_actor("provider:mixtral", namespace="llm-router"), no_restart=True)
         out["missing_rc"], out["missing"] = status()
         stop_system()
-        cfg["placement"] = {"resources": {"llm_router_state": 0.001}}
-        connect(cluster.address, cfg)
+        connect(cluster.address, {**cfg, "placement": {"label_selector": {"role": "state"}}})
+        out["label_rc"], out["label"] = status()
+        stop_system()
+        connect(cluster.address, {**cfg, "placement": {"resources": {"llm_router_state": 0.001}}})
         out["custom_rc"], out["custom"] = status()
         stop_system()
     finally:
@@ -113,6 +123,9 @@ def test_stateful_actors_on_the_head_by_default_and_where_the_config_says(tmp_pa
     m = res["missing"]
     assert res["missing_rc"] == 1  # not healthy: the router routes to a provider that is gone
     assert [a["state"] for a in m["actors"] if a["name"] == "provider:mixtral"] == ["MISSING"]
+    la = res["label"]
+    assert res["label_rc"] == 0, la
+    assert node(la, "router") == node(la, "tracker") == res["worker"]
     c = res["custom"]
     assert res["custom_rc"] == 0, c
     assert node(c, "router") == node(c, "tracker") == res["worker"]
