@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -94,8 +95,9 @@ def collect(timeout_s: float = 10.0) -> StatusReport:
 
     from actors.dashboard import dashboard_url
 
-    names = sorted(i["name"] for i in ray.util.list_named_actors(all_namespaces=True)
-                   if i.get("namespace") == NAMESPACE)
+    order = {ROUTER: 0, TRACKER: 1, SIMULATOR: 2}
+    names = sorted((i["name"] for i in ray.util.list_named_actors(all_namespaces=True)
+                    if i.get("namespace") == NAMESPACE), key=lambda n: (order.get(n, 3), n))
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     heads = {n["NodeID"] for n in nodes if HEAD_RESOURCE in (n.get("Resources") or {})}
     table = _table()
@@ -204,11 +206,26 @@ def render(r: StatusReport) -> str:
     return "\n".join(out)
 
 
+def _unreachable(address: str, timeout_s: float = 3.0) -> str | None:
+    """Why nothing listens at an explicit host:port (None: something does, or `auto`)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
 def main(address: str | None, as_json: bool = False, timeout_s: float = 10.0) -> int:
     """`llm-router status`: 0 healthy, 1 something is down or not answering, 2 no cluster."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    if (why := _unreachable(address)) is not None:  # Ray itself retries for minutes
+        print(f"llm-router status: no Ray cluster at {address!r}: {why}", file=sys.stderr)
+        return 2
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
                  logging_level=logging.WARNING)
