@@ -138,3 +138,17 @@ def test_a_timer_left_on_a_closed_loop_does_not_hold_values_back(monkeypatch):
 
     asyncio.run(later())
     assert len(rec.pushed["attempts"]) == 1  # the 100 and the 1 went out summed, once
+
+
+def test_readme_names_the_metrics_as_prometheus_shows_them():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    named = set(re.findall(r"\bray_llm_router_\w+", readme))
+    assert named <= exported_names(), named - exported_names()
+    for m in METRICS:
+        assert m.prometheus_names()[0] in readme, m.name
+        # the name Ray is given is not what Prometheus shows: never document it bare
+        assert not re.search(rf"(?<!ray_)\b{m.name}\b(?!_)", readme.replace(
+            "was called `llm_router_requests`", "")), m.name
