@@ -17,6 +17,7 @@ import pytest
 from actors.config import ConfigError, parse_config
 from actors.placement import HEAD_RESOURCE, PlacementSpec, state_actor_options
 from tests.conftest import make_config
+from tests.jobs import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,12 +102,7 @@ def _job(tmp: Path) -> dict:
 
 
 def test_stateful_actors_on_the_head_by_default_and_where_the_config_says(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_job(__file__, tmp_path, timeout=900)
 
     def node(report: dict, name: str) -> str:
         return next(a["node_id"] for a in report["actors"] if a["name"] == name)

@@ -4,32 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, every: float = 0.2,
-               what: str = "condition") -> T:
-    """The predicate's first truthy value; AssertionError naming `what` after `timeout` s."""
+def _tries(predicate: Callable[[], T], timeout: float, what: str) -> Iterator[T]:
+    """The predicate's values until one is truthy; AssertionError naming `what` once
+    `timeout` s have passed without one."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
-        if value:
-            return value
+        yield value
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not reached within {timeout:g} s (last: {value!r})")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, every: float = 0.2,
+               what: str = "condition") -> T:
+    for value in _tries(predicate, timeout, what):
+        if value:
+            return value
         time.sleep(every)
+    raise AssertionError("unreachable")
 
 
 async def async_wait_until(predicate: Callable[[], T], timeout: float, every: float = 0.02,
                            what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
+    for value in _tries(predicate, timeout, what):
         if value:
             return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g} s (last: {value!r})")
         await asyncio.sleep(every)
+    raise AssertionError("unreachable")
