@@ -82,6 +82,8 @@ def connect(
             address = os.environ.get("RAY_ADDRESS") or "local"
         if address == "local":  # the dashboard shows the named actors; off: include_dashboard=False
             ray_init.setdefault("include_dashboard", True)
+        else:  # a running cluster has (or lacks) its dashboard already
+            ray_init.pop("include_dashboard", None)
         ray.init(address=address, **ray_init)
     return RouterClient(start_system(cfg), cfg)
 

@@ -47,6 +47,14 @@ def test_ray_address_from_the_environment_wins(seen, monkeypatch):
     assert seen[0]["address"] == "10.0.0.5:6379" and "include_dashboard" not in seen[0]
 
 
+def test_no_dashboard_choice_is_passed_when_joining_a_cluster(seen):
+    from actors.dashboard import ray_init_options
+
+    with pytest.raises(Stop):
+        api.connect("ray://head:10001", **ray_init_options(False))
+    assert "include_dashboard" not in seen[0]  # Ray's client refuses it
+
+
 def test_explicit_address_is_kept(seen):
     with pytest.raises(Stop):
         api.connect("ray://head:10001")
