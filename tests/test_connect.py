@@ -52,7 +52,7 @@ def test_no_dashboard_choice_is_passed_when_joining_a_cluster(seen):
 
     with pytest.raises(Stop):
         api.connect("ray://head:10001", **ray_init_options(False))
-    assert "include_dashboard" not in seen[0]  # Ray's client refuses it
+    assert "include_dashboard" not in seen[0]  # it would mean nothing there
 
 
 def test_explicit_address_is_kept(seen):
