@@ -151,30 +151,40 @@ class Metrics:
 
     # -- summed locally, pushed by the timer ----------------------------------------------
 
+    @staticmethod
+    def series(key: str, **tags: str) -> tuple[str, Tags]:
+        """One counter series, for `add_to` (callers on a hot path keep these). Tags keep
+        their call-site order: the same for every call from one place, and no sort."""
+        return (key, tuple(tags.items()))
+
     def add(self, key: str, value: float, **tags: str) -> None:
         """Add to a counter; reaches Ray within FLUSH_S."""
+        self.add_to((key, tuple(tags.items())), value)
+
+    def add_to(self, series: tuple[str, Tags], value: float) -> None:
         if not self._m:
             return
-        k = (key, tuple(sorted(tags.items())))
-        self._counts[k] = self._counts.get(k, 0.0) + value
-        self._arm()
+        self._counts[series] = self._counts.get(series, 0.0) + value
+        if self._timer_loop is None or self._timer_loop.is_closed():
+            self._arm()
 
     def observe(self, key: str, value: float, **tags: str) -> None:
         """Record a histogram value; reaches Ray within FLUSH_S."""
         if not self._m:
             return
-        self._observed.setdefault((key, tuple(sorted(tags.items()))), []).append(value)
-        self._arm()
+        self._observed.setdefault((key, tuple(tags.items())), []).append(value)
+        if self._timer_loop is None or self._timer_loop.is_closed():
+            self._arm()
 
     def _arm(self) -> None:
+        """One push FLUSH_S from now, on this thread's loop (a timer armed on a loop that
+        has closed since never fires, so that one is replaced)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop here: nothing would fire a timer, push now
             self.flush()
             return
-        if self._timer_loop is loop:
-            return
-        self._timer_loop = loop  # a timer armed on a loop that has gone never fires: re-arm
+        self._timer_loop = loop
         loop.call_later(FLUSH_S, self.flush)
 
     def flush(self) -> None:
