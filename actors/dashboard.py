@@ -24,7 +24,7 @@ CHECK_TIMEOUT_S = 30.0
 def add_dashboard_flag(p: argparse.ArgumentParser) -> None:
     """`--no-dashboard` for commands that may start Ray (the dashboard is on by default)."""
     p.add_argument("--no-dashboard", dest="dashboard", action="store_false",
-                   help="start local Ray without its dashboard (its processes hold ~1 GB of memory)")
+                   help="start local Ray without its dashboard (it adds ~1 GB of memory, 11 processes)")
 
 
 def ray_init_options(dashboard: bool) -> dict[str, bool]:
