@@ -12,7 +12,7 @@ With --http, also (aiohttp as the client of each):
             installed in --portkey-dir (--install-portkey runs npm for it)
 Plus the pure policy decision for 5 providers.
 
-    .venv/bin/python scripts/bench_router.py [--seconds 5] [--json out.json]
+    .venv/bin/python scripts/bench_router.py [--seconds 5] [--json out.json] [--no-dashboard]
     .venv/bin/python scripts/bench_router.py --http [--serve-mode proxy|direct|throughput]
 
 --serve-mode picks Ray Serve's ingress path (env flags read when Ray starts):
