@@ -45,6 +45,10 @@ def test_missing_tracker_or_an_actor_not_answering_is_not_healthy():
     restarting = report()
     restarting.actors[0].state = "RESTARTING"
     assert not restarting.healthy
+    unknown = report()  # a ray:// client: no actor table, the answers decide
+    for a in unknown.actors:
+        a.state = "?"
+    assert unknown.healthy
 
 
 def test_no_router_actors_says_how_to_start_them():
