@@ -68,7 +68,9 @@ def connect(
     address: None = $RAY_ADDRESS if set (as in a Ray job), else a new embedded local Ray
     instance; "auto" = the running cluster on this machine; "ray://host:10001" = a Ray
     client connection. config: a path, a dict, a Config or None (--config /
-    $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml).
+    $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml). Other keywords go to
+    `ray.init`: a new local instance starts with its dashboard unless
+    `include_dashboard=False`.
     """
     cfg = _config(config)
     if not ray.is_initialized():
@@ -78,8 +80,10 @@ def connect(
             # Not Ray's own default, which joins whatever `ray start` last ran on this
             # machine (and hangs if that cluster has gone without `ray stop`).
             address = os.environ.get("RAY_ADDRESS") or "local"
-        if address == "local":
-            ray_init.setdefault("include_dashboard", False)
+        if address == "local":  # the dashboard shows the named actors; off: include_dashboard=False
+            ray_init.setdefault("include_dashboard", True)
+        else:  # a running cluster has (or lacks) its dashboard already
+            ray_init.pop("include_dashboard", None)
         ray.init(address=address, **ray_init)
     return RouterClient(start_system(cfg), cfg)
 
@@ -124,6 +128,7 @@ class RouterClient:
         quality_target: float | None = None,
         outcome_value_usd: float | None = None,
         explore: bool | None = None,
+        user: str | None = None,
     ) -> RouteResult:
         """Route one request; returns text, usage, cost and the routing trace.
 
@@ -136,7 +141,8 @@ class RouterClient:
                             context=context, max_tokens=max_tokens, timeout=timeout,
                             temperature=temperature, output=output, request_id=request_id,
                             quality_target=quality_target,
-                            outcome_value_usd=outcome_value_usd, explore=explore)
+                            outcome_value_usd=outcome_value_usd, explore=explore,
+                            user=user)
         return _get(self._h.router.route.remote(req))
 
     async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:

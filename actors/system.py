@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from actors.config import Config
+from actors.placement import state_actor_options
 from actors.provider import ProviderActor
 from actors.router_actor import NAMESPACE, RouterActor, provider_actor_name
 
@@ -85,7 +86,8 @@ def start_system(config: Config) -> Handles:
         base = simulator_base_url(spec.api, sim_url) if simulated and sim_url else None
         providers[spec.name] = _named(ProviderActor, provider_actor_name(spec.name)).remote(
             spec.model_dump(mode="json"), base, simulated)
-    router = _named(RouterActor, "router").remote(config.model_dump(mode="json"))
+    router = _named(RouterActor, "router", **state_actor_options(config)).remote(
+        config.model_dump(mode="json"))
     ray.get([p.ready.remote() for p in providers.values()] + [router.ready.remote()])
     return Handles(router, tracker, providers, sim, sim_url)
 

@@ -26,6 +26,7 @@ from actors.budget import BudgetLedger, BudgetSpec
 from actors.config import Config, ConfigError
 from actors.contexts import DEFAULT_KEYS
 from actors.performance import Performance
+from actors.placement import state_actor_options
 from actors.records import FeedbackRecord
 
 DEFAULT_DB = "~/.cache/llm-router/audit.sqlite3"
@@ -261,7 +262,8 @@ class TrackerActor:
 def get_or_create_tracker(config: Config | TrackerSpec | dict[str, Any] | None = None):
     """The cluster's one tracker, created on first use. An existing tracker keeps the
     settings it was started with. Record batches are idempotent, so a call in flight when
-    the actor died is safely retried after its restart."""
+    the actor died is safely retried after its restart. It runs where `placement:` says
+    (the head node by default), so its database stays where its restarts find it."""
     spec = config if isinstance(config, TrackerSpec) else TrackerSpec.from_config(config)
     return TrackerActor.options(
         name=NAME,
@@ -270,4 +272,5 @@ def get_or_create_tracker(config: Config | TrackerSpec | dict[str, Any] | None =
         get_if_exists=True,
         max_restarts=-1,
         max_task_retries=3,
+        **state_actor_options(config),
     ).remote(spec)

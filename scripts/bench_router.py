@@ -12,7 +12,7 @@ With --http, also (aiohttp as the client of each):
             installed in --portkey-dir (--install-portkey runs npm for it)
 Plus the pure policy decision for 5 providers.
 
-    .venv/bin/python scripts/bench_router.py [--seconds 5] [--json out.json]
+    .venv/bin/python scripts/bench_router.py [--seconds 5] [--json out.json] [--no-dashboard]
     .venv/bin/python scripts/bench_router.py --http [--serve-mode proxy|direct|throughput]
 
 --serve-mode picks Ray Serve's ingress path (env flags read when Ray starts):
@@ -51,6 +51,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.config import DEFAULT_CONFIG  # noqa: E402
+from actors.dashboard import add_dashboard_flag  # noqa: E402
 from serve.run import INGRESS_ENV  # noqa: E402
 
 PROMPT = "Context: SPY 1d, regime: bull, RSI(14) 61.2, MACD above signal. Trade signal as JSON."
@@ -237,12 +238,13 @@ def policy_decision_us() -> float:
 
 async def run(args: argparse.Namespace) -> dict:
     from actors.api import connect
+    from actors.dashboard import ray_init_options
 
     tmp = tempfile.mkdtemp(prefix="bench-router-")
     cfg = bench_config(tmp)
     if args.http:
         os.environ.update(SERVE_MODES[args.serve_mode])
-    llm = connect(config=cfg, num_cpus=2)
+    llm = connect(config=cfg, num_cpus=2, **ray_init_options(args.dashboard))
     sim_url = llm.handles.simulator_url
     results: dict[str, dict] = {}
     portkey = None
@@ -288,6 +290,7 @@ def main() -> int:
     ap.add_argument("--serve-mode", choices=sorted(SERVE_MODES), default="proxy")
     ap.add_argument("--portkey-dir", default=str(DEFAULT_PORTKEY_DIR))
     ap.add_argument("--install-portkey", action="store_true", help="npm install it if missing")
+    add_dashboard_flag(ap)  # on by default, as for users
     args = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     print("pure policy decision:")

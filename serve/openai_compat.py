@@ -28,7 +28,7 @@ from serve.errors import ApiError, bad_request
 
 AUTO = "auto"
 #: OpenAI parameters accepted and ignored because they do not change the answer.
-IGNORED = ("user", "metadata", "seed", "store", "service_tier")
+IGNORED = ("metadata", "seed", "store", "service_tier")
 STREAM_CHUNK_CHARS = 256
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 
@@ -74,7 +74,7 @@ class ChatRequest(ChoiceOptions):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
-    user: str | None = None
+    user: str | None = Field(None, max_length=128, description="End user, for per-user metrics.")
     metadata: dict[str, str] | None = None
     seed: int | None = None
     store: bool | None = None
@@ -136,7 +136,8 @@ def to_route(req: ChatRequest, config: Config, token_limit: int,
                         temperature=req.temperature, timeout=timeout, output=req.output,
                         request_id=req.request_id, priority=req.priority,
                         quality_target=req.quality_target,
-                        outcome_value_usd=req.outcome_value_usd, explore=req.explore)
+                        outcome_value_usd=req.outcome_value_usd, explore=req.explore,
+                        user=req.user)
 
 
 def router_extra(r: RouteResult) -> dict[str, Any]:

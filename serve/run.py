@@ -118,10 +118,12 @@ def choose_ingress(ingress: str) -> str:
 
 
 def run(config_path: str | None, serve_config: str | None, address: str | None,
-        host: str | None, port: int | None, *, ingress: str = "auto", block: bool = True) -> int:
+        host: str | None, port: int | None, *, ingress: str = "auto", block: bool = True,
+        dashboard: bool = True) -> int:
     """`llm-router serve`: start or join Ray, start the actors, deploy, wait for Ctrl-C."""
     from actors.api import connect
     from actors.config import load_config
+    from actors.dashboard import cluster_lines, ray_init_options
 
     cfg = load_config(config_path)
     ServeSpec.from_config(cfg)
@@ -137,10 +139,12 @@ def run(config_path: str | None, serve_config: str | None, address: str | None,
         print(f"==> ingress path: {mode}")
     print(f"==> {'joining Ray at ' + address if address else 'starting local Ray'} "
           "and the router's actors")
-    llm = connect(address, cfg)
+    llm = connect(address, cfg, **ray_init_options(dashboard))
     url = deploy(cfg, schema, host=host, port=port)
     print(f"==> serving on {url} (ready in {time.time() - t0:.1f} s)")
     print(f"    OpenAI base_url: {url}/v1  ·  health: {url}/healthz  ·  Ctrl-C stops")
+    for line in cluster_lines(llm.config.names):
+        print(f"    {line}", flush=True)
     if not block:
         return 0
     try:

@@ -8,12 +8,10 @@ a script) and reports back as JSON; the test session's shared Ray instance is un
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.jobs import run_job
 
 
 def _job(tmp: Path) -> dict:
@@ -50,12 +48,7 @@ def _job(tmp: Path) -> dict:
 
 
 def test_backtest_plans_on_both_nodes_of_a_two_node_cluster(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_job(__file__, tmp_path, timeout=600)
     assert res["complete"] and res["rows"] == res["unique"] == res["ok"] == 96
     assert res["symbols"] == ["IXIC", "SPX"]
     assert sorted([res["head"], res["worker"]]) == res["alive"]

@@ -29,6 +29,14 @@ def test_default_is_a_new_local_instance_not_whatever_ray_start_left(seen):
     with pytest.raises(Stop):
         api.connect()
     assert seen[0]["address"] == "local" and seen[0]["namespace"] == "llm-router"
+    assert seen[0]["include_dashboard"] is True  # the dashboard users were promised
+
+
+def test_the_dashboard_can_be_turned_off(seen):
+    from actors.dashboard import ray_init_options
+
+    with pytest.raises(Stop):
+        api.connect(**ray_init_options(False))
     assert seen[0]["include_dashboard"] is False
 
 
@@ -37,6 +45,14 @@ def test_ray_address_from_the_environment_wins(seen, monkeypatch):
     with pytest.raises(Stop):
         api.connect()
     assert seen[0]["address"] == "10.0.0.5:6379" and "include_dashboard" not in seen[0]
+
+
+def test_no_dashboard_choice_is_passed_when_joining_a_cluster(seen):
+    from actors.dashboard import ray_init_options
+
+    with pytest.raises(Stop):
+        api.connect("ray://head:10001", **ray_init_options(False))
+    assert "include_dashboard" not in seen[0]  # it would mean nothing there
 
 
 def test_explicit_address_is_kept(seen):

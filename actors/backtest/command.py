@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from actors.dashboard import add_dashboard_flag, cluster_lines, ray_init_options
+
 #: The demo: a few hundred real S&P 500 days through the 2008 crash, three policies.
 DEMO = {"source": "sample:sp500", "start": "2008-01-01", "bars": 300,
         "policies": ["accuracy-first", "cost-aware", "latency-aware"]}
@@ -27,6 +29,7 @@ def add_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
                         "bt-<hash of the parameters>, so the same command resumes") + ")")
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress line")
+    add_dashboard_flag(p)
     if demo:
         p.add_argument("--bars", type=int, default=DEMO["bars"],
                        help=f"bars to analyse (default {DEMO['bars']})")
@@ -117,9 +120,11 @@ def execute(args: argparse.Namespace, make_spec: Any) -> int:
     t0 = time.time()
     where = "local Ray" if args.address is None else args.address
     print(f"==> starting {where} and the router's actors (simulator for providers without keys)")
-    llm = connect(args.address, config)
+    llm = connect(args.address, config, **ray_init_options(args.dashboard))
     try:
         print(f"    ready in {time.time() - t0:.1f} s; providers: {', '.join(llm.config.names)}")
+        for line in cluster_lines(llm.config.names, check=False):
+            print(f"    {line}")
         out = run_backtest(llm, prep, progress=not args.no_progress)
     finally:
         if args.address is None:
