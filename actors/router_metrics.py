@@ -140,7 +140,7 @@ class RequestObserver:
         m.add_to(s[2], max(0.0, total_s - provider_s))
         if provider_s > 0:
             m.add_to(s[3], provider_s)
-        if trace.__dict__.get("explored"):  # traces that carry the exploration flag
+        if trace.explored:
             m.add_to(s[4], 1)
 
     @staticmethod
