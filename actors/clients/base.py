@@ -69,6 +69,9 @@ class Message(BaseModel):
 
     @model_validator(mode="after")
     def _shape(self) -> Message:
+        if self.tool_calls is None and self.tool_call_id is None and self.content is not None \
+                and self.role != "tool":
+            return self  # plain text: the common case, on every request's path
         if self.tool_calls is not None and self.role != "assistant":
             raise ValueError("tool_calls: only assistant messages call tools")
         if self.role == "tool":

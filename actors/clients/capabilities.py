@@ -75,7 +75,12 @@ def dialect(spec: ProviderSpec) -> str:
         return spec.api
     if spec.dialect is not None:
         return spec.dialect
-    return _HOSTS.get(urllib.parse.urlsplit(spec.base_url).hostname or "", "openai")
+    return _host_dialect(spec.base_url)
+
+
+@functools.lru_cache(maxsize=64)
+def _host_dialect(base_url: str) -> str:
+    return _HOSTS.get(urllib.parse.urlsplit(base_url).hostname or "", "openai")
 
 
 @functools.lru_cache(maxsize=256)

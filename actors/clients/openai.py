@@ -126,6 +126,22 @@ def _logprobs(raw: Any) -> list[TokenLogprob] | None:
     return None
 
 
+def _choice(raw: Any, i: int) -> tuple[int, str, list[ToolCall] | None, Any, Any]:
+    """(index, text, tool calls, finish reason, logprobs) of one choice: plain tuples, as
+    this is on every answer's path and most answers have one choice."""
+    where = f"choices[{i}]"
+    message = need(raw, "message", dict, where)
+    finish = raw.get("finish_reason")
+    finish = FINISH_REASONS.get(finish, "other") if isinstance(finish, str) else "other"
+    index = raw.get("index", i)
+    calls = message.get("tool_calls")
+    logprobs = raw.get("logprobs")
+    return (index if isinstance(index, int) and index >= 0 else i,
+            _text(message.get("content"), f"{where}.message"),
+            _tool_calls(calls, f"{where}.message") if calls else None, finish,
+            _logprobs(logprobs) if logprobs else None)
+
+
 def _usage(usage: dict[str, Any], where: str = "usage") -> tuple[int, int, int, int, int]:
     """(input, output, cached input, cache write, reasoning) as OpenAI reports them."""
     tin = count(usage, "prompt_tokens", where)
@@ -169,34 +185,24 @@ class OpenAIClient(WireClient):
         raw_choices = need(data, "choices", list)
         if not raw_choices:
             raise BadBody("'choices' is empty")
-        choices = []
-        for i, raw in enumerate(raw_choices):
-            where = f"choices[{i}]"
-            message = need(raw, "message", dict, where)
-            finish = raw.get("finish_reason")
-            finish = FINISH_REASONS.get(finish, "other") if isinstance(finish, str) else "other"
-            index = raw.get("index", i)
-            choices.append(Choice(
-                index=index if isinstance(index, int) and index >= 0 else i,
-                text=_text(message.get("content"), f"{where}.message"),
-                tool_calls=_tool_calls(message.get("tool_calls"), f"{where}.message"),
-                finish_reason=finish, logprobs=_logprobs(raw.get("logprobs"))))
+        choices = [_choice(raw, i) for i, raw in enumerate(raw_choices)]
         tin, tout, cached, write, reasoning = _usage(need(data, "usage", dict))
-        first = choices[0]
+        text, calls, finish, logprobs = choices[0][1:]
         return make_result(
             spec,
-            text=first.text,
+            text=text,
             input_tokens=tin,
             output_tokens=tout,
-            finish_reason=first.finish_reason,
+            finish_reason=finish,
             latency_s=latency_s,
             raw_id=data.get("id", ""),
             cached_input_tokens=cached,
             cache_write_tokens=write,
             reasoning_tokens=reasoning,
-            tool_calls=first.tool_calls,
-            logprobs=first.logprobs,
-            choices=choices if len(choices) > 1 else None,
+            tool_calls=calls,
+            logprobs=logprobs,
+            choices=[Choice(index=i, text=t, tool_calls=tc, finish_reason=f, logprobs=lp)
+                     for i, t, tc, f, lp in choices] if len(choices) > 1 else None,
         )
 
     @staticmethod

@@ -113,6 +113,19 @@ def make_result(
     if cached_input_tokens + cache_write_tokens > input_tokens:
         raise BadBody(f"cached ({cached_input_tokens}) and cache-write ({cache_write_tokens}) "
                       f"tokens exceed the prompt's {input_tokens}")
+    extra: dict[str, Any] = {}  # only what is set: each field passed costs validation time
+    if cached_input_tokens:
+        extra["cached_input_tokens"] = cached_input_tokens
+    if cache_write_tokens:
+        extra["cache_write_tokens"] = cache_write_tokens
+    if reasoning_tokens:
+        extra["reasoning_tokens"] = min(reasoning_tokens, output_tokens)
+    if tool_calls:
+        extra["tool_calls"] = tool_calls
+    if logprobs is not None:
+        extra["logprobs"] = logprobs
+    if choices is not None:
+        extra["choices"] = choices
     return Result(
         provider=spec.name,
         model=spec.model,
@@ -124,12 +137,7 @@ def make_result(
         raw_id=raw_id if isinstance(raw_id, str) else "",
         cost_usd=cost_usd(spec, input_tokens, output_tokens, cached_input_tokens,
                           cache_write_tokens),
-        cached_input_tokens=cached_input_tokens,
-        cache_write_tokens=cache_write_tokens,
-        reasoning_tokens=min(reasoning_tokens, output_tokens),
-        tool_calls=tool_calls,
-        logprobs=logprobs,
-        choices=choices,
+        **extra,
     )
 
 
