@@ -286,11 +286,12 @@ _FAULT_STATUS = {
     "overloaded": {"anthropic": 529, "openai": 503, "gemini": 503},
     "malformed": {"anthropic": 200, "openai": 200, "gemini": 200},
     "invalid_output": {"anthropic": 200, "openai": 200, "gemini": 200},
+    "stream_error": {"anthropic": 529, "openai": 503, "gemini": 503},  # not streamed
 }
 
 
 def test_fault_table_covers_every_fault_kind() -> None:
-    assert set(_FAULT_STATUS) | {"timeout"} == set(FAULTS)  # timeout has its own test
+    assert set(_FAULT_STATUS) | {"timeout", "cut"} == set(FAULTS)  # those have their own tests
 
 
 @pytest.mark.parametrize("fault", sorted(_FAULT_STATUS))
@@ -338,6 +339,16 @@ def test_timeout_fault_hangs_then_504(sim, http) -> None:
     with pytest.raises(httpx.ReadTimeout):
         http.post(path, headers=headers, json=body, timeout=0.1)
     assert sim.stats().models[model].timeout == 2
+
+
+@pytest.mark.parametrize("api", ["anthropic", "openai", "gemini"])
+def test_cut_fault_drops_the_connection_mid_body(sim, http, api: str) -> None:
+    model = _fresh("cut")
+    sim.set_profile(model, cut=1.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        _post(http, api, model)
+    assert sim.stats().models[model].cut == 1
+    assert http.get("/_sim/health").status_code == 200  # the server itself is fine
 
 
 def test_down_model_gets_503_on_every_api(sim, http) -> None:

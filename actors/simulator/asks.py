@@ -1,0 +1,392 @@
+"""What a request asks for, whatever its wire format: the server-side mirror of the clients'
+`build`. Pydantic validates and parses the JSON in one pass; unknown fields are ignored, as
+the real APIs' newer fields would be by an older server.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+Api = Literal["anthropic", "openai", "gemini"]
+
+
+class WireError(ValueError):
+    """The request body is not what this API accepts (becomes a 400)."""
+
+
+@dataclass(slots=True)
+class ToolDef:
+    name: str
+    schema: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Ask:
+    """One parsed request: what the simulator needs whatever the wire format."""
+
+    model: str
+    prompt: str
+    max_tokens: int | None
+    stream: bool = False
+    include_usage: bool = False
+    stop: list[str] | None = None
+    n: int = 1
+    seed: int | None = None
+    tools: list[ToolDef] = field(default_factory=list)
+    tool_mode: Literal["auto", "none", "required"] = "auto"
+    tool_name: str | None = None
+    parallel: bool = True
+    after_tool: bool = False
+    json_mode: bool = False
+    schema: dict[str, Any] | None = None
+    thinking: int | None = None
+    logprobs: int | None = None
+    penalties: bool = False
+    cache_prefix: str = ""
+    cache_marked: bool = False
+
+
+# ---- OpenAI ----
+
+
+class _Part(BaseModel):
+    type: str = "text"
+    text: str = ""
+
+
+class _Fn(BaseModel):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class _OpenAITool(BaseModel):
+    type: Literal["function"] = "function"
+    function: _Fn
+
+
+class _CallFn(BaseModel):
+    name: str
+    arguments: str = ""
+
+
+class _OpenAICall(BaseModel):
+    id: str = Field(min_length=1)
+    function: _CallFn
+
+
+class _OpenAIMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[_Part] | None = None
+    tool_calls: list[_OpenAICall] | None = None
+    tool_call_id: str | None = None
+
+
+class _Named(BaseModel):
+    name: str
+
+
+class _OpenAIChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: _Named
+
+
+class _JsonSchema(BaseModel):
+    name: str = Field(min_length=1)
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class _ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JsonSchema | None = None
+
+
+class _StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _OpenAIRequest(BaseModel):
+    model: str = Field(min_length=1)
+    messages: list[_OpenAIMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, gt=0)
+    max_completion_tokens: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=128)
+    seed: int | None = None
+    random_seed: int | None = None  # Mistral's name
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: bool | int | None = None  # Together: the number of alternatives
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[_OpenAITool] | None = None
+    tool_choice: Literal["none", "auto", "required", "any"] | _OpenAIChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: _ResponseFormat | None = None
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+
+
+def _text(content: str | list[Any] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(getattr(b, "text", "") or "" for b in content)
+
+
+def _openai(body: bytes) -> Ask:
+    o = _OpenAIRequest.model_validate_json(body)
+    system = "\n".join(_text(m.content) for m in o.messages if m.role in ("system", "developer"))
+    ask = Ask(o.model, "\n".join(_text(m.content) for m in o.messages),
+              o.max_completion_tokens or o.max_tokens, stream=o.stream,
+              include_usage=bool(o.stream_options and o.stream_options.include_usage),
+              n=o.n, seed=o.seed if o.seed is not None else o.random_seed, cache_prefix=system,
+              after_tool=o.messages[-1].role == "tool")
+    if o.stop is not None:
+        ask.stop = [o.stop] if isinstance(o.stop, str) else o.stop
+    if o.logprobs:
+        ask.logprobs = o.logprobs if o.logprobs is not True else (o.top_logprobs or 0)
+    ask.penalties = bool(o.presence_penalty or o.frequency_penalty)
+    if o.tools:
+        ask.tools = [ToolDef(t.function.name, t.function.parameters) for t in o.tools]
+    _choice(ask, o.tool_choice if not isinstance(o.tool_choice, _OpenAIChoice)
+            else o.tool_choice.function.name)
+    if o.parallel_tool_calls is False:
+        ask.parallel = False
+    fmt = o.response_format
+    if fmt is not None and fmt.type != "text":
+        ask.json_mode = True
+        if fmt.type == "json_schema":
+            if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+                raise WireError("response_format.json_schema.schema: required")
+            ask.schema = fmt.json_schema.schema_
+    return ask
+
+
+def _choice(ask: Ask, choice: str | None) -> None:
+    """auto / none / required (any) / a tool's name."""
+    if choice in (None, "auto"):
+        return
+    if choice == "none":
+        ask.tool_mode = "none"
+    elif choice in ("required", "any"):
+        ask.tool_mode = "required"
+    else:
+        if choice not in {t.name for t in ask.tools}:
+            raise WireError(f"tool_choice: no tool named {choice!r}")
+        ask.tool_mode, ask.tool_name = "required", choice
+    if ask.tool_mode != "none" and not ask.tools:
+        raise WireError("tool_choice: needs tools")
+
+
+# ---- Anthropic ----
+
+
+class _Block(BaseModel):
+    type: str = "text"
+    text: str = ""
+    name: str = ""
+    content: str | list[_Part] | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+class _AnthropicMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str | list[_Block]
+
+
+class _AnthropicTool(BaseModel):
+    name: str = Field(min_length=1)
+    input_schema: dict[str, Any]
+
+
+class _AnthropicChoice(BaseModel):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool = False
+
+
+class _Thinking(BaseModel):
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = Field(None, ge=1024)
+
+
+class _Format(BaseModel):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class _OutputConfig(BaseModel):
+    format: _Format | None = None
+
+
+class _AnthropicRequest(BaseModel):
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(gt=0)
+    messages: list[_AnthropicMessage] = Field(min_length=1)
+    system: str | list[_Block] | None = None
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    stop_sequences: list[str] | None = None
+    tools: list[_AnthropicTool] | None = None
+    tool_choice: _AnthropicChoice | None = None
+    thinking: _Thinking | None = None
+    output_config: _OutputConfig | None = None
+    stream: bool = False
+
+
+def _blocks_text(content: str | list[_Block]) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.text or _text(b.content) for b in content)
+
+
+def _anthropic(body: bytes) -> Ask:
+    a = _AnthropicRequest.model_validate_json(body)
+    system = _blocks_text(a.system) if a.system else ""
+    last = a.messages[-1].content
+    ask = Ask(a.model, "\n".join([system] * bool(system) + [_blocks_text(m.content)
+                                                           for m in a.messages]),
+              a.max_tokens, stream=a.stream, stop=a.stop_sequences, cache_prefix=system,
+              cache_marked=isinstance(a.system, list) and any(b.cache_control for b in a.system),
+              after_tool=isinstance(last, list) and any(b.type == "tool_result" for b in last))
+    if a.thinking is not None and a.thinking.type == "enabled":
+        budget = a.thinking.budget_tokens
+        if budget is None or budget >= a.max_tokens:
+            raise WireError("thinking.budget_tokens: must be >= 1024 and less than max_tokens")
+        ask.thinking = budget
+    if a.tools:
+        ask.tools = [ToolDef(t.name, t.input_schema) for t in a.tools]
+    if a.tool_choice is not None:
+        tc = a.tool_choice
+        _choice(ask, tc.name if tc.type == "tool" else tc.type)
+        ask.parallel = not tc.disable_parallel_tool_use
+    if a.output_config is not None and a.output_config.format is not None:
+        ask.json_mode, ask.schema = True, a.output_config.format.schema_
+    return ask
+
+
+# ---- Gemini ----
+
+
+class _GPart(BaseModel):
+    text: str | None = None
+    thought: bool | None = None
+    functionCall: dict[str, Any] | None = None
+    functionResponse: dict[str, Any] | None = None
+
+
+class _Content(BaseModel):
+    role: str | None = None
+    parts: list[_GPart] = Field(min_length=1)
+
+
+class _ThinkingConfig(BaseModel):
+    thinkingBudget: int | None = Field(None, ge=-1)
+    includeThoughts: bool | None = None
+
+
+class _GenerationConfig(BaseModel):
+    maxOutputTokens: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0, le=2)
+    topP: float | None = Field(None, ge=0, le=1)
+    stopSequences: list[str] | None = Field(None, max_length=5)
+    seed: int | None = None
+    candidateCount: int | None = Field(None, ge=1, le=8)
+    presencePenalty: float | None = None
+    frequencyPenalty: float | None = None
+    responseLogprobs: bool | None = None
+    logprobs: int | None = Field(None, ge=0, le=20)
+    responseMimeType: str | None = None
+    responseSchema: dict[str, Any] | None = None
+    responseJsonSchema: dict[str, Any] | None = None
+    thinkingConfig: _ThinkingConfig | None = None
+
+
+class _Declaration(BaseModel):
+    name: str = Field(min_length=1)
+    parameters: dict[str, Any] | None = None
+    parametersJsonSchema: dict[str, Any] | None = None
+
+
+class _GTool(BaseModel):
+    functionDeclarations: list[_Declaration] | None = None
+
+
+class _CallingConfig(BaseModel):
+    mode: Literal["AUTO", "ANY", "NONE", "MODE_UNSPECIFIED", "VALIDATED"] = "AUTO"
+    allowedFunctionNames: list[str] | None = None
+
+
+class _ToolConfig(BaseModel):
+    functionCallingConfig: _CallingConfig | None = None
+
+
+class _GeminiRequest(BaseModel):
+    contents: list[_Content] = Field(min_length=1)
+    systemInstruction: _Content | None = None
+    generationConfig: _GenerationConfig | None = None
+    tools: list[_GTool] | None = None
+    toolConfig: _ToolConfig | None = None
+
+
+def _part_text(p: _GPart) -> str:
+    if p.text is not None:
+        return "" if p.thought else p.text
+    if p.functionResponse is not None:
+        return json.dumps(p.functionResponse.get("response", {}))
+    return ""
+
+
+def _gemini(body: bytes, model: str) -> Ask:
+    g = _GeminiRequest.model_validate_json(body)
+    contents = ([g.systemInstruction] if g.systemInstruction else []) + g.contents
+    cfg = g.generationConfig or _GenerationConfig()
+    system = "\n".join(_part_text(p) for p in g.systemInstruction.parts) \
+        if g.systemInstruction else ""
+    ask = Ask(model, "\n".join(_part_text(p) for c in contents for p in c.parts),
+              cfg.maxOutputTokens, stop=cfg.stopSequences, n=cfg.candidateCount or 1,
+              seed=cfg.seed, cache_prefix=system,
+              after_tool=any(p.functionResponse is not None for p in g.contents[-1].parts))
+    ask.penalties = bool(cfg.presencePenalty or cfg.frequencyPenalty)
+    if cfg.responseLogprobs:
+        ask.logprobs = cfg.logprobs or 0
+    if cfg.thinkingConfig is not None:
+        ask.thinking = cfg.thinkingConfig.thinkingBudget
+    schema = cfg.responseJsonSchema or cfg.responseSchema
+    if schema is not None and cfg.responseMimeType != "application/json":
+        raise WireError("generationConfig.responseMimeType: must be application/json with a "
+                        "response schema")
+    ask.json_mode, ask.schema = cfg.responseMimeType == "application/json", schema
+    for tool in g.tools or ():
+        ask.tools += [ToolDef(d.name, d.parametersJsonSchema or d.parameters)
+                      for d in tool.functionDeclarations or ()]
+    fc = g.toolConfig.functionCallingConfig if g.toolConfig else None
+    if fc is not None and fc.mode in ("ANY", "NONE", "VALIDATED"):
+        names = fc.allowedFunctionNames or []
+        _choice(ask, "none" if fc.mode == "NONE" else names[0] if len(names) == 1 else "required")
+    if ask.tools and ask.json_mode:
+        raise WireError("Function calling with a response mime type: 'application/json' is "
+                        "unsupported")
+    return ask
+
+
+def parse(api: Api, body: bytes, path_model: str | None = None) -> Ask:
+    """Validate a request body; raise WireError with a short reason."""
+    try:
+        if api == "anthropic":
+            return _anthropic(body)
+        if api == "openai":
+            return _openai(body)
+        return _gemini(body, path_model or "")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "body"
+        raise WireError(f"{where}: {err['msg']}") from None
