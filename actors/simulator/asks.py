@@ -9,7 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_snake
 
 Api = Literal["anthropic", "openai", "gemini"]
 
@@ -276,24 +277,31 @@ def _anthropic(body: bytes) -> Ask:
 # ---- Gemini ----
 
 
-class _GPart(BaseModel):
+class _G(BaseModel):
+    """Gemini's JSON parser takes proto field names too: `thinking_budget` as well as
+    `thinkingBudget` (the google-genai SDK sends some nested configs that way)."""
+
+    model_config = ConfigDict(alias_generator=to_snake, populate_by_name=True)
+
+
+class _GPart(_G):
     text: str | None = None
     thought: bool | None = None
     functionCall: dict[str, Any] | None = None
     functionResponse: dict[str, Any] | None = None
 
 
-class _Content(BaseModel):
+class _Content(_G):
     role: str | None = None
     parts: list[_GPart] = Field(min_length=1)
 
 
-class _ThinkingConfig(BaseModel):
+class _ThinkingConfig(_G):
     thinkingBudget: int | None = Field(None, ge=-1)
     includeThoughts: bool | None = None
 
 
-class _GenerationConfig(BaseModel):
+class _GenerationConfig(_G):
     maxOutputTokens: int | None = Field(None, gt=0)
     temperature: float | None = Field(None, ge=0, le=2)
     topP: float | None = Field(None, ge=0, le=1)
@@ -310,26 +318,26 @@ class _GenerationConfig(BaseModel):
     thinkingConfig: _ThinkingConfig | None = None
 
 
-class _Declaration(BaseModel):
+class _Declaration(_G):
     name: str = Field(min_length=1)
     parameters: dict[str, Any] | None = None
     parametersJsonSchema: dict[str, Any] | None = None
 
 
-class _GTool(BaseModel):
+class _GTool(_G):
     functionDeclarations: list[_Declaration] | None = None
 
 
-class _CallingConfig(BaseModel):
+class _CallingConfig(_G):
     mode: Literal["AUTO", "ANY", "NONE", "MODE_UNSPECIFIED", "VALIDATED"] = "AUTO"
     allowedFunctionNames: list[str] | None = None
 
 
-class _ToolConfig(BaseModel):
+class _ToolConfig(_G):
     functionCallingConfig: _CallingConfig | None = None
 
 
-class _GeminiRequest(BaseModel):
+class _GeminiRequest(_G):
     contents: list[_Content] = Field(min_length=1)
     systemInstruction: _Content | None = None
     generationConfig: _GenerationConfig | None = None

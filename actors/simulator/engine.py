@@ -166,7 +166,8 @@ class Simulator:
         rid = self._rid()
         frames = sse.stream_frames(api, ask.model, turn, rid, chunks=profile.stream_chunks,
                                    include_usage=ask.include_usage,
-                                   usage=not (fault == "malformed" and kind == "no_usage"))
+                                   usage=not (fault == "malformed" and kind == "no_usage"),
+                                   usage_always=profile.stream_usage_always)
         half = max(1, len(frames) // 2)
         if fault == "malformed" and kind != "no_usage":
             frames = frames[:half] + [sse.malformed_frame()] + frames[half:]

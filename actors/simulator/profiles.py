@@ -76,6 +76,9 @@ class Profile(BaseModel):
     stream_chunks: int = Field(20, ge=1, le=1000, description="Frames a streamed answer takes.")
     stream_interval_ms: float | None = Field(
         None, ge=0, description="Gap between frames; unset = ms_per_token × tokens / frames.")
+    stream_usage_always: bool = Field(
+        False, description="OpenAI format: usage in the last chunk even unasked (Mistral, "
+        "Together); OpenAI itself sends it only for stream_options.include_usage.")
 
     # Token accounting as vendors bill it.
     thinking_tokens: int = Field(
@@ -137,11 +140,11 @@ DEFAULT_PROFILES: dict[str, Profile] = {
     ),  # gpt-4-turbo has no prompt caching (OpenAI caches gpt-4o and later)
     "open-mixtral-8x7b": Profile(
         base_ms=350, jitter=0.40, ms_per_token=2, confidence_mean=0.60,
-        confidence_spread=0.15, bias=-0.10, fence_prob=0.5,
+        confidence_spread=0.15, bias=-0.10, fence_prob=0.5, stream_usage_always=True,
     ),
     "meta-llama/Llama-3.3-70B-Instruct-Turbo": Profile(
         base_ms=300, jitter=0.30, ms_per_token=2, confidence_mean=0.62,
-        confidence_spread=0.12, bias=0.15, fence_prob=0.3,
+        confidence_spread=0.12, bias=0.15, fence_prob=0.3, stream_usage_always=True,
     ),
 }  # fmt: skip
 

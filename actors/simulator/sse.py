@@ -56,7 +56,7 @@ def _event(name: str, obj: dict[str, Any]) -> bytes:
 
 
 def _openai(model: str, t: Turn, rid: str, include_usage: bool, chunks: int,
-            usage: bool) -> list[bytes]:
+            usage: bool, usage_always: bool) -> list[bytes]:
     base: dict[str, Any] = {"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk",
                             "created": int(time.time()), "model": model,
                             "system_fingerprint": None}
@@ -79,6 +79,8 @@ def _openai(model: str, t: Turn, rid: str, include_usage: bool, chunks: int,
     last = [chunk(i, {}, c.finish) for i, c in enumerate(t.choices)]
     if include_usage and usage:
         last.append(_data({**base, "choices": [], "usage": openai_usage(t)}))
+    elif usage_always and usage:  # Mistral and Together: in the last chunk, unasked
+        last[-1] = _data({**json.loads(last[-1][6:]), "usage": openai_usage(t)})
     steps[-1] = steps[-1] + last + [b"data: [DONE]\n\n"]
     return _frames(steps, chunks)
 
@@ -181,11 +183,12 @@ def _gemini(model: str, t: Turn, rid: str, chunks: int, usage: bool) -> list[byt
 
 
 def stream_frames(api: Api, model: str, t: Turn, rid: str, *, chunks: int,
-                  include_usage: bool = False, usage: bool = True) -> list[bytes]:
+                  include_usage: bool = False, usage: bool = True,
+                  usage_always: bool = False) -> list[bytes]:
     """The whole streamed answer in at most `chunks` frames; `usage=False` leaves the usage
-    out (the malformed fault's `no_usage`)."""
+    out (the malformed fault's `no_usage`); `usage_always`: see Profile.stream_usage_always."""
     if api == "openai":
-        return _openai(model, t, rid, include_usage, chunks, usage)
+        return _openai(model, t, rid, include_usage, chunks, usage, usage_always)
     if api == "anthropic":
         return _anthropic(model, t, rid, chunks, usage)
     return _gemini(model, t, rid, chunks, usage)
