@@ -42,6 +42,7 @@ class Ask:
     tool_name: str | None = None
     parallel: bool = True
     after_tool: bool = False
+    called: set[str] = field(default_factory=set)
     json_mode: bool = False
     schema: dict[str, Any] | None = None
     thinking: int | None = None
@@ -149,7 +150,8 @@ def _openai(body: bytes) -> Ask:
               o.max_completion_tokens or o.max_tokens, stream=o.stream,
               include_usage=bool(o.stream_options and o.stream_options.include_usage),
               n=o.n, seed=o.seed if o.seed is not None else o.random_seed, cache_prefix=system,
-              after_tool=o.messages[-1].role == "tool")
+              after_tool=o.messages[-1].role == "tool",
+              called={c.function.name for m in o.messages for c in m.tool_calls or ()})
     if o.stop is not None:
         ask.stop = [o.stop] if isinstance(o.stop, str) else o.stop
     if o.logprobs:
@@ -257,7 +259,9 @@ def _anthropic(body: bytes) -> Ask:
                                                            for m in a.messages]),
               a.max_tokens, stream=a.stream, stop=a.stop_sequences, cache_prefix=system,
               cache_marked=isinstance(a.system, list) and any(b.cache_control for b in a.system),
-              after_tool=isinstance(last, list) and any(b.type == "tool_result" for b in last))
+              after_tool=isinstance(last, list) and any(b.type == "tool_result" for b in last),
+              called={b.name for m in a.messages if isinstance(m.content, list)
+                      for b in m.content if b.type == "tool_use"})
     if a.thinking is not None and a.thinking.type == "enabled":
         budget = a.thinking.budget_tokens
         if budget is None or budget >= a.max_tokens:
@@ -362,7 +366,9 @@ def _gemini(body: bytes, model: str) -> Ask:
     ask = Ask(model, "\n".join(_part_text(p) for c in contents for p in c.parts),
               cfg.maxOutputTokens, stop=cfg.stopSequences, n=cfg.candidateCount or 1,
               seed=cfg.seed, cache_prefix=system,
-              after_tool=any(p.functionResponse is not None for p in g.contents[-1].parts))
+              after_tool=any(p.functionResponse is not None for p in g.contents[-1].parts),
+              called={str(p.functionCall.get("name")) for c in g.contents for p in c.parts
+                      if p.functionCall})
     ask.penalties = bool(cfg.presencePenalty or cfg.frequencyPenalty)
     if cfg.responseLogprobs:
         ask.logprobs = cfg.logprobs or 0

@@ -94,16 +94,27 @@ def _cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, str | None]:
     return text[:i], s
 
 
-def _calls(api: str, ask: Ask, rng: random.Random, id_prefix: str) -> list[Call]:
-    """The tools this turn calls: the forced one, else those the prompt names, else the first."""
+def _calls(api: str, ask: Ask, profile: Profile, rng: random.Random,
+           id_prefix: str) -> list[Call]:
+    """The tools this turn calls: the forced one; else those the prompt names (one unless
+    parallel calls are allowed), preferring tools not called yet in the conversation; else
+    the first such tool. Arguments fit the tool's schema, leaning on the prompt's ticker and
+    the model's natural answer where property names match."""
     tools = {t.name: t for t in ask.tools}
     if ask.tool_name is not None:
         names = [ask.tool_name]
     else:
-        named = [t.name for t in ask.tools if t.name in ask.prompt]
-        names = (named if ask.parallel else named[:1]) or [ask.tools[0].name]
+        fresh = [t.name for t in ask.tools if t.name not in ask.called] or list(tools)
+        named = [n for n in fresh if n in ask.prompt]
+        names = (named if ask.parallel else named[:1]) or fresh[:1]
+    hint: dict[str, Any] = {}
+    try:
+        hint = json.loads(_FENCE.sub("", answers.answer(ask.prompt, profile, rng)))
+    except ValueError:
+        pass
     ticker = _TICKER.search(ask.prompt)
-    hint = {"symbol": ticker.group(0), "ticker": ticker.group(0)} if ticker else None
+    if ticker:
+        hint |= {"symbol": ticker.group(0), "ticker": ticker.group(0)}
     out = []
     for name in names:
         schema = tools[name].schema or {"type": "object", "properties": {}}
@@ -146,7 +157,7 @@ def _choice(api: str, ask: Ask, profile: Profile, rng: random.Random, id_prefix:
     calls_now = ask.tools and ask.tool_mode != "none" and (
         ask.tool_mode == "required" or not ask.after_tool)
     if calls_now:
-        calls = _calls(api, ask, rng, id_prefix)
+        calls = _calls(api, ask, profile, rng, id_prefix)
         tokens = sum(answers.count_tokens(c.name + c.arguments) for c in calls)
         if visible_cap is None or tokens <= visible_cap:
             return Out(calls=calls, finish="tool_calls", tokens=tokens, thinking=thinking)
