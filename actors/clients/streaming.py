@@ -4,6 +4,7 @@ parser, and the failure rules (see `WireClient.send_stream`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
     from actors.clients.wire import WireClient
 
 Event = TextDelta | ToolCallDelta | Finish | Done
+
+
+def _whole(data: str) -> bool:
+    """Whether an event left at the end of the body is complete JSON (or [DONE])."""
+    try:
+        json.loads(data)
+    except ValueError:
+        return data.strip() == "[DONE]"
+    return True
 
 
 class WireStream:
@@ -148,6 +158,8 @@ class WireStream:
             for name, data in raw:
                 if state.complete:
                     break
+                if chunk is None and not _whole(data):
+                    break  # the body ended inside an event: a cut, not a malformed event
                 for event in self._parse(parser, name, data):
                     if self.first_token_s is None and not isinstance(event, Finish):
                         self.first_token_s = time.perf_counter() - start

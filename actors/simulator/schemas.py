@@ -36,8 +36,9 @@ class Generator:
             return hint if hint is not None else None
         if "$ref" in schema:
             return self.value(self._resolve(schema["$ref"]), hint, depth + 1)
-        if hint is not None and self._fits(schema, hint):
-            return hint
+        if hint is not None and not (isinstance(hint, dict) and "properties" in schema) \
+                and self._fits(schema, hint):
+            return hint  # an object with properties is built from them, each with its hint
         if "const" in schema:
             return schema["const"]
         if schema.get("enum"):
