@@ -82,8 +82,8 @@ def test_cache_prices_and_thinking_budget_are_validated():
     claude, gemini = cfg.provider("claude"), cfg.provider("gemini")
     assert (claude.cached_input_cost_per_mtok, claude.cache_write_cost_per_mtok) == (0.30, 3.75)
     assert (gemini.cached_input_cost_per_mtok, gemini.thinking_budget) == (0.125, 1024)
-    for key, value, words in (("cached_input_cost_per_mtok", -1, "greater than or equal to 0"),
-                              ("thinking_budget", -5, "greater than or equal to -1"),
+    for key, value, words in (("cached_input_cost_per_mtok", -1, "Input should be greater than or equal to 0"),
+                              ("thinking_budget", -5, "Input should be greater than or equal to -1"),
                               ("dialect", "cohere", "Input should be")):
         data = shipped()
         data["providers"][3][key] = value
