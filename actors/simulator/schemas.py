@@ -111,29 +111,50 @@ class Generator:
         return text[:high] if high is not None else text
 
     def _number(self, schema: dict[str, Any], integer: bool) -> float | int:
-        low = schema.get("minimum", schema.get("exclusiveMinimum"))
-        high = schema.get("maximum", schema.get("exclusiveMaximum"))
-        low = float(low) if isinstance(low, int | float) and not isinstance(low, bool) else None
-        high = float(high) if isinstance(high, int | float) and not isinstance(high, bool) else None
+        low, open_low = _bound(schema, "minimum", "exclusiveMinimum", max)
+        high, open_high = _bound(schema, "maximum", "exclusiveMaximum", min)
         if low is None and high is None:
             low, high = 0.0, 100.0
         elif low is None:
             low = high - 100.0  # type: ignore[operator]
         elif high is None:
             high = low + 100.0
-        value = self.rng.uniform(low, high) if high > low else low  # type: ignore[operator]
-        if "exclusiveMinimum" in schema and value <= low:
-            value = low + (1 if integer else (high - low) / 2 or 1e-6)  # type: ignore[operator]
+        assert low is not None and high is not None
         step = schema.get("multipleOf")
-        if isinstance(step, int | float) and step > 0:
-            value = math.ceil(value / step) * step
+        step = float(step) if isinstance(step, int | float) and step > 0 else None
         if integer:
-            value = math.ceil(value) if "minimum" in schema or "exclusiveMinimum" in schema \
-                else math.floor(value)
-            if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-                value -= 1
-            return int(value)
-        return round(value, 4)
+            step = float(max(1, math.ceil(step))) if step else 1.0
+        if step is not None:
+            first, last = math.ceil(low / step), math.floor(high / step)
+            if open_low and first * step <= low:
+                first += 1
+            if open_high and last * step >= high:
+                last -= 1
+            k = self.rng.randint(first, last) if last >= first else first
+            return int(k * step) if integer else round(k * step, 10)
+        value = round(self.rng.uniform(low, high), 4)
+        if (open_low and value <= low) or (open_high and value >= high) or not low <= value <= high:
+            value = (low + high) / 2
+        return value
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str,
+           tighter: Any) -> tuple[float | None, bool]:
+    """(bound, open?) from JSON Schema's inclusive and exclusive keywords (either draft)."""
+    inc, exc = schema.get(inclusive), schema.get(exclusive)
+    if isinstance(exc, bool):  # draft 4: a flag on the inclusive bound
+        return (float(inc), exc) if _num(inc) else (None, False)
+    bounds = [(float(inc), False)] if _num(inc) else []
+    if _num(exc):
+        bounds.append((float(exc), True))
+    if not bounds:
+        return None, False
+    value = tighter(b for b, _ in bounds)
+    return value, any(b == value and is_open for b, is_open in bounds)
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _type_of(schema: dict[str, Any]) -> str | None:
