@@ -17,7 +17,7 @@ from typing import Any
 from actors.clients.base import Completion, FunctionCall, Message, NamedToolChoice, Result, ToolCall
 from actors.clients.capabilities import ANTHROPIC_JSON_TOOL, thinking_budget
 from actors.clients.faults import BadBody, ErrorEvent
-from actors.clients.stream import StreamParser
+from actors.clients.stream import StreamParser, json_event
 from actors.clients.wire import Request, WireClient, check_limits, count, make_result, need
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
@@ -215,16 +215,13 @@ class AnthropicStream(StreamParser):
         self._stop: str | None = None
 
     def feed(self, event: str, data: str) -> list[Any]:
-        try:
-            msg = json.loads(data)
-        except ValueError:
-            raise BadBody(f"not JSON: {data[:80]!r}") from None
-        kind = msg.get("type") if isinstance(msg, dict) else None
+        if event == "error":
+            raise ErrorEvent(data.encode())
+        msg = json_event(data)
+        kind = msg.get("type")
         state = self.state
         if kind == "ping":
             return []
-        if kind == "error" or event == "error":
-            raise ErrorEvent(data.encode())
         if kind == "message_start":
             message = need(msg, "message", dict)
             state.raw_id = message.get("id") or ""

@@ -28,8 +28,8 @@ from actors.clients.base import (
     TopLogprob,
 )
 from actors.clients.capabilities import thinking_budget
-from actors.clients.faults import BadBody, ErrorEvent
-from actors.clients.stream import StreamParser
+from actors.clients.faults import BadBody
+from actors.clients.stream import StreamParser, json_event
 from actors.clients.wire import Request, WireClient, check_limits, count, make_result, need
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
@@ -95,18 +95,12 @@ def _model_parts(spec: ProviderSpec, m: Message) -> list[dict[str, Any]]:
 
 def _config(spec: ProviderSpec, c: Completion, max_tokens: int) -> dict[str, Any]:
     config: dict[str, Any] = {"maxOutputTokens": max_tokens}
-    if c.temperature is not None:
-        config["temperature"] = c.temperature
-    if c.top_p is not None:
-        config["topP"] = c.top_p
-    if c.stop is not None:
-        config["stopSequences"] = c.stop
-    if c.seed is not None:
-        config["seed"] = c.seed
-    if c.presence_penalty is not None:
-        config["presencePenalty"] = c.presence_penalty
-    if c.frequency_penalty is not None:
-        config["frequencyPenalty"] = c.frequency_penalty
+    for key, value in (("temperature", c.temperature), ("topP", c.top_p),
+                       ("stopSequences", c.stop), ("seed", c.seed),
+                       ("presencePenalty", c.presence_penalty),
+                       ("frequencyPenalty", c.frequency_penalty)):
+        if value is not None:
+            config[key] = value
     if c.n > 1:
         config["candidateCount"] = c.n
     if c.logprobs:
@@ -284,14 +278,7 @@ class GeminiStream(StreamParser):
         self._finished: set[int] = set()
 
     def feed(self, event: str, data: str) -> list[Any]:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise BadBody(f"not JSON: {data[:80]!r}") from None
-        if not isinstance(chunk, dict):
-            raise BadBody(f"a JSON {type(chunk).__name__}, not an object")
-        if "error" in chunk:
-            raise ErrorEvent(data.encode())
+        chunk = json_event(data)
         state = self.state
         if isinstance(chunk.get("responseId"), str):
             state.raw_id = chunk["responseId"]

@@ -23,8 +23,8 @@ from actors.clients.base import (
     TopLogprob,
 )
 from actors.clients.capabilities import dialect
-from actors.clients.faults import BadBody, ErrorEvent
-from actors.clients.stream import StreamParser, StreamState
+from actors.clients.faults import BadBody
+from actors.clients.stream import StreamParser, StreamState, json_event
 from actors.clients.wire import Request, WireClient, check_limits, count, make_result, need
 from actors.config import ProviderSpec
 
@@ -46,16 +46,13 @@ def _message(m: Message) -> dict[str, Any]:
 def _params(spec: ProviderSpec, c: Completion, body: dict[str, Any]) -> None:
     """The optional parameters, named as this host names them."""
     host = dialect(spec)
-    if c.top_p is not None:
-        body["top_p"] = c.top_p
-    if c.stop is not None:
-        body["stop"] = c.stop
-    if c.seed is not None:
-        body["random_seed" if host == "mistral" else "seed"] = c.seed
-    if c.presence_penalty is not None:
-        body["presence_penalty"] = c.presence_penalty
-    if c.frequency_penalty is not None:
-        body["frequency_penalty"] = c.frequency_penalty
+    for key, value in (("top_p", c.top_p), ("stop", c.stop),
+                       ("random_seed" if host == "mistral" else "seed", c.seed),
+                       ("presence_penalty", c.presence_penalty),
+                       ("frequency_penalty", c.frequency_penalty),
+                       ("parallel_tool_calls", c.parallel_tool_calls)):
+        if value is not None:
+            body[key] = value
     if c.user is not None and host == "openai":
         body["user"] = c.user
     if c.logprobs:
@@ -75,8 +72,6 @@ def _params(spec: ProviderSpec, c: Completion, body: dict[str, Any]) -> None:
             body["tool_choice"] = "any" if host == "mistral" and choice == "required" else choice
         else:
             body["tool_choice"] = choice.model_dump()
-    if c.parallel_tool_calls is not None:
-        body["parallel_tool_calls"] = c.parallel_tool_calls
     if c.response_format is not None:
         body["response_format"] = c.response_format.model_dump(by_alias=True, exclude_none=True)
 
@@ -222,14 +217,7 @@ class OpenAIStream(StreamParser):
         if data.strip() == "[DONE]":
             state.complete = True
             return []
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise BadBody(f"not JSON: {data[:80]!r}") from None
-        if not isinstance(chunk, dict):
-            raise BadBody(f"a JSON {type(chunk).__name__}, not an object")
-        if "error" in chunk:
-            raise ErrorEvent(data.encode())
+        chunk = json_event(data)
         if isinstance(chunk.get("id"), str):
             state.raw_id = chunk["id"]
         usage = chunk.get("usage")

@@ -10,12 +10,14 @@ partial Result, its usage estimated from the tokens received when the usage even
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from actors.clients.base import Choice, Completion, FunctionCall, Result, TokenLogprob, ToolCall
+from actors.clients.faults import BadBody, ErrorEvent
 from actors.config import ProviderSpec
 from actors.cost import cost_usd
 from actors.errors import ErrorClass, ProviderError
@@ -176,6 +178,20 @@ class StreamState:
             reasoning_tokens=min(self.reasoning_tokens, tout), usage_estimated=estimated,
             tool_calls=first.tool_calls, logprobs=first.logprobs,
             choices=choices if len(choices) > 1 else None, first_token_s=first_token_s)
+
+
+def json_event(data: str) -> dict[str, Any]:
+    """The JSON object in one event's data; an object in the vendor's error shape (an
+    `error` member, which all three use) raises ErrorEvent, anything else BadBody."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise BadBody(f"not JSON: {data[:80]!r}") from None
+    if not isinstance(obj, dict):
+        raise BadBody(f"a JSON {type(obj).__name__}, not an object")
+    if "error" in obj:
+        raise ErrorEvent(data.encode())
+    return obj
 
 
 class StreamParser(ABC):
