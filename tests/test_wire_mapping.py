@@ -14,7 +14,7 @@ from google.genai import types as gtypes
 from openai.types.chat import ChatCompletion
 from pydantic import TypeAdapter
 
-from actors.clients import Completion
+from actors.clients import CLIENTS, Completion
 from actors.clients.anthropic import AnthropicClient
 from actors.clients.capabilities import ANTHROPIC_JSON_TOOL
 from actors.clients.gemini import GeminiClient
@@ -91,7 +91,7 @@ def test_openai_build_passes_every_parameter_through() -> None:
 @pytest.mark.parametrize(("base_url", "seed_key", "logprobs", "choice", "user", "options"), [
     ("https://api.mistral.ai/v1", "random_seed", None, "any", None, None),
     ("https://api.together.xyz/v1", "seed", 3, "required", None, None),
-    ("https://api.groq.com/openai/v1", "seed", True, "required", None, None),
+    ("https://api.groq.com/openai/v1", "seed", None, "required", None, None),
     ("https://llm.internal/v1", "seed", True, "required", "desk-7", {"include_usage": True}),
 ])
 def test_openai_hosts_name_parameters_their_way(base_url, seed_key, logprobs, choice, user,
@@ -282,8 +282,9 @@ def test_gemini_build_multi_turn_tools_validates_with_genai_types() -> None:
 
 
 def test_gemini_build_json_schema_named_tool_and_logprobs() -> None:
-    _, _, body = GeminiClient.build(spec("gemini"), ask(response_format=JSON_SCHEMA, logprobs=True,
-                                                        top_logprobs=4), KEY)
+    gemini2 = spec("gemini", model="gemini-2.0-flash", capabilities={"logprobs": True})
+    _, _, body = GeminiClient.build(gemini2, ask(response_format=JSON_SCHEMA, logprobs=True,
+                                                 top_logprobs=4), KEY)
     config = body["generationConfig"]
     assert config["responseMimeType"] == "application/json"
     assert config["responseJsonSchema"] == SCHEMA
@@ -333,6 +334,18 @@ def test_gemini_parse_calls_get_ids_and_usage_is_split() -> None:
 
 
 # ---------------------------------------------------------------- what cannot be mapped
+
+
+@pytest.mark.parametrize(("api", "kw", "param"), [
+    ("anthropic", {"seed": 1}, "seed"), ("anthropic", {"n": 2}, "n"),
+    ("gemini", {"presence_penalty": 0.4}, "presence_penalty"),
+    ("openai", {"thinking_budget": 2048}, "thinking_budget")])
+def test_a_parameter_a_provider_cannot_honour_is_refused_not_dropped(api, kw, param) -> None:
+    """The router excludes such providers first; the wire client is the last guard."""
+    with pytest.raises(ProviderError) as exc:
+        CLIENTS[api].build(spec(api), ask(**kw), KEY)
+    assert exc.value.error_class is ErrorClass.BAD_REQUEST
+    assert exc.value.message.startswith(f"{param}: p-{api}")
 
 
 @pytest.mark.parametrize("cls", [AnthropicClient, GeminiClient])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import urllib.parse
+import weakref
 
 from pydantic import BaseModel, Field
 
@@ -83,12 +84,22 @@ def _host_dialect(base_url: str) -> str:
     return _HOSTS.get(urllib.parse.urlsplit(base_url).hostname or "", "openai")
 
 
-@functools.lru_cache(maxsize=256)
+#: Resolved capabilities per spec object. Keyed by identity, not by value: hashing a
+#: ProviderSpec costs ~16 µs and this is asked for every candidate of every request.
+_RESOLVED: dict[int, tuple[weakref.ref[ProviderSpec], Capabilities]] = {}
+
+
 def capabilities(spec: ProviderSpec) -> Capabilities:
     """The dialect's defaults with the provider's overrides applied."""
+    hit = _RESOLVED.get(id(spec))
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
     base = DEFAULTS[dialect(spec)].model_dump()
     base.update(spec.capabilities.model_dump(exclude_none=True))
-    return Capabilities.model_validate(base)
+    caps = Capabilities.model_validate(base)
+    key = id(spec)
+    _RESOLVED[key] = (weakref.ref(spec, lambda _, k=key: _RESOLVED.pop(k, None)), caps)
+    return caps
 
 
 def thinking_budget(spec: ProviderSpec, completion: Completion, max_tokens: int) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import httpx
 
 from actors.clients.base import Choice, Completion, Result, TokenLogprob, ToolCall
-from actors.clients.capabilities import dialect
+from actors.clients.capabilities import dialect, unsupported
 from actors.clients.faults import (
     MAX_DETAIL,
     TRANSPORT_ERRORS,
@@ -55,7 +55,13 @@ class _Secret:
 
 
 def check_limits(spec: ProviderSpec, completion: Completion) -> int:
-    """The attempt's max_tokens; refuse what the model cannot take before paying for it."""
+    """The attempt's max_tokens; refuse what the model cannot take before paying for it,
+    and any parameter it cannot honour (the router excludes such providers first; this is
+    the last guard against dropping one silently)."""
+    refused = unsupported(spec, completion)
+    if refused:
+        raise ProviderError(ErrorClass.BAD_REQUEST, "; ".join(
+            f"{u.param}: {u.reason}" for u in refused), provider=spec.name)
     max_tokens = completion.max_tokens or spec.max_output_tokens
     if max_tokens > spec.max_output_tokens:
         raise ProviderError(
