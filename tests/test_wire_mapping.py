@@ -197,6 +197,12 @@ def test_anthropic_tool_choice_and_json_tool(kw: dict, choice: dict, names: list
         assert body["tools"][-1]["input_schema"] == SCHEMA
 
 
+@pytest.mark.parametrize("cls", [OpenAIClient, AnthropicClient, GeminiClient])
+def test_tool_choice_none_without_tools_is_not_sent(cls) -> None:
+    _, _, body = cls.build(spec(cls.api), ask(tool_choice="none"), KEY)
+    assert not {"tool_choice", "tools", "toolConfig"} & set(body)
+
+
 def test_anthropic_json_object_without_tools_forces_the_json_tool() -> None:
     _, _, body = AnthropicClient.build(spec("anthropic"),
                                        ask(response_format={"type": "json_object"}), KEY)

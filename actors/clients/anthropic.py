@@ -95,8 +95,8 @@ def _tools(c: Completion, body: dict[str, Any]) -> None:
         choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
     if tools:
         body["tools"] = tools
-    if choice is not None:
-        body["tool_choice"] = choice
+        if choice is not None:  # a tool_choice without tools is refused
+            body["tool_choice"] = choice
 
 
 class AnthropicClient(WireClient):

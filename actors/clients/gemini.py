@@ -210,7 +210,7 @@ class GeminiClient(WireClient):
                                 "generationConfig": _config(spec, completion, max_tokens)}
         if system:
             body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-        if completion.tools or completion.tool_choice is not None:
+        if completion.tools:
             _tools(completion, body)
         model = spec.model.removeprefix("models/")
         headers = {"x-goog-api-key": api_key, "content-type": "application/json"}

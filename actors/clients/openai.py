@@ -66,7 +66,7 @@ def _params(spec: ProviderSpec, c: Completion, body: dict[str, Any]) -> None:
         body["n"] = c.n
     if c.tools:
         body["tools"] = [t.model_dump(exclude_none=True) for t in c.tools]
-    if c.tool_choice is not None:
+    if c.tool_choice is not None and c.tools:  # OpenAI refuses a tool_choice without tools
         choice = c.tool_choice
         if isinstance(choice, str):
             body["tool_choice"] = "any" if host == "mistral" and choice == "required" else choice
