@@ -17,6 +17,7 @@ from anthropic.types.shared import ErrorResponse
 from google import genai
 from google.genai import types as gtypes
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.shared import ErrorObject
 from pydantic import BaseModel, TypeAdapter
 
 from actors.clients.sse import SSEDecoder
@@ -144,6 +145,38 @@ def test_gemini_stream_events_are_generate_content_responses(sim, extra: dict) -
         calls = [p.function_call for ch in chunks for c in ch.candidates for p in c.content.parts
                  if p.function_call]
         assert calls[0].name == "get_price" and calls[0].args["symbol"] == "SPY"
+
+
+@pytest.mark.parametrize("api", ["anthropic", "openai", "gemini"])
+def test_injected_stream_faults_are_well_formed_events(sim, api: str) -> None:
+    """A mid-stream error event is in the vendor's error shape; the events before it are
+    ordinary events of their SDK type."""
+    model = _fresh("sfault")
+    sim.set_profile(model, stream_error=1.0)
+    if api == "anthropic":
+        events = _events(sim, "/v1/messages", {"x-api-key": "k"}, {
+            "model": model, "max_tokens": 300, "stream": True,
+            "messages": [{"role": "user", "content": PROMPT}]})
+        assert events[-1][0] == "error"
+        assert ErrorResponse.model_validate(events[-1][1]).error.type == "overloaded_error"
+        for name, data in events[:-1]:
+            if name != "ping":
+                ANTHROPIC_EVENT.validate_python(data)
+    elif api == "openai":
+        events = _events(sim, "/v1/chat/completions", {"authorization": "Bearer k"}, {
+            "model": model, "stream": True, "messages": [{"role": "user", "content": PROMPT}]})
+        assert ErrorObject.model_validate(events[-1][1]["error"]).type == "server_error"
+        for _, data in events[:-1]:
+            ChatCompletionChunk.model_validate(data)
+    else:
+        events = _events(sim, f"/v1beta/models/{model}:streamGenerateContent?alt=sse",
+                         {"x-goog-api-key": "k"},
+                         {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]})
+        assert events[-1][1]["error"] == {"code": 503, "message": "Overloaded (simulated).",
+                                          "status": "UNAVAILABLE"}
+        for _, data in events[:-1]:
+            gtypes.GenerateContentResponse.model_validate(data)
+    assert len(events) > 2
 
 
 # ---------------------------------------------------------------- the SDK clients
@@ -311,4 +344,3 @@ def test_stream_faults_reach_the_sdks(sim, oa, an) -> None:
     with pytest.raises(openai.RateLimitError):  # before the stream: a plain 429
         oa.chat.completions.create(model=model, stream=True, max_tokens=300,
                                    messages=[{"role": "user", "content": PROMPT}])
-    assert ErrorResponse  # the error bodies' type is checked in test_simulator.py
