@@ -145,13 +145,20 @@ def _text(content: str | list[Any] | None) -> str:
 
 def _openai(body: bytes) -> Ask:
     o = _OpenAIRequest.model_validate_json(body)
-    system = "\n".join(_text(m.content) for m in o.messages if m.role in ("system", "developer"))
-    ask = Ask(o.model, "\n".join(_text(m.content) for m in o.messages),
-              o.max_completion_tokens or o.max_tokens, stream=o.stream,
-              include_usage=bool(o.stream_options and o.stream_options.include_usage),
-              n=o.n, seed=o.seed if o.seed is not None else o.random_seed, cache_prefix=system,
-              after_tool=o.messages[-1].role == "tool",
-              called={c.function.name for m in o.messages for c in m.tool_calls or ()})
+    texts, system, called = [], [], set()
+    for m in o.messages:  # one pass: this runs for every request
+        text = _text(m.content)
+        texts.append(text)
+        if m.role in ("system", "developer"):
+            system.append(text)
+        if m.tool_calls:
+            called.update(c.function.name for c in m.tool_calls)
+    ask = Ask(o.model, "\n".join(texts), o.max_completion_tokens or o.max_tokens,
+              stream=o.stream, n=o.n, seed=o.seed if o.seed is not None else o.random_seed,
+              cache_prefix="\n".join(system), after_tool=o.messages[-1].role == "tool",
+              called=called)
+    if o.stream_options is not None:
+        ask.include_usage = o.stream_options.include_usage
     if o.stop is not None:
         ask.stop = [o.stop] if isinstance(o.stop, str) else o.stop
     if o.logprobs:
@@ -159,8 +166,9 @@ def _openai(body: bytes) -> Ask:
     ask.penalties = bool(o.presence_penalty or o.frequency_penalty)
     if o.tools:
         ask.tools = [ToolDef(t.function.name, t.function.parameters) for t in o.tools]
-    _choice(ask, o.tool_choice if not isinstance(o.tool_choice, _OpenAIChoice)
-            else o.tool_choice.function.name)
+    if o.tool_choice is not None:
+        _choice(ask, o.tool_choice if not isinstance(o.tool_choice, _OpenAIChoice)
+                else o.tool_choice.function.name)
     if o.parallel_tool_calls is False:
         ask.parallel = False
     fmt = o.response_format

@@ -67,13 +67,15 @@ def anthropic_blocks(c: Out) -> list[dict[str, Any]]:
 
 
 def openai_usage(t: Turn) -> dict[str, Any]:
-    return {
-        "prompt_tokens": t.in_tok,
-        "completion_tokens": t.out_tok,
-        "total_tokens": t.in_tok + t.out_tok,
-        "prompt_tokens_details": {"cached_tokens": t.cached},
-        "completion_tokens_details": {"reasoning_tokens": t.thinking},
-    }
+    """The details blocks only when they have something to say (the SDK takes either)."""
+    out = t.out_tok
+    usage: dict[str, Any] = {"prompt_tokens": t.in_tok, "completion_tokens": out,
+                             "total_tokens": t.in_tok + out}
+    if t.cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": t.cached}
+    if t.thinking:
+        usage["completion_tokens_details"] = {"reasoning_tokens": t.thinking}
+    return usage
 
 
 def openai_logprobs(entries: list[tuple[str, float, list[tuple[str, float]]]] | None,
