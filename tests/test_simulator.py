@@ -472,8 +472,9 @@ def test_a_repeated_long_system_prompt_is_a_cache_read(sim, http, api: str) -> N
                 "contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
     first, again = (http.post(path, headers=headers, json=body).json() for _ in range(2))
     if api == "openai":
-        cached = [ChatCompletion.model_validate(b).usage.prompt_tokens_details.cached_tokens
-                  for b in (first, again)]
+        details = [ChatCompletion.model_validate(b).usage.prompt_tokens_details
+                   for b in (first, again)]
+        cached = [d.cached_tokens if d else None for d in details]
     else:
         cached = [gtypes.GenerateContentResponse.model_validate(b).usage_metadata
                   .cached_content_token_count for b in (first, again)]
