@@ -119,9 +119,12 @@ class ProviderSpec(_Strict):
         return v.rstrip("/")
 
     @model_validator(mode="after")
-    def _dialect_is_openai(self) -> ProviderSpec:
+    def _fits_the_wire_format(self) -> ProviderSpec:
         if self.dialect is not None and self.api != "openai":
             raise ValueError(f"dialect: only applies to api: openai, not {self.api}")
+        if self.thinking_budget is not None and self.api == "openai":
+            raise ValueError("thinking_budget: the OpenAI chat format has no thinking budget "
+                             "(api: anthropic or gemini)")
         return self
 
     @property

@@ -89,3 +89,7 @@ def test_cache_prices_and_thinking_budget_are_validated():
         data["providers"][3][key] = value
         with pytest.raises(ConfigError, match=rf"providers\[3\] \(mixtral\)\.{key}: {words}"):
             parse_config(data)
+    data = shipped()
+    data["providers"][2]["thinking_budget"] = 512  # gpt-4-turbo
+    with pytest.raises(ConfigError, match="thinking_budget: the OpenAI chat format has no"):
+        parse_config(data)
