@@ -1,55 +1,18 @@
 """What a request asks for, whatever its wire format: the server-side mirror of the clients'
 `build`. Pydantic validates and parses the JSON in one pass; unknown fields are ignored, as
-the real APIs' newer fields would be by an older server.
+the real APIs' newer fields would be by an older server. Gemini's: gemini_asks.py.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_snake
+from pydantic import BaseModel, Field, ValidationError
 
-Api = Literal["anthropic", "openai", "gemini"]
+from actors.simulator.ask import Api, Ask, ToolDef, WireError, set_choice
+from actors.simulator.gemini_asks import parse_gemini
 
-
-class WireError(ValueError):
-    """The request body is not what this API accepts (becomes a 400)."""
-
-
-@dataclass(slots=True)
-class ToolDef:
-    name: str
-    schema: dict[str, Any] | None
-
-
-@dataclass(slots=True)
-class Ask:
-    """One parsed request: what the simulator needs whatever the wire format."""
-
-    model: str
-    prompt: str
-    max_tokens: int | None
-    stream: bool = False
-    include_usage: bool = False
-    stop: list[str] | None = None
-    n: int = 1
-    seed: int | None = None
-    tools: list[ToolDef] = field(default_factory=list)
-    tool_mode: Literal["auto", "none", "required"] = "auto"
-    tool_name: str | None = None
-    parallel: bool = True
-    after_tool: bool = False
-    called: set[str] = field(default_factory=set)
-    json_mode: bool = False
-    schema: dict[str, Any] | None = None
-    thinking: int | None = None
-    logprobs: int | None = None
-    penalties: bool = False
-    cache_prefix: str = ""
-    cache_marked: bool = False
+__all__ = ["Api", "Ask", "ToolDef", "WireError", "parse"]
 
 
 # ---- OpenAI ----
@@ -167,7 +130,7 @@ def _openai(body: bytes) -> Ask:
     if o.tools:
         ask.tools = [ToolDef(t.function.name, t.function.parameters) for t in o.tools]
     if o.tool_choice is not None:
-        _choice(ask, o.tool_choice if not isinstance(o.tool_choice, _OpenAIChoice)
+        set_choice(ask, o.tool_choice if not isinstance(o.tool_choice, _OpenAIChoice)
                 else o.tool_choice.function.name)
     if o.parallel_tool_calls is False:
         ask.parallel = False
@@ -179,22 +142,6 @@ def _openai(body: bytes) -> Ask:
                 raise WireError("response_format.json_schema.schema: required")
             ask.schema = fmt.json_schema.schema_
     return ask
-
-
-def _choice(ask: Ask, choice: str | None) -> None:
-    """auto / none / required (any) / a tool's name."""
-    if choice in (None, "auto"):
-        return
-    if choice == "none":
-        ask.tool_mode = "none"
-    elif choice in ("required", "any"):
-        ask.tool_mode = "required"
-    else:
-        if choice not in {t.name for t in ask.tools}:
-            raise WireError(f"tool_choice: no tool named {choice!r}")
-        ask.tool_mode, ask.tool_name = "required", choice
-    if ask.tool_mode != "none" and not ask.tools:
-        raise WireError("tool_choice: needs tools")
 
 
 # ---- Anthropic ----
@@ -279,124 +226,10 @@ def _anthropic(body: bytes) -> Ask:
         ask.tools = [ToolDef(t.name, t.input_schema) for t in a.tools]
     if a.tool_choice is not None:
         tc = a.tool_choice
-        _choice(ask, tc.name if tc.type == "tool" else tc.type)
+        set_choice(ask, tc.name if tc.type == "tool" else tc.type)
         ask.parallel = not tc.disable_parallel_tool_use
     if a.output_config is not None and a.output_config.format is not None:
         ask.json_mode, ask.schema = True, a.output_config.format.schema_
-    return ask
-
-
-# ---- Gemini ----
-
-
-class _G(BaseModel):
-    """Gemini's JSON parser takes proto field names too: `thinking_budget` as well as
-    `thinkingBudget` (the google-genai SDK sends some nested configs that way)."""
-
-    model_config = ConfigDict(alias_generator=to_snake, populate_by_name=True)
-
-
-class _GPart(_G):
-    text: str | None = None
-    thought: bool | None = None
-    functionCall: dict[str, Any] | None = None
-    functionResponse: dict[str, Any] | None = None
-
-
-class _Content(_G):
-    role: str | None = None
-    parts: list[_GPart] = Field(min_length=1)
-
-
-class _ThinkingConfig(_G):
-    thinkingBudget: int | None = Field(None, ge=-1)
-    includeThoughts: bool | None = None
-
-
-class _GenerationConfig(_G):
-    maxOutputTokens: int | None = Field(None, gt=0)
-    temperature: float | None = Field(None, ge=0, le=2)
-    topP: float | None = Field(None, ge=0, le=1)
-    stopSequences: list[str] | None = Field(None, max_length=5)
-    seed: int | None = None
-    candidateCount: int | None = Field(None, ge=1, le=8)
-    presencePenalty: float | None = None
-    frequencyPenalty: float | None = None
-    responseLogprobs: bool | None = None
-    logprobs: int | None = Field(None, ge=0, le=20)
-    responseMimeType: str | None = None
-    responseSchema: dict[str, Any] | None = None
-    responseJsonSchema: dict[str, Any] | None = None
-    thinkingConfig: _ThinkingConfig | None = None
-
-
-class _Declaration(_G):
-    name: str = Field(min_length=1)
-    parameters: dict[str, Any] | None = None
-    parametersJsonSchema: dict[str, Any] | None = None
-
-
-class _GTool(_G):
-    functionDeclarations: list[_Declaration] | None = None
-
-
-class _CallingConfig(_G):
-    mode: Literal["AUTO", "ANY", "NONE", "MODE_UNSPECIFIED", "VALIDATED"] = "AUTO"
-    allowedFunctionNames: list[str] | None = None
-
-
-class _ToolConfig(_G):
-    functionCallingConfig: _CallingConfig | None = None
-
-
-class _GeminiRequest(_G):
-    contents: list[_Content] = Field(min_length=1)
-    systemInstruction: _Content | None = None
-    generationConfig: _GenerationConfig | None = None
-    tools: list[_GTool] | None = None
-    toolConfig: _ToolConfig | None = None
-
-
-def _part_text(p: _GPart) -> str:
-    if p.text is not None:
-        return "" if p.thought else p.text
-    if p.functionResponse is not None:
-        return json.dumps(p.functionResponse.get("response", {}))
-    return ""
-
-
-def _gemini(body: bytes, model: str) -> Ask:
-    g = _GeminiRequest.model_validate_json(body)
-    contents = ([g.systemInstruction] if g.systemInstruction else []) + g.contents
-    cfg = g.generationConfig or _GenerationConfig()
-    system = "\n".join(_part_text(p) for p in g.systemInstruction.parts) \
-        if g.systemInstruction else ""
-    ask = Ask(model, "\n".join(_part_text(p) for c in contents for p in c.parts),
-              cfg.maxOutputTokens, stop=cfg.stopSequences, n=cfg.candidateCount or 1,
-              seed=cfg.seed, cache_prefix=system,
-              after_tool=any(p.functionResponse is not None for p in g.contents[-1].parts),
-              called={str(p.functionCall.get("name")) for c in g.contents for p in c.parts
-                      if p.functionCall})
-    ask.penalties = bool(cfg.presencePenalty or cfg.frequencyPenalty)
-    if cfg.responseLogprobs:
-        ask.logprobs = cfg.logprobs or 0
-    if cfg.thinkingConfig is not None:
-        ask.thinking = cfg.thinkingConfig.thinkingBudget
-    schema = cfg.responseJsonSchema or cfg.responseSchema
-    if schema is not None and cfg.responseMimeType != "application/json":
-        raise WireError("generationConfig.responseMimeType: must be application/json with a "
-                        "response schema")
-    ask.json_mode, ask.schema = cfg.responseMimeType == "application/json", schema
-    for tool in g.tools or ():
-        ask.tools += [ToolDef(d.name, d.parametersJsonSchema or d.parameters)
-                      for d in tool.functionDeclarations or ()]
-    fc = g.toolConfig.functionCallingConfig if g.toolConfig else None
-    if fc is not None and fc.mode in ("ANY", "NONE", "VALIDATED"):
-        names = fc.allowedFunctionNames or []
-        _choice(ask, "none" if fc.mode == "NONE" else names[0] if len(names) == 1 else "required")
-    if ask.tools and ask.json_mode:
-        raise WireError("Function calling with a response mime type: 'application/json' is "
-                        "unsupported")
     return ask
 
 
@@ -407,7 +240,7 @@ def parse(api: Api, body: bytes, path_model: str | None = None) -> Ask:
             return _anthropic(body)
         if api == "openai":
             return _openai(body)
-        return _gemini(body, path_model or "")
+        return parse_gemini(body, path_model or "")
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(map(str, err["loc"])) or "body"
