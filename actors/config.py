@@ -20,6 +20,9 @@ from prompts.regime import RegimeRules
 ENV_CONFIG = "LLM_ROUTER_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "providers.yaml"
 WireApi = Literal["anthropic", "openai", "gemini"]
+#: Hosts of the OpenAI wire format differ in the parameters they take (Mistral's
+#: `random_seed`, Together's integer `logprobs`, Groq's usage in `x_groq`).
+Dialect = Literal["openai", "mistral", "together", "groq"]
 
 
 class ConfigError(ValueError):
@@ -51,6 +54,33 @@ class RetrySpec(_Strict):
     max_s: float = Field(8.0, ge=0, description="Cap on one backoff.")
 
 
+class Capabilities(_Strict):
+    """Which request parameters a provider honours. In a provider's config every key is
+    optional: an unset one keeps the default of its wire format and host (the table in
+    actors/clients/capabilities.py, documented in README)."""
+
+    stop: bool | None = Field(None, description="Stop sequences.")
+    max_stop: int | None = Field(None, gt=0, description="Most stop sequences in one request.")
+    top_p: bool | None = Field(None, description="Nucleus sampling.")
+    temperature_and_top_p: bool | None = Field(
+        None, description="Both temperature and top_p in one request (Claude 4.5+: no).")
+    seed: bool | None = Field(None, description="Seeded sampling.")
+    penalties: bool | None = Field(None, description="presence_penalty / frequency_penalty.")
+    logprobs: bool | None = Field(None, description="Token log probabilities.")
+    max_top_logprobs: int | None = Field(None, ge=0, description="Largest top_logprobs.")
+    max_n: int | None = Field(None, ge=1, description="Most choices (n) in one request.")
+    tools: bool | None = Field(None, description="Tool / function calling.")
+    parallel_tool_calls: bool | None = Field(
+        None, description="Can be told not to call tools in parallel.")
+    json_object: bool | None = Field(None, description="response_format json_object.")
+    json_schema: bool | None = Field(None, description="response_format json_schema.")
+    tools_with_json: bool | None = Field(
+        None, description="Tools and a JSON response_format in one request.")
+    thinking: bool | None = Field(None, description="A thinking-token budget.")
+    min_thinking_budget: int | None = Field(None, ge=0, description="Smallest budget above 0.")
+    max_thinking_budget: int | None = Field(None, ge=0, description="Largest budget.")
+
+
 class ProviderSpec(_Strict):
     """One configured model endpoint. These key names are the public config contract."""
 
@@ -61,6 +91,12 @@ class ProviderSpec(_Strict):
     api_key_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Env var holding the key.")
     input_cost_per_mtok: float = Field(ge=0, description="USD per 1M input tokens.")
     output_cost_per_mtok: float = Field(ge=0, description="USD per 1M output tokens.")
+    cached_input_cost_per_mtok: float | None = Field(
+        None, ge=0, description="USD per 1M input tokens read from the vendor's prompt cache; "
+        "unset = the input price (no discount).")
+    cache_write_cost_per_mtok: float | None = Field(
+        None, ge=0, description="USD per 1M input tokens written to the prompt cache "
+        "(Anthropic bills 1.25x input); unset = the input price.")
     max_input_tokens: int = Field(gt=0, description="Context window for the prompt.")
     max_output_tokens: int = Field(gt=0, description="Largest completion the model allows.")
     timeout_s: float = Field(30.0, gt=0, le=600, description="Per-attempt HTTP timeout.")
@@ -70,6 +106,14 @@ class ProviderSpec(_Strict):
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     enabled: bool = Field(True, description="Disabled providers are not started.")
+    thinking_budget: int | None = Field(
+        None, ge=-1, description="Thinking tokens per answer (Gemini thinkingBudget, Claude "
+        "extended thinking): -1 = the model decides, 0 = off, unset = the vendor's default. "
+        "Sent capped at half the request's max_tokens, so an answer always has room.")
+    dialect: Dialect | None = Field(
+        None, description="For api: openai, the host's variant; unset = from base_url.")
+    capabilities: Capabilities = Field(
+        default_factory=Capabilities, description="Overrides of the parameters it honours.")
 
     @field_validator("base_url")
     @classmethod
@@ -77,6 +121,15 @@ class ProviderSpec(_Strict):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _fits_the_wire_format(self) -> ProviderSpec:
+        if self.dialect is not None and self.api != "openai":
+            raise ValueError(f"dialect: only applies to api: openai, not {self.api}")
+        if self.thinking_budget is not None and self.api == "openai":
+            raise ValueError("thinking_budget: the OpenAI chat format has no thinking budget "
+                             "(api: anthropic or gemini)")
+        return self
 
     @property
     def api_key(self) -> str | None:

@@ -22,6 +22,9 @@ class ErrorClass(StrEnum):
     BAD_REQUEST = "bad_request"
     INVALID_RESPONSE = "invalid_response"
     CONTEXT_TOO_LONG = "context_too_long"
+    #: The answer hit the caller's max_tokens before any visible output (e.g. a Gemini 2.5
+    #: answer that spent the whole cap thinking). Billed, but not the provider's fault.
+    OUTPUT_LIMIT = "output_limit"
     BREAKER_OPEN = "breaker_open"
     BUDGET_EXCEEDED = "budget_exceeded"
     DEADLINE = "deadline"
@@ -45,6 +48,7 @@ FALLBACK: frozenset[ErrorClass] = RETRYABLE | {
     ErrorClass.AUTH,
     ErrorClass.INVALID_RESPONSE,
     ErrorClass.CONTEXT_TOO_LONG,
+    ErrorClass.OUTPUT_LIMIT,
     ErrorClass.BREAKER_OPEN,
     ErrorClass.BUDGET_EXCEEDED,
     ErrorClass.DEADLINE,

@@ -4,7 +4,9 @@ transport) and raw aiohttp.
 
 Every variant does the same work per attempt (the OpenAI wire format's `build`, JSON encoding,
 the HTTP exchange, `parse`); only the HTTP layer differs. The server is the simulator with
-latency_scale=0 in its own process, pinned to CPU 0; this client is pinned to CPU 1. Usage:
+latency_scale=0 in its own process, pinned to CPU 0; this client is pinned to CPU 1. The
+send_stream row gets the same kind of answer as server-sent events in 20 chunks (its HTTP body
+differs), parsed event by event into the same Result. Usage:
 
     .venv/bin/python scripts/bench_clients.py [--seconds 3] [--uvloop]
 """
@@ -42,8 +44,9 @@ Run = tuple[list[float], float, float]
 DEFAULT = "httpx.AsyncClient, default transport"
 ASYNC_CLIENT = "httpx.AsyncClient + httpx-aiohttp transport"
 OURS = "ours: make_client().send (httpx.Request → httpx-aiohttp)"
+STREAM = "ours: make_client().send_stream (same answer as 20 SSE chunks)"
 RAW = "raw aiohttp"
-VARIANTS = [DEFAULT, ASYNC_CLIENT, OURS, RAW]
+VARIANTS = [DEFAULT, ASYNC_CLIENT, OURS, STREAM, RAW]
 
 
 def spec_for(base_url: str, concurrency: int) -> ProviderSpec:
@@ -82,6 +85,13 @@ async def variant(name: str, spec: ProviderSpec) -> tuple[Attempt, Callable[[], 
     if name == OURS:
         wire = make_client(spec, base_url=spec.base_url)
         return (lambda: wire.send(COMPLETION)), wire.aclose
+    if name == STREAM:
+        wire = make_client(spec, base_url=spec.base_url)
+
+        async def streamed() -> object:
+            return [event async for event in wire.send_stream(COMPLETION)][-1]
+
+        return streamed, wire.aclose
     if name == RAW:
         connector = aiohttp.TCPConnector(limit=limits.max_connections or 0, keepalive_timeout=30)
         session = aiohttp.ClientSession(connector=connector)

@@ -1,7 +1,8 @@
 """Throughput and latency of the provider simulator with zero added latency.
 
 The simulator is one process on one core (pinned with taskset to CPU 0 where available);
-this client runs on another core (CPU 1) so the two do not compete. Usage:
+this client runs on another core (CPU 1) so the two do not compete. The `openai stream` row
+asks for the same answer streamed (20 SSE frames, usage chunk, [DONE]). Usage:
 
     .venv/bin/python scripts/bench_simulator.py [--seconds 3]
 """
@@ -28,17 +29,19 @@ PROMPT = (
 
 
 def request_for(api: str, sim_url: str) -> tuple[str, dict[str, str], bytes]:
-    base = simulator_base_url(api, sim_url)
+    base = simulator_base_url(api.removesuffix(" stream"), sim_url)
     msgs = [{"role": "user", "content": PROMPT}]
-    if api == "openai":
+    if api.startswith("openai"):
         body = {"model": "gpt-4-turbo", "messages": msgs, "max_tokens": 256}
+        if api.endswith("stream"):  # the same answer in 20 SSE frames
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
         return base + "/chat/completions", {"authorization": "Bearer x"}, _b(body)
     if api == "anthropic":
         body = {"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": msgs}
         return base + "/v1/messages", {"x-api-key": "x"}, _b(body)
     body = {
         "contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
-        "generationConfig": {"maxOutputTokens": 256},
+        "generationConfig": {"maxOutputTokens": 256, "thinkingConfig": {"thinkingBudget": 128}},
     }
     return base + "/models/gemini-2.5-pro:generateContent", {"x-goog-api-key": "x"}, _b(body)
 
@@ -97,7 +100,8 @@ def main() -> None:
     pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     if pin:
         os.sched_setaffinity(0, {1})
-    runs = [("openai", 1), ("openai", 32), ("anthropic", 32), ("gemini", 32)]
+    runs = [("openai", 1), ("openai", 32), ("anthropic", 32), ("gemini", 32),
+            ("openai stream", 32)]
     with SimulatorProcess(latency_scale=0, seed=1, cpu=0 if pin else None) as sim:
         results = [uvloop.run(drive(api, sim.url, sim.pid, c, args.seconds)) for api, c in runs]
         totals = sim.stats().totals

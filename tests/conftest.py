@@ -52,3 +52,17 @@ def sim_reset(llm: Any, model: str) -> None:
     import ray
 
     ray.get(llm.simulator.reset_profile.remote(model))
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout:g} s")
+        time.sleep(interval)

@@ -75,7 +75,7 @@ def test_build_openai() -> None:
     assert headers["authorization"] == f"Bearer {KEY}"
     assert body == {
         "model": "gpt-4-turbo",
-        "messages": [m.model_dump() for m in CHAT.messages],
+        "messages": [m.model_dump(exclude_none=True) for m in CHAT.messages],
         "max_tokens": 64,
     }
 

@@ -75,3 +75,21 @@ def test_unreadable_and_non_yaml_files(tmp_path):
     bad.write_text("- just a list\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(bad)
+
+
+def test_cache_prices_and_thinking_budget_are_validated():
+    cfg = load_config()
+    claude, gemini = cfg.provider("claude"), cfg.provider("gemini")
+    assert (claude.cached_input_cost_per_mtok, claude.cache_write_cost_per_mtok) == (0.30, 3.75)
+    assert (gemini.cached_input_cost_per_mtok, gemini.thinking_budget) == (0.125, 1024)
+    for key, value, words in (("cached_input_cost_per_mtok", -1, "Input should be greater than or equal to 0"),
+                              ("thinking_budget", -5, "Input should be greater than or equal to -1"),
+                              ("dialect", "cohere", "Input should be")):
+        data = shipped()
+        data["providers"][3][key] = value
+        with pytest.raises(ConfigError, match=rf"providers\[3\] \(mixtral\)\.{key}: {words}"):
+            parse_config(data)
+    data = shipped()
+    data["providers"][2]["thinking_budget"] = 512  # gpt-4-turbo
+    with pytest.raises(ConfigError, match="thinking_budget: the OpenAI chat format has no"):
+        parse_config(data)

@@ -7,6 +7,7 @@ import json
 import random
 import time
 import uuid
+from typing import Literal
 
 import anthropic
 import httpx
@@ -17,12 +18,16 @@ from anthropic.types.shared import ErrorResponse
 from google import genai
 from google.genai import types as gtypes
 from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, Field
 
+from actors.clients.schema import schema_error
 from actors.simulator import SimulatorProcess, simulator_base_url
 from actors.simulator.answers import answer, count_tokens, truncate
 from actors.simulator.profiles import DEFAULT_PROFILES, FAULTS, Profile, build_profiles
 from actors.simulator.quota import Quota
+from actors.simulator.schemas import instance
 from actors.simulator.wire import error_body
+from prompts.outputs import RiskAssessment, TradeSignal
 
 PROMPT = "Analyse SPY. timeframe: 4h, regime: bull, close: 500.0. Answer as JSON."
 SIGNAL_KEYS = {"direction", "confidence", "entry", "stop", "take_profit", "horizon", "rationale"}
@@ -130,6 +135,38 @@ def test_simulator_base_url() -> None:
     assert simulator_base_url("gemini", "http://h:1") == "http://h:1/v1beta"
     with pytest.raises(ValueError):
         simulator_base_url("cohere", "http://h:1")
+
+
+class _Leg(BaseModel):
+    side: Literal["buy", "sell"]
+    qty: int = Field(ge=1, le=10)
+    venue: str | None = None
+
+
+class _Order(BaseModel):
+    legs: list[_Leg] = Field(min_length=2, max_length=3)
+    tif: Literal["day", "gtc"] = "day"
+    limit: float = Field(gt=0, lt=5, multiple_of=0.25)
+    when: str = Field(json_schema_extra={"format": "date-time"})
+    note: str = Field(min_length=12, max_length=20)
+
+
+@pytest.mark.parametrize("model", [TradeSignal, RiskAssessment, _Order])
+def test_schema_instances_are_valid_and_keep_the_natural_answer(model: type[BaseModel]) -> None:
+    schema = model.model_json_schema()
+    for seed in range(20):
+        value = instance(schema, random.Random(seed))
+        assert schema_error(schema, value) is None, value
+    natural = json.loads(answer(PROMPT, DEFAULT_PROFILES["gpt-4-turbo"], random.Random(3)))
+    if model is TradeSignal:  # where the schema agrees, the model's own call is kept
+        kept = instance(schema, random.Random(0), natural)
+        assert kept["direction"] == natural["direction"] and kept["rationale"] == natural["rationale"]
+
+
+def test_gemini_upper_case_schemas_are_understood() -> None:
+    schema = {"type": "OBJECT", "properties": {"n": {"type": "INTEGER", "minimum": 3}},
+              "required": ["n"]}
+    assert instance(schema, random.Random(1))["n"] >= 3
 
 
 # ---------------------------------------------------------------- the real server
@@ -286,11 +323,12 @@ _FAULT_STATUS = {
     "overloaded": {"anthropic": 529, "openai": 503, "gemini": 503},
     "malformed": {"anthropic": 200, "openai": 200, "gemini": 200},
     "invalid_output": {"anthropic": 200, "openai": 200, "gemini": 200},
+    "stream_error": {"anthropic": 529, "openai": 503, "gemini": 503},  # not streamed
 }
 
 
 def test_fault_table_covers_every_fault_kind() -> None:
-    assert set(_FAULT_STATUS) | {"timeout"} == set(FAULTS)  # timeout has its own test
+    assert set(_FAULT_STATUS) | {"timeout", "cut"} == set(FAULTS)  # those have their own tests
 
 
 @pytest.mark.parametrize("fault", sorted(_FAULT_STATUS))
@@ -338,6 +376,16 @@ def test_timeout_fault_hangs_then_504(sim, http) -> None:
     with pytest.raises(httpx.ReadTimeout):
         http.post(path, headers=headers, json=body, timeout=0.1)
     assert sim.stats().models[model].timeout == 2
+
+
+@pytest.mark.parametrize("api", ["anthropic", "openai", "gemini"])
+def test_cut_fault_drops_the_connection_mid_body(sim, http, api: str) -> None:
+    model = _fresh("cut")
+    sim.set_profile(model, cut=1.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        _post(http, api, model)
+    assert sim.stats().models[model].cut == 1
+    assert http.get("/_sim/health").status_code == 200  # the server itself is fine
 
 
 def test_down_model_gets_503_on_every_api(sim, http) -> None:
@@ -407,3 +455,27 @@ def test_process_lifecycle_leaves_no_orphans(tmp_path) -> None:
     bad.write_text("gpt-4-turbo: {base_ms: -5}\n")
     with pytest.raises(RuntimeError, match="exited with code 2"):
         SimulatorProcess(profiles=bad).start()
+
+
+@pytest.mark.parametrize("api", ["openai", "gemini"])
+def test_a_repeated_long_system_prompt_is_a_cache_read(sim, http, api: str) -> None:
+    model = _fresh("cache")
+    sim.set_profile(model, cache_min_tokens=100)
+    system = f"Rules {uuid.uuid4()}. " * 40  # ~ 450 tokens, new to the cache
+    if api == "openai":
+        path, headers = "/v1/chat/completions", {"authorization": "Bearer k"}
+        body = {"model": model, "messages": [{"role": "system", "content": system},
+                                             {"role": "user", "content": PROMPT}]}
+    else:
+        path, headers = f"/v1beta/models/{model}:generateContent", {"x-goog-api-key": "k"}
+        body = {"systemInstruction": {"parts": [{"text": system}]},
+                "contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
+    first, again = (http.post(path, headers=headers, json=body).json() for _ in range(2))
+    if api == "openai":
+        details = [ChatCompletion.model_validate(b).usage.prompt_tokens_details
+                   for b in (first, again)]
+        cached = [d.cached_tokens if d else None for d in details]
+    else:
+        cached = [gtypes.GenerateContentResponse.model_validate(b).usage_metadata
+                  .cached_content_token_count for b in (first, again)]
+    assert cached[0] in (0, None) and cached[1] == count_tokens(system)

@@ -1,46 +1,43 @@
 """What all wire clients share: checks before sending, one HTTP attempt, error mapping, secrets.
 
-A provider module only says what its JSON looks like (`build` and `parse_ok`, both pure, so
-they are tested against captured bodies without a network). Limits, exceptions, error bodies
-and the API key are handled here, once.
+A provider module only says what its JSON looks like (`build`, `parse_ok` and a stream
+parser, all pure, so they are tested against captured bodies without a network). Limits,
+exceptions, error bodies and the API key are handled here, once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-import aiohttp
 import httpx
 
-from actors.clients.base import Completion, Result
-from actors.clients.http import ON_SENT, make_transport, request_extensions
+from actors.clients.base import Choice, Completion, Result, TokenLogprob, ToolCall
+from actors.clients.capabilities import dialect, unsupported
+from actors.clients.faults import (
+    MAX_DETAIL,
+    TRANSPORT_ERRORS,
+    BadBody,
+    snippet,
+    status_error,
+    transport_error_class,
+)
+from actors.clients.http import ON_SENT, make_transport, parsed_url, request_extensions
+from actors.clients.stream import StreamParser
+from actors.clients.streaming import WireStream
 from actors.config import ProviderSpec
 from actors.cost import cost_usd
-from actors.errors import ErrorClass, ProviderError, classify_status, parse_retry_after
-from actors.tokens import estimate_messages
+from actors.errors import ErrorClass, ProviderError
+from actors.tokens import estimate_messages, estimate_tools
 
-#: Longest provider error text kept in a ProviderError (they can carry whole prompts back).
-MAX_DETAIL = 300
+__all__ = ["BadBody", "Request", "WireClient", "check_limits", "count", "make_result", "need"]
 
 Request = tuple[str, dict[str, str], dict[str, Any]]
 """(url, headers, json body) of one attempt."""
-
-_TOO_LONG = re.compile(
-    r"context.length|context.window|prompt is too long|maximum number of tokens|"
-    r"too large for model|reduce the length",
-    re.IGNORECASE,
-)
-
-
-class BadBody(Exception):
-    """A success status with a body we cannot use; becomes INVALID_RESPONSE in `parse`."""
 
 
 class _Secret:
@@ -58,7 +55,13 @@ class _Secret:
 
 
 def check_limits(spec: ProviderSpec, completion: Completion) -> int:
-    """The attempt's max_tokens; refuse what the model cannot take before paying for it."""
+    """The attempt's max_tokens; refuse what the model cannot take before paying for it,
+    and any parameter it cannot honour (the router excludes such providers first; this is
+    the last guard against dropping one silently)."""
+    refused = unsupported(spec, completion)
+    if refused:
+        raise ProviderError(ErrorClass.BAD_REQUEST, "; ".join(
+            f"{u.param}: {u.reason}" for u in refused), provider=spec.name)
     max_tokens = completion.max_tokens or spec.max_output_tokens
     if max_tokens > spec.max_output_tokens:
         raise ProviderError(
@@ -66,7 +69,7 @@ def check_limits(spec: ProviderSpec, completion: Completion) -> int:
             f"max_tokens {max_tokens} exceeds the model's limit of {spec.max_output_tokens}",
             provider=spec.name,
         )
-    prompt = estimate_messages(completion.messages)
+    prompt = estimate_messages(completion.messages) + estimate_tools(completion.tools)
     if prompt > spec.max_input_tokens:
         raise ProviderError(
             ErrorClass.CONTEXT_TOO_LONG,
@@ -88,8 +91,8 @@ def need(obj: Any, key: str, kind: type | tuple[type, ...], where: str = "") -> 
 
 
 def count(obj: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
-    """A token count; `default` for formats that omit zero values (Gemini)."""
-    if default is not None and key not in obj:
+    """A token count; `default` for formats that omit zero values (Gemini) or null them."""
+    if default is not None and obj.get(key) is None:
         return default
     value = need(obj, key, int, where)
     if value < 0:
@@ -106,7 +109,29 @@ def make_result(
     finish_reason: str,
     latency_s: float,
     raw_id: Any = "",
+    cached_input_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+    tool_calls: list[ToolCall] | None = None,
+    logprobs: list[TokenLogprob] | None = None,
+    choices: list[Choice] | None = None,
 ) -> Result:
+    if cached_input_tokens + cache_write_tokens > input_tokens:
+        raise BadBody(f"cached ({cached_input_tokens}) and cache-write ({cache_write_tokens}) "
+                      f"tokens exceed the prompt's {input_tokens}")
+    extra: dict[str, Any] = {}  # only what is set: each field passed costs validation time
+    if cached_input_tokens:
+        extra["cached_input_tokens"] = cached_input_tokens
+    if cache_write_tokens:
+        extra["cache_write_tokens"] = cache_write_tokens
+    if reasoning_tokens:
+        extra["reasoning_tokens"] = min(reasoning_tokens, output_tokens)
+    if tool_calls:
+        extra["tool_calls"] = tool_calls
+    if logprobs is not None:
+        extra["logprobs"] = logprobs
+    if choices is not None:
+        extra["choices"] = choices
     return Result(
         provider=spec.name,
         model=spec.model,
@@ -116,72 +141,15 @@ def make_result(
         finish_reason=finish_reason,
         latency_s=max(latency_s, 0.0),
         raw_id=raw_id if isinstance(raw_id, str) else "",
-        cost_usd=cost_usd(spec, input_tokens, output_tokens),
+        cost_usd=cost_usd(spec, input_tokens, output_tokens, cached_input_tokens,
+                          cache_write_tokens),
+        **extra,
     )
 
 
-def _snippet(body: bytes) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    return " ".join(text.split())[:MAX_DETAIL] or "(empty body)"
-
-
-def error_detail(body: bytes) -> tuple[str, str]:
-    """(kind, message) from any of the three error bodies, or a snippet of a foreign one.
-
-    Anthropic: error.type; OpenAI: error.code or error.type; Gemini: error.status.
-    """
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return "", _snippet(body)
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, str):
-        return "", err[:MAX_DETAIL]
-    if not isinstance(err, dict):
-        return "", _snippet(body)
-    kind = next((v for k in ("code", "status", "type") if isinstance(v := err.get(k), str)), "")
-    message = err.get("message")
-    if not isinstance(message, str) or not message:
-        message = _snippet(body)
-    if "API_KEY_INVALID" in body.decode("utf-8", "replace"):
-        kind = "API_KEY_INVALID"  # Gemini says 400 for a bad key; the reason is in details
-    return kind, message[:MAX_DETAIL]
-
-
-def refine(error_class: ErrorClass, kind: str, message: str) -> ErrorClass:
-    """Correct what the status alone gets wrong, from the provider's own words."""
-    if error_class is ErrorClass.BAD_REQUEST:
-        if kind == "API_KEY_INVALID":
-            return ErrorClass.AUTH
-        if kind == "context_length_exceeded" or _TOO_LONG.search(message):
-            return ErrorClass.CONTEXT_TOO_LONG
-    if kind == "overloaded_error" and error_class is ErrorClass.SERVER:
-        return ErrorClass.OVERLOADED
-    return error_class
-
-
-def transport_error_class(exc: Exception) -> ErrorClass:
-    """TIMEOUT or CONNECTION for a failed exchange.
-
-    httpx-aiohttp 0.2 maps every aiohttp connection error, a refused connection included,
-    to `httpx.ConnectTimeout`; the original aiohttp exception it chains is the truth.
-    """
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):
-        return ErrorClass.TIMEOUT if isinstance(cause, TimeoutError) else ErrorClass.CONNECTION
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return ErrorClass.TIMEOUT
-    return ErrorClass.CONNECTION
-
-
-@functools.lru_cache(maxsize=64)
-def parsed_url(url: str) -> httpx.URL:
-    """Each provider posts to one or two URLs; parsing them every attempt costs ~25 µs."""
-    return httpx.URL(url)
-
-
 class WireClient(ABC):
-    """One provider's wire client: `send(completion) -> Result` or a classified ProviderError.
+    """One provider's wire client: `send(completion) -> Result` or a classified ProviderError;
+    `send_stream(completion)` for the same answer as events while it is generated.
 
     One instance per provider, long-lived, used from one event loop; `aclose()` when done.
     """
@@ -196,6 +164,9 @@ class WireClient(ABC):
         base_url: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if spec.api == "openai" and spec.dialect is None:
+            # pinned from the configured host: a substituted URL (the simulator) keeps it
+            spec = spec.model_copy(update={"dialect": dialect(spec)})
         if base_url is not None:
             spec = spec.model_copy(update={"base_url": base_url.rstrip("/")})
         self.spec = spec
@@ -207,17 +178,23 @@ class WireClient(ABC):
         s = self.spec
         return f"{type(self).__name__}(provider={s.name!r}, model={s.model!r}, base_url={s.base_url!r})"
 
-    # -- the wire format: pure, one pair per provider -------------------------------------
+    # -- the wire format: pure, one set per provider ----------------------------------------
 
     @staticmethod
     @abstractmethod
-    def build(spec: ProviderSpec, completion: Completion, api_key: str) -> Request:
+    def build(spec: ProviderSpec, completion: Completion, api_key: str,
+              stream: bool = False) -> Request:
         """(url, headers, json body) of one attempt; raises ProviderError for what cannot fit."""
 
     @staticmethod
     @abstractmethod
     def parse_ok(spec: ProviderSpec, data: dict[str, Any], latency_s: float) -> Result:
         """The Result in a success body; raises BadBody for anything missing or malformed."""
+
+    @staticmethod
+    @abstractmethod
+    def stream_parser(spec: ProviderSpec, completion: Completion) -> StreamParser:
+        """A parser for one streamed answer's events."""
 
     @classmethod
     def parse(
@@ -236,7 +213,7 @@ class WireClient(ABC):
         except ValueError:
             raise ProviderError(
                 ErrorClass.INVALID_RESPONSE,
-                f"body is not JSON: {_snippet(body)[:100]}",
+                f"body is not JSON: {snippet(body)[:100]}",
                 provider=spec.name,
                 status=status,
             ) from None
@@ -254,19 +231,30 @@ class WireClient(ABC):
         spec: ProviderSpec, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError:
         """The ProviderError of an error status, with the provider's message and Retry-After."""
-        kind, message = error_detail(body)
-        error_class = refine(classify_status(status), kind, message)
-        if not isinstance(headers, httpx.Headers):
-            headers = httpx.Headers(headers)  # case-insensitive lookups
-        return ProviderError(
-            error_class,
-            f"{kind}: {message}" if kind else message,
-            provider=spec.name,
-            status=status,
-            retry_after=parse_retry_after(headers),
-        )
+        return status_error(spec.name, status, headers, body)
 
     # -- one attempt ------------------------------------------------------------------------
+
+    def request(self, completion: Completion, stream: bool = False) -> httpx.Request:
+        """The HTTP request of one attempt (AUTH error without a key: nothing is sent)."""
+        spec = self.spec
+        if self._key is None:
+            raise ProviderError(
+                ErrorClass.AUTH, f"no API key: set ${spec.api_key_env}", provider=spec.name
+            )
+        url, headers, body = self.build(spec, completion, self._key.value, stream)
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return httpx.Request(
+            "POST", parsed_url(url), headers=headers, content=content, extensions=self._extensions
+        )
+
+    def transport_failure(self, exc: Exception) -> ProviderError:
+        error_class = transport_error_class(exc)
+        if error_class is ErrorClass.TIMEOUT:
+            message = f"timed out ({type(exc).__name__}; attempt limit {self.spec.timeout_s:g} s)"
+        else:
+            message = f"{type(exc).__name__}: {self.scrub(str(exc))}"[:MAX_DETAIL]
+        return ProviderError(error_class, message, provider=self.spec.name)
 
     async def send(self, completion: Completion,
                    on_sent: Callable[[], None] | None = None) -> Result:
@@ -275,15 +263,7 @@ class WireClient(ABC):
         `on_sent()` runs when the body has gone to the socket (aiohttp transports only).
         """
         spec = self.spec
-        if self._key is None:
-            raise ProviderError(
-                ErrorClass.AUTH, f"no API key: set ${spec.api_key_env}", provider=spec.name
-            )
-        url, headers, body = self.build(spec, completion, self._key.value)
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        request = httpx.Request(
-            "POST", parsed_url(url), headers=headers, content=content, extensions=self._extensions
-        )
+        request = self.request(completion)
         start = time.perf_counter()
         token = ON_SENT.set(on_sent)
         try:
@@ -293,32 +273,41 @@ class WireClient(ABC):
                     data = await response.aread()
                 finally:
                     await response.aclose()  # back to the pool, or closed if unread
-        except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
-            error_class = transport_error_class(exc)
-            if error_class is ErrorClass.TIMEOUT:
-                message = f"timed out ({type(exc).__name__}; attempt limit {spec.timeout_s:g} s)"
-            else:
-                message = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:MAX_DETAIL]
-            raise ProviderError(error_class, message, provider=spec.name) from None
+        except TRANSPORT_ERRORS as exc:  # asyncio's TimeoutError is an OSError
+            raise self.transport_failure(exc) from None
         finally:
             ON_SENT.reset(token)
         latency_s = time.perf_counter() - start
         try:
             return self.parse(spec, response.status_code, response.headers, data, latency_s)
         except ProviderError as exc:
-            if self._key.value not in exc.message:
-                raise
-            raise ProviderError(  # a provider that echoes the key back
-                exc.error_class,
-                self._scrub(exc.message),
-                provider=exc.provider,
-                status=exc.status,
-                retry_after=exc.retry_after,
-            ) from None
+            raise self.scrubbed(exc) from None
 
-    def _scrub(self, text: str) -> str:
+    def send_stream(self, completion: Completion,
+                    on_sent: Callable[[], None] | None = None) -> WireStream:
+        """One streamed attempt: an async iterator of TextDelta / ToolCallDelta / Finish events
+        ending with Done(result). Nothing is sent before the first `__anext__`; `aclose()`
+        cancels it (the connection is dropped, so the provider stops generating).
+
+        Errors before the first event are the ProviderErrors `send` raises; after it,
+        StreamError (with `started` and the partial, estimated result).
+        """
+        return WireStream(self, completion, on_sent)
+
+    def scrubbed(self, exc: ProviderError) -> ProviderError:
+        """`exc`, or a copy without the key if a provider echoed it back."""
+        if self._key is None or self._key.value not in exc.message:
+            return exc
+        return ProviderError(exc.error_class, self.scrub(exc.message), provider=exc.provider,
+                             status=exc.status, retry_after=exc.retry_after)
+
+    def scrub(self, text: str) -> str:
         """Belt and braces: no message may ever carry the key out."""
         return text.replace(self._key.value, "***") if self._key else text
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return self._transport
 
     async def aclose(self) -> None:
         await self._transport.aclose()

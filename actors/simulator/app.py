@@ -21,11 +21,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _OPENAI_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _GEMINI_PREFIX = "/v1beta/models/"
 _GEMINI_SUFFIX = ":generateContent"
+_GEMINI_STREAM_SUFFIX = ":streamGenerateContent"
 _PROFILES_PREFIX = "/_sim/profiles/"
 
 
 def _json(status: int, obj: Any) -> Reply:
     return Reply(status, json.dumps(obj).encode())
+
+
+class SimulatedCut(Exception):
+    """Raised to make the server drop a connection mid-answer (the `cut` fault); the
+    server's log filter (actors/simulator/server.py) keeps it out of the error log."""
 
 
 class SimulatorApp:
@@ -52,14 +58,46 @@ class SimulatorApp:
                 return  # the client gave up first; nothing to send
             except TimeoutError:
                 pass
+        if reply.frames is not None:
+            await self._stream(reply, receive, send)
+            return
+        body = reply.body
         await send(
             {
                 "type": "http.response.start",
                 "status": reply.status,
-                "headers": reply.headers + [(b"content-length", str(len(reply.body)).encode())],
+                "headers": reply.headers + [(b"content-length", str(len(body)).encode())],
             }
         )
-        await send({"type": "http.response.body", "body": reply.body})
+        if reply.cut:
+            await send({"type": "http.response.body", "body": body[: len(body) // 2],
+                        "more_body": True})
+            raise SimulatedCut()
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, reply: Reply, receive: Receive, send: Send) -> None:
+        """Frames as they are generated; a client that leaves stops the generation."""
+        assert reply.frames is not None
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": reply.headers})
+        left = asyncio.Event()
+        watcher = asyncio.ensure_future(_mark_disconnect(receive, left))
+        try:
+            for i, frame in enumerate(reply.frames):
+                if i and reply.gap_s > 0:
+                    try:
+                        await asyncio.wait_for(left.wait(), reply.gap_s)
+                    except TimeoutError:
+                        pass
+                if left.is_set():
+                    self.sim.stats.cancelled(reply.model)
+                    return
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if reply.cut:
+                raise SimulatedCut()
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            watcher.cancel()
 
     async def _route(self, scope: dict[str, Any], body: bytes) -> Reply:
         path: str = scope["path"]
@@ -67,6 +105,7 @@ class SimulatorApp:
         if method == "POST":
             api = None
             model = None
+            stream = False
             if path in _OPENAI_PATHS:
                 api = "openai"
             elif path == "/v1/messages":
@@ -74,10 +113,13 @@ class SimulatorApp:
             elif path.startswith(_GEMINI_PREFIX) and path.endswith(_GEMINI_SUFFIX):
                 api = "gemini"
                 model = path[len(_GEMINI_PREFIX) : -len(_GEMINI_SUFFIX)]
+            elif path.startswith(_GEMINI_PREFIX) and path.endswith(_GEMINI_STREAM_SUFFIX):
+                api, stream = "gemini", True
+                model = path[len(_GEMINI_PREFIX) : -len(_GEMINI_STREAM_SUFFIX)]
             if api is not None:
                 headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
                 query = scope.get("query_string", b"").decode("latin-1")
-                return await self.sim.handle(api, headers, body, query, model)
+                return await self.sim.handle(api, headers, body, query, model, stream)
         if path.startswith("/_sim/"):
             return self._admin(method, path, body)
         return _json(404, {"error": {"message": f"no route for {method} {path}"}})
@@ -107,6 +149,11 @@ class SimulatorApp:
             if method == "DELETE":
                 return Reply(200, sim.profiles.restore(model).model_dump_json().encode())
         return _json(404, {"error": {"message": f"no admin route for {method} {path}"}})
+
+
+async def _mark_disconnect(receive: Receive, left: asyncio.Event) -> None:
+    await _disconnected(receive)
+    left.set()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -1,7 +1,8 @@
 """One simulated attempt from request bytes to reply bytes, independent of the HTTP server.
 
 Order of checks mirrors a real API: auth, request validation, outage, account limits,
-then the profile's injected faults, then latency and the answer.
+then the profile's injected faults, then latency and the answer (whole, or as stream frames
+the server paces).
 """
 
 from __future__ import annotations
@@ -14,22 +15,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.simulator import answers, wire
-from actors.simulator.profiles import ProfileBook
+from actors.simulator import sse, turns, wire
+from actors.simulator.asks import Ask
+from actors.simulator.profiles import Profile, ProfileBook
 from actors.simulator.quota import Quota
 from actors.simulator.stats import UNKNOWN_MODEL, StatsBook
 
 JSON_HEADERS: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+SSE_HEADERS: list[tuple[bytes, bytes]] = [(b"content-type", b"text/event-stream"),
+                                          (b"cache-control", b"no-cache")]
 
 
 @dataclass(slots=True)
 class Reply:
-    """What to send back. ``hang_s`` > 0 means: wait that long (or until the client leaves)."""
+    """What to send back. ``hang_s`` > 0 means: wait that long (or until the client leaves).
+
+    A stream has ``frames`` (sent ``gap_s`` apart, the first at once); ``cut`` drops the
+    connection after the frames, or after half of ``body``.
+    """
 
     status: int
     body: bytes
     headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: JSON_HEADERS)
     hang_s: float = 0.0
+    frames: list[bytes] | None = None
+    gap_s: float = 0.0
+    cut: bool = False
+    model: str = ""
 
 
 class Simulator:
@@ -45,6 +57,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.profiles = ProfileBook(overrides)
         self.stats = StatsBook()
+        self.cache = turns.PromptCache()
         self._quotas: dict[str, Quota] = {}
 
     def _rid(self) -> str:
@@ -69,8 +82,9 @@ class Simulator:
         body: bytes,
         query: str = "",
         path_model: str | None = None,
+        stream: bool = False,
     ) -> Reply:
-        """Serve one API request."""
+        """Serve one API request (`stream`: Gemini's streaming endpoint was called)."""
         stats = self.stats
         if not wire.authorized(api, headers, query):
             stats.add(path_model or UNKNOWN_MODEL, "unauthorized")
@@ -80,22 +94,26 @@ class Simulator:
         except wire.WireError as exc:
             stats.add(path_model or UNKNOWN_MODEL, "bad_request")
             return self._error(api, 400, f"Invalid request: {exc}")
+        ask.stream = ask.stream or stream
         model = ask.model
+        refusal = _refused(api, ask)
+        if refusal:
+            stats.add(model, "bad_request")
+            return self._error(api, 400, refusal)
         profile = self.profiles.get(model)
         if profile.down:
             stats.add(model, "down")
             return self._error(api, 503, f"{model} is temporarily unavailable (simulated outage).")
 
         rng = self.rng
-        in_tok = answers.count_tokens(ask.prompt)
-        text, out_tok, truncated = answers.truncate(
-            answers.answer(ask.prompt, profile, rng), ask.max_tokens
-        )
+        cached = self.cache.lookup(model, ask, api, profile.cache_min_tokens, time.monotonic())
+        turn = turns.turn(api, ask, profile, rng, cached)
         if profile.rpm is not None or profile.tpm is not None:
             quota = self._quotas.get(model)
             if quota is None:
                 quota = self._quotas[model] = Quota()
-            wait = quota.admit(time.monotonic(), in_tok + out_tok, profile.rpm, profile.tpm)
+            wait = quota.admit(time.monotonic(), turn.in_tok + turn.out_tok, profile.rpm,
+                               profile.tpm)
             if wait is not None:
                 stats.add(model, "rate_limited_by_limit")
                 limits = f"rpm={profile.rpm}, tpm={profile.tpm}"
@@ -105,7 +123,7 @@ class Simulator:
         if fault == "rate_limit":
             stats.add(model, fault)
             return self._error(api, 429, "Rate limit exceeded (simulated).", profile.retry_after_s)
-        if fault == "overloaded":
+        if fault == "overloaded" or (fault == "stream_error" and not ask.stream):
             stats.add(model, fault)
             return self._error(api, 529 if api == "anthropic" else 503, "Overloaded (simulated).")
         if fault == "timeout":
@@ -114,26 +132,70 @@ class Simulator:
             reply.hang_s = profile.hang_s
             return reply
 
-        scale = self.latency_scale
-        if scale > 0:
-            ms = profile.base_ms
-            if profile.jitter:
-                ms *= rng.lognormvariate(0.0, profile.jitter)
-            delay = (ms + profile.ms_per_token * out_tok) * scale / 1000.0
-            if delay > 0:
-                await asyncio.sleep(delay)
+        first_s, decode_s = self._latency(profile, turn.out_tok)
+        delay = first_s + (0.0 if ask.stream else decode_s)
+        if delay > 0:  # a zero sleep still costs a trip round the event loop
+            await asyncio.sleep(delay)
 
         if fault == "server_error":
             stats.add(model, fault)
             return self._error(api, 500, "Internal server error (simulated).")
         if fault == "invalid_output":
-            text, out_tok, truncated = answers.truncate(answers.prose(), ask.max_tokens)
-        obj = wire.ok_body(api, model, text, in_tok, out_tok, truncated, self._rid())
-        if fault == "malformed":
-            stats.add(model, fault)
-            return Reply(200, _malform(api, obj, profile.malformed_kind, rng))
+            turns.prose_instead(turn, ask)
         stats.add(model, fault or "ok")
-        return Reply(200, wire.dumps(obj))
+        if ask.stream:
+            return self._stream(api, ask, profile, turn, fault, decode_s)
+        obj = wire.ok_body(api, model, turn, self._rid())
+        if fault == "malformed":
+            return Reply(200, _malform(api, obj, profile.malformed_kind, rng))
+        return Reply(200, wire.dumps(obj), cut=fault == "cut")
+
+    def _latency(self, profile: Profile, out_tok: int) -> tuple[float, float]:
+        """(time to first token, decode time) in seconds, scaled."""
+        scale = self.latency_scale
+        if scale <= 0:
+            return 0.0, 0.0
+        ms = profile.base_ms
+        if profile.jitter:
+            ms *= self.rng.lognormvariate(0.0, profile.jitter)
+        return ms * scale / 1000.0, profile.ms_per_token * out_tok * scale / 1000.0
+
+    def _stream(self, api: wire.Api, ask: Ask, profile: Profile, turn: turns.Turn,
+                fault: str | None, decode_s: float) -> Reply:
+        kind = profile.malformed_kind
+        if fault == "malformed" and kind == "random":
+            kind = self.rng.choice(_MALFORMED_KINDS)
+        rid = self._rid()
+        frames = sse.stream_frames(api, ask.model, turn, rid, chunks=profile.stream_chunks,
+                                   include_usage=ask.include_usage,
+                                   usage=not (fault == "malformed" and kind == "no_usage"),
+                                   usage_always=profile.stream_usage_always)
+        half = max(1, len(frames) // 2)
+        if fault == "malformed" and kind != "no_usage":
+            frames = frames[:half] + [sse.malformed_frame()] + frames[half:]
+        elif fault == "stream_error":
+            frames = frames[:half] + [sse.error_frame(api, 529 if api == "anthropic" else 503,
+                                                      "Overloaded (simulated).", rid)]
+        elif fault == "cut":
+            frames = frames[:half]
+        gap = profile.stream_interval_ms
+        gap_s = (gap * self.latency_scale / 1000.0 if gap is not None
+                 else decode_s / max(len(frames) - 1, 1))
+        return Reply(200, b"", SSE_HEADERS, frames=frames, gap_s=gap_s, cut=fault == "cut",
+                     model=ask.model)
+
+
+def _refused(api: wire.Api, ask: Ask) -> str | None:
+    """What Gemini 2.5 refuses with a 400, as the real API does."""
+    if api != "gemini" or "gemini-2.5" not in ask.model:
+        return None
+    if ask.penalties:
+        return f"Penalty is not enabled for models/{ask.model}"
+    if ask.logprobs is not None:
+        return f"Logprobs is not enabled for models/{ask.model}"
+    if ask.thinking == 0 and "2.5-pro" in ask.model:
+        return "Budget 0 is invalid. This model only works in thinking mode."
+    return None
 
 
 _MALFORMED_KINDS = ("not_json", "truncated", "no_usage")

@@ -21,6 +21,8 @@ FAULTS: tuple[str, ...] = (
     "timeout",
     "malformed",
     "invalid_output",
+    "cut",
+    "stream_error",
 )
 
 #: Key of the profile used for models that have none of their own.
@@ -48,9 +50,14 @@ class Profile(BaseModel):
     invalid_output: float = Field(
         0.0, ge=0, le=1, description="P(200, valid envelope, prose text)."
     )
+    cut: float = Field(
+        0.0, ge=0, le=1, description="P(connection dropped halfway through the answer).")
+    stream_error: float = Field(
+        0.0, ge=0, le=1, description="P(an overloaded error event halfway through a stream; "
+        "529/503 when not streamed).")
     malformed_kind: Literal["random", "not_json", "truncated", "no_usage"] = Field(
-        "random", description="Which broken body the malformed fault sends."
-    )
+        "random", description="Which broken body (or, streamed, which broken event) the "
+        "malformed fault sends.")
     retry_after_s: float = Field(1.0, ge=0, description="Retry-After sent with injected 429s.")
     hang_s: float = Field(
         120.0,
@@ -62,6 +69,25 @@ class Profile(BaseModel):
     # Account limits over a sliding 60 s window; exceeding them is a 429 'by limit'.
     rpm: int | None = Field(None, gt=0, description="Requests per minute, or no limit.")
     tpm: int | None = Field(None, gt=0, description="Input+output tokens per minute, or no limit.")
+
+    # Streams: the time to first token is the latency above without the decode part; the
+    # answer then comes in stream_chunks frames, stream_interval_ms apart (or the decode
+    # time spread over them).
+    stream_chunks: int = Field(20, ge=1, le=1000, description="Frames a streamed answer takes.")
+    stream_interval_ms: float | None = Field(
+        None, ge=0, description="Gap between frames; unset = ms_per_token × tokens / frames.")
+    stream_usage_always: bool = Field(
+        False, description="OpenAI format: usage in the last chunk even unasked (Mistral, "
+        "Together); OpenAI itself sends it only for stream_options.include_usage.")
+
+    # Token accounting as vendors bill it.
+    thinking_tokens: int = Field(
+        0, ge=0, description="Tokens the model thinks when thinking is on (Gemini 2.5: by "
+        "default; Claude: when asked); they count against max_tokens.")
+    cache_min_tokens: int | None = Field(
+        None, ge=1, description="Prompt caching: a system prompt of at least this many tokens "
+        "seen in the last 5 minutes is a cache read (Claude: only when marked cache_control); "
+        "unset = no caching.")
 
     # Answer style: models differ in how sure they sound and which way they lean.
     confidence_mean: float = Field(0.6, ge=0, le=1, description="Mean stated confidence.")
@@ -100,23 +126,25 @@ DEFAULT_PROFILES: dict[str, Profile] = {
     DEFAULT_KEY: Profile(),
     "claude-sonnet-4-5": Profile(
         base_ms=700, jitter=0.25, ms_per_token=5, confidence_mean=0.68,
-        confidence_spread=0.08, bias=0.05, fence_prob=0.2,
+        confidence_spread=0.08, bias=0.05, fence_prob=0.2, thinking_tokens=300,
+        cache_min_tokens=1024,
     ),
     "gemini-2.5-pro": Profile(
         base_ms=900, jitter=0.35, ms_per_token=4, confidence_mean=0.72,
-        confidence_spread=0.10, bias=0.10, fence_prob=0.9,
+        confidence_spread=0.10, bias=0.10, fence_prob=0.9, thinking_tokens=400,
+        cache_min_tokens=2048,
     ),
     "gpt-4-turbo": Profile(
         base_ms=600, jitter=0.30, ms_per_token=8, confidence_mean=0.65,
         confidence_spread=0.06, bias=0.0, fence_prob=0.1,
-    ),
+    ),  # gpt-4-turbo has no prompt caching (OpenAI caches gpt-4o and later)
     "open-mixtral-8x7b": Profile(
         base_ms=350, jitter=0.40, ms_per_token=2, confidence_mean=0.60,
-        confidence_spread=0.15, bias=-0.10, fence_prob=0.5,
+        confidence_spread=0.15, bias=-0.10, fence_prob=0.5, stream_usage_always=True,
     ),
     "meta-llama/Llama-3.3-70B-Instruct-Turbo": Profile(
         base_ms=300, jitter=0.30, ms_per_token=2, confidence_mean=0.62,
-        confidence_spread=0.12, bias=0.15, fence_prob=0.3,
+        confidence_spread=0.12, bias=0.15, fence_prob=0.3, stream_usage_always=True,
     ),
 }  # fmt: skip
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import selectors
 import signal
@@ -57,8 +58,16 @@ async def serve(
     """
     import uvicorn
 
-    from actors.simulator.app import SimulatorApp
+    from actors.simulator.app import SimulatedCut, SimulatorApp
     from actors.simulator.engine import Simulator
+
+    class QuietCuts(logging.Filter):
+        """A `cut` fault is an exception on purpose: not an error worth a traceback."""
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not (record.exc_info and isinstance(record.exc_info[1], SimulatedCut))
+
+    logging.getLogger("uvicorn.error").addFilter(QuietCuts())
 
     sim = Simulator(latency_scale=latency_scale, seed=seed, overrides=overrides)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

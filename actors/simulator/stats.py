@@ -10,7 +10,8 @@ UNKNOWN_MODEL = "<unknown>"
 
 
 class ModelStats(BaseModel):
-    """Counts of API requests for one model, by outcome. ``requests`` is the sum of the rest."""
+    """Counts of API requests for one model, by outcome. ``requests`` is the sum of the
+    outcomes (`streams_cancelled` is a detail of them)."""
 
     requests: int = Field(0, description="Every API request attributed to this model.")
     ok: int = Field(0, description="200 with a normal answer.")
@@ -20,10 +21,15 @@ class ModelStats(BaseModel):
     timeout: int = Field(0, description="Injected hangs (504 after hang_s).")
     malformed: int = Field(0, description="Injected 200s with a broken body.")
     invalid_output: int = Field(0, description="Injected 200s whose text holds no JSON.")
+    cut: int = Field(0, description="Injected connection drops halfway through an answer.")
+    stream_error: int = Field(0, description="Injected error events mid-stream (or 529/503).")
     down: int = Field(0, description="503s because the profile says the model is down.")
     rate_limited_by_limit: int = Field(0, description="429s because the caller exceeded rpm/tpm.")
     bad_request: int = Field(0, description="400s: malformed JSON or missing fields.")
     unauthorized: int = Field(0, description="401s: no API key sent.")
+    streams_cancelled: int = Field(
+        0, description="Of the above, streams the client left before their end (not part of "
+        "the sum).")
 
 
 class Stats(BaseModel):
@@ -45,6 +51,13 @@ class StatsBook:
             c = self._by_model[model] = Counter()
         c["requests"] += 1
         c[outcome] += 1
+
+    def cancelled(self, model: str) -> None:
+        """A stream the client left early; it was already counted by its outcome."""
+        c = self._by_model.get(model)
+        if c is None:
+            c = self._by_model[model] = Counter()
+        c["streams_cancelled"] += 1
 
     def reset(self) -> None:
         self._by_model.clear()

@@ -1,4 +1,5 @@
-"""The three wire formats as a server speaks them: parse requests, render answers and errors.
+"""The three wire formats as a server speaks them: auth, answers and errors (streamed answers:
+actors/simulator/sse.py; requests: actors/simulator/asks.py).
 
 This is the server-side mirror of ``actors/clients/``; bodies follow PROVIDERS.md and are
 checked in the tests against the official SDKs' own response types.
@@ -9,112 +10,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from actors.simulator.asks import Api, Ask, WireError, parse
+from actors.simulator.turns import Out, Turn
 
-Api = Literal["anthropic", "openai", "gemini"]
-
-
-class WireError(ValueError):
-    """The request body is not what this API accepts (becomes a 400)."""
-
-
-@dataclass(slots=True)
-class Ask:
-    """One parsed request: what the simulator needs whatever the wire format."""
-
-    model: str
-    prompt: str
-    max_tokens: int | None
-
-
-# ---- requests (pydantic validates and parses the JSON in one pass) ----
-
-
-class _Part(BaseModel):
-    text: str = ""
-
-
-class _Block(BaseModel):
-    type: str = "text"
-    text: str = ""
-
-
-class _AnthropicMessage(BaseModel):
-    role: str
-    content: str | list[_Block]
-
-
-class _AnthropicRequest(BaseModel):
-    model: str = Field(min_length=1)
-    max_tokens: int = Field(gt=0)
-    messages: list[_AnthropicMessage] = Field(min_length=1)
-    system: str | list[_Block] | None = None
-    temperature: float | None = Field(None, ge=0, le=1)
-
-
-class _OpenAIMessage(BaseModel):
-    role: str
-    content: str | list[_Block] | None = None
-
-
-class _OpenAIRequest(BaseModel):
-    model: str = Field(min_length=1)
-    messages: list[_OpenAIMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, gt=0)
-    max_completion_tokens: int | None = Field(None, gt=0)
-    temperature: float | None = Field(None, ge=0, le=2)
-
-
-class _Content(BaseModel):
-    role: str | None = None
-    parts: list[_Part] = Field(min_length=1)
-
-
-class _GenerationConfig(BaseModel):
-    maxOutputTokens: int | None = Field(None, gt=0)
-    temperature: float | None = Field(None, ge=0, le=2)
-
-
-class _GeminiRequest(BaseModel):
-    contents: list[_Content] = Field(min_length=1)
-    systemInstruction: _Content | None = None
-    generationConfig: _GenerationConfig | None = None
-
-
-def _text(content: str | list[_Block] | None) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "\n".join(b.text for b in content)
-
-
-def parse(api: Api, body: bytes, path_model: str | None = None) -> Ask:
-    """Validate a request body; raise WireError with a short reason."""
-    try:
-        if api == "anthropic":
-            a = _AnthropicRequest.model_validate_json(body)
-            texts = [_text(a.system)] if a.system else []
-            texts += [_text(m.content) for m in a.messages]
-            return Ask(a.model, "\n".join(texts), a.max_tokens)
-        if api == "openai":
-            o = _OpenAIRequest.model_validate_json(body)
-            return Ask(
-                o.model,
-                "\n".join(_text(m.content) for m in o.messages),
-                o.max_completion_tokens or o.max_tokens,
-            )
-        g = _GeminiRequest.model_validate_json(body)
-        contents = ([g.systemInstruction] if g.systemInstruction else []) + g.contents
-        cap = g.generationConfig.maxOutputTokens if g.generationConfig else None
-        return Ask(path_model or "", "\n".join(p.text for c in contents for p in c.parts), cap)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "body"
-        raise WireError(f"{where}: {err['msg']}") from None
+__all__ = ["Api", "Ask", "WireError", "authorized", "dumps", "error_body", "ok_body", "parse"]
 
 
 def authorized(api: Api, headers: Mapping[str, str], query: str = "") -> bool:
@@ -130,21 +31,113 @@ def authorized(api: Api, headers: Mapping[str, str], query: str = "") -> bool:
 
 # ---- answers ----
 
+ANTHROPIC_STOP = {"tool_calls": "tool_use", "length": "max_tokens"}
+GEMINI_FINISH = {"length": "MAX_TOKENS"}
 
-def ok_body(
-    api: Api, model: str, text: str, in_tok: int, out_tok: int, truncated: bool, rid: str
-) -> dict[str, Any]:
+
+def anthropic_stop(c: Out) -> str:
+    if c.stop_sequence is not None:
+        return "stop_sequence"
+    return ANTHROPIC_STOP.get(c.finish, "end_turn")
+
+
+def anthropic_usage(t: Turn, output: bool = True) -> dict[str, Any]:
+    """`input_tokens` excludes the cache reads and writes, which have counts of their own."""
+    usage: dict[str, Any] = {
+        "input_tokens": t.in_tok - t.cached - t.cache_write,
+        "cache_creation_input_tokens": t.cache_write,
+        "cache_read_input_tokens": t.cached,
+        "output_tokens": t.out_tok if output else 1,
+    }
+    if output and t.thinking:
+        usage["output_tokens_details"] = {"thinking_tokens": t.thinking}
+    return usage
+
+
+def anthropic_blocks(c: Out) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if c.thinking:
+        blocks.append({"type": "thinking", "thinking": "Weighing trend against risk.",
+                       "signature": "sim-signature"})
+    if c.text or not c.calls:
+        blocks.append({"type": "text", "text": c.text})
+    blocks += [{"type": "tool_use", "id": k.id, "name": k.name, "input": k.args}
+               for k in c.calls]
+    return blocks
+
+
+def openai_usage(t: Turn) -> dict[str, Any]:
+    """The details blocks only when they have something to say (the SDK takes either)."""
+    out = t.out_tok
+    usage: dict[str, Any] = {"prompt_tokens": t.in_tok, "completion_tokens": out,
+                             "total_tokens": t.in_tok + out}
+    if t.cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": t.cached}
+    if t.thinking:
+        usage["completion_tokens_details"] = {"reasoning_tokens": t.thinking}
+    return usage
+
+
+def openai_logprobs(entries: list[tuple[str, float, list[tuple[str, float]]]] | None,
+                    ) -> dict[str, Any] | None:
+    if entries is None:
+        return None
+    return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()),
+                         "top_logprobs": [{"token": a, "logprob": alp, "bytes": list(a.encode())}
+                                          for a, alp in alts]}
+                        for t, lp, alts in entries], "refusal": None}
+
+
+def openai_tool_calls(c: Out) -> list[dict[str, Any]] | None:
+    if not c.calls:
+        return None
+    return [{"id": k.id, "type": "function", "function": {"name": k.name,
+                                                          "arguments": k.arguments}}
+            for k in c.calls]
+
+
+def gemini_usage(t: Turn, final: bool = True) -> dict[str, Any]:
+    """Gemini leaves zero counts out; thinking is separate from the candidates' count."""
+    visible = t.out_tok - t.thinking
+    usage: dict[str, Any] = {"promptTokenCount": t.in_tok}
+    if final:
+        usage["candidatesTokenCount"] = visible
+        if t.thinking:
+            usage["thoughtsTokenCount"] = t.thinking
+    if t.cached:
+        usage["cachedContentTokenCount"] = t.cached
+    usage["totalTokenCount"] = t.in_tok + (t.out_tok if final else 0)
+    return usage
+
+
+def gemini_logprobs(entries: list[tuple[str, float, list[tuple[str, float]]]],
+                    ) -> dict[str, Any]:
+    return {"chosenCandidates": [{"token": t, "logProbability": lp} for t, lp, _ in entries],
+            "topCandidates": [{"candidates": [{"token": a, "logProbability": alp}
+                                              for a, alp in alts]} for _, _, alts in entries]}
+
+
+def gemini_parts(c: Out) -> list[dict[str, Any]]:
+    if not c.text and not c.calls and c.thinking:
+        return []  # all thinking: Gemini sends a content without parts
+    parts: list[dict[str, Any]] = [{"text": c.text}] if c.text or not c.calls else []
+    parts += [{"functionCall": {"name": k.name, "args": k.args}} for k in c.calls]
+    return parts
+
+
+def ok_body(api: Api, model: str, t: Turn, rid: str) -> dict[str, Any]:
     """A successful response body, as the vendor would send it."""
     if api == "anthropic":
+        c = t.choices[0]
         return {
             "id": f"msg_{rid}",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "max_tokens" if truncated else "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": in_tok, "output_tokens": out_tok},
+            "content": anthropic_blocks(c),
+            "stop_reason": anthropic_stop(c),
+            "stop_sequence": c.stop_sequence,
+            "usage": anthropic_usage(t),
         }
     if api == "openai":
         return {
@@ -154,30 +147,29 @@ def ok_body(
             "model": model,
             "choices": [
                 {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "length" if truncated else "stop",
+                    "index": i,
+                    "message": {"role": "assistant", "content": c.text if c.text or not c.calls
+                                else None, **({"tool_calls": openai_tool_calls(c)}
+                                              if c.calls else {})},
+                    "logprobs": openai_logprobs(c.logprobs),
+                    "finish_reason": c.finish,
                 }
+                for i, c in enumerate(t.choices)
             ],
-            "usage": {
-                "prompt_tokens": in_tok,
-                "completion_tokens": out_tok,
-                "total_tokens": in_tok + out_tok,
-            },
+            "usage": openai_usage(t),
         }
+    candidates = []
+    for i, c in enumerate(t.choices):
+        parts = gemini_parts(c)
+        cand: dict[str, Any] = {"content": {"role": "model", "parts": parts} if parts
+                                else {"role": "model"},
+                                "finishReason": GEMINI_FINISH.get(c.finish, "STOP"), "index": i}
+        if c.logprobs is not None:
+            cand["logprobsResult"] = gemini_logprobs(c.logprobs)
+        candidates.append(cand)
     return {
-        "candidates": [
-            {
-                "content": {"role": "model", "parts": [{"text": text}]},
-                "finishReason": "MAX_TOKENS" if truncated else "STOP",
-                "index": 0,
-            }
-        ],
-        "usageMetadata": {
-            "promptTokenCount": in_tok,
-            "candidatesTokenCount": out_tok,
-            "totalTokenCount": in_tok + out_tok,
-        },
+        "candidates": candidates,
+        "usageMetadata": gemini_usage(t),
         "modelVersion": model,
         "responseId": rid,
     }
