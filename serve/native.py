@@ -18,6 +18,7 @@ from actors.policies import POLICIES
 from actors.route import RouteRequest, RouteResult
 from prompts import MarketContext, Position, Timeframe
 from serve.errors import ApiError, bad_request
+from serve.openai_compat import STRICT
 
 MAX_BARS = 20_000
 
@@ -25,9 +26,9 @@ MAX_BARS = 20_000
 class Bar(BaseModel):
     """One OHLCV bar."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    timestamp: datetime
+    timestamp: datetime = Field(strict=False, description="ISO 8601; a date alone is midnight.")
     open: float
     high: float
     low: float
@@ -38,7 +39,7 @@ class Bar(BaseModel):
 class _Routed(BaseModel):
     """Routing options every native request may give."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     policy: str | None = Field(None, description="accuracy-first, cost-aware, latency-aware.")
     provider: str | None = Field(None, description="Pin one provider.")
@@ -57,7 +58,8 @@ class MarketInput(_Routed):
     bars: list[Bar] | None = Field(None, min_length=1, max_length=MAX_BARS)
     symbol: str | None = Field(None, min_length=1, max_length=64)
     timeframe: Timeframe | None = None
-    as_of: datetime | None = Field(None, description="Bar to analyse; default the last.")
+    as_of: datetime | None = Field(None, strict=False,
+                                   description="Bar to analyse; default the last.")
 
     @model_validator(mode="after")
     def _one_source(self) -> MarketInput:
@@ -83,7 +85,7 @@ class RiskRequest(MarketInput):
 class FeedbackRequest(BaseModel):
     """`POST /v1/feedback`: the realized outcome of a routed request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     request_id: str = Field(min_length=1, max_length=128)
     score: float = Field(ge=0, le=1, description="1.0 = the call was right, 0.0 = wrong.")
