@@ -73,6 +73,18 @@ def _seconds(raw: str, param: str) -> float:
     return value
 
 
+def _bind_host() -> str | None:
+    """The address Serve's HTTP ingress listens on (None, i.e. not loopback, if unknown)."""
+    from ray.serve.context import _get_global_client
+
+    try:
+        return _get_global_client().http_config.host
+    except Exception as exc:
+        log.warning("cannot read Serve's HTTP options (%s): assuming a public address",
+                    type(exc).__name__)
+        return None
+
+
 @serve.deployment(name="RouterIngress", max_ongoing_requests=128, max_queued_requests=256,
                   ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
@@ -282,14 +294,3 @@ def application(cfg: Config, auth: AuthDigests | None = None,
     ingress = RouterIngress.options(**options) if options else RouterIngress
     return ingress.bind(cfg.model_dump(mode="json"), auth.model_dump())
 
-
-def _bind_host() -> str | None:
-    """The address Serve's HTTP ingress listens on (None, i.e. not loopback, if unknown)."""
-    from ray.serve.context import _get_global_client
-
-    try:
-        return _get_global_client().http_config.host
-    except Exception as exc:
-        log.warning("cannot read Serve's HTTP options (%s): assuming a public address",
-                    type(exc).__name__)
-        return None

@@ -31,10 +31,15 @@ from pathlib import Path
 
 from serve.spec import IngressSpec
 
+#: Patience for a proxy (Serve's, or the actor managing HAProxy) to come up: Ray's 5 s per
+#: check, three checks, then it kills and restarts the proxy — and `serve.start` fails —
+#: which a loaded 2-core machine hit in testing.
+_START_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
 #: Ray Serve's ingress paths, chosen by environment flags read when Ray starts.
 INGRESS_ENV: dict[str, dict[str, str]] = {
-    "proxy": {},
+    "proxy": {**_START_ENV},
     "haproxy": {
+        **_START_ENV,
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         # A stopping replica stays open this long so an external load balancer can drop it

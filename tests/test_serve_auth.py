@@ -113,3 +113,18 @@ def test_building_the_app_without_a_token_fails_before_any_replica(tmp_path, mon
         application(cfg)
     anon = parse_config(make_config(tmp_path, serve={"auth": {"anonymous": True}}))
     assert application(anon) is not None
+
+
+def test_every_replica_refuses_anonymous_on_a_public_address(tmp_path, monkeypatch):
+    """`serve run` / `serve deploy` never pass through `llm-router serve`'s check: the
+    replica itself looks at the address Serve listens on."""
+    from serve import app as app_module
+
+    cfg = parse_config(make_config(tmp_path, serve={"auth": {"anonymous": True}}))
+    ours = app_module.RouterIngress.func_or_class.__mro__[1]  # under Serve's ASGI wrapper
+    assert ours.__module__ == "serve.app"
+    # Serve keeps its own copy of the class; patch the globals that copy sees
+    monkeypatch.setitem(ours.__init__.__globals__, "_bind_host", lambda: "0.0.0.0")
+    with pytest.raises(ConfigError, match=r"serve\.auth\.anonymous.*'0\.0\.0\.0'"):
+        ours.__init__(object.__new__(ours), cfg.model_dump(mode="json"),
+                      digests(AuthSpec(anonymous=True), env={}).model_dump())
