@@ -91,7 +91,7 @@ def _bind_host() -> str | None:
 class RouterIngress:
     """One replica: attaches to the running router (or starts it) and serves HTTP.
 
-    `auth` holds HMACs of the tokens (`serve.auth.digests`), never the tokens themselves.
+    `auth` holds keyed MACs of the tokens (`serve.auth.digests`), never the tokens themselves.
     """
 
     def __init__(self, config: dict[str, Any], auth: dict[str, Any]) -> None:
@@ -286,7 +286,7 @@ def application(cfg: Config, auth: AuthDigests | None = None,
     """The app every deployment path builds (`build`, `llm-router serve`, tests).
 
     The tokens are read here, so a missing one stops the deployment before any replica
-    starts; only their HMACs are bound into the replicas' arguments. `options`: the
+    starts; only their keyed MACs are bound into the replicas' arguments. `options`: the
     deployment's `.options()` (from the Serve config).
     """
     spec = ServeSpec.from_config(cfg)  # fail at deploy time, not in every replica

@@ -8,7 +8,7 @@ the operator listed (`serve.allowed_hosts`, loopback names by default) are answe
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def host_name(header: str) -> str:
@@ -21,6 +21,10 @@ def host_name(header: str) -> str:
     return h.rstrip(".")
 
 
+#: Allowed Host header values remembered as they arrive (a name times its ports: few).
+_REMEMBERED = 64
+
+
 @dataclass(frozen=True)
 class HostAllowList:
     """Exact names, `*.domain` for its subdomains, or `*` for any."""
@@ -28,6 +32,7 @@ class HostAllowList:
     exact: frozenset[str]
     suffixes: tuple[str, ...]
     any: bool
+    _seen: set[bytes] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
     def of(cls, patterns: Iterable[str]) -> HostAllowList:
@@ -45,9 +50,12 @@ class HostAllowList:
         return cls(frozenset(exact), tuple(suffixes), anyhost)
 
     def allows(self, header: bytes | None) -> bool:
-        if self.any:
+        if self.any or header in self._seen:  # the hot path: the same Host every request
             return True
         if not header:
             return False
         name = host_name(header.decode("latin-1"))
-        return name in self.exact or any(name.endswith(s) for s in self.suffixes)
+        ok = name in self.exact or any(name.endswith(s) for s in self.suffixes)
+        if ok and len(self._seen) < _REMEMBERED:  # only allowed values: a bounded set
+            self._seen.add(header)
+        return ok

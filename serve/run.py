@@ -55,7 +55,7 @@ def app_schema(schema: ServeDeploySchema) -> ServeApplicationSchema:
 
 def deployment_options(app: ServeApplicationSchema) -> dict[str, Any]:
     """`.options()` for the ingress from the Serve config (nothing secret is added: the
-    replicas get token HMACs as arguments, see serve/auth.py)."""
+    replicas get keyed MACs of the tokens as arguments, see serve/auth.py)."""
     global _OPTION_NAMES
     if _OPTION_NAMES is None:
         from serve.app import RouterIngress
@@ -83,7 +83,7 @@ def deploy(config: Config, schema: ServeDeploySchema, *, host: str | None = None
     """Start Serve (if needed) and deploy the app on the Ray that is already initialized.
 
     Returns the base URL. The router's actors must be running (`actors.api.connect`).
-    `auth`: the token HMACs, read from the config's token variables or files when None.
+    `auth`: the tokens' keyed MACs, read from the config's token variables or files when None.
     """
     from serve.app import application
 

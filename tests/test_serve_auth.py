@@ -85,9 +85,9 @@ def test_weak_or_shared_tokens_are_refused():
         digests(AuthSpec(), env={"LLM_ROUTER_API_TOKEN": CLIENT, "LLM_ROUTER_ADMIN_TOKEN": CLIENT})
 
 
-def test_only_salted_hmacs_leave_the_builder(tmp_path):
+def test_only_keyed_macs_leave_the_builder(tmp_path):
     """What Ray stores and shows (deployment arguments and options, runtime_env) holds no
-    token; the same token gets a different HMAC in every build."""
+    token; the same token gets a different MAC in every build."""
     from serve.app import application
     from serve.run import app_schema, deployment_options, load_serve_config
 
