@@ -107,11 +107,11 @@ def _stop_on_sigterm() -> Iterator[None]:
     def raise_stop(signum: int, _frame: Any) -> None:
         raise _Stop(signum)
 
-    previous = signal.signal(signal.SIGTERM, raise_stop)  # replaces Ray's abrupt handler
+    previous = signal.signal(signal.SIGTERM, raise_stop)  # Ray's exits at once
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def stop(llm: Any, grace_s: float) -> None:
