@@ -211,7 +211,16 @@ class Chaos:
         asyncio.ensure_future(self._recover("serve replica", probe, since))
 
     async def exhaust_budget(self) -> None:
-        status = self.llm.budgets()
+        # the router may still be restarting from the kill before (slow on a loaded machine)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = self.llm.budgets()
+                break
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
         row = status[(status.scope == "*") & (status.window == "hourly")].iloc[0]
         self.budget_usd = float(row.spent_usd + row.reserved_usd) + 0.002
         self.llm.set_budgets({"hourly_usd": self.budget_usd})

@@ -8,7 +8,9 @@ works, once: HAProxy's stats and metrics listeners bind every interface at fixed
 
 - a private 0700 directory for HAProxy's config, admin socket and state;
 - stats and metrics listeners on `serve.ingress.listen_host` (loopback by default) and on
-  ports of its own (free ones unless configured), so instances coexist;
+  ports of its own (free ones unless configured), and its own port for Serve's fallback
+  proxy (Ray's default 8500 is shared by every instance, which then answer each other's
+  requests), so instances coexist;
 - a launcher (serve/haproxy_launch.py) that makes HAProxy die with the Ray actor that
   started it, and pins those listeners;
 - a sweep of the directories (and any HAProxy still using one) of instances that died
@@ -31,10 +33,16 @@ from pathlib import Path
 
 from serve.spec import IngressSpec
 
-#: Patience for a proxy (Serve's, or the actor managing HAProxy) to come up: Ray's 5 s per
-#: check, three checks, then it kills and restarts the proxy — and `serve.start` fails —
-#: which a loaded 2-core machine hit in testing.
-_START_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
+_START_ENV = {
+    # Patience for a proxy (Serve's, or the actor managing HAProxy) to come up: Ray's 5 s a
+    # check, three checks, then it kills the proxy and `serve.start` fails — which a loaded
+    # 2-core machine hit in testing.
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+    # Serve's proxies bind with SO_REUSEPORT by default: a second instance on the same port
+    # then shares it silently (the kernel splits connections between the two). Off, a port
+    # clash is an error.
+    "SERVE_SOCKET_REUSE_PORT_ENABLED": "0",
+}
 #: Ray Serve's ingress paths, chosen by environment flags read when Ray starts.
 INGRESS_ENV: dict[str, dict[str, str]] = {
     "proxy": {**_START_ENV},
@@ -205,5 +213,7 @@ def prepare(spec: IngressSpec, base: Path | None = None) -> HAProxyIngress:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(d),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(d / "server-state"),
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(d / "metrics.sock"),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port("0.0.0.0")),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port("0.0.0.0")),
     }
     return HAProxyIngress(d, spec.listen_host, stats, metrics, env)

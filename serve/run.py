@@ -12,6 +12,7 @@ import gc
 import inspect
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -98,6 +99,18 @@ def deploy(config: Config, schema: ServeDeploySchema, *, host: str | None = None
     return f"http://{h}:{http.get('port', 8000)}{(app.route_prefix or '/').rstrip('/')}"
 
 
+def port_free(host: str, port: int) -> None:
+    """Refuse at once, before Ray starts, a port something already listens on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): another "
+                              "server (another llm-router serve?) has it; choose --port") from None
+
+
 class _Stop(BaseException):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
 
@@ -152,7 +165,10 @@ def run(config_path: str | None, serve_config: str | None, address: str | None,
     spec = ServeSpec.from_config(cfg)
     schema = load_serve_config(serve_config)
     auth = digests(spec.auth)  # fail closed before anything starts
-    require_loopback(auth, http_options(schema, host, port).get("host"))
+    http = http_options(schema, host, port)
+    require_loopback(auth, http.get("host"))
+    if not address:
+        port_free(http.get("host") or "0.0.0.0", http.get("port", 8000))
     t0 = time.time()
     haproxy: HAProxyIngress | None = None
     if address:

@@ -52,3 +52,16 @@ def test_serve_refuses_anonymous_beyond_loopback(tmp_path, monkeypatch, capsys):
     assert main(["serve", "--config", cfg, "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "serve.auth.anonymous" in err and "'0.0.0.0'" in err
+
+
+def test_serve_refuses_a_port_in_use_before_starting_ray(tmp_path, monkeypatch, capsys):
+    import socket
+
+    monkeypatch.setenv("LLM_ROUTER_API_TOKEN", "cli-test-token-0123456789")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--config", _config(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and "--port" in err
