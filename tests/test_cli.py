@@ -7,7 +7,14 @@ import pytest
 import yaml
 
 from actors.cli import build_parser, main
+from actors.config import DEFAULT_CONFIG, ENV_CONFIG
 from tests.conftest import make_config
+
+
+@pytest.fixture(autouse=True)
+def _own_config_env(monkeypatch):
+    """`main` exports --config as $LLM_ROUTER_CONFIG (for Ray workers); keep it in here."""
+    monkeypatch.setenv(ENV_CONFIG, str(DEFAULT_CONFIG))
 
 
 @pytest.mark.parametrize("argv, config", [
