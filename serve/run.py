@@ -95,7 +95,7 @@ def deploy(config: Config, schema: ServeDeploySchema, *, host: str | None = None
     serve.run(built, name=app.name, route_prefix=app.route_prefix or "/", blocking=False,
               logging_config=app.logging_config)
     h = http.get("host") or "127.0.0.1"
-    h = "127.0.0.1" if h in ("0.0.0.0", "::") else h
+    h = "127.0.0.1" if h in ("0.0.0.0", "::") else f"[{h}]" if ":" in h else h
     return f"http://{h}:{http.get('port', 8000)}{(app.route_prefix or '/').rstrip('/')}"
 
 
