@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -52,3 +54,14 @@ def sim_reset(llm: Any, model: str) -> None:
     import ray
 
     ray.get(llm.simulator.reset_profile.remote(model))
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str,
+               every: float = 0.1) -> None:
+    """Poll `predicate` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:g} s: {what}")

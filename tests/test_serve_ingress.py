@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
@@ -20,6 +19,7 @@ import pytest
 from serve.haproxy_launch import pin_listeners
 from serve.ingress import PREFIX, prepare, sweep
 from serve.spec import IngressSpec
+from tests.conftest import wait_until
 
 #: The listener lines of Ray's HAProxy template (ray/serve/_private/haproxy_templates.py).
 RAY_CONFIG = """global
@@ -41,15 +41,6 @@ def base():
     d = Path(tempfile.mkdtemp(prefix="llmr-t-"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
 def test_side_listeners_are_pinned_and_the_frontend_left_alone():

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from serve.ingress import real_haproxy
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 from tests.test_serve import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,15 +31,6 @@ START_TIMEOUT_S = 420  # a shared 2-core machine under load
 STOP_BUDGET_S = 15  # the bound for Ctrl-C / SIGTERM: every process gone
 
 pytestmark = pytest.mark.skipif(real_haproxy() is None, reason="no HAProxy binary")
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
 def _secret(path: Path, value: str) -> Path:
