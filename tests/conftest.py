@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -56,12 +54,15 @@ def sim_reset(llm: Any, model: str) -> None:
     ray.get(llm.simulator.reset_profile.remote(model))
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str,
-               every: float = 0.1) -> None:
-    """Poll `predicate` until it is true; fail naming `what` after `timeout` seconds."""
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout`."""
+    import time
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout:g} s")
+        time.sleep(interval)

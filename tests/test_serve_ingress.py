@@ -107,21 +107,19 @@ def test_launcher_rewrites_the_config_and_haproxy_dies_with_its_parent(tmp_path,
                 kids = psutil.Process(parent.pid).children(recursive=True)
                 return next((k for k in kids if k.name() == "haproxy"), None)
 
-            wait_until(child, 30, "the launched fake HAProxy")
+            wait_until(child, 30)  # the launched fake HAProxy
             pid = child().pid
             text = cfg.read_text()
             assert f"bind 127.0.0.1:{stats}" in text and f"bind 127.0.0.1:{metrics}" in text
             os.kill(parent.pid, signal.SIGKILL)  # the actor dies without cleaning up
             parent.wait(timeout=10)
-            wait_until(lambda: not psutil.pid_exists(pid) or
-                       psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10,
-                       "HAProxy gone with its parent")
+            wait_until(lambda: not psutil.pid_exists(pid) or  # HAProxy gone with its parent
+                       psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
         finally:
-            for p in [parent.pid]:
-                try:
-                    os.killpg(p, signal.SIGKILL)
-                except OSError:
-                    pass
+            try:
+                os.killpg(parent.pid, signal.SIGKILL)
+            except OSError:
+                pass
     finally:
         ingress.close()
 
@@ -136,7 +134,7 @@ def test_sweep_removes_a_dead_instance_and_its_haproxy_and_keeps_live_ones(tmp_p
     orphan = subprocess.Popen([str(fake), "-f", str(dead / "haproxy.cfg")],
                               stdout=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_until(lambda: psutil.Process(orphan.pid).name() == "haproxy", 10, "fake started")
+        wait_until(lambda: psutil.Process(orphan.pid).name() == "haproxy", 10)  # fake started
         assert orphan.poll() is None
         assert sweep(base) == [dead]
         assert orphan.wait(timeout=10) == -signal.SIGKILL

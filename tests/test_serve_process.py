@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from serve.ingress import real_haproxy
-from tests.conftest import make_config, wait_until
+from tests.conftest import make_config
+from tests.conftest import wait_until as _wait_until
 from tests.test_serve import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,14 @@ START_TIMEOUT_S = 420  # a shared 2-core machine under load
 STOP_BUDGET_S = 15  # the issue's bound for Ctrl-C / SIGTERM: every process gone
 
 pytestmark = pytest.mark.skipif(real_haproxy() is None, reason="no HAProxy binary")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """conftest's wait_until, failing with what was awaited (and the server's log)."""
+    try:
+        _wait_until(predicate, timeout, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"not within {timeout:g} s: {what}") from None
 
 
 def _secret(path: Path, value: str) -> Path:
