@@ -236,8 +236,8 @@ class RouterClient:
             })
         return pd.DataFrame(rows).set_index("provider")
 
-    def _flush(self) -> None:
-        ray.get(self._h.router.flush.remote())
+    def _flush(self, timeout: float | None = None) -> None:
+        ray.get(self._h.router.flush.remote(), timeout=timeout)
 
     def costs(self, by: str = "hour") -> pd.DataFrame:
         """Cost by model per UTC hour or day (tokens, requests, USD)."""
@@ -308,10 +308,14 @@ class RouterClient:
     def handles(self) -> Handles:
         return self._h
 
-    def shutdown(self, *, stop_ray: bool = True) -> None:
-        """Kill the router's actors (the audit DB stays) and, by default, disconnect."""
+    def shutdown(self, *, stop_ray: bool = True, flush_timeout: float | None = None) -> None:
+        """Kill the router's actors (the audit DB stays) and, by default, disconnect.
+
+        flush_timeout: how long to wait for the tracker to take the last records (what it
+        does not get stays in the router's journal for the next start).
+        """
         try:
-            self._flush()
+            self._flush(flush_timeout)
         except Exception:  # best effort: the tracker may already be gone
             pass
         stop_system()

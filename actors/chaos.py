@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +41,7 @@ def chaos_config(workdir: Path, latency_scale: float = 0.05) -> dict[str, Any]:
     data = copy.deepcopy(yaml.safe_load(DEFAULT_CONFIG.read_text()))
     data["simulator"] = {"mode": "always", "latency_scale": latency_scale}
     data["tracker"] = {"db_path": str(workdir / "audit.sqlite3")}
+    data["serve"] = {"auth": {"token_file": str(_token_file(workdir))}}
     for p in data["providers"]:
         p.update(timeout_s=2.0, rpm=min(p["rpm"], 1200))
         p["breaker"].update(open_s=2.0, max_open_s=6.0, consecutive_failures=4, min_requests=8,
@@ -56,6 +59,16 @@ class Step:
     start: Callable[[Chaos], Awaitable[Any]]
     hold: float | None = None
     end: Callable[[Chaos], Awaitable[Any]] | None = None
+
+
+def _token_file(workdir: Path) -> Path:
+    """The HTTP client token of the run, in a 0600 file the endpoint reads (made once)."""
+    path = workdir / "http-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path
 
 
 def _free_port() -> int:
@@ -85,6 +98,8 @@ class Chaos:
         self.budget_usd: float | None = None
         self.llm: Any = None
         self.url = ""
+        token = _token_file(self.workdir).read_text().strip()
+        self.auth = {"authorization": f"Bearer {token}"}
         self._stop = asyncio.Event()
 
     # -- schedule --------------------------------------------------------------------------
@@ -184,7 +199,8 @@ class Chaos:
         async def probe() -> None:
             from ray import serve
 
-            async with aiohttp.ClientSession() as s, s.get(self.url + "/healthz") as r:
+            async with aiohttp.ClientSession() as s, s.get(self.url + "/healthz",
+                                                           headers=self.auth) as r:
                 if r.status != 200:
                     raise RuntimeError(r.status)
             app = next(iter(serve.status().applications.values()))
@@ -195,7 +211,16 @@ class Chaos:
         asyncio.ensure_future(self._recover("serve replica", probe, since))
 
     async def exhaust_budget(self) -> None:
-        status = self.llm.budgets()
+        # the router may still be restarting from the kill before (slow on a loaded machine)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = self.llm.budgets()
+                break
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
         row = status[(status.scope == "*") & (status.window == "hourly")].iloc[0]
         self.budget_usd = float(row.spent_usd + row.reserved_usd) + 0.002
         self.llm.set_budgets({"hourly_usd": self.budget_usd})
@@ -213,6 +238,7 @@ class Chaos:
                     "messages": [{"role": "user", "content": f"Regime: bull. Bar {n}. Signal?"}]}
             try:
                 async with session.post(self.url + "/v1/chat/completions", json=body,
+                                        headers=self.auth,
                                         timeout=aiohttp.ClientTimeout(total=30)) as r:
                     raw = await r.read()
                     try:

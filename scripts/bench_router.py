@@ -33,6 +33,7 @@ import copy
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.config import DEFAULT_CONFIG  # noqa: E402
 from actors.dashboard import add_dashboard_flag  # noqa: E402
-from serve.run import INGRESS_ENV  # noqa: E402
+from serve.ingress import INGRESS_ENV, prepare  # noqa: E402
 
 PROMPT = "Context: SPY 1d, regime: bull, RSI(14) 61.2, MACD above signal. Trade signal as JSON."
 Call = Callable[[], Awaitable[object]]
@@ -62,6 +63,10 @@ def bench_config(db_dir: str) -> dict:
     data = copy.deepcopy(yaml.safe_load(DEFAULT_CONFIG.read_text()))
     data["simulator"] = {"mode": "always", "latency_scale": 0.0}
     data["tracker"] = {"db_path": os.path.join(db_dir, "audit.sqlite3")}
+    token = os.path.join(db_dir, "token")  # the endpoint's client token, as in production
+    with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(secrets.token_urlsafe(32))
+    data["serve"] = {"auth": {"token_file": token}}
     for p in data["providers"]:  # limits far above what the bench reaches: measure overhead
         p.update(rpm=1_000_000, tpm=1_000_000_000, max_concurrency=256)
     return data
@@ -242,7 +247,13 @@ async def run(args: argparse.Namespace) -> dict:
 
     tmp = tempfile.mkdtemp(prefix="bench-router-")
     cfg = bench_config(tmp)
+    haproxy = None
     if args.http:
+        if args.serve_mode == "haproxy":  # as `llm-router serve` starts it
+            from serve.spec import IngressSpec
+
+            haproxy = prepare(IngressSpec())
+            os.environ.update(haproxy.env)
         os.environ.update(SERVE_MODES[args.serve_mode])
     llm = connect(config=cfg, num_cpus=2, **ray_init_options(args.dashboard))
     sim_url = llm.handles.simulator_url
@@ -255,7 +266,9 @@ async def run(args: argparse.Namespace) -> dict:
             if lite is not None:
                 arms["litellm"] = lite
             if args.http:
-                arms["http"] = chat_arm(start_serve(cfg), session, "gpt-4-turbo")
+                token = Path(cfg["serve"]["auth"]["token_file"]).read_text()
+                arms["http"] = chat_arm(start_serve(cfg), session, "gpt-4-turbo",
+                                        {"authorization": f"Bearer {token}"})
                 portkey, pk_url = start_portkey(Path(args.portkey_dir), args.install_portkey)
                 if pk_url:
                     arms["portkey"] = chat_arm(pk_url, session, "gpt-4-turbo", {
@@ -276,6 +289,8 @@ async def run(args: argparse.Namespace) -> dict:
 
             serve.shutdown()
         llm.shutdown()
+        if haproxy is not None:
+            haproxy.close()
         shutil.rmtree(tmp, ignore_errors=True)  # the audit DB of a benchmark is not kept
     return results
 

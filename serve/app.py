@@ -37,9 +37,10 @@ from actors.router import RouterSpec
 from actors.tokens import estimate_messages
 from serve import native
 from serve import openai_compat as oai
-from serve.auth import Tokens
+from serve.auth import AuthDigests, Verifier, digests, require_loopback
 from serve.errors import ApiError, bad_request, from_routing_error, install, not_found
-from serve.middleware import Gate
+from serve.hosts import HostAllowList
+from serve.middleware import ADMIN_ONLY, Gate, GateSettings
 from serve.spec import ServeSpec
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,7 @@ CLIENT_TIMEOUT_HEADER = "x-stainless-timeout"
 
 app = FastAPI(title="llm-router", version="0.1.0",
               description="Multi-LLM router for trading analysis (native and OpenAI-compatible).")
-app.state.max_body_bytes = ServeSpec().max_body_bytes
-app.state.tokens = Tokens(None, None, "")
-app.state.public_health = True
-app.add_middleware(Gate)
+app.add_middleware(Gate)  # answers 503 until a replica has filled in app.state.gate
 install(app)
 
 
@@ -75,15 +73,32 @@ def _seconds(raw: str, param: str) -> float:
     return value
 
 
+def _bind_host() -> str | None:
+    """The address Serve's HTTP ingress listens on (None, i.e. not loopback, if unknown)."""
+    from ray.serve.context import _get_global_client
+
+    try:
+        return _get_global_client().http_config.host
+    except Exception as exc:
+        log.warning("cannot read Serve's HTTP options (%s): assuming a public address",
+                    type(exc).__name__)
+        return None
+
+
 @serve.deployment(name="RouterIngress", max_ongoing_requests=128, max_queued_requests=256,
                   ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
 class RouterIngress:
-    """One replica: attaches to the running router (or starts it) and serves HTTP."""
+    """One replica: attaches to the running router (or starts it) and serves HTTP.
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    `auth` holds keyed MACs of the tokens (`serve.auth.digests`), never the tokens themselves.
+    """
+
+    def __init__(self, config: dict[str, Any], auth: dict[str, Any]) -> None:
         self.config: Config = parse_config(config, "serve app config")
         self.spec = ServeSpec.from_config(self.config)
+        self.auth = AuthDigests.model_validate(auth)
+        require_loopback(self.auth, _bind_host())  # however the app was deployed
         self.router_timeout = RouterSpec.model_validate(self.config.router).default_timeout_s
         self.token_limit = self.spec.token_limit(self.config)
         self.created = int(time.time())
@@ -94,9 +109,9 @@ class RouterIngress:
                 raise
             log.info("no router running: starting the actors")
             self.llm = connect(config=self.config)
-        app.state.max_body_bytes = self.spec.max_body_bytes
-        app.state.tokens = Tokens.from_env(self.spec.auth)
-        app.state.public_health = self.spec.auth.public_health
+        app.state.gate = GateSettings(
+            Verifier.from_digests(self.auth), HostAllowList.of(self.spec.allowed_hosts),
+            self.spec.auth.public_health, self.spec.max_body_bytes)
 
     async def check_health(self) -> None:
         """Serve's probe: the replica is healthy while the router answers it."""
@@ -185,7 +200,7 @@ class RouterIngress:
     async def providers(self) -> JSONResponse:
         return await self._listing(self.llm.status)
 
-    @app.post("/v1/providers/{name}/reset")
+    @app.post("/v1/providers/{name}/reset", dependencies=[ADMIN_ONLY])
     async def reset(self, name: str) -> JSONResponse:
         if name not in self.config.names:
             raise not_found(f"unknown provider {name!r}; configured: "
@@ -205,7 +220,7 @@ class RouterIngress:
     async def budgets(self) -> JSONResponse:
         return await self._listing(self.llm.budgets)
 
-    @app.put("/v1/budgets")
+    @app.put("/v1/budgets", dependencies=[ADMIN_ONLY])
     async def set_budgets(self, request: Request) -> JSONResponse:
         """(admin) Replace the budget limits; spend so far counts against the new ones."""
         try:
@@ -263,5 +278,19 @@ def build(args: dict[str, Any] | None = None) -> serve.Application:
         if path and not Path(path).is_absolute() and not Path(path).exists():
             path = ROOT / path  # serve.yaml paths are relative to the project, not the worker
         cfg = load_config(path)
-    ServeSpec.from_config(cfg)  # fail at deploy time, not in every replica
-    return RouterIngress.bind(cfg.model_dump(mode="json"))
+    return application(cfg)
+
+
+def application(cfg: Config, auth: AuthDigests | None = None,
+                **options: Any) -> serve.Application:
+    """The app every deployment path builds (`build`, `llm-router serve`, tests).
+
+    The tokens are read here, so a missing one stops the deployment before any replica
+    starts; only their keyed MACs are bound into the replicas' arguments. `options`: the
+    deployment's `.options()` (from the Serve config).
+    """
+    spec = ServeSpec.from_config(cfg)  # fail at deploy time, not in every replica
+    auth = auth or digests(spec.auth)
+    ingress = RouterIngress.options(**options) if options else RouterIngress
+    return ingress.bind(cfg.model_dump(mode="json"), auth.model_dump())
+

@@ -19,6 +19,7 @@ from actors.policies import POLICIES
 from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from prompts import MarketContext, Position, RegimeRules, Timeframe
 from serve.errors import ApiError, bad_request
+from serve.openai_compat import STRICT
 
 MAX_BARS = 20_000
 
@@ -26,9 +27,9 @@ MAX_BARS = 20_000
 class Bar(BaseModel):
     """One OHLCV bar."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    timestamp: datetime
+    timestamp: datetime = Field(strict=False, description="ISO 8601; a date alone is midnight.")
     open: float
     high: float
     low: float
@@ -39,7 +40,7 @@ class Bar(BaseModel):
 class _Routed(ChoiceOptions):
     """Routing options every native request may give."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     policy: str | None = Field(None, description="accuracy-first, cost-aware, latency-aware.")
     provider: str | None = Field(None, description="Pin one provider.")
@@ -64,7 +65,8 @@ class MarketInput(_Routed):
     bars: list[Bar] | None = Field(None, min_length=1, max_length=MAX_BARS)
     symbol: str | None = Field(None, min_length=1, max_length=64)
     timeframe: Timeframe | None = None
-    as_of: datetime | None = Field(None, description="Bar to analyse; default the last.")
+    as_of: datetime | None = Field(None, strict=False,
+                                   description="Bar to analyse; default the last.")
 
     @model_validator(mode="after")
     def _one_source(self) -> MarketInput:
@@ -90,7 +92,7 @@ class RiskRequest(MarketInput):
 class FeedbackRequest(BaseModel):
     """`POST /v1/feedback`: the realized outcome of a routed request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     request_id: str = Field(min_length=1, max_length=128)
     score: float = Field(ge=0, le=1, description="1.0 = the call was right, 0.0 = wrong.")

@@ -27,6 +27,9 @@ from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from serve.errors import ApiError, bad_request
 
 AUTO = "auto"
+#: JSON types taken as they are, as the OpenAI API does: `"stream": "yes"` or
+#: `"max_tokens": "5"` is a 400 naming the parameter, not a guess.
+STRICT = ConfigDict(extra="forbid", strict=True)
 #: OpenAI parameters accepted and ignored because they do not change the answer.
 IGNORED = ("metadata", "seed", "store", "service_tier")
 STREAM_CHUNK_CHARS = 256
@@ -34,7 +37,7 @@ _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     type: Literal["text"]
     text: str
@@ -43,7 +46,7 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     """One message; `developer` is OpenAI's newer name for `system`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] = Field(description="Text, or a list of text parts.")
@@ -56,7 +59,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     include_usage: bool = False
 
@@ -64,7 +67,7 @@ class StreamOptions(BaseModel):
 class ChatRequest(ChoiceOptions):
     """The subset of OpenAI's request the router can honour; anything else is refused by name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     model: str = Field(min_length=1, description="Provider name or policy alias.")
     messages: list[ChatMessage] = Field(min_length=1)

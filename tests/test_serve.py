@@ -1,5 +1,6 @@
 """The HTTP endpoint end to end: real Serve app, real router actors, loopback simulator, and the
-official `openai` SDK as the client of the OpenAI-compatible routes. Auth is on throughout."""
+official `openai` SDK as the client of the OpenAI-compatible routes. Auth is on throughout, and
+two more apps on the same Serve instance cover a route prefix and explicit anonymous access."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from actors.api import RouterClient, connect
 from actors.config import parse_config
 from tests.conftest import make_config, sim, sim_reset
 
-TOKEN, ADMIN = "client-token-3f9a", "admin-token-77c1"
+TOKEN, ADMIN = "client-token-3f9a-8c2e41", "admin-token-77c1-5d9b0a"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 ADMIN_AUTH = {"authorization": f"Bearer {ADMIN}"}
 BODY_LIMIT = 256 * 1024
@@ -48,7 +49,7 @@ def stack(ray_cluster, tmp_path_factory):
     finally:
         for k in ("LLM_ROUTER_API_TOKEN", "LLM_ROUTER_ADMIN_TOKEN"):
             os.environ.pop(k, None)
-    yield url, llm
+    yield url, llm, cfg
     serve.shutdown()
     llm.shutdown(stop_ray=False)
 
@@ -56,6 +57,41 @@ def stack(ray_cluster, tmp_path_factory):
 @pytest.fixture(scope="module")
 def url(stack) -> str:
     return stack[0]
+
+
+def _variant(stack, name: str, prefix: str, **serve_section) -> str:
+    """One more app on the same Serve instance (same port), its own route prefix and
+    `serve:` section, attached to the same router."""
+    from serve.run import deploy, load_serve_config
+
+    base, _llm, cfg = stack
+    data = cfg.model_dump(mode="json")
+    data["serve"] = {**data["serve"], **serve_section}
+    schema = load_serve_config()
+    app = schema.applications[0]
+    app.name, app.route_prefix = name, prefix
+    app.deployments[0].ray_actor_options.num_cpus = 0
+    app.deployments[0].autoscaling_config = {"min_replicas": 1, "max_replicas": 1}
+    port = int(base.rsplit(":", 1)[1].split("/")[0])
+    os.environ.update(LLM_ROUTER_API_TOKEN=TOKEN, LLM_ROUTER_ADMIN_TOKEN=ADMIN)
+    try:
+        return deploy(parse_config(data), schema, port=port)
+    finally:
+        for k in ("LLM_ROUTER_API_TOKEN", "LLM_ROUTER_ADMIN_TOKEN"):
+            os.environ.pop(k, None)
+
+
+@pytest.fixture(scope="module")
+def prefixed(stack) -> str:
+    return _variant(stack, "llm-prefixed", "/llm")
+
+
+@pytest.fixture(scope="module")
+def anonymous(stack, tmp_path_factory) -> str:
+    """`anonymous: true` on loopback, and no token variable the config names is set."""
+    return _variant(stack, "llm-anonymous", "/anon",
+                    auth={"anonymous": True, "token_env": "NO_SUCH_TOKEN_VAR",
+                          "admin_token_env": "NO_SUCH_ADMIN_VAR"})
 
 
 @pytest.fixture(scope="module")
@@ -237,12 +273,14 @@ def test_deadline_budget_and_no_provider_statuses(http, llm):
 
 
 def test_admin_reset_needs_the_admin_token(http, llm):
-    assert http.post("/v1/providers/claude/reset").status_code == 403
-    assert http.post("/v1/providers/claude/reset",
+    assert http.post("/v1/providers/claude/reset", json={}).status_code == 403
+    assert http.post("/v1/providers/claude/reset", json={},
                      headers={"authorization": "Bearer x"}).status_code == 401
-    r = http.post("/v1/providers/claude/reset", headers=ADMIN_AUTH)
+    r = http.post("/v1/providers/claude/reset", json={}, headers=ADMIN_AUTH)
     assert r.status_code == 200 and r.json()["state"] == "closed"
-    assert http.post("/v1/providers/gpt-9/reset", headers=ADMIN_AUTH).status_code == 404
+    assert http.post("/v1/providers/gpt-9/reset", json={}, headers=ADMIN_AUTH).status_code == 404
+    # a body-less POST (what a cross-site form or no-cors fetch can send) is refused
+    assert http.post("/v1/providers/claude/reset", headers=ADMIN_AUTH).status_code == 415
     r = http.post("/v1/chat/completions", json={"model": "claude",
                                                 "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200
@@ -301,6 +339,22 @@ CORPUS = [
     ("unknown route", "GET", "/v1/nothing", None, 404, "not_found_error", None),
     ("wrong method", "DELETE", "/v1/models", None, 405, "invalid_request_error", None),
     ("bad timeout header", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG}, 400, "invalid_request_error", "timeout"),
+    # JSON types taken as they are, as the OpenAI API does (no "yes" → true, "5" → 5)
+    ("stream as string", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "stream": "yes"}, 400, "invalid_request_error", "stream"),
+    ("stream as number", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "stream": 1}, 400, "invalid_request_error", "stream"),
+    ("max_tokens numeric string", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "max_tokens": "5"}, 400, "invalid_request_error", "max_tokens"),
+    ("max_tokens float", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "max_tokens": 5.5}, 400, "invalid_request_error", "max_tokens"),
+    ("temperature string", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "temperature": "0.5"}, 400, "invalid_request_error", "temperature"),
+    ("n as bool", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "n": True}, 400, "invalid_request_error", "n"),
+    ("seed string", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "seed": "42"}, 400, "invalid_request_error", "seed"),
+    ("user number", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "user": 7}, 400, "invalid_request_error", "user"),
+    ("include_usage string", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "stream": True, "stream_options": {"include_usage": "true"}}, 400, "invalid_request_error", "stream_options.include_usage"),
+    ("context number value", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "context": {"regime": 1}}, 400, "invalid_request_error", "context.regime"),
+    ("timeout string", "POST", "/v1/chat/completions", {"model": "auto", "messages": MSG, "timeout": "20"}, 400, "invalid_request_error", "timeout"),
+    ("analyze close string", "POST", "/v1/analyze", {"bars": [{**BAR[0], "close": "1"}], "symbol": "X", "timeframe": "1d"}, 400, "invalid_request_error", "bars[0].close"),
+    ("analyze max_tokens string", "POST", "/v1/analyze", {"bars": BAR, "symbol": "X", "timeframe": "1d", "max_tokens": "100"}, 400, "invalid_request_error", "max_tokens"),
+    ("feedback score string", "POST", "/v1/feedback", {"request_id": "x", "score": "1"}, 400, "invalid_request_error", "score"),
+    ("feedback id number", "POST", "/v1/feedback", {"request_id": 5, "score": 1}, 400, "invalid_request_error", "request_id"),
 ]
 
 
@@ -313,7 +367,10 @@ def test_admin_budget_change(http, llm):
     assert rows[("*", "daily")]["limit_usd"] == 1000
     bad = http.put("/v1/budgets", json={"daily_usd": -1}, headers=ADMIN_AUTH)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "daily_usd"
-    assert http.put("/v1/budgets", content=b"{", headers=ADMIN_AUTH).status_code == 400
+    assert http.put("/v1/budgets", content=b"{", headers={
+        **ADMIN_AUTH, "content-type": "application/json"}).status_code == 400
+    assert http.put("/v1/budgets", content=b"{}", headers={
+        **ADMIN_AUTH, "content-type": "text/plain"}).status_code == 415
     llm.set_budgets({"per_provider": {"gpt-4-turbo": {"hourly_usd": 0.0001}}})
 
 
@@ -334,3 +391,55 @@ def test_malformed_corpus_gets_clear_4xx_and_service_survives(url):
             assert len(err["message"]) > 5 and "Traceback" not in r.text, (name, err)
         r = c.post("/v1/chat/completions", json={"model": "auto", "messages": MSG})
         assert r.status_code == 200 and c.get("/healthz").status_code == 200
+
+
+# -- fail closed: content type, Host, route prefix, anonymous -------------------------------
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_bodies_must_be_declared_json(url, ctype):
+    """What a web page can send cross-origin without a CORS preflight never gets through."""
+    body = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
+    headers = {**AUTH, **({"content-type": ctype} if ctype else {})}
+    r = httpx.post(url + "/v1/chat/completions", content=body, headers=headers, timeout=30)
+    assert r.status_code == 415, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and "application/json" in err["message"]
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example"])
+def test_foreign_host_names_are_refused(url, host):
+    """DNS rebinding: a page on evil.example that resolves to 127.0.0.1 still says so."""
+    for method, path in [("GET", "/healthz"), ("GET", "/v1/models"),
+                         ("PUT", "/v1/budgets")]:
+        r = httpx.request(method, url + path, headers={**ADMIN_AUTH, "host": host},
+                          json={}, timeout=30)
+        assert r.status_code == 400, (method, path, r.text)
+        assert r.json()["error"]["code"] == "host_not_allowed"
+    assert httpx.get(url + "/healthz", headers={"host": "localhost"}, timeout=30).status_code == 200
+
+
+def test_admin_routes_stay_admin_under_a_route_prefix(prefixed, llm):
+    with httpx.Client(base_url=prefixed, timeout=30) as c:
+        assert c.get("/healthz").json()["status"] == "ok"  # public under the prefix too
+        assert c.get("/v1/models").status_code == 401
+        assert c.get("/v1/models", headers=AUTH).status_code == 200
+        r = c.put("/v1/budgets", json={}, headers=AUTH)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required"
+        r = c.post("/v1/providers/claude/reset", json={}, headers=AUTH)
+        assert r.status_code == 403
+        r = c.post("/v1/providers/claude/reset", json={}, headers=ADMIN_AUTH)
+        assert r.status_code == 200 and r.json()["provider"] == "claude"
+
+
+def test_anonymous_loopback_serves_clients_but_never_admin_routes(anonymous, llm):
+    before = llm.budgets()
+    with httpx.Client(base_url=anonymous, timeout=30) as c:
+        r = c.post("/v1/chat/completions", json={"model": "claude", "messages": MSG})
+        assert r.status_code == 200, r.text
+        for method, path in [("PUT", "/v1/budgets"), ("POST", "/v1/providers/claude/reset")]:
+            r = c.request(method, path, json={})
+            assert r.status_code == 403, (path, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "admin_disabled" and "NO_SUCH_ADMIN_VAR" in err["message"]
+    after = llm.budgets()
+    assert before[["scope", "window", "limit_usd"]].equals(after[["scope", "window", "limit_usd"]])

@@ -28,7 +28,8 @@ def stack(ray_cluster, tmp_path_factory):
 
     from serve.run import deploy, load_serve_config
 
-    cfg = parse_config(make_config(tmp_path_factory.mktemp("autoscale")))
+    cfg = parse_config(make_config(tmp_path_factory.mktemp("autoscale"),  # loopback only
+                                   serve={"auth": {"anonymous": True}}))
     llm = connect(config=cfg)
     ray.get(llm.simulator.set_profile.remote(LLAMA, {"base_ms": 40_000, "jitter": 0.0}))  # ≈0.8 s
     schema = load_serve_config()

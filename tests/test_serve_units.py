@@ -12,12 +12,21 @@ from fastapi import FastAPI, Request
 from actors.config import ConfigError, load_config, parse_config
 from actors.route import RoutingError, RoutingTrace, TraceAttempt
 from serve import openai_compat as oai
-from serve.auth import Tokens, check, needs
+from serve.auth import Access, Verifier, digests
 from serve.errors import ApiError, from_routing_error, from_validation, install
-from serve.middleware import Gate
+from serve.hosts import HostAllowList
+from serve.middleware import ADMIN_ONLY, Gate, GateSettings
 from serve.run import app_schema, deployment_options, load_serve_config
-from serve.spec import ServeSpec
+from serve.spec import AuthSpec, ServeSpec
 from tests.conftest import make_config
+
+C, A = "client-token-0123456789", "admin-token-0123456789"
+
+
+def verifier(client: str | None = C, admin: str | None = A) -> Verifier:
+    env = {k: v for k, v in (("LLM_ROUTER_API_TOKEN", client),
+                             ("LLM_ROUTER_ADMIN_TOKEN", admin)) if v}
+    return Verifier.from_digests(digests(AuthSpec(anonymous=client is None), env))
 
 
 def trace(excluded=None, attempts=()) -> RoutingTrace:
@@ -64,28 +73,32 @@ def test_validation_errors_name_the_field():
     assert from_validation(info.value.errors()).message == "unsupported parameter 'logit_bias'"
 
 
-@pytest.mark.parametrize("tokens, presented, admin, status", [
-    (Tokens(None, None, "A"), None, True, None),           # no tokens configured: open
-    (Tokens("c", "a", "A"), "c", False, None),
-    (Tokens("c", "a", "A"), "a", False, None),             # admin may do anything
-    (Tokens("c", "a", "A"), None, False, 401),
-    (Tokens("c", "a", "A"), "x", False, 401),
-    (Tokens("c", "a", "A"), "", False, 401),
-    (Tokens("c", "a", "A"), "a", True, None),
-    (Tokens("c", "a", "A"), "c", True, 403),
-    (Tokens("c", "a", "A"), "x", True, 401),
-    (Tokens("c", None, "A"), "c", True, 403),              # admin token unset: admin disabled
-    (Tokens(None, "a", "A"), None, False, None),           # only admin set: reads stay open
-    (Tokens(None, "a", "A"), None, True, 401),
+@pytest.mark.parametrize("client, admin, presented, access, status", [
+    (None, None, None, Access.CLIENT, None),        # anonymous (loopback only): client routes
+    (None, None, None, Access.ADMIN, 403),          # ... but never admin ones
+    (None, None, A, Access.ADMIN, 403),             # no admin token configured: disabled
+    (None, A, A, Access.ADMIN, None),
+    (None, A, None, Access.ADMIN, 401),
+    (C, A, C, Access.CLIENT, None),
+    (C, A, A, Access.CLIENT, None),                 # admin may do anything
+    (C, A, None, Access.CLIENT, 401),
+    (C, A, "x" * 20, Access.CLIENT, 401),
+    (C, A, "", Access.CLIENT, 401),
+    (C, A, A, Access.ADMIN, None),
+    (C, A, C, Access.ADMIN, 403),
+    (C, A, "x" * 20, Access.ADMIN, 401),
+    (C, None, C, Access.ADMIN, 403),                # admin token unset: admin disabled
+    (C, None, None, Access.PUBLIC, None),
 ])
-def test_auth_matrix(tokens, presented, admin, status):
+def test_auth_matrix(client, admin, presented, access, status):
+    v = verifier(client, admin)
     if status is None:
-        check(tokens, presented, admin=admin)
+        v.check(presented, access)
         return
     with pytest.raises(ApiError) as info:
-        check(tokens, presented, admin=admin)
+        v.check(presented, access)
     assert info.value.status == status
-    assert "c" != info.value.message and "a" != info.value.message
+    assert C not in info.value.message and A not in info.value.message
 
 
 def test_model_aliases_and_route_translation():
@@ -125,36 +138,56 @@ def test_stream_events_are_sse_with_done():
     assert chunks[-1]["usage"]["total_tokens"] == 7 and chunks[-1]["choices"] == []
 
 
-def test_admin_paths_and_public_health():
-    assert needs("POST", "/v1/providers/claude/reset", True) == "admin"
-    assert needs("GET", "/v1/providers", True) == "client"
-    assert needs("GET", "/healthz", True) is None
-    assert needs("GET", "/healthz", False) == "client"
-    assert needs("GET", "/v1/nothing-here", True) == "client"  # no route enumeration
+def test_only_health_is_public_whatever_the_route_prefix():
+    from starlette._utils import get_route_path
+
+    gate = GateSettings(verifier(), HostAllowList.of(["localhost"]), True, 100)
+    for root in ("", "/llm"):  # Serve's route_prefix arrives as root_path
+        def access(path: str, root: str = root) -> Access:
+            return gate.access(get_route_path({"path": root + path, "root_path": root}))
+
+        assert access("/healthz") is Access.PUBLIC
+        assert access("/v1/providers") is Access.CLIENT
+        assert access("/v1/nothing-here") is Access.CLIENT  # no route enumeration
+    assert GateSettings(gate.verifier, gate.hosts, False, 100).access("/healthz") is Access.CLIENT
 
 
-async def test_gate_checks_tokens_and_refuses_declared_and_streamed_bodies():
+def _gate_app() -> FastAPI:
+    """A small app behind the real gate: one client route, one admin route."""
     app = FastAPI()
-    app.state.max_body_bytes = 100
-    app.state.tokens = Tokens("c", "a", "A")
-    app.state.public_health = True
-    app.add_middleware(Gate)
-    install(app)
 
     @app.post("/echo")
     async def echo(request: Request) -> dict:
         return {"n": len(await request.body())}
+
+    @app.put("/v1/budgets", dependencies=[ADMIN_ONLY])
+    async def budgets() -> dict:
+        return {"ok": True}
+
+    app.state.gate = GateSettings(verifier(), HostAllowList.of(["localhost", "127.0.0.1", "::1"]),
+                                  True, 100)
+    app.add_middleware(Gate)
+    install(app)
+    return app
+
+
+JSON = {"content-type": "application/json"}
+
+
+async def test_gate_checks_tokens_and_refuses_declared_and_streamed_bodies():
+    app = _gate_app()
 
     async def chunks():
         for _ in range(5):
             yield b"x" * 40
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as anon:
-        r = await anon.post("/echo", content=b"x")
+                                 base_url="http://localhost") as anon:
+        r = await anon.post("/echo", content=b"x", headers=JSON)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                                 headers={"authorization": "Bearer c"}) as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://localhost",
+                                 headers={"authorization": f"Bearer {C}", **JSON}) as c:
         assert (await c.post("/echo", content=b"x" * 100)).json() == {"n": 100}
         r = await c.post("/echo", content=b"x" * 101)
         assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
@@ -162,17 +195,77 @@ async def test_gate_checks_tokens_and_refuses_declared_and_streamed_bodies():
         assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
 
 
-def test_serve_yaml_is_a_valid_serve_config_with_autoscaling(monkeypatch):
+async def test_gate_under_a_route_prefix_still_knows_admin_routes():
+    app = _gate_app()
+    transport = httpx.ASGITransport(app=app, root_path="/llm")
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
+                                 headers=JSON) as c:
+        r = await c.put("/llm/v1/budgets", content=b"{}",
+                        headers={"authorization": f"Bearer {C}"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required"
+        r = await c.put("/llm/v1/budgets", content=b"{}",
+                        headers={"authorization": f"Bearer {A}"})
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("host, status", [
+    ("localhost:8000", 200), ("127.0.0.1:8000", 200), ("[::1]:8000", 200), ("LOCALHOST.", 200),
+    ("evil.example:8000", 400), ("localhost.evil.example", 400), ("127.0.0.1.nip.io", 400),
+])
+async def test_gate_answers_only_allowed_host_names(host, status):
+    app = _gate_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://localhost") as c:
+        r = await c.post("/echo", content=b"{}", headers={
+            "host": host, "authorization": f"Bearer {C}", **JSON})
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["error"]["code"] == "host_not_allowed"
+        assert "serve.allowed_hosts" in r.json()["error"]["message"]
+
+
+def test_host_allow_list_patterns():
+    hosts = HostAllowList.of(["api.example.com", "*.internal.example"])
+    assert hosts.allows(b"api.example.com:443") and hosts.allows(b"a.b.internal.example")
+    assert not hosts.allows(b"internal.example") and not hosts.allows(b"localhost")
+    assert not hosts.allows(None) and not hosts.allows(b"")
+    assert HostAllowList.of(["*"]).allows(b"anything")
+
+
+@pytest.mark.parametrize("ctype, status", [
+    (None, 415), ("text/plain", 415), ("application/x-www-form-urlencoded", 415),
+    ("multipart/form-data; boundary=x", 415), ("application/json", 200),
+    ("Application/JSON; charset=utf-8", 200),
+])
+async def test_gate_takes_only_json_bodies(ctype, status):
+    app = _gate_app()
+    headers = {"authorization": f"Bearer {C}", **({"content-type": ctype} if ctype else {})}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://localhost") as c:
+        r = await c.post("/echo", content=b"{}", headers=headers)
+    assert r.status_code == status, r.text
+    if status == 415:
+        assert r.json()["error"]["code"] == "unsupported_media_type"
+
+
+async def test_gate_refuses_everything_before_the_replica_configured_it():
+    app = FastAPI()
+    app.add_middleware(Gate)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://localhost") as c:
+        assert (await c.get("/healthz")).status_code == 503
+
+
+def test_serve_yaml_is_a_valid_serve_config_with_autoscaling():
     schema = load_serve_config()
     app = app_schema(schema)
     assert app.import_path == "serve.app:build"
-    monkeypatch.setenv("LLM_ROUTER_API_TOKEN", "t0k")
-    opts = deployment_options(app, ServeSpec())
+    opts = deployment_options(app)
     scaling = opts["autoscaling_config"]
     assert scaling["min_replicas"] >= 1 and scaling["max_replicas"] > scaling["min_replicas"]
     assert opts["max_ongoing_requests"] > scaling["target_ongoing_requests"]
     assert opts["max_queued_requests"] > 0  # back-pressure: 503 instead of an endless queue
-    assert opts["ray_actor_options"]["runtime_env"]["env_vars"] == {"LLM_ROUTER_API_TOKEN": "t0k"}
+    assert "runtime_env" not in opts["ray_actor_options"]
 
 
 def test_serve_spec_errors_name_the_key(tmp_path):

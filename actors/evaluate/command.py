@@ -28,8 +28,6 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    "synthetic:<shape> (default, drift, many, narrow, long-prompts)")
     p.add_argument("--audit", nargs="?", const="", default=None, metavar="DB",
                    help="replay the audit trail's feedback instead (default DB: the config's)")
-    p.add_argument("--config", dest="eval_config", default=None,
-                   help="providers YAML (prices); default: --config before the subcommand")
     p.add_argument("--policy", action="append", choices=sorted(POLICIES),
                    help="policy to evaluate (repeatable; default cost-aware and accuracy-first)")
     p.add_argument("--quality-target", type=float, default=None,
@@ -51,8 +49,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, generated=None) -> Config:
-    if args.eval_config:
-        return load_config(args.eval_config)
+    if getattr(args, "config", None):  # `--config`, before or after the subcommand
+        return load_config(args.config)
     if generated is not None:
         return Config(providers=generated.providers, simulator={"mode": "always"})
     return load_config(None)
