@@ -43,6 +43,7 @@ def served(tmp_path_factory):
     cfg = make_config(tmp)
     for p in cfg["providers"]:  # fewer processes on a shared 2-core machine
         p["enabled"] = p["name"] in PROVIDERS
+    cfg["serve"] = {"auth": {"anonymous": True}}  # loopback only: the test needs no token
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
