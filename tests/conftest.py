@@ -10,11 +10,23 @@ from typing import Any
 import pytest
 import yaml
 
-from actors.config import DEFAULT_CONFIG
+from actors.config import DEFAULT_CONFIG, ENV_CONFIG
 
 #: A fake key in every worker's environment, so key-leak tests can look for it.
 SECRET = "sk-ant-test-SECRET-7f3a9c"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(autouse=True)
+def _config_env_is_restored():
+    """`llm-router --config X` exports $LLM_ROUTER_CONFIG for Ray workers; a test that runs the
+    CLI must not leave it behind for the tests after it (they would load its config)."""
+    saved = os.environ.get(ENV_CONFIG)
+    yield
+    if saved is None:
+        os.environ.pop(ENV_CONFIG, None)
+    else:
+        os.environ[ENV_CONFIG] = saved
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,7 @@ def test_without_an_event_loop_values_are_pushed_at_once():
     assert rec.total("attempts") == 1 and rec.total("tokens") == 150
 
 
-def test_gauges_are_set_at_once_and_disabled_metrics_do_nothing():
+def test_gauges_are_set_at_once_and_disabled_metrics_do_nothing(monkeypatch):
     rec = Recorder()
     m = Metrics(make=rec)
     m.breaker("claude", "open")
@@ -100,6 +100,7 @@ def test_gauges_are_set_at_once_and_disabled_metrics_do_nothing():
     off.attempt("claude", True, None, 0.3, 0.01, 100, 50)
     off.breaker("claude", "open")
     assert not off.enabled and rec.total("attempts") == 0
+    monkeypatch.setattr(mod, "_ray_worker", lambda: False)  # the session may have Ray up
     assert Metrics().enabled is False  # outside a Ray worker: a no-op
 
 
