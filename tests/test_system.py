@@ -63,6 +63,7 @@ def test_reports_status_costs_performance_feedback(llm):
     st = llm.status()
     assert set(st.index) == set(llm.config.names)
     assert st.loc["gemini", "state"] == "closed" and bool(st.loc["gemini", "simulated"])
+    assert llm.flush() == 0  # reports read the trail as it is: see the latest first
     hourly = llm.costs("hour")
     assert hourly["cost_usd"].sum() > 0 and "gemini" in hourly.index.get_level_values("provider")
     assert not llm.costs("day").empty
@@ -74,7 +75,7 @@ def test_reports_status_costs_performance_feedback(llm):
     assert llm.audit(r.request_id)[-1]["score"] == 1.0
     with pytest.raises(KeyError, match="unknown request id"):
         llm.feedback("no-such-request", 1.0)
-    with pytest.raises(ValueError, match="by must be"):
+    with pytest.raises(ValueError, match="unknown period .week.; choose one of hour, day"):
         llm.costs("week")
 
 
@@ -99,6 +100,7 @@ def test_budget_holds_under_64_concurrent_requests(llm):
     assert ok and refused and len(ok) + len(refused) == 64
     assert all(e.error_class.value == "budget_exceeded" for e in refused)
     assert "gpt-4-turbo" in refused[0].message and "hourly budget" in refused[0].message
+    llm.flush()
     spend = llm.costs("hour").xs("gpt-4-turbo", level="provider")["cost_usd"].sum()
     assert 0 < spend <= 0.05
     budgets = llm.budgets()
@@ -212,6 +214,7 @@ def test_killed_tracker_loses_no_acknowledged_record(llm):
         rows = llm.audit(rid)
         assert sum(1 for r in rows if r.get("attempts") is not None and "score" not in r) >= 1
     counts = ray.get(llm.handles.tracker.reconcile.remote())
+    llm.flush()
     hourly = llm.costs("hour")["cost_usd"].sum()
     frame_total = sum(r["cost_usd"] for rid in ids for r in llm.audit(rid)[:-1])
     assert counts["requests"] >= 40 and hourly >= frame_total > 0

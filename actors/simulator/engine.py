@@ -131,8 +131,10 @@ class Simulator:
         obj = wire.ok_body(api, model, text, in_tok, out_tok, truncated, self._rid())
         if fault == "malformed":
             stats.add(model, fault)
+            stats.bill(model, in_tok, out_tok)
             return Reply(200, _malform(api, obj, profile.malformed_kind, rng))
         stats.add(model, fault or "ok")
+        stats.bill(model, in_tok, out_tok)
         return Reply(200, wire.dumps(obj))
 
 

@@ -10,7 +10,8 @@ UNKNOWN_MODEL = "<unknown>"
 
 
 class ModelStats(BaseModel):
-    """Counts of API requests for one model, by outcome. ``requests`` is the sum of the rest."""
+    """Counts of API requests for one model, by outcome (``requests`` is the sum of the
+    outcome counts), and the tokens billed for them."""
 
     requests: int = Field(0, description="Every API request attributed to this model.")
     ok: int = Field(0, description="200 with a normal answer.")
@@ -24,6 +25,9 @@ class ModelStats(BaseModel):
     rate_limited_by_limit: int = Field(0, description="429s because the caller exceeded rpm/tpm.")
     bad_request: int = Field(0, description="400s: malformed JSON or missing fields.")
     unauthorized: int = Field(0, description="401s: no API key sent.")
+    input_tokens: int = Field(0, description="Prompt tokens billed: every 200 answer (ok, "
+                              "invalid output or malformed body), as a provider bills them.")
+    output_tokens: int = Field(0, description="Completion tokens billed, likewise.")
 
 
 class Stats(BaseModel):
@@ -45,6 +49,12 @@ class StatsBook:
             c = self._by_model[model] = Counter()
         c["requests"] += 1
         c[outcome] += 1
+
+    def bill(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        """Tokens of an answer sent with status 200 (what the account would be charged)."""
+        c = self._by_model[model]
+        c["input_tokens"] += input_tokens
+        c["output_tokens"] += output_tokens
 
     def reset(self) -> None:
         self._by_model.clear()
