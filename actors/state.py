@@ -22,13 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actors.config import ConfigError
+
 log = logging.getLogger(__name__)
 LOCK_FILE = "lock"
 DIR_MODE, FILE_MODE = 0o700, 0o600
 
 
-class StateDirInUse(RuntimeError):
-    """Another live instance holds this state directory."""
+class StateDirInUse(ConfigError):
+    """Another live instance holds this state directory (a configuration problem: give
+    each instance its own; the command line prints it like any other)."""
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:

@@ -86,7 +86,6 @@ class RouterIngress:
         self.config: Config = parse_config(config, "serve app config")
         self.spec = ServeSpec.from_config(self.config)
         self.router_timeout = RouterSpec.model_validate(self.config.router).default_timeout_s
-        self.token_limit = self.spec.token_limit(self.config)
         self.created = int(time.time())
         try:
             self.llm: RouterClient = attach(self.config)
@@ -96,6 +95,7 @@ class RouterIngress:
             log.info("no router running: starting the actors")
             self.llm = connect(config=self.config)
         self.config = self.llm.config  # what the router runs: providers left out, simulated
+        self.token_limit = self.spec.token_limit(self.config)
         app.state.max_body_bytes = self.spec.max_body_bytes
         app.state.tokens = Tokens.from_env(self.spec.auth)
         app.state.public_health = self.spec.auth.public_health

@@ -52,3 +52,26 @@ def sim_reset(llm: Any, model: str) -> None:
     import ray
 
     ray.get(llm.simulator.reset_profile.remote(model))
+
+
+def restart_router(llm: Any, timeout_s: float = 60.0) -> None:
+    """Kill the router actor and wait until its restarted process answers (a new pid)."""
+    import time
+
+    import ray
+
+    def pid() -> int:
+        return ray.get(llm.handles.router.__ray_call__.remote(lambda self: os.getpid()),
+                       timeout=5)
+
+    old = pid()
+    ray.kill(llm.handles.router, no_restart=False)
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if pid() != old:
+                return
+        except Exception:  # restarting: not answering yet
+            pass
+        assert time.time() < deadline, "router did not restart"
+        time.sleep(0.2)

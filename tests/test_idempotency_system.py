@@ -4,7 +4,6 @@ audit trail says was spent equals, to the cent, what the simulator billed."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 import uuid
@@ -14,7 +13,7 @@ import ray
 
 from actors.api import RouterClient, connect
 from actors.route import RoutingError
-from tests.conftest import make_config
+from tests.conftest import make_config, restart_router
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +75,7 @@ def test_a_restarted_router_replays_without_calling_a_provider(llm):
     rid = f"restart-{uuid.uuid4().hex[:8]}"
     first = llm.complete("Will the Fed cut? Trade signal.", request_id=rid, output="trade_signal",
                          max_tokens=300)
-    router = llm.handles.router
-    old = ray.get(router.__ray_call__.remote(lambda self: os.getpid()))
-    ray.kill(router, no_restart=False)
-    deadline = time.time() + 60
-    while True:
-        try:
-            if ray.get(router.__ray_call__.remote(lambda self: os.getpid()), timeout=5) != old:
-                break
-        except Exception:
-            pass
-        assert time.time() < deadline, "router did not restart"
-        time.sleep(0.2)
+    restart_router(llm)
     before = ray.get(llm.simulator.stats.remote())["totals"]["requests"]
     again = llm.complete("Will the Fed cut? Trade signal.", request_id=rid,
                          output="trade_signal", max_tokens=300)

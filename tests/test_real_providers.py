@@ -26,7 +26,7 @@ from actors.keys import MissingKeys
 from actors.records import AttemptRecord
 from actors.route import RoutingError
 from actors.simulator import SimulatorProcess, simulator_base_url
-from tests.conftest import make_config
+from tests.conftest import make_config, restart_router
 
 ROOT = Path(__file__).resolve().parent.parent
 UNSET = "LLM_ROUTER_TEST_NO_SUCH_KEY_{}"
@@ -147,18 +147,7 @@ def test_budget_changes_merge_and_are_reported_after_a_restart(real):
     b = llm.budgets().set_index(["scope", "window"])
     assert b.loc[("*", "daily"), "limit_usd"] == 4 and b.loc[("*", "hourly"), "limit_usd"] == 1
     assert b.loc[("claude", "hourly"), "limit_usd"] == 0.9
-    router = llm.handles.router
-    old = ray.get(router.__ray_call__.remote(lambda self: os.getpid()))
-    ray.kill(router, no_restart=False)
-    deadline = time.time() + 60
-    while True:  # wait for the restarted router (a new process), not a fixed time
-        try:
-            if ray.get(router.__ray_call__.remote(lambda self: os.getpid()), timeout=5) != old:
-                break
-        except Exception:
-            pass
-        assert time.time() < deadline, "router did not restart"
-        time.sleep(0.2)
+    restart_router(llm)
     about = llm.describe()["budgets"]
     assert "global hourly_usd $1.00 (config)" in about
     assert "global daily_usd $4.00 (run-time override set " in about

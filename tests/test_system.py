@@ -7,12 +7,13 @@ import asyncio
 import glob
 import time
 
+import pandas as pd
 import pytest
 import ray
 
 from actors.api import RouterClient, connect
 from actors.route import RoutingError
-from tests.conftest import SECRET, make_config, sim, sim_reset
+from tests.conftest import SECRET, make_config, restart_router, sim, sim_reset
 
 BUDGET = {"per_provider": {"gpt-4-turbo": {"hourly_usd": 0.05}}}
 
@@ -367,23 +368,14 @@ def test_budget_change_at_run_time_survives_a_router_restart(llm):
     assert info.value.error_class.value == "budget_exceeded"
     with pytest.raises(Exception, match="daily_usd"):
         llm.set_budgets({"daily_usd": -5})
-    router = llm.handles.router
-    old_pid = ray.get(router.__ray_call__.remote(lambda self: __import__("os").getpid()))
     try:
-        ray.kill(router, no_restart=False)
-        deadline = time.time() + 60
-        while True:  # ray.kill is asynchronous: wait for the restarted process
-            try:
-                pid = ray.get(router.__ray_call__.remote(lambda self: __import__("os").getpid()))
-                if pid != old_pid:
-                    b = llm.budgets()
-                    break
-            except Exception:
-                if time.time() > deadline:
-                    raise
-            time.sleep(0.5)
-        assert b[(b.scope == "*") & (b.window == "daily")].iloc[0].limit_usd == pytest.approx(
-            spent + 1e-6)
+        restart_router(llm)
+        b = llm.budgets().set_index(["scope", "window"])
+        assert b.loc[("*", "daily"), "limit_usd"] == pytest.approx(spent + 1e-6)
+        assert "run-time override set" in b.loc[("*", "daily"), "source"]
     finally:
-        llm.set_budgets(BUDGET)
+        llm.set_budgets({"daily_usd": None})  # changes merge: null removes the daily cap
+    b = llm.budgets().set_index(["scope", "window"])
+    assert b.loc[("*", "daily"), "limit_usd"] is None or pd.isna(b.loc[("*", "daily"), "limit_usd"])
+    assert b.loc[("gpt-4-turbo", "hourly"), "limit_usd"] == 0.05  # the config's cap stayed
     assert llm.complete("hi", provider="llama").provider == "llama"
