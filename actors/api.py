@@ -25,6 +25,7 @@ from actors.channel import ChannelBroken, ChannelPool
 from actors.clients.base import Message
 from actors.config import Config, load_config, parse_config
 from actors.errors import ErrorClass
+from actors.keys import SIMULATED_WARNING
 from actors.messages import OutputKind
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.router_actor import NAMESPACE, provider_actor_name
@@ -97,15 +98,15 @@ def connect(
     handles = start_system(cfg)
     client = RouterClient(handles, handles.config or cfg)
     about = client.describe()
-    log.log(logging.WARNING if about["simulated"] or "override" in about["budgets"]
-            else logging.INFO, "llm-router state %s; %s", about["state_dir"], about["budgets"])
+    if about["simulated"]:
+        log.warning(SIMULATED_WARNING)
+    log.log(logging.WARNING if "override" in about["budgets"] else logging.INFO,
+            "llm-router state %s; %s", about["state_dir"], about["budgets"])
     return client
 
 
 def describe_lines(about: dict[str, Any]) -> list[str]:
     """What a command prints at start-up about the instance it started or joined."""
-    from actors.keys import SIMULATED_WARNING
-
     lines = [f"state directory: {about['state_dir']}", about["budgets"]]
     if about["simulated"]:
         lines.append(SIMULATED_WARNING)

@@ -75,7 +75,7 @@ def start_system(config: Config) -> Handles:
     start-up before any state is touched), then the router (which locks this instance's
     state directory), then the tracker.
     """
-    from actors.keys import SIMULATED_WARNING, MissingKeys, left_out_warning
+    from actors.keys import MissingKeys, left_out_warning
     from actors.tracker import get_or_create_tracker
 
     _same_kind_as_running(config)
@@ -84,7 +84,6 @@ def start_system(config: Config) -> Handles:
         s = config.simulator
         sim = _named(SimulatorActor, "simulator").remote(s.host, s.port, s.latency_scale)
         sim_url = ray.get(sim.url.remote())
-        log.warning(SIMULATED_WARNING)
     providers: dict[str, Any] = {}
     for spec in config.providers:
         if spec.enabled:

@@ -164,3 +164,41 @@ async def test_the_journal_honours_store_text(tmp_path, store_text):
     else:
         assert att.prompt is None and att.response is None
     assert mode(state.journal_path) == "0o600"
+
+
+# -- which instance a command starts -------------------------------------------------------
+
+def _args(**kw):
+    from argparse import Namespace
+
+    return Namespace(**({"config": None, "address": None, "state_dir": None} | kw))
+
+
+def test_the_demo_and_simulated_backtests_never_use_the_users_state(tmp_path, monkeypatch):
+    from actors.backtest.command import instance_config
+    from actors.config import load_config
+
+    monkeypatch.delenv("LLM_ROUTER_STATE_DIR", raising=False)
+    users = load_config()
+    demo = instance_config(users, _args(), tmp_path / "runs" / "demo-1", simulate=True)
+    assert demo.simulate and demo.state_path == tmp_path / "runs" / "demo-1" / "state"
+    assert demo.tracker["db_path"] == str(demo.state_path / "audit.sqlite3")
+    real = instance_config(users, _args(), tmp_path / "runs" / "bt-1", simulate=False)
+    assert not real.simulate and real.state_dir == users.state_dir  # the user's instance
+    mine = instance_config(users, _args(state_dir=str(tmp_path / "s")), tmp_path, simulate=True)
+    assert mine.state_path == tmp_path / "s"
+
+
+def test_backtest_request_ids_stay_safe_whatever_the_symbol():
+    from datetime import datetime
+
+    from actors.backtest.plan import BarJob
+    from actors.backtest.runner import request_id
+    from actors.idempotency import safe_id
+
+    job = BarJob("MY DATA", "1d", 3, datetime(2008, 1, 2), "analysis", "bull", 1.0, 0.0, 0.0,
+                 RouteRequest(messages=[{"role": "user", "content": "x"}]), "n")
+    rid = request_id("run-1", job, "cost-aware", gen=2)
+    assert safe_id(rid) and rid.startswith("bt:run-1:") and rid.endswith("~2")
+    plain = request_id("run-1", job.__class__(**{**job.__dict__, "symbol": "SPX"}), "cost-aware")
+    assert plain == "bt:run-1:cost-aware:analysis:SPX:1d:20080102T000000"

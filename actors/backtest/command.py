@@ -97,16 +97,13 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def instance_config(args: argparse.Namespace, run_dir: Any, simulate: bool) -> Any:
+def instance_config(cfg: Any, args: argparse.Namespace, run_dir: Any, simulate: bool) -> Any:
     """The run's configuration: simulated when asked, with the state directory it uses.
 
     A simulated run never shares the user's state (audit trail, budget overrides): unless
     told otherwise it keeps its own next to its results."""
     from pathlib import Path
 
-    from actors.config import load_config
-
-    cfg = load_config(args.config)
     if simulate:
         cfg = cfg.simulating()
     if args.state_dir:
@@ -120,8 +117,10 @@ def execute(args: argparse.Namespace, make_spec: Any, simulate: bool = False) ->
     from actors.backtest.runner import prepare, run_backtest
     from actors.backtest.spec import BacktestError
     from actors.backtest.store import RunStore
+    from actors.config import load_config
     from prompts import DataError
 
+    config = load_config(args.config)  # the same file connect() reads; ConfigError → exit 2
     try:
         spec = make_spec(args)
         prep = prepare(spec)
@@ -137,14 +136,10 @@ def execute(args: argparse.Namespace, make_spec: Any, simulate: bool = False) ->
           f"({sum(s.bars for s in prep.series)} bars × {len(spec.tasks)} task(s) × "
           f"{len(spec.policies)} polic{'y' if len(spec.policies) == 1 else 'ies'})")
     from actors.api import connect, describe_lines
-    from actors.config import ConfigError
 
     t0 = time.time()
     where = "local Ray" if args.address is None else args.address
-    try:
-        cfg = instance_config(args, spec.runs_dir / prep.run_id, simulate or args.simulate)
-    except ConfigError as exc:
-        return _fail(str(exc))
+    cfg = instance_config(config, args, spec.runs_dir / prep.run_id, simulate or args.simulate)
     kind = "the built-in simulator for every provider" if cfg.simulate else "real providers"
     print(f"==> starting {where} and the router's actors ({kind})")
     llm = connect(args.address, cfg)
