@@ -13,8 +13,11 @@ fallbacks, context, max_tokens, temperature and output kind; the deadline and pr
 differ. The comparison uses a keyed hash (HMAC) of those, never the text itself.
 
 Outcomes are kept in memory (the most recent `memory_entries`) and in a SQLite file in the
-instance's state directory, written before the answer goes back (group commit: concurrent
-requests share one transaction), so a restarted router still replays them. What is on disk
+instance's state directory, so a restarted router still replays them. They are written off
+the request path, in one transaction per `WRITE_DELAY_S` (20 ms) on a writer thread: a
+router killed within those milliseconds of an answer forgets that outcome, and a duplicate
+of it is then routed again — billed again, and recorded again (attempt rows name their
+execution), so recorded spend still equals what was billed. What is on disk
 follows `tracker.store_text`: with `full` the whole outcome (answer text included); with
 `hash` or `none` only the hash and whether it succeeded — the answer itself then lives only
 in memory, and a duplicate whose answer is no longer there (after a restart or once
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import re
 import sqlite3
@@ -47,6 +51,9 @@ MAX_ID_LENGTH = 128
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:~@/+=^-]{1,128}")
 SAFE_ID_CHARS = "letters, digits and . _ : ~ @ / + = ^ -"
 STORE_FILE = "idempotency.sqlite3"
+#: How long a kept outcome may wait for the next group commit (it is replayed from memory
+#: meanwhile); a router killed within it forgets those outcomes (see the module docstring).
+WRITE_DELAY_S = 0.02
 
 
 def safe_id(value: str) -> bool:
@@ -80,10 +87,12 @@ class IdempotencyConflict(Exception):
 
 
 def fingerprint(key: bytes, req: Any, policy: str) -> str:
-    """Keyed hash of what makes two requests the same (see the module docstring)."""
-    body = req.model_dump_json(include={"messages", "provider", "fallbacks", "context",
-                                        "max_tokens", "temperature", "output"})
-    return hmac.new(key, f"{policy}\n{body}".encode(), hashlib.sha256).hexdigest()
+    """Keyed hash of what makes two requests the same (see the module docstring); the
+    context's keys in any order."""
+    body = req.model_dump_json(include={"messages", "provider", "fallbacks", "max_tokens",
+                                        "temperature", "output"})
+    context = json.dumps(sorted(req.context.items()))
+    return hmac.new(key, f"{policy}\n{context}\n{body}".encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -170,8 +179,8 @@ class IdempotencyBook:
         self._clock = clock
         self._inflight: dict[str, tuple[str, asyncio.Future[None]]] = {}
         self._recent: OrderedDict[str, Entry] = OrderedDict()
-        self._pending: list[tuple[tuple[str, Entry], asyncio.Future[None]]] = []
-        self._writing = False
+        self._unwritten: dict[str, Entry] = {}  # kept, not yet committed to the store
+        self._writer: asyncio.Future[None] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="idempotency") if store else None
         self._last_purge = 0.0
         self.replays = 0
@@ -211,14 +220,14 @@ class IdempotencyBook:
             except self._kept as exc:
                 outcome = exc  # anything else (a bug, a cancellation) is not an outcome
             ok = not isinstance(outcome, BaseException)
-            await self._keep(request_id, Entry(fp, self._clock(), ok, outcome))
+            self._keep(request_id, Entry(fp, self._clock(), ok, outcome))
         finally:
             del self._inflight[request_id]
             done.set_result(None)
         return outcome, False
 
     def _lookup(self, request_id: str) -> Entry | None:
-        entry = self._recent.get(request_id)
+        entry = self._recent.get(request_id) or self._unwritten.get(request_id)
         if entry is None and self.store is not None:
             entry = self.store.get(request_id)
         if entry is not None and entry.ts < self._clock() - self.spec.window_s:
@@ -243,7 +252,7 @@ class IdempotencyBook:
         self.replays += 1
         return outcome
 
-    async def _keep(self, request_id: str, entry: Entry) -> None:
+    def _keep(self, request_id: str, entry: Entry) -> None:
         if self.spec.memory_entries:
             self._recent[request_id] = entry
             self._recent.move_to_end(request_id)
@@ -251,30 +260,29 @@ class IdempotencyBook:
                 self._recent.popitem(last=False)
         if self.store is None:
             return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(((request_id, entry), done))
-        if not self._writing:
-            self._writing = True
-            asyncio.ensure_future(self._write())
-        await done
+        self._unwritten[request_id] = entry
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_soon())
 
-    async def _write(self) -> None:
-        """Group commit: everything that queued while the last batch was written goes next."""
-        assert self.store is not None
+    async def _write_soon(self) -> None:
+        """Group commit off the request path: whatever was kept in the next WRITE_DELAY_S
+        goes to disk in one transaction, on the writer thread."""
+        await asyncio.sleep(WRITE_DELAY_S)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Commit every kept outcome now (the router's `flush` waits for this too)."""
         loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await loop.run_in_executor(self._pool, self._write_batch,
-                                               [item for item, _ in batch])
-                except Exception as exc:  # still replayed from memory; say it loudly
-                    log.warning("could not store %d idempotency outcomes: %s", len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
-        finally:
-            self._writing = False
+        while self._unwritten and self.store is not None:
+            batch = list(self._unwritten.items())
+            try:
+                await loop.run_in_executor(self._pool, self._write_batch, batch)
+            except Exception as exc:  # still replayed from memory; say it loudly
+                log.warning("could not store %d idempotency outcomes: %s", len(batch), exc)
+                return
+            for rid, entry in batch:
+                if self._unwritten.get(rid) is entry:
+                    del self._unwritten[rid]
 
     def _write_batch(self, items: list[tuple[str, Entry]]) -> None:
         """On the writer thread: encode (off the event loop), insert, purge now and then."""
@@ -289,7 +297,11 @@ class IdempotencyBook:
             self.store.purge(now - self.spec.window_s)
 
     def close(self) -> None:
+        """Write what is still unwritten, then close (from outside the event loop)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         if self.store is not None:
+            if self._unwritten:
+                self._write_batch(list(self._unwritten.items()))
+                self._unwritten.clear()
             self.store.close()

@@ -28,24 +28,31 @@ PREFIX = "hmac-sha256:"
 
 
 def load_key(state_dir: str | os.PathLike[str]) -> bytes:
-    """The HMAC key: $LLM_ROUTER_HMAC_KEY, else `<state_dir>/hmac.key` (made if missing)."""
+    """The HMAC key: $LLM_ROUTER_HMAC_KEY, else `<state_dir>/hmac.key` (made if missing).
+
+    A new key is written to a private temporary file and published with a hard link, so
+    the router and the tracker starting together never read a half-written key."""
     env = os.environ.get(ENV_HMAC_KEY)
     if env:
         return env.encode()
     path = private_dir(state_dir) / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        key = Path(path).read_text().strip()
-        if not key:
-            raise RuntimeError(f"{path} is empty; delete it to make a new HMAC key (stored "
-                               "hashes then no longer match new ones)") from None
-        return key.encode()
-    key = secrets.token_hex(32)
-    try:
-        os.write(fd, key.encode())
-    finally:
-        os.close(fd)
+    if not path.exists():
+        tmp = path.with_name(f"{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process published one first: use theirs
+        finally:
+            tmp.unlink()
+    key = Path(path).read_text().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty; delete it to make a new HMAC key (hashes "
+                           "stored so far then no longer match new ones)")
     return key.encode()
 
 

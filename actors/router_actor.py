@@ -285,8 +285,11 @@ class RouterActor(ChannelServer):
         return self.config.model_dump(mode="json")
 
     async def flush(self) -> int:
-        """Push buffered records and wait until the tracker acknowledged all of them."""
+        """Push buffered records and wait until the tracker acknowledged all of them (and
+        every kept request outcome is in the idempotency store)."""
         await self._ensure_started()
+        if self.core.idempotency is not None:
+            await self.core.idempotency.flush()
         return await self._drain(timeout_s=30.0)
 
     def _outstanding(self) -> list[int]:

@@ -75,6 +75,7 @@ def test_a_restarted_router_replays_without_calling_a_provider(llm):
     rid = f"restart-{uuid.uuid4().hex[:8]}"
     first = llm.complete("Will the Fed cut? Trade signal.", request_id=rid, output="trade_signal",
                          max_tokens=300)
+    llm.flush()  # outcomes reach the disk within ~20 ms; flush waits for that
     restart_router(llm)
     before = ray.get(llm.simulator.stats.remote())["totals"]["requests"]
     again = llm.complete("Will the Fed cut? Trade signal.", request_id=rid,
