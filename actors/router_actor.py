@@ -57,7 +57,8 @@ class RouterActor(ChannelServer):
         # This instance's state directory, locked for as long as this process lives.
         try:
             self._state = RouterState(self.config, self.core.spec.journal_path,
-                                      self.core.spec.store_text)
+                                      self.core.spec.store_text,
+                                      owner=ray.get_runtime_context().get_actor_id() or "")
         except Exception as exc:  # another instance holds it: refuse, via ready()
             self._refused: Exception | None = exc
             log.error("%s", exc)

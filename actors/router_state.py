@@ -57,9 +57,10 @@ class RouterState:
     """
 
     def __init__(self, config: Config, journal_path: str | None, keep_text: bool, *,
-                 lock_wait_s: float = 10.0) -> None:
+                 lock_wait_s: float = 10.0, owner: str = "") -> None:
+        """`owner`: the router actor's id, the same across its restarts (see StateLock)."""
         self.dir = config.state_path
-        self.lock = StateLock(self.dir, wait_s=lock_wait_s)
+        self.lock = StateLock(self.dir, wait_s=lock_wait_s, owner=owner)
         tracker = TrackerSpec.from_config(config)
         self.text = TextPolicy.for_dir(tracker.store_text, self.dir)
         self.overrides = BudgetOverrides(config.budgets, self.dir)

@@ -84,19 +84,23 @@ class StateLock:
     """An exclusive lock on a state directory, held while this object (and process) lives."""
 
     def __init__(self, directory: str | os.PathLike[str], *, wait_s: float = 10.0,
-                 what: str = "router") -> None:
+                 what: str = "router", owner: str = "",
+                 predecessor_wait_s: float = 300.0) -> None:
+        """`owner` names what holds the lock across restarts (the router's Ray actor id):
+        a holder with the same owner is this actor's previous process, still dying, and is
+        waited for up to `predecessor_wait_s` — a restart must not turn into a refusal."""
         self.directory = private_dir(directory)
         self.path = self.directory / LOCK_FILE
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         os.fchmod(self._fd, FILE_MODE)
-        # A restarted router may start while the OS is still reaping its predecessor.
-        deadline = time.monotonic() + wait_s
+        started = time.monotonic()
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                mine = bool(owner) and self.holder().get("owner") == owner
+                if time.monotonic() - started >= (predecessor_wait_s if mine else wait_s):
                     holder = self.holder()
                     os.close(self._fd)
                     raise StateDirInUse(
@@ -106,7 +110,7 @@ class StateLock:
                         "or a tracker.db_path in another directory") from None
                 time.sleep(0.1)
         self.info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
-                     "since": time.time()}
+                     "owner": owner, "since": time.time()}
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(self.info).encode(), 0)
 

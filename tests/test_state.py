@@ -202,3 +202,29 @@ def test_backtest_request_ids_stay_safe_whatever_the_symbol():
     assert safe_id(rid) and rid.startswith("bt:run-1:") and rid.endswith("~2")
     plain = request_id("run-1", job.__class__(**{**job.__dict__, "symbol": "SPX"}), "cost-aware")
     assert plain == "bt:run-1:cost-aware:analysis:SPX:1d:20080102T000000"
+
+
+_PREDECESSOR = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    from actors.state import StateLock
+    lock = StateLock(sys.argv[1], owner="router-actor-1")
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[3]))  # a predecessor slow to die
+    open(sys.argv[1] + "/exiting", "w").close()  # still holding the lock here
+""")
+
+
+def test_a_restarted_router_waits_for_its_predecessor_but_refuses_strangers(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _PREDECESSOR, str(tmp_path), ROOT, "1.5"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(StateDirInUse):  # another instance: refused after its short wait
+            StateLock(tmp_path, wait_s=0.2, owner="router-actor-2")
+        # the same actor restarted: waits past wait_s until the old process is gone
+        StateLock(tmp_path, wait_s=0.2, owner="router-actor-1", predecessor_wait_s=60).release()
+        assert (tmp_path / "exiting").exists()  # it got the lock only as the predecessor went
+    finally:
+        proc.kill()
+        proc.wait()
