@@ -1,7 +1,8 @@
 """The Python API for notebooks and scripts: `connect()` and the client it returns.
 
     from actors import connect
-    llm = connect()                      # embedded local Ray + simulator when no keys are set
+    llm = connect()                      # embedded local Ray; real providers (keys from env)
+    llm = connect(simulate=True)         # or: every provider answered by the built-in simulator
     r = llm.complete("Is SPY bullish?", policy="cost-aware", context={"regime": "bull"})
     r.text, r.cost_usd, r.trace.chosen
     llm.status(); llm.costs("hour"); llm.performance()
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -18,16 +20,20 @@ from typing import Any
 import pandas as pd
 import ray
 
+from actors import spend
 from actors.channel import ChannelBroken, ChannelPool
 from actors.clients.base import Message
 from actors.config import Config, load_config, parse_config
 from actors.errors import ErrorClass
+from actors.keys import SIMULATED_WARNING
 from actors.messages import OutputKind
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.router_actor import NAMESPACE, provider_actor_name
+from actors.spend import TimeLike
 from actors.system import Handles, start_system, stop_system
 
 MessagesLike = str | list[Message] | list[dict[str, str]]
+log = logging.getLogger("actors")
 
 
 def _config(config: Config | dict[str, Any] | str | os.PathLike[str] | None) -> Config:
@@ -61,6 +67,8 @@ def as_messages(messages: MessagesLike) -> list[Message]:
 def connect(
     address: str | None = None,
     config: Config | dict[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    simulate: bool = False,
     **ray_init: Any,
 ) -> RouterClient:
     """Start or join Ray and the router's actors; return a client.
@@ -71,8 +79,14 @@ def connect(
     $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml). Other keywords go to
     `ray.init`: a new local instance starts with its dashboard unless
     `include_dashboard=False`.
+
+    Providers are real unless `simulate=True` (or `simulator.mode: always`): then every
+    one is answered by the built-in simulator and every answer says so. Without it, a
+    provider whose key variable is unset stops start-up with an error naming it.
     """
     cfg = _config(config)
+    if simulate:
+        cfg = cfg.simulating()
     if not ray.is_initialized():
         ray_init.setdefault("namespace", NAMESPACE)
         ray_init.setdefault("log_to_driver", False)
@@ -85,7 +99,22 @@ def connect(
         else:  # a running cluster has (or lacks) its dashboard already
             ray_init.pop("include_dashboard", None)
         ray.init(address=address, **ray_init)
-    return RouterClient(start_system(cfg), cfg)
+    handles = start_system(cfg)
+    client = RouterClient(handles, handles.config or cfg)
+    about = client.describe()
+    if about["simulated"]:
+        log.warning(SIMULATED_WARNING)
+    log.log(logging.WARNING if "override" in about["budgets"] else logging.INFO,
+            "llm-router state %s; %s", about["state_dir"], about["budgets"])
+    return client
+
+
+def describe_lines(about: dict[str, Any]) -> list[str]:
+    """What a command prints at start-up about the instance it started or joined."""
+    lines = [f"state directory: {about['state_dir']}", about["budgets"]]
+    if about["simulated"]:
+        lines.append(SIMULATED_WARNING)
+    return lines
 
 
 def attach(config: Config | dict[str, Any] | str | os.PathLike[str] | None = None) -> RouterClient:
@@ -96,8 +125,9 @@ def attach(config: Config | dict[str, Any] | str | os.PathLike[str] | None = Non
     """
     from actors.system import attach_system
 
-    cfg = _config(config)
-    return RouterClient(attach_system(cfg), cfg)
+    handles = attach_system(_config(config))
+    assert handles.config is not None
+    return RouterClient(handles, handles.config)
 
 
 class RouterClient:
@@ -236,35 +266,48 @@ class RouterClient:
             })
         return pd.DataFrame(rows).set_index("provider")
 
-    def _flush(self, timeout: float | None = None) -> None:
-        ray.get(self._h.router.flush.remote(), timeout=timeout)
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until every record routed so far is in the audit trail (reports read the
+        trail as it is and never wait: call this first to see your latest requests).
+        Returns how many records were still unacknowledged after 30 s (0 normally)."""
+        return ray.get(self._h.router.flush.remote(), timeout=timeout)
 
-    def costs(self, by: str = "hour") -> pd.DataFrame:
-        """Cost by model per UTC hour or day (tokens, requests, USD)."""
-        if by not in ("hour", "day"):
-            raise ValueError(f"by must be 'hour' or 'day', not {by!r}")
-        self._flush()
-        return ray.get(self._h.tracker.costs.remote(by))
+    def costs(self, by: str = "hour", since: TimeLike = None,
+              until: TimeLike = None) -> pd.DataFrame:
+        """Cost by (provider, model, simulated) per UTC hour or day — tokens, requests,
+        attempts, USD — over [since, until) (unix seconds, ISO 8601 or datetimes; default
+        the last 2 days by hour, 31 days by day), aggregated in SQL."""
+        spend.window(by, since, until)  # a bad argument fails here, naming itself
+        return _get(self._h.tracker.costs.remote(by, since, until))
 
     def performance(self, by_context: bool = False) -> pd.DataFrame:
-        self._flush()
         return ray.get(self._h.tracker.performance.remote(by_context))
 
-    def cost_per_token(self) -> pd.DataFrame:
-        """Realized USD per input/output token by model, from the audit trail."""
-        self._flush()
-        return ray.get(self._h.tracker.cost_per_token.remote())
+    def cost_per_token(self, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
+        """Realized USD per input/output token by model over a window (default: 31 days)."""
+        return _get(self._h.tracker.cost_per_token.remote(since, until))
 
     def set_budgets(self, budgets: dict[str, Any]) -> pd.DataFrame:
-        """Change budget limits at run time, e.g. {"hourly_usd": 5, "per_provider":
-        {"claude": {"daily_usd": 20}}}; spend so far counts against the new limits."""
+        """Change budget limits at run time by merging, e.g. {"hourly_usd": 5} keeps every
+        other limit; null removes one ({"per_provider": {"claude": None}}). Spend so far
+        counts against the new limits; the change is kept in this instance's state
+        directory and re-applied (and reported) at every start."""
         return pd.DataFrame(_get(self._h.router.set_budgets.remote(budgets)))
 
+    def reset_budgets(self) -> pd.DataFrame:
+        """Drop every run-time budget change: back to the configured limits."""
+        return pd.DataFrame(_get(self._h.router.set_budgets.remote(None)))
+
     def budgets(self) -> pd.DataFrame:
-        return pd.DataFrame(ray.get(self._h.router.budgets.remote()))
+        """Spend vs every limit in force, with `source`: config, or a run-time override."""
+        return pd.DataFrame(_get(self._h.router.budgets.remote()))
+
+    def describe(self) -> dict[str, Any]:
+        """This instance: state directory, simulated or real, budgets in force and why."""
+        return _get(self._h.router.describe.remote())
 
     def audit(self, request_id: str) -> list[dict[str, Any]]:
-        self._flush()
+        self.flush()
         return _get(self._h.tracker.audit.remote(request_id))
 
     def active(self, request_ids: list[str]) -> set[str]:
@@ -315,7 +358,7 @@ class RouterClient:
         does not get stays in the router's journal for the next start).
         """
         try:
-            self._flush(flush_timeout)
+            self.flush(flush_timeout)
         except Exception:  # best effort: the tracker may already be gone
             pass
         stop_system()

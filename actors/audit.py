@@ -5,27 +5,30 @@ power loss can drop the last transactions), and readers never block the writer. 
 is one transaction, so the commit *is* the acknowledgement.
 
 Every table has an idempotency key, so a batch re-sent after a tracker crash never
-duplicates rows: attempts ``(request_id, attempt, provider)``, requests ``request_id``
-(exactly one terminal outcome per request), feedback ``request_id`` (the latest wins).
+duplicates rows: attempts ``(request_id, execution, attempt, provider)``, requests
+``request_id`` (exactly one terminal outcome per request), feedback ``request_id`` (the latest
+wins). `execution` tells a re-sent copy of an attempt (same execution: ignored) from an
+attempt of a request routed again after its router died (another execution: billed, so
+kept). The file, its WAL and SHM, and its directory are private (0600 / 0700).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pandas as pd
 from pydantic import Field, TypeAdapter
 
+from actors.privacy import StoreText, TextPolicy
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, WarningRecord
+from actors.state import private_dir, private_file
 
-StoreText = Literal["full", "hash", "none"]
 #: error_class of a placeholder terminal row written by a caller whose router died mid-request.
 UNKNOWN_OUTCOME = "unknown_outcome"
 Record = AttemptRecord | RequestRecord | FeedbackRecord | WarningRecord
@@ -39,7 +42,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     ok INTEGER NOT NULL, error_class TEXT, error TEXT, status INTEGER,
     input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,
     latency_s REAL NOT NULL, confidence REAL, prompt TEXT, response TEXT,
-    UNIQUE (request_id, attempt, provider)
+    simulated INTEGER NOT NULL DEFAULT 0, execution TEXT NOT NULL DEFAULT '',
+    UNIQUE (request_id, execution, attempt, provider)
 );
 -- covering index: budget checks sum recent spend without touching the wide rows
 CREATE INDEX IF NOT EXISTS attempts_spend ON attempts (ts, provider, cost_usd);
@@ -49,7 +53,8 @@ CREATE TABLE IF NOT EXISTS requests (
     provider TEXT, model TEXT, ok INTEGER NOT NULL, error_class TEXT, error TEXT,
     attempts INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL, latency_s REAL NOT NULL, confidence REAL,
-    quality_target REAL, explored INTEGER NOT NULL DEFAULT 0
+    quality_target REAL, explored INTEGER NOT NULL DEFAULT 0,
+    simulated INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT PRIMARY KEY, ts REAL NOT NULL, score REAL NOT NULL
@@ -76,8 +81,32 @@ def as_record(obj: Record | dict[str, Any]) -> Record:
     return _RECORD.validate_python(obj)
 
 
-def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an audit database written by an earlier version up to this schema.
+
+    `requests` gains `simulated` in place; `attempts` is rebuilt once, because its unique
+    key gains `execution` and SQLite cannot change a table constraint in place.
+    """
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "requests" in tables and "simulated" not in _columns(conn, "requests"):
+            conn.execute("ALTER TABLE requests ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0")
+        if "attempts" in tables and "execution" not in _columns(conn, "attempts"):
+            old = sorted(_columns(conn, "attempts"))
+            conn.execute("ALTER TABLE attempts RENAME TO attempts_v1")
+            conn.execute(_SCHEMA.split(";", 1)[0])  # the new CREATE TABLE attempts
+            cols = ", ".join(old)
+            conn.execute(f"INSERT INTO attempts ({cols}) SELECT {cols} FROM attempts_v1")
+            conn.execute("DROP TABLE attempts_v1")  # its index goes with it
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 @dataclass
@@ -100,13 +129,15 @@ class Written:
 class AuditStore:
     """One SQLite file; one connection guarded by a lock (used from one thread at a time)."""
 
-    def __init__(self, path: str | Path, *, store_text: StoreText = "full") -> None:
-        if store_text not in ("full", "hash", "none"):
-            raise ValueError(f"store_text must be full, hash or none, not {store_text!r}")
+    def __init__(self, path: str | Path, *, store_text: StoreText = "full",
+                 text: TextPolicy | None = None) -> None:
+        """`text` applies `store_text` (default: a policy keyed from the DB's directory)."""
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.store_text = store_text
+        private_dir(self.path.parent)
+        self.text = text or TextPolicy.for_dir(store_text, self.path.parent)
+        self.store_text = self.text.mode
         self._lock = threading.Lock()
+        private_file(self.path)  # 0600 before SQLite opens it; WAL and SHM copy its mode
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
@@ -115,8 +146,13 @@ class AuditStore:
             raise RuntimeError(f"{self.path}: cannot use WAL mode (got {mode!r})")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
+        _migrate(self._conn)
         self._conn.executescript(_SCHEMA)
         self._add_columns("requests", _ADDED_COLUMNS)
+        for suffix in ("-wal", "-shm"):  # left by an earlier version with looser modes
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                private_file(side)
 
     def close(self) -> None:
         with self._lock:
@@ -167,15 +203,10 @@ class AuditStore:
                 raise
         return out
 
-    def _text(self, text: str | None) -> str | None:
-        if text is None or self.store_text == "full":
-            return text
-        return sha256_hex(text) if self.store_text == "hash" else None
-
     def _insert_attempt(self, r: AttemptRecord) -> bool:
         row = r.model_dump(exclude={"kind"})
         row["context"] = _ctx(r.context)
-        row["prompt"], row["response"] = self._text(r.prompt), self._text(r.response)
+        row["prompt"], row["response"] = self.text.apply(r.prompt), self.text.apply(r.response)
         cols = ", ".join(_ATTEMPT_COLS)
         marks = ", ".join(f":{k}" for k in _ATTEMPT_COLS)
         cur = self._conn.execute(f"INSERT OR IGNORE INTO attempts ({cols}) VALUES ({marks})", row)
@@ -253,24 +284,35 @@ class AuditStore:
                 "SELECT 1 FROM requests WHERE request_id = ?", (request_id,)
             ).fetchone() is not None
 
-    def cost_frame(self, since: float | None = None) -> pd.DataFrame:
+    def cost_frame(self, since: float | None = None,
+                   simulated: bool | None = None) -> pd.DataFrame:
         """One row per attempt (attempts are what is billed); `ts` as UTC datetimes."""
-        sql = f"SELECT {', '.join(_COST_COLS)} FROM attempts"
-        params: tuple[Any, ...] = ()
-        if since is not None:
-            sql, params = sql + " WHERE ts >= ?", (since,)
+        sql = f"SELECT {', '.join(_COST_COLS)} FROM attempts WHERE ts >= ?"
+        params: tuple[Any, ...] = (since or 0.0,)
+        if simulated is not None:
+            sql, params = sql + " AND simulated = ?", (*params, int(simulated))
         with self._lock:
             df = pd.read_sql_query(sql + " ORDER BY id", self._conn, params=params)
         df["ts"] = pd.to_datetime(df["ts"].astype(float), unit="s", utc=True)
         df["ok"] = df["ok"].astype(bool)
         return df
 
-    def spend_since(self, ts: float, provider: str | None = None) -> float:
-        sql, params = "SELECT COALESCE(SUM(cost_usd), 0) FROM attempts WHERE ts >= ?", (ts,)
+    def spend_since(self, ts: float, provider: str | None = None,
+                    simulated: bool | None = None) -> float:
+        """USD of attempts since `ts`: all, or one provider's; real, simulated or both."""
+        sql, params = "SELECT COALESCE(SUM(cost_usd), 0) FROM attempts WHERE ts >= ?", [ts]
         if provider is not None:
-            sql, params = sql + " AND provider = ?", (ts, provider)
+            sql += " AND provider = ?"
+            params.append(provider)
+        if simulated is not None:
+            sql += " AND simulated = ?"
+            params.append(int(simulated))
         with self._lock:
             return float(self._conn.execute(sql, params).fetchone()[0])
+
+    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query (the spend summaries aggregate in SQL through this)."""
+        return self._all(sql, tuple(params))
 
     def counts(self) -> dict[str, int]:
         """Row counts and the running tallies of ignored records, for reconciliation."""
@@ -347,7 +389,7 @@ def _row(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
     if "context" in d:
         d["context"] = json.loads(d["context"])
-    for flag in ("ok", "explored"):
+    for flag in ("ok", "explored", "simulated"):
         if flag in d:
             d[flag] = bool(d[flag])
     return d

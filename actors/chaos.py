@@ -352,7 +352,7 @@ class Chaos:
     async def reconcile(self, bt: dict[str, Any]) -> ChaosReport:
         """Audit-trail invariants (actors/reconcile.py) plus what only the live system knows."""
         llm = self.llm
-        await asyncio.to_thread(llm._flush)
+        await asyncio.to_thread(llm.flush)
         results = bt["outcome"].results if "outcome" in bt else None
         audit = audit_invariants(Path(self.config.tracker["db_path"]), self.http_outcomes,
                                  results, self.budget_usd)

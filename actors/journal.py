@@ -5,7 +5,8 @@ tracker's commit there is a short window in which a killed router would lose the
 of requests it already answered. Each request's records are appended here (one line, no
 fsync: the page cache survives a killed process) before the answer goes back; a restarted
 router re-sends whatever was not acknowledged. The tracker's inserts are idempotent, so a
-re-sent record is never duplicated.
+re-sent record is never duplicated. Files are 0600, and the text on the records is already
+what `tracker.store_text` allows (the router applies `actors/privacy.py` before journaling).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, WarningRecord
+from actors.state import write_private
 
 Record = AttemptRecord | RequestRecord | FeedbackRecord | WarningRecord
 _ADAPTER: TypeAdapter[list[Record]] = TypeAdapter(list[Record])
@@ -39,6 +41,7 @@ class Journal:
         if pending:
             self.seq = max(self.seq, pending[-1][0])
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(self._fd, 0o600)  # also a journal left by an earlier version
         size = os.fstat(self._fd).st_size
         if size:
             with open(self.path, "rb") as fh:
@@ -70,9 +73,7 @@ class Journal:
             self._done.discard(self.acked)
             moved = True
         if moved:
-            tmp = self._ack_path.with_suffix(".tmp")
-            tmp.write_text(str(self.acked))
-            os.replace(tmp, self._ack_path)
+            write_private(self._ack_path, str(self.acked))
             if self.acked == self.seq and os.fstat(self._fd).st_size > COMPACT_BYTES:
                 os.ftruncate(self._fd, 0)
 

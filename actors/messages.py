@@ -21,6 +21,8 @@ class ProviderCall(BaseModel):
     output: OutputKind = Field(default="text", description="Structured output to validate, if any.")
     attempt_offset: int = Field(default=0, ge=0, description="Attempts already made elsewhere.")
     priority: Literal["live", "batch"] = Field(default="live", description="Queueing lane.")
+    execution: str = Field(default="", description="Which execution of the request this is "
+                           "(part of each attempt record's key).")
 
 
 class AttemptInfo(BaseModel):
@@ -61,3 +63,5 @@ class ProviderReply(BaseModel):
     retry_after: float | None = None
     attempts: list[AttemptInfo] = Field(default_factory=list)
     snapshot: dict[str, Any] | None = Field(default=None, description="Fresh snapshot if it changed.")
+    simulated: bool = Field(default=False, description="Answered by the built-in simulator (the "
+                            "provider actor decided this where it read its key).")

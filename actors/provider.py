@@ -40,7 +40,8 @@ def orphan_records(call: ProviderCall, reply: ProviderReply) -> list[AttemptReco
     They were billed, so they must count (spend, budgets after the router restarts); the
     request itself gets its terminal `unknown_outcome` row from the caller. No prompt or
     response text: whether to store it is the router's setting."""
-    return [a.record(call.request_id, reply.provider, reply.model, policy=ORPHAN_POLICY)
+    return [a.record(call.request_id, reply.provider, reply.model, policy=ORPHAN_POLICY,
+                     execution=call.execution, simulated=reply.simulated)
             for a in reply.attempts]
 
 
@@ -205,7 +206,7 @@ class Provider:
             error=error.message if error else None,
             status=error.status if error else None,
             retry_after=error.retry_after if error else None,
-            attempts=attempts, snapshot=snap,
+            attempts=attempts, snapshot=snap, simulated=self.simulated,
         )
 
     # -- state ----------------------------------------------------------------------------
@@ -252,6 +253,8 @@ class Provider:
 import ray  # noqa: E402  (kept next to the actor it serves)
 
 from actors.channel import ChannelServer  # noqa: E402
+from actors.keys import Availability, availability  # noqa: E402
+from actors.simulator.server import simulator_base_url  # noqa: E402
 from actors.tracker import NAME as TRACKER  # noqa: E402
 from actors.tracker import NAMESPACE  # noqa: E402
 
@@ -264,11 +267,19 @@ class ProviderActor(ChannelServer):
     `complete` is the plain one-call form for notebooks and tests.
     """
 
-    def __init__(self, spec: dict[str, Any], base_url: str | None, simulated: bool) -> None:
+    def __init__(self, spec: dict[str, Any], simulator_url: str | None, simulate: bool) -> None:
         import prompts.parse  # noqa: F401  (else the first answer imports it: a ~1 s loop stall)
 
-        self._core = Provider(ProviderSpec.model_validate(spec), base_url=base_url,
-                              simulated=simulated, metrics=Metrics())
+        p = ProviderSpec.model_validate(spec)
+        # The key is read here, in the process whose HTTP client uses it; whoever started
+        # this actor learns the outcome from `availability()`.
+        self._availability = availability(p, simulate)
+        base = None
+        if simulate:
+            if not simulator_url:
+                raise ValueError(f"provider {p.name}: simulate=True needs the simulator's URL")
+            base = simulator_base_url(p.api, simulator_url)
+        self._core = Provider(p, base_url=base, simulated=simulate, metrics=Metrics())
 
     async def _chan_handle(self, call: ProviderCall) -> ProviderReply:
         return await self._core.complete(call)
@@ -305,3 +316,7 @@ class ProviderActor(ChannelServer):
 
     def ready(self) -> str:
         return self._core.spec.name
+
+    def availability(self) -> Availability:
+        """Real or simulated, and whether the key was there (decided once, at start)."""
+        return self._availability

@@ -39,7 +39,7 @@ def audit_invariants(db_path: Path, http_outcomes: list[tuple[str, str]], result
         dup_requests = sum(n - 1 for n in terminal.values() if n > 1)
         dup_attempts = db.execute(
             "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM attempts "
-            "GROUP BY request_id, attempt, provider HAVING n > 1)").fetchone()[0]
+            "GROUP BY request_id, execution, attempt, provider HAVING n > 1)").fetchone()[0]
         attempted = {r for (r,) in db.execute("SELECT DISTINCT request_id FROM attempts")}
         hour = ((time.time() if now is None else now) // 3600) * 3600
         spend = float(db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM attempts "

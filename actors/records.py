@@ -31,8 +31,12 @@ class AttemptRecord(BaseModel):
     cost_usd: float = Field(default=0.0, ge=0)
     latency_s: float = Field(default=0.0, ge=0)
     confidence: float | None = Field(default=None, ge=0, le=1, description="Answer's own confidence.")
-    prompt: str | None = Field(default=None, description="Prompt text, or its sha256 when hashing.")
-    response: str | None = Field(default=None, description="Response text, or its sha256.")
+    prompt: str | None = Field(default=None, description="Prompt text, or its HMAC when hashing.")
+    response: str | None = Field(default=None, description="Response text, or its HMAC.")
+    simulated: bool = Field(default=False, description="Answered by the built-in simulator.")
+    execution: str = Field(default="", description="Which execution of the request made this "
+                           "attempt: a request retried after its router died is not "
+                           "mistaken for a re-sent copy of the first one.")
 
 
 class RequestRecord(BaseModel):
@@ -57,6 +61,7 @@ class RequestRecord(BaseModel):
     quality_target: float | None = Field(
         default=None, description="cost-aware: the quality target the choice was priced by.")
     explored: bool = Field(default=False, description="The choice was exploratory.")
+    simulated: bool = Field(default=False, description="Answered by the built-in simulator.")
 
 
 class FeedbackRecord(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from actors.clients.base import Message
 from actors.contexts import check_context
 from actors.errors import ErrorClass, ProviderError
+from actors.idempotency import MAX_ID_LENGTH, RequestId
 from actors.messages import OutputKind
 
 
@@ -40,7 +41,9 @@ class RouteRequest(ChoiceOptions):
     temperature: float | None = Field(None, ge=0, le=2)
     timeout: float | None = Field(None, gt=0, le=3600, description="Seconds until the deadline.")
     output: OutputKind = Field("text", description="Structured output to validate.")
-    request_id: str | None = Field(None, max_length=128, description="Idempotency / audit id.")
+    request_id: RequestId | None = Field(
+        None, max_length=MAX_ID_LENGTH, description="Idempotency key and audit id (see "
+        "actors/idempotency.py): the same id with the same request replays its outcome.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
     user: str | None = Field(
@@ -83,6 +86,10 @@ class RoutingTrace(BaseModel):
     cost_usd: float = 0.0
     latency_s: float = 0.0
     warnings: list[str] = Field(default_factory=list)
+    simulated: bool = Field(False, description="Answered (or tried) by the built-in simulator: "
+                            "made-up answers, not model output.")
+    replayed: bool = Field(False, description="The stored outcome of an earlier request with "
+                           "this id: no provider was called, nothing was paid.")
 
 
 class RouteResult(BaseModel):
@@ -97,6 +104,15 @@ class RouteResult(BaseModel):
     latency_s: float
     parsed: dict[str, Any] | None = Field(None, description="Validated structured output.")
     trace: RoutingTrace
+
+    @property
+    def simulated(self) -> bool:
+        """Made up by the built-in simulator (see `trace.simulated`)."""
+        return self.trace.simulated
+
+    @property
+    def replayed(self) -> bool:
+        return self.trace.replayed
 
 
 class RoutingError(ProviderError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,6 +25,8 @@ from actors.cost import cost_usd, worst_case_cost
 from actors.errors import FALLBACK, ErrorClass, ProviderError
 from actors.estimates import Belief, LearningSpec
 from actors.explore import ExplorationBudget, ExplorationSpec
+from actors.idempotency import IdempotencyBook, IdempotencyConflict
+from actors.keys import never_mix
 from actors.learning import Learner
 from actors.messages import ProviderCall, ProviderReply
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
@@ -123,6 +126,9 @@ class Router:
         self.inflight = 0
         self.active: set[str] = set()  # request ids being routed right now
         self.outstanding: dict[str, int] = {}  # calls in flight per provider
+        # Set by the actor: request ids as idempotency keys, and text as store_text allows.
+        self.idempotency: IdempotencyBook | None = None
+        self.keep_text: Callable[[str | None], str | None] = lambda text: text
 
     # -- state fed from outside ----------------------------------------------------------
 
@@ -194,6 +200,7 @@ class Router:
                 reason = self.ledger.blocked_reason(name, cost, now)
                 if reason:
                     blocked[name] = reason
+        blocked.update(never_mix(self.snapshots.values()))
         ranked, excluded = self._decide(req, policy, need, trace, blocked)
         trace.candidates = [{"provider": n, "score": round(float(s), 9)} for n, s in ranked]
         trace.excluded = excluded
@@ -243,9 +250,29 @@ class Router:
         return ranked, excluded
 
     async def route(self, req: RouteRequest) -> RouteResult:
-        started = time.time()
         request_id = req.request_id or uuid.uuid4().hex
         policy = req.policy or self.spec.default_policy
+        book = self.idempotency
+        if book is None:
+            return await self._route(req, request_id, policy)
+        try:
+            outcome, replayed = await book.run(
+                request_id, book.fingerprint(req, policy),
+                lambda: self._route(req, request_id, policy),
+                req.timeout or self.spec.default_timeout_s)
+        except (IdempotencyConflict, TimeoutError) as exc:
+            cls = ErrorClass.DEADLINE if isinstance(exc, TimeoutError) else exc.error_class
+            raise RoutingError(cls, str(exc), RoutingTrace(request_id=request_id, policy=policy,
+                                                           context=req.context)) from None
+        if replayed:
+            outcome = as_replayed(outcome)
+        if isinstance(outcome, RoutingError):
+            raise outcome
+        return outcome
+
+    async def _route(self, req: RouteRequest, request_id: str, policy: str) -> RouteResult:
+        started = time.time()
+        execution = secrets.token_hex(6)
         trace = RoutingTrace(request_id=request_id, policy=policy, context=req.context)
         deadline = started + (req.timeout or self.spec.default_timeout_s)
         records: list[Any] = []
@@ -264,13 +291,13 @@ class Router:
             reasons.update(trace.excluded)
             completion = Completion(messages=req.messages, max_tokens=req.max_tokens,
                                     temperature=req.temperature)
-            text = prompt_text(req) if self.spec.store_text else None
+            text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
             for name in order:
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
                     break
                 result, reason = await self._try(name, req, request_id, policy, completion,
-                                                 deadline, need, trace, records, text)
+                                                 deadline, need, trace, records, text, execution)
                 if result is not None:
                     break
                 reasons[name] = reason or "failed"
@@ -298,7 +325,8 @@ class Router:
 
     async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
                    completion: Completion, deadline: float, need: Need, trace: RoutingTrace,
-                   records: list[Any], text: str | None) -> tuple[RouteResult | None, str | None]:
+                   records: list[Any], text: str | None,
+                   execution: str) -> tuple[RouteResult | None, str | None]:
         spec = self.providers[name]
         now = time.time()
         worst = worst_case_cost(spec, need.prompt_tokens, req.max_tokens or spec.max_output_tokens)
@@ -308,7 +336,7 @@ class Router:
             return None, exc.message
         call = ProviderCall(request_id=request_id, completion=completion, deadline=deadline,
                             output=req.output, attempt_offset=len(trace.attempts),
-                            priority=req.priority)
+                            priority=req.priority, execution=execution)
         self.outstanding[name] = self.outstanding.get(name, 0) + 1
         try:
             reply = await self._call(name, call)
@@ -322,7 +350,8 @@ class Router:
             records.append(AttemptRecord(
                 request_id=request_id, attempt=n, ts=time.time(), provider=name, model=spec.model,
                 policy=policy, context=req.context, ok=False, error_class=ErrorClass.INTERNAL.value,
-                error=msg, cost_usd=0.0, prompt=text))
+                error=msg, cost_usd=0.0, prompt=text, execution=execution,
+                simulated=self.snapshots[name].simulated))
             return None, msg
         finally:
             self.outstanding[name] -= 1
@@ -330,6 +359,7 @@ class Router:
             self.update_snapshot(reply.snapshot)
         spent = sum(a.cost_usd for a in reply.attempts)
         self._settle(res, spent, trace)
+        trace.simulated = trace.simulated or reply.simulated
         for a in reply.attempts:
             trace.attempts.append(TraceAttempt(provider=name, attempt=a.attempt, ok=a.ok,
                                                error_class=a.error_class, error=a.error,
@@ -339,7 +369,9 @@ class Router:
             trace.cost_usd += a.cost_usd
             records.append(a.record(request_id, name, spec.model, policy=policy,
                                     context=req.context, prompt=text,
-                                    response=a.response if self.spec.store_text else None))
+                                    response=self.keep_text(a.response)
+                                    if self.spec.store_text else None,
+                                    simulated=reply.simulated, execution=execution))
         if reply.result is None:
             if not reply.attempts:  # refused before any HTTP attempt (e.g. breaker just opened)
                 n = len(trace.attempts) + 1
@@ -384,6 +416,7 @@ class Router:
             input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
             cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
             quality_target=trace.quality_target, explored=trace.explored,
+            simulated=trace.simulated,
         )
 
 
@@ -392,6 +425,14 @@ def _draw(b: Belief, gauss: Callable[[float, float], float]) -> float:
     (a Beta draw costs ~10× more, and the tails hardly matter for which provider wins)."""
     sd = math.sqrt(b.score * (1.0 - b.score) / (b.weight + 1.0))
     return min(1.0, max(0.0, gauss(b.score, sd)))
+
+
+def as_replayed(outcome: RouteResult | RoutingError) -> RouteResult | RoutingError:
+    """A stored outcome handed out again, marked as such (the stored one stays as it was)."""
+    trace = outcome.trace.model_copy(update={"replayed": True})
+    if isinstance(outcome, RoutingError):
+        return RoutingError(outcome.error_class, outcome.message, trace)
+    return outcome.model_copy(update={"trace": trace})
 
 
 def _initial_snapshot(spec: ProviderSpec, simulated: bool) -> Snapshot:

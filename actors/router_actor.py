@@ -7,15 +7,12 @@ kept until the tracker acknowledges it and re-sent if the tracker died meanwhile
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from typing import Any
 
 import ray
 
-from actors.budget import BudgetSpec
 from actors.channel import ChannelBroken, ChannelPool, ChannelServer
 from actors.config import parse_config
 from actors.journal import Journal
@@ -26,8 +23,9 @@ from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult
 from actors.router import Router
 from actors.router_metrics import RequestObserver, at_provider
+from actors.router_state import RouterState
 from actors.tracker import NAME as TRACKER
-from actors.tracker import NAMESPACE, TrackerSpec
+from actors.tracker import NAMESPACE
 
 FLUSH_EVERY_S = 0.05
 MAX_BATCH = 500
@@ -55,15 +53,29 @@ class RouterActor(ChannelServer):
         # (journal seq, records) entries waiting for / in flight to the tracker
         self._buffer: list[tuple[int, list[Any]]] = []
         self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
-        # The router's files (journal, budget override) live next to the audit database.
-        self._state_dir = str(TrackerSpec.from_config(self.config).db_path.parent)
         self._seq = 0  # last record-entry sequence number handed out
+        self._started = False
+        self._seeded = False
+        self._seeded_scopes: set[str] = set()
+        self._journal: Journal | None = None
+        # This instance's state directory, locked for as long as this process lives.
+        try:
+            self._state = RouterState(self.config, self.core.spec.journal_path,
+                                      self.core.spec.store_text,
+                                      owner=ray.get_runtime_context().get_actor_id() or "")
+        except Exception as exc:  # another instance holds it: refuse, via ready()
+            self._refused: Exception | None = exc
+            log.error("%s", exc)
+            return
+        self._refused = None
+        self.core.keep_text = self._state.text.apply  # the journal honours store_text too
+        self.core.idempotency = self._state.book
+        self.core.set_budgets(self._state.overrides.spec)
         self._journal = self._open_journal()
         if self._journal:
             self._seq = self._journal.seq
-        self._load_budget_override()
-        self._started = False
-        self._seeded = False
+        log.warning("%s%s", "SIMULATED providers; " if self.config.simulate else "",
+                    self._state.overrides.summary())
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -92,32 +104,14 @@ class RouterActor(ChannelServer):
             raise
 
     def _open_journal(self) -> Journal | None:
-        spec = self.core.spec
-        if not spec.journal:
+        if not self.core.spec.journal:
             return None
-        path = spec.journal_path or os.path.join(self._state_dir, "router-journal.jsonl")
-        journal = Journal(os.path.expanduser(path))
+        journal = Journal(self._state.journal_path)
         for seq, records in journal.pending():  # answered before a restart, never acknowledged
             self._buffer.append((seq, records))
         if self._buffer:
             log.warning("re-sending %d journaled record batches to the tracker", len(self._buffer))
         return journal
-
-    def _override_path(self) -> str:
-        return os.path.join(self._state_dir, "budgets-override.json")
-
-    def _load_budget_override(self) -> None:
-        """An admin's budget change survives a router restart."""
-        try:
-            with open(self._override_path()) as fh:
-                self._apply_budgets(json.load(fh))
-        except FileNotFoundError:
-            pass
-        except Exception as exc:
-            log.warning("ignoring unreadable budget override: %s", exc)
-
-    def _apply_budgets(self, budgets: dict[str, Any]) -> None:
-        self.core.set_budgets(BudgetSpec.model_validate(budgets))
 
     def _sink(self, records: list[Any]) -> None:
         """Journal first (so a killed router loses nothing it answered), then batch."""
@@ -134,6 +128,8 @@ class RouterActor(ChannelServer):
         self._sink([WarningRecord(ts=time.time(), scope=scope, message=message)])
 
     async def _ensure_started(self) -> None:
+        if self._refused is not None:
+            raise self._refused
         if self._started:
             return
         self._started = True
@@ -161,15 +157,20 @@ class RouterActor(ChannelServer):
         if self._seeded:
             return
         self._seeded = True
+        await self._seed_scopes(["*", *self.core.ledger.spec.per_provider])
+
+    async def _seed_scopes(self, scopes: list[str]) -> None:
+        """Book the spend recorded so far in this hour and day against these scopes — of
+        this router's kind only: real budgets never count simulated spend."""
+        self._seeded_scopes.update(scopes)
         try:
             now = time.time()
             ledger = self.core.ledger
-            scopes = ["*", *ledger.spec.per_provider]
             for window in ("hourly", "daily"):
                 since = ledger.window_start(window, now)
                 for scope in scopes:
                     spent = await self._tracker_handle().spend_since.remote(
-                        since, None if scope == "*" else scope)
+                        since, None if scope == "*" else scope, self.config.simulate)
                     ledger.seed(scope, window, float(spent), now)
         except Exception as exc:  # tracker not there yet: start from zero, say so
             log.warning("could not seed budgets from the tracker: %s", exc)
@@ -258,15 +259,19 @@ class RouterActor(ChannelServer):
         self.core.update_snapshot(snap)
         return snap
 
-    async def set_budgets(self, budgets: dict[str, Any]) -> list[dict[str, Any]]:
-        """Replace the budget limits at run time (admin); spend so far is kept."""
+    async def set_budgets(self, budgets: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Merge a change into the budget limits at run time (admin; a JSON merge patch:
+        null removes a limit), or with None go back to the configured ones. Spend so far
+        is kept; the change is saved and re-applied at every start."""
         await self._ensure_started()
-        self._apply_budgets(budgets)  # raises ValidationError naming the bad key
-        tmp = self._override_path() + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(budgets, fh)
-        os.replace(tmp, self._override_path())
-        return self.core.ledger.status(time.time())
+        o = self._state.overrides
+        spec = o.reset() if budgets is None else o.apply(budgets)  # ValidationError names the key
+        self.core.set_budgets(spec)
+        scopes = {*spec.per_provider} - self._seeded_scopes
+        if scopes:  # a provider cap new since start: count what that provider already spent
+            await self._drain(timeout_s=5.0)
+            await self._seed_scopes(sorted(scopes))
+        return await self.budgets()
 
     async def feedback(self, request_id: str, score: float) -> None:
         """A realized outcome: learned at once when this router answered the request (and
@@ -290,12 +295,33 @@ class RouterActor(ChannelServer):
         return self.core.learner.prices_table()
 
     async def budgets(self) -> list[dict[str, Any]]:
+        """Spend against every limit in force, and where each limit comes from."""
         await self._ensure_started()
-        return self.core.ledger.status(time.time())
+        origin = {(s.scope, s.key.removesuffix("_usd")): s.describe()
+                  for s in self._state.overrides.sources()}
+        rows = self.core.ledger.status(time.time())
+        for row in rows:
+            row["source"] = origin.get((str(row["scope"]), str(row["window"])), "")
+        return rows
+
+    def describe(self) -> dict[str, Any]:
+        """What a start-up message should say: state directory, simulated or real, budgets."""
+        if self._refused is not None:
+            raise self._refused
+        return {"state_dir": str(self._state.dir), "simulated": self.config.simulate,
+                "budgets": self._state.overrides.summary(),
+                "idempotency_window_s": self._state.book.spec.window_s}
+
+    def config_data(self) -> dict[str, Any]:
+        """The configuration in force (a Serve replica attaches with it)."""
+        return self.config.model_dump(mode="json")
 
     async def flush(self) -> int:
-        """Push buffered records and wait until the tracker acknowledged all of them."""
+        """Push buffered records and wait until the tracker acknowledged all of them (and
+        every kept request outcome is in the idempotency store)."""
         await self._ensure_started()
+        if self.core.idempotency is not None:
+            await self.core.idempotency.flush()
         return await self._drain(timeout_s=30.0)
 
     def _outstanding(self) -> list[int]:
@@ -338,6 +364,8 @@ class RouterActor(ChannelServer):
         return [r for r in request_ids if r in self.core.active]
 
     def ready(self) -> bool:
+        if self._refused is not None:
+            raise self._refused  # e.g. StateDirInUse: the caller kills this actor
         return True
 
 

@@ -1,9 +1,10 @@
-"""Spend summaries over the audit trail's cost frame, and spend against the budgets.
+"""Spend against the budgets over the audit trail's cost frame of the current UTC day.
 
 The input is `AuditStore.cost_frame()`: one row per attempt (attempts are what is billed),
 columns ts (UTC datetime), request_id, provider, model, input_tokens, output_tokens,
 cost_usd, ok. Budget windows are calendar UTC hours and days, the same windows the
-router's `BudgetLedger` enforces, so both report the same spend.
+router's `BudgetLedger` enforces, so both report the same spend. (Cost summaries over
+longer windows aggregate in SQL: `actors/spend.py`.)
 """
 
 from __future__ import annotations
@@ -15,44 +16,6 @@ import numpy as np
 import pandas as pd
 
 from actors.budget import GLOBAL, WINDOWS, BudgetLedger, BudgetSpec, Limits
-
-PERIODS: dict[str, str] = {"hour": "h", "day": "D"}
-
-
-def period_freq(by: str) -> str:
-    """The pandas frequency for a period name; a bad name is an error naming the good ones."""
-    try:
-        return PERIODS[by]
-    except KeyError:
-        raise ValueError(f"unknown period {by!r}; choose one of {', '.join(PERIODS)}") from None
-
-
-def cost_summary(frame: pd.DataFrame, by: str = "hour") -> pd.DataFrame:
-    """Spend per period and (provider, model): requests, attempts, tokens, cost_usd."""
-    freq = period_freq(by)
-    df = frame.assign(period=frame["ts"].dt.floor(freq))
-    out = df.groupby(["period", "provider", "model"], sort=True).agg(
-        requests=("request_id", "nunique"),
-        attempts=("request_id", "size"),
-        input_tokens=("input_tokens", "sum"),
-        output_tokens=("output_tokens", "sum"),
-        cost_usd=("cost_usd", "sum"),
-    )
-    return out
-
-
-def cost_per_token(frame: pd.DataFrame) -> pd.DataFrame:
-    """Realized blended cost per token for each (provider, model), input and output together."""
-    out = frame.groupby(["provider", "model"], sort=True).agg(
-        input_tokens=("input_tokens", "sum"),
-        output_tokens=("output_tokens", "sum"),
-        cost_usd=("cost_usd", "sum"),
-    )
-    out["tokens"] = out["input_tokens"] + out["output_tokens"]
-    per = out["cost_usd"] / out["tokens"].replace(0, np.nan)
-    out["usd_per_token"] = per
-    out["usd_per_1k_tokens"] = per * 1000
-    return out
 
 
 def budget_status(

@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from actors.config import Config
+from actors.config import Config, ConfigError, parse_config
 from actors.placement import state_actor_options
 from actors.provider import ProviderActor
 from actors.router_actor import NAMESPACE, RouterActor, provider_actor_name
@@ -60,6 +60,8 @@ class Handles:
     providers: dict[str, Any]
     simulator: Any | None
     simulator_url: str | None
+    config: Config | None = None
+    """The configuration in force: providers left out at start-up are disabled in it."""
 
 
 def _named(cls: Any, name: str, **opts: Any) -> Any:
@@ -68,28 +70,78 @@ def _named(cls: Any, name: str, **opts: Any) -> Any:
 
 
 def start_system(config: Config) -> Handles:
-    """Create whatever is missing, attach to what exists, and wait until all answer."""
-    from actors.simulator.server import simulator_base_url
+    """Create whatever is missing, attach to what exists, and wait until all answer.
+
+    Order matters: provider actors first (each reads its own key: a missing one stops
+    start-up before any state is touched), then the router (which locks this instance's
+    state directory), then the tracker.
+    """
+    from actors.keys import MissingKeys, left_out_warning
     from actors.tracker import get_or_create_tracker
 
+    _same_kind_as_running(config)
     sim = sim_url = None
-    if any(config.simulated(p) for p in config.providers if p.enabled):
+    if config.simulate:
         s = config.simulator
         sim = _named(SimulatorActor, "simulator").remote(s.host, s.port, s.latency_scale)
         sim_url = ray.get(sim.url.remote())
-    tracker = get_or_create_tracker(config)
     providers: dict[str, Any] = {}
     for spec in config.providers:
-        if not spec.enabled:
-            continue
-        simulated = config.simulated(spec)
-        base = simulator_base_url(spec.api, sim_url) if simulated and sim_url else None
-        providers[spec.name] = _named(ProviderActor, provider_actor_name(spec.name)).remote(
-            spec.model_dump(mode="json"), base, simulated)
+        if spec.enabled:
+            providers[spec.name] = _named(ProviderActor, provider_actor_name(spec.name)).remote(
+                spec.model_dump(mode="json"), sim_url, config.simulate)
+    found = dict(zip(providers, ray.get([p.availability.remote() for p in providers.values()]),
+                     strict=True))
+    other = [a.provider for a in found.values() if a.simulated != config.simulate]
+    if other:  # provider actors left running without a router
+        raise ConfigError(_mixing(config, ", ".join(other)))
+    missing = [a for a in found.values() if a.missing_key]
+    for a in missing:  # an actor without its key can only fail: don't leave it running
+        ray.kill(providers.pop(a.provider), no_restart=True)
+    if [a for a in missing if not a.optional]:
+        raise MissingKeys([a for a in missing if not a.optional])
+    if missing:
+        log.warning(left_out_warning(missing))
+        left = {a.provider for a in missing}
+        config = config.model_copy(update={"providers": [
+            p.model_copy(update={"enabled": False}) if p.name in left else p
+            for p in config.providers]})
     router = _named(RouterActor, "router", **state_actor_options(config)).remote(
         config.model_dump(mode="json"))
-    ray.get([p.ready.remote() for p in providers.values()] + [router.ready.remote()])
-    return Handles(router, tracker, providers, sim, sim_url)
+    try:
+        ray.get(router.ready.remote())
+    except ray.exceptions.RayTaskError as exc:  # e.g. the state directory is in use
+        for h in [router, *providers.values(), *([sim] if sim is not None else [])]:
+            ray.kill(h, no_restart=True)
+        cause = getattr(exc, "cause", None)
+        raise (cause if isinstance(cause, Exception) else exc) from None
+    tracker = get_or_create_tracker(config)
+    ray.get([p.ready.remote() for p in providers.values()])
+    return Handles(router, tracker, providers, sim, sim_url, config)
+
+
+def _mixing(config: Config, running: str) -> str:
+    kind = "simulated" if not config.simulate else "real"
+    return (f"a router whose providers are {kind} ({running}) is already running in namespace "
+            f"{NAMESPACE!r} on this Ray cluster; this configuration asks for "
+            f"{'simulated' if config.simulate else 'real'} ones. Real and simulated answers "
+            "never mix: use another Ray instance (connect() without an address starts one) "
+            "or stop the running router first.")
+
+
+def _same_kind_as_running(config: Config) -> None:
+    """Refuse, before creating anything, to join a running system of the other kind."""
+    try:
+        router = ray.get_actor("router", namespace=NAMESPACE)
+    except ValueError:
+        return  # nothing running
+    try:
+        running = parse_config(ray.get(router.config_data.remote(), timeout=60), "router")
+    except Exception as exc:  # a router that cannot answer: the checks below still hold
+        log.warning("could not ask the running router for its configuration: %s", exc)
+        return
+    if running.simulate != config.simulate:
+        raise ConfigError(_mixing(config, ", ".join(running.names)))
 
 
 def stop_system() -> None:
@@ -112,7 +164,11 @@ def stop_system() -> None:
 
 
 def attach_system(config: Config) -> Handles:
-    """Handles to a running system, without creating anything."""
+    """Handles to a running system, without creating anything.
+
+    The router's own configuration says which providers are in force (some may have been
+    left out at start-up) and whether they are simulated; `config` only names the system.
+    """
     def get(name: str) -> Any:
         try:
             return ray.get_actor(name, namespace=NAMESPACE)
@@ -120,7 +176,9 @@ def attach_system(config: Config) -> Handles:
             raise RuntimeError(f"actor {name!r} is not running in namespace {NAMESPACE!r}; "
                                "start the router first (llm-router serve, or connect())") from None
 
-    providers = {p.name: get(provider_actor_name(p.name)) for p in config.providers if p.enabled}
+    router = get("router")
+    running = parse_config(ray.get(router.config_data.remote()), "running router")
+    providers = {p.name: get(provider_actor_name(p.name)) for p in running.providers if p.enabled}
     sim = None
     sim_url = None
     try:
@@ -128,4 +186,4 @@ def attach_system(config: Config) -> Handles:
         sim_url = ray.get(sim.url.remote())
     except ValueError:
         pass
-    return Handles(get("router"), get("tracker"), providers, sim, sim_url)
+    return Handles(router, get("tracker"), providers, sim, sim_url, running)

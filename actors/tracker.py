@@ -14,22 +14,25 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from actors import spend
 from actors import summaries as costs
 from actors.audit import AuditStore, Record, Written, as_record
 from actors.budget import BudgetLedger, BudgetSpec
-from actors.config import Config, ConfigError
+from actors.config import AUDIT_DB, DEFAULT_STATE_DIR, Config, ConfigError
 from actors.contexts import DEFAULT_KEYS
 from actors.performance import Performance
 from actors.placement import state_actor_options
+from actors.privacy import StoreText
 from actors.records import FeedbackRecord
+from actors.spend import TimeLike
 
-DEFAULT_DB = "~/.cache/llm-router/audit.sqlite3"
+DEFAULT_DB = f"{DEFAULT_STATE_DIR}/{AUDIT_DB}"
 NAME, NAMESPACE = "tracker", "llm-router"
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,9 @@ class TrackerSpec(BaseModel):
         validate_default=True,
         description="SQLite audit file; ~ expanded, relative paths resolved by the creating "
                     "process (the detached actor may run elsewhere).")
-    store_text: Literal["full", "hash", "none"] = Field(
-        "full", description="Prompt/response text: as is, sha256 hex only, or not at all.")
+    store_text: StoreText = Field(
+        "full", description="Prompt/response text: as is, an HMAC-SHA256 only, or not at all "
+                            "(the router's journal follows the same setting).")
     min_context_samples: int = Field(
         20, ge=1, description="Samples a context needs before its own figures are used.")
     window_size: int = Field(
@@ -155,30 +159,37 @@ class Tracker:
         names = self.perf.providers if providers is None else providers
         return {p: self.perf.stats_for(p, context) for p in names}
 
-    def costs(self, by: str = "hour", since: float | None = None) -> pd.DataFrame:
-        costs.period_freq(by)  # fail on a bad `by` before reading the store
-        return costs.cost_summary(self.store.cost_frame(since), by)
+    def costs(self, by: str = "hour", since: TimeLike = None,
+              until: TimeLike = None) -> pd.DataFrame:
+        """Spend per period, aggregated in SQL over `[since, until)` (default: recent)."""
+        return spend.cost_summary(self.store, by, since, until, self._clock())
 
-    def cost_per_token(self, since: float | None = None) -> pd.DataFrame:
-        return costs.cost_per_token(self.store.cost_frame(since))
+    def cost_per_token(self, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
+        return spend.cost_per_token(self.store, since, until, self._clock())
 
     def budget_status(
-        self, budgets: BudgetSpec | dict[str, Any], now: float | None = None
+        self, budgets: BudgetSpec | dict[str, Any], now: float | None = None,
+        simulated: bool = False,
     ) -> pd.DataFrame:
+        """Real (or, with `simulated`, simulated) spend against the limits."""
         now = self._clock() if now is None else now
-        frame = self.store.cost_frame(since=BudgetLedger.window_start("daily", now))
+        frame = self.store.cost_frame(since=BudgetLedger.window_start("daily", now),
+                                      simulated=simulated)
         return costs.budget_status(frame, budgets, now)
 
     def spend(
-        self, window_s: float, provider: str | None = None, now: float | None = None
+        self, window_s: float, provider: str | None = None, now: float | None = None,
+        simulated: bool | None = None,
     ) -> float:
         """USD spent over the last `window_s` seconds (attempts, all or one provider)."""
         now = self._clock() if now is None else now
-        return self.store.spend_since(now - window_s, provider)
+        return self.store.spend_since(now - window_s, provider, simulated)
 
-    def spend_since(self, ts: float, provider: str | None = None) -> float:
-        """USD spent since unix time `ts` (the router seeds its budget windows with this)."""
-        return self.store.spend_since(ts, provider)
+    def spend_since(self, ts: float, provider: str | None = None,
+                    simulated: bool | None = None) -> float:
+        """USD spent since unix time `ts` (the router seeds its budget windows with this,
+        counting only spend of its own kind: real budgets never see simulated spend)."""
+        return self.store.spend_since(ts, provider, simulated)
 
     def history(self, until: float, max_requests: int) -> list[Record]:
         """What a restarted router relearns its estimates from (actors/learning.py)."""
@@ -234,20 +245,24 @@ class TrackerActor:
     ) -> dict[str, dict[str, Any]]:
         return self._core.provider_stats(context)
 
-    async def costs(self, by: str = "hour", since: float | None = None) -> pd.DataFrame:
-        return await asyncio.to_thread(self._core.costs, by, since)
+    async def costs(self, by: str = "hour", since: TimeLike = None,
+                    until: TimeLike = None) -> pd.DataFrame:
+        return await asyncio.to_thread(self._core.costs, by, since, until)
 
-    async def cost_per_token(self, since: float | None = None) -> pd.DataFrame:
-        return await asyncio.to_thread(self._core.cost_per_token, since)
+    async def cost_per_token(self, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
+        return await asyncio.to_thread(self._core.cost_per_token, since, until)
 
-    async def budget_status(self, budgets: BudgetSpec | dict[str, Any]) -> pd.DataFrame:
-        return await asyncio.to_thread(self._core.budget_status, budgets)
+    async def budget_status(self, budgets: BudgetSpec | dict[str, Any],
+                            simulated: bool = False) -> pd.DataFrame:
+        return await asyncio.to_thread(self._core.budget_status, budgets, None, simulated)
 
-    async def spend(self, window_s: float, provider: str | None = None) -> float:
-        return await asyncio.to_thread(self._core.spend, window_s, provider)
+    async def spend(self, window_s: float, provider: str | None = None,
+                    simulated: bool | None = None) -> float:
+        return await asyncio.to_thread(self._core.spend, window_s, provider, None, simulated)
 
-    async def spend_since(self, ts: float, provider: str | None = None) -> float:
-        return await asyncio.to_thread(self._core.spend_since, ts, provider)
+    async def spend_since(self, ts: float, provider: str | None = None,
+                          simulated: bool | None = None) -> float:
+        return await asyncio.to_thread(self._core.spend_since, ts, provider, simulated)
 
     async def audit(self, request_id: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._core.audit, request_id)

@@ -30,12 +30,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
+from actors import spend
 from actors.api import RouterClient, attach, connect
 from actors.config import Config, load_config, parse_config
 from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import RouterSpec
 from actors.tokens import estimate_messages
-from serve import native
+from serve import native, reads
 from serve import openai_compat as oai
 from serve.auth import AuthDigests, Verifier, digests, require_loopback
 from serve.errors import ApiError, bad_request, from_routing_error, install, not_found
@@ -100,7 +101,6 @@ class RouterIngress:
         self.auth = AuthDigests.model_validate(auth)
         require_loopback(self.auth, _bind_host())  # however the app was deployed
         self.router_timeout = RouterSpec.model_validate(self.config.router).default_timeout_s
-        self.token_limit = self.spec.token_limit(self.config)
         self.created = int(time.time())
         try:
             self.llm: RouterClient = attach(self.config)
@@ -109,6 +109,8 @@ class RouterIngress:
                 raise
             log.info("no router running: starting the actors")
             self.llm = connect(config=self.config)
+        self.config = self.llm.config  # what the router runs: providers left out, simulated
+        self.token_limit = self.spec.token_limit(self.config)
         app.state.gate = GateSettings(
             Verifier.from_digests(self.auth), HostAllowList.of(self.spec.allowed_hosts),
             self.spec.auth.public_health, self.spec.max_body_bytes)
@@ -192,8 +194,8 @@ class RouterIngress:
     # -- state and reports ---------------------------------------------------------------
 
     async def _listing(self, fn: Any, *args: Any, **extra: Any) -> JSONResponse:
-        """A client report (a DataFrame, off the event loop) as an OpenAI-style list."""
-        df = await asyncio.to_thread(fn, *args)
+        """A client report (a DataFrame, read off the health checks' pool) as a list."""
+        df = await reads.read(fn, *args)
         return JSONResponse({"object": "list", **extra, "data": _records(df)})
 
     @app.get("/v1/providers")
@@ -205,12 +207,19 @@ class RouterIngress:
         if name not in self.config.names:
             raise not_found(f"unknown provider {name!r}; configured: "
                             f"{', '.join(self.config.names)}", "name")
-        snap = await asyncio.to_thread(self.llm.reset, name)
+        snap = await reads.read(self.llm.reset, name)
         return JSONResponse({"provider": name, "state": snap.get("state"), "snapshot": snap})
 
     @app.get("/v1/costs")
-    async def costs(self, by: Literal["hour", "day"] = Query("hour")) -> JSONResponse:
-        return await self._listing(self.llm.costs, by, by=by)
+    async def costs(self, by: Literal["hour", "day"] = Query("hour"),
+                    since: str | None = None, until: str | None = None) -> JSONResponse:
+        """Spend per period over [since, until) (unix seconds or ISO 8601; default recent)."""
+        try:
+            start, end = spend.window(by, since, until)
+        except spend.WindowError as exc:
+            raise bad_request(str(exc), exc.param) from None
+        return await self._listing(self.llm.costs, by, start, end, by=by,
+                                   **spend.describe_window(start, end))
 
     @app.get("/v1/performance")
     async def performance(self, by_context: bool = False) -> JSONResponse:
@@ -222,7 +231,8 @@ class RouterIngress:
 
     @app.put("/v1/budgets", dependencies=[ADMIN_ONLY])
     async def set_budgets(self, request: Request) -> JSONResponse:
-        """(admin) Replace the budget limits; spend so far counts against the new ones."""
+        """(admin) Merge a change into the budget limits (JSON merge patch: null removes a
+        limit); spend so far counts against the new ones."""
         try:
             body = await request.json()
         except ValueError:
@@ -230,7 +240,7 @@ class RouterIngress:
         if not isinstance(body, dict):
             raise bad_request("body must be a JSON object like {\"hourly_usd\": 5}")
         try:
-            df = await asyncio.to_thread(self.llm.set_budgets, body)
+            df = await reads.read(self.llm.set_budgets, body)
         except ValueError as exc:  # pydantic's ValidationError names the bad key
             first = getattr(exc, "errors", lambda: [{}])()[0]
             param = ".".join(str(x) for x in first.get("loc", ())) or None
@@ -240,7 +250,7 @@ class RouterIngress:
     @app.post("/v1/feedback")
     async def feedback(self, body: native.FeedbackRequest) -> JSONResponse:
         try:
-            await asyncio.to_thread(self.llm.feedback, body.request_id, body.score)
+            await reads.read(self.llm.feedback, body.request_id, body.score)
         except KeyError:
             raise not_found(f"unknown request id {body.request_id!r}", "request_id") from None
         return JSONResponse({"request_id": body.request_id, "score": body.score, "ok": True})
@@ -248,7 +258,7 @@ class RouterIngress:
     @app.get("/v1/requests/{request_id}")
     async def audit(self, request_id: str) -> JSONResponse:
         try:
-            rows = await asyncio.to_thread(self.llm.audit, request_id)
+            rows = await reads.read(self.llm.audit, request_id)
         except KeyError:
             raise not_found(f"unknown request id {request_id!r}", "request_id") from None
         return JSONResponse({"request_id": request_id, "records": json.loads(

@@ -20,6 +20,10 @@ from actors.errors import ErrorClass
 from actors.route import RoutingError
 
 log = logging.getLogger(__name__)
+#: Set on every answer (and error) the built-in simulator made up.
+SIMULATED_HEADER = "x-router-simulated"
+#: The stored outcome of an earlier request with the same id (nothing was called or paid).
+REPLAYED_HEADER = "x-router-replayed"
 
 
 class ApiError(Exception):
@@ -93,6 +97,8 @@ def from_routing_error(exc: RoutingError, wanted: list[str] | None = None,
         err = ApiError(400, "invalid_request_error", "max_tokens is above the output limit "
                        f"of every provider that could take it — {_join(reasons)}", "max_tokens",
                        "max_tokens_too_large")
+    elif cls is ErrorClass.IDEMPOTENCY_CONFLICT:  # the id names another request: not retryable
+        err = ApiError(409, "idempotency_conflict", msg, "request_id", cls.value)
     elif cls is ErrorClass.BUDGET_EXCEEDED:
         err = ApiError(402, "budget_exceeded", msg, None, cls.value)
     elif cls in (ErrorClass.DEADLINE, ErrorClass.TIMEOUT) or (
@@ -103,6 +109,10 @@ def from_routing_error(exc: RoutingError, wanted: list[str] | None = None,
     else:  # no_provider, breaker_open and every provider failing
         err = ApiError(503, "no_provider_available", msg, None, cls.value)
     err.headers["x-router-request-id"] = exc.trace.request_id
+    if exc.trace.simulated:
+        err.headers[SIMULATED_HEADER] = "true"
+    if exc.trace.replayed:
+        err.headers[REPLAYED_HEADER] = "true"
     err.details = {"providers": _reasons(exc), "request_id": exc.trace.request_id}
     err.trace = exc.trace.model_dump(mode="json")
     return err

@@ -18,7 +18,7 @@ from actors.contexts import check_context
 from actors.policies import POLICIES
 from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from prompts import MarketContext, Position, RegimeRules, Timeframe
-from serve.errors import ApiError, bad_request
+from serve.errors import REPLAYED_HEADER, SIMULATED_HEADER, ApiError, bad_request
 from serve.openai_compat import STRICT
 
 MAX_BARS = 20_000
@@ -166,4 +166,8 @@ def trace_headers(r: RouteResult) -> dict[str, str]:
     failed = ",".join(dict.fromkeys(a.provider for a in t.attempts if not a.ok))
     if failed:
         out["x-router-failed"] = failed
+    if t.simulated:  # a made-up answer always says so
+        out[SIMULATED_HEADER] = "true"
+    if t.replayed:
+        out[REPLAYED_HEADER] = "true"
     return out

@@ -30,6 +30,9 @@ AUTO = "auto"
 #: JSON types taken as they are, as the OpenAI API does: `"stream": "yes"` or
 #: `"max_tokens": "5"` is a 400 naming the parameter, not a guess.
 STRICT = ConfigDict(extra="forbid", strict=True)
+
+#: `owned_by` of a provider the built-in simulator answers for (made-up answers).
+SIMULATOR_OWNER = "llm-router-simulator"
 #: OpenAI parameters accepted and ignored because they do not change the answer.
 IGNORED = ("metadata", "seed", "store", "service_tier")
 STREAM_CHUNK_CHARS = 256
@@ -192,7 +195,8 @@ def models(config: Config, created: int) -> dict[str, Any]:
     data: list[dict[str, Any]] = []
     for p in config.providers:
         if p.enabled:
-            data.append({"id": p.name, "object": "model", "created": created, "owned_by": p.api,
+            owner = SIMULATOR_OWNER if config.simulated(p) else p.api
+            data.append({"id": p.name, "object": "model", "created": created, "owned_by": owner,
                          "kind": "provider", "model": p.model,
                          "context_window": p.max_input_tokens,
                          "max_output_tokens": p.max_output_tokens,

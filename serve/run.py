@@ -158,11 +158,12 @@ def _give_up() -> None:
 
 def run(config_path: str | None, serve_config: str | None, address: str | None,
         host: str | None, port: int | None, *, ingress: str = "auto",
-        dashboard: bool = True) -> int:
+        dashboard: bool = True, simulate: bool = False) -> int:
     """`llm-router serve`: start or join Ray, start the actors, deploy, wait for Ctrl-C."""
     from actors.config import load_config
 
     cfg = load_config(config_path)
+    cfg = cfg.simulating() if simulate else cfg
     spec = ServeSpec.from_config(cfg)
     schema = load_serve_config(serve_config)
     auth = digests(spec.auth)  # fail closed before anything starts
@@ -193,12 +194,14 @@ def run(config_path: str | None, serve_config: str | None, address: str | None,
 def _serve(cfg: Config, spec: ServeSpec, schema: ServeDeploySchema, auth: AuthDigests,
            address: str | None, host: str | None, port: int | None,
            haproxy: HAProxyIngress | None, t0: float, dashboard: bool) -> int:
-    from actors.api import connect
+    from actors.api import connect, describe_lines
     from actors.dashboard import cluster_lines, ray_init_options
 
     print(f"==> {'joining Ray at ' + address if address else 'starting local Ray'} "
           "and the router's actors", flush=True)
     llm = connect(address, cfg, **ray_init_options(dashboard))
+    for line in describe_lines(llm.describe()):
+        print(f"    {line}", flush=True)
     with _stop_on_sigterm():
         try:
             url = deploy(cfg, schema, host=host, port=port, auth=auth)

@@ -78,3 +78,26 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout:g} s")
         time.sleep(interval)
+
+
+def restart_router(llm: Any, timeout_s: float = 60.0) -> None:
+    """Kill the router actor and wait until its restarted process answers (a new pid)."""
+    import time
+
+    import ray
+
+    def pid() -> int:
+        return ray.get(llm.handles.router.__ray_call__.remote(lambda self: os.getpid()),
+                       timeout=5)
+
+    old = pid()
+    ray.kill(llm.handles.router, no_restart=False)
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if pid() != old:
+                return
+        except Exception:  # restarting: not answering yet
+            pass
+        assert time.time() < deadline, "router did not restart"
+        time.sleep(0.2)

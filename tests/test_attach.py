@@ -96,7 +96,8 @@ def test_second_process_attaches_over_ray_client(head):
                                           for i in range(12)))
         burst = asyncio.run(many())
         counts = ray.get(llm.handles.router.channel_counts.remote())
-        llm.costs("hour")  # flushes records to the tracker
+        llm.flush()  # records reach the tracker
+        llm.costs("hour")
         print(json.dumps({{"request_id": r.request_id, "burst": len(burst),
                           "gemini": counts["gemini"]}}))
     """, head["env"])

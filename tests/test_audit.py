@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import signal
 import subprocess
 import sys
@@ -85,11 +86,107 @@ def test_text_modes_keep_no_text(tmp_path: Path, mode: str) -> None:
     secret = "SECRET-PROMPT-TEXT-4711"
     s.write_batch([attempt("r1", prompt=secret, response="SECRET-ANSWER-0815")])
     row = s.attempts_for("r1")[0]
-    want = hashlib.sha256(secret.encode()).hexdigest() if mode == "hash" else None
-    assert row["prompt"] == want
+    if mode == "hash":  # keyed: not the bare sha256 anyone can compute from a guess
+        key = (tmp_path / "hmac.key").read_bytes()
+        want = "hmac-sha256:" + hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+        assert row["prompt"] == want != hashlib.sha256(secret.encode()).hexdigest()
+        assert oct((tmp_path / "hmac.key").stat().st_mode & 0o777) == "0o600"
+    else:
+        assert row["prompt"] is None
     s.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"SECRET" not in raw
+
+
+def test_hash_mode_uses_the_key_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LLM_ROUTER_HMAC_KEY", "k1")
+    a = AuditStore(tmp_path / "a.db", store_text="hash")
+    a.write_batch([attempt("r1", prompt="same text")])
+    monkeypatch.setenv("LLM_ROUTER_HMAC_KEY", "k2")
+    b = AuditStore(tmp_path / "b.db", store_text="hash")
+    b.write_batch([attempt("r1", prompt="same text")])
+    pa, pb = a.attempts_for("r1")[0]["prompt"], b.attempts_for("r1")[0]["prompt"]
+    assert pa.startswith("hmac-sha256:") and pa != pb and not (tmp_path / "hmac.key").exists()
+    b.write_batch([attempt("r2", prompt=pa)])  # an already keyed digest is not hashed again
+    assert b.attempts_for("r2")[0]["prompt"] == pa
+
+
+def test_files_and_directory_are_private(tmp_path: Path) -> None:
+    loose = tmp_path / "state"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    (loose / "a.db").touch()
+    (loose / "a.db").chmod(0o644)  # as an earlier version left them
+    s = AuditStore(loose / "a.db")
+    s.write_batch(batch("r1"))
+    mode = lambda p: oct(p.stat().st_mode & 0o777)  # noqa: E731
+    assert mode(loose) == "0o700"
+    for name in ("a.db", "a.db-wal", "a.db-shm"):
+        assert mode(loose / name) == "0o600", name
+    fresh = tmp_path / "new" / "deeper"
+    AuditStore(fresh / "a.db")
+    assert mode(fresh) == "0o700" and mode(fresh / "a.db") == "0o600"
+
+
+def test_a_request_routed_again_keeps_both_executions(tmp_path: Path) -> None:
+    """Both executions were billed: the second must not be dropped as a re-sent copy."""
+    s = AuditStore(tmp_path / "a.db")
+    first = attempt("r1", execution="e1", cost_usd=0.25)
+    assert s.write_batch([first, first]) == 1  # a re-sent copy is still ignored
+    assert s.write_batch([attempt("r1", execution="e2", cost_usd=0.25)]) == 1
+    assert s.spend_since(0) == pytest.approx(0.5)
+
+
+def test_spend_of_one_kind(tmp_path: Path) -> None:
+    s = AuditStore(tmp_path / "a.db")
+    s.write_batch([attempt("r1", cost_usd=0.5), attempt("s1", cost_usd=2.1, simulated=True)])
+    assert s.spend_since(0, simulated=False) == pytest.approx(0.5)
+    assert s.spend_since(0, simulated=True) == pytest.approx(2.1)
+    assert s.spend_since(0) == pytest.approx(2.6)
+    assert s.attempts_for("s1")[0]["simulated"] is True
+
+
+_V1_SCHEMA = """
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL, attempt INTEGER NOT NULL, provider TEXT NOT NULL,
+    ts REAL NOT NULL, model TEXT NOT NULL, policy TEXT NOT NULL, context TEXT NOT NULL,
+    ok INTEGER NOT NULL, error_class TEXT, error TEXT, status INTEGER,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,
+    latency_s REAL NOT NULL, confidence REAL, prompt TEXT, response TEXT,
+    UNIQUE (request_id, attempt, provider)
+);
+CREATE INDEX attempts_spend ON attempts (ts, provider, cost_usd);
+CREATE TABLE requests (
+    request_id TEXT PRIMARY KEY,
+    ts REAL NOT NULL, policy TEXT NOT NULL, context TEXT NOT NULL,
+    provider TEXT, model TEXT, ok INTEGER NOT NULL, error_class TEXT, error TEXT,
+    attempts INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, confidence REAL
+);
+INSERT INTO attempts VALUES (7, 'old', 1, 'claude', 1.0, 'm', 'p', '{}', 1, NULL, NULL, 200,
+                             10, 5, 0.125, 0.1, NULL, 'the prompt', 'the answer');
+INSERT INTO requests VALUES ('old', 2.0, 'p', '{}', 'claude', 'm', 1, NULL, NULL, 1, 10, 5,
+                             0.125, 0.1, NULL);
+"""
+
+
+def test_an_earlier_database_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_V1_SCHEMA)
+    s = AuditStore(path)
+    old = s.attempts_for("old")
+    assert len(old) == 1 and old[0]["cost_usd"] == 0.125 and old[0]["response"] == "the answer"
+    assert old[0]["simulated"] is False and old[0]["execution"] == ""
+    assert s.request("old")["simulated"] is False
+    s.write_batch([attempt("old", 1, execution="e2", ts=3.0)])  # a new execution now fits
+    assert len(s.attempts_for("old")) == 2
+    assert s.spend_since(0, simulated=False) == pytest.approx(0.135)
+    s.close()
+    assert AuditStore(path).counts()["attempts"] == 2  # opening again changes nothing
 
 
 def test_cost_frame_and_spend(tmp_path: Path) -> None:

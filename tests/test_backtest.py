@@ -287,6 +287,7 @@ def _spec(tmp_path, **kw):
 
 
 def _requests(llm) -> int:
+    llm.flush()
     costs = llm.costs("hour")
     return int(costs["requests"].sum()) if len(costs) else 0
 

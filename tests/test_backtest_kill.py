@@ -60,6 +60,7 @@ def backtest(config: Path, runs: Path) -> subprocess.Popen[str]:
 
 
 def requests_paid(llm) -> int:
+    llm.flush()
     costs = llm.costs("hour")
     return int(costs["requests"].sum()) if len(costs) else 0
 

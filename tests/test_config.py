@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
 
 from actors.config import DEFAULT_CONFIG, ConfigError, config_path, load_config, parse_config
+from actors.keys import NEVER_MIX, MissingKeys, availability, never_mix
+from actors.snapshot import Snapshot
 
 
 def shipped() -> dict:
@@ -26,13 +29,81 @@ def test_shipped_config_has_five_providers_with_real_prices():
     assert cfg.provider("mixtral").model == "open-mixtral-8x7b"
 
 
-def test_simulated_unless_key_set(monkeypatch):
+def test_a_missing_key_never_means_simulated(monkeypatch):
     cfg = load_config()
+    assert cfg.simulator.mode == "never" and not cfg.simulate
+    gpt = cfg.provider("gpt-4-turbo")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert cfg.simulated(cfg.provider("gpt-4-turbo"))
+    assert not cfg.simulated(gpt)
+    found = availability(gpt, cfg.simulate)
+    assert found.missing_key and not found.simulated and not found.usable
+    assert found.key_env == "OPENAI_API_KEY"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET")
-    assert not cfg.simulated(cfg.provider("gpt-4-turbo"))
-    assert "sk-test-SECRET" not in repr(cfg.provider("gpt-4-turbo"))
+    assert availability(gpt, cfg.simulate).usable and not cfg.simulated(gpt)
+    assert "sk-test-SECRET" not in repr(gpt) + repr(availability(gpt, False))
+    sim = cfg.simulating()
+    assert sim.simulate and all(sim.simulated(p) for p in sim.providers)
+    assert availability(gpt, True).simulated and not availability(gpt, True).missing_key
+
+
+def test_auto_mode_is_refused_pointing_to_the_explicit_choices():
+    data = shipped()
+    data["simulator"]["mode"] = "auto"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "old.yaml")
+    msg = str(info.value)
+    assert "simulator.mode: 'auto' was removed" in msg
+    assert "'never'" in msg and "'always'" in msg and "--simulate" in msg
+
+
+def test_missing_keys_error_names_provider_variable_and_the_way_out():
+    cfg = load_config()
+    gone = [availability(cfg.provider(n), False).model_copy(update={"missing_key": True})
+            for n in ("claude", "gemini")]
+    msg = str(MissingKeys(gone))
+    assert "provider claude: $ANTHROPIC_API_KEY is not set" in msg
+    assert "provider gemini: $GEMINI_API_KEY is not set" in msg
+    assert "optional: true" in msg and "connect(simulate=True)" in msg
+
+
+def test_optional_marker():
+    data = shipped()
+    data["providers"][1]["optional"] = True
+    cfg = parse_config(data)
+    assert cfg.provider("gemini").optional and not cfg.provider("claude").optional
+
+
+def _snap(name: str, simulated: bool) -> Snapshot:
+    return Snapshot(name=name, model=name, api="openai", input_cost_per_mtok=1,
+                    output_cost_per_mtok=1, max_input_tokens=10, max_output_tokens=10,
+                    simulated=simulated)
+
+
+def test_never_mix_blocks_simulated_providers_next_to_real_ones():
+    assert never_mix([_snap("a", False), _snap("b", False)]) == {}
+    assert never_mix([_snap("a", True), _snap("b", True)]) == {}
+    assert never_mix([_snap("a", False), _snap("b", True)]) == {"b": NEVER_MIX}
+
+
+def test_state_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("LLM_ROUTER_STATE_DIR", raising=False)
+    base = shipped()
+    assert load_config().state_dir == str(Path("~/.cache/llm-router").expanduser())
+    monkeypatch.setenv("LLM_ROUTER_STATE_DIR", str(tmp_path / "env"))
+    cfg = parse_config(base)
+    assert cfg.state_dir == str(tmp_path / "env")
+    assert cfg.tracker["db_path"] == str(tmp_path / "env" / "audit.sqlite3")
+    # an explicit audit DB puts the state next to it (as before), an explicit state_dir wins
+    cfg = parse_config({**base, "tracker": {"db_path": str(tmp_path / "db" / "x.sqlite3")}})
+    assert cfg.state_dir == str(tmp_path / "db")
+    cfg = parse_config({**base, "state_dir": str(tmp_path / "s")})
+    assert cfg.state_path == tmp_path / "s"
+    monkeypatch.chdir(tmp_path)
+    rel = parse_config({**base, "state_dir": "rel"})
+    assert rel.state_dir == str(tmp_path / "rel")  # absolute: actors elsewhere agree
+    assert parse_config(rel.model_dump(mode="json")).state_dir == rel.state_dir
+    moved = rel.with_state_dir(tmp_path / "other")
+    assert moved.tracker["db_path"] == str(tmp_path / "other" / "audit.sqlite3")
 
 
 def test_config_path_precedence(monkeypatch, tmp_path):

@@ -43,7 +43,8 @@ class Fake:
                                  parsed={"direction": "long", "confidence": 0.7},
                                  attempts=[AttemptInfo(attempt=n, ts=time.time(), ok=True,
                                                        input_tokens=100, output_tokens=50,
-                                                       cost_usd=0.001, confidence=0.7)])
+                                                       cost_usd=0.001, confidence=0.7,
+                                                       response=res.text)])
         return ProviderReply(provider=name, model=spec.model, error_class=outcome,
                              error=f"simulated {outcome}",
                              attempts=[AttemptInfo(attempt=n, ts=time.time(), ok=False,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+import uuid
 
 import httpx
 import openai
@@ -171,6 +173,55 @@ def test_sdk_errors_are_typed(oai, url):
         oai.chat.completions.create(model="auto", max_tokens=10**6,
                                     messages=[{"role": "user", "content": "x"}])
     assert info.value.body["param"] == "max_tokens"
+
+
+def test_simulated_answers_say_so_everywhere(oai, http, llm):
+    raw = oai.chat.completions.with_raw_response.create(
+        model="llama", messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-router-simulated"] == "true"
+    assert raw.parse().model_extra["router"]["trace"]["simulated"] is True
+    owners = {m["id"]: m["owned_by"] for m in http.get("/v1/models").json()["data"]}
+    assert {owners[n] for n in llm.config.names} == {"llm-router-simulator"}
+    assert owners["auto"] == "llm-router"
+
+
+def test_request_id_is_an_idempotency_key_over_http(http):
+    rid = f"http-{uuid.uuid4().hex[:10]}"
+    body = {"model": "cost-aware", "request_id": rid,
+            "messages": [{"role": "user", "content": "SPY 1d: long or short?"}]}
+    first = http.post("/v1/chat/completions", json=body)
+    again = http.post("/v1/chat/completions", json={**body, "timeout": 30})
+    assert first.status_code == again.status_code == 200, again.text
+    assert "x-router-replayed" not in first.headers and again.headers["x-router-replayed"] == "true"
+    assert again.json()["choices"] == first.json()["choices"]
+    assert again.json()["usage"] == first.json()["usage"]
+    assert again.headers["x-router-cost-usd"] == first.headers["x-router-cost-usd"]
+    other = http.post("/v1/chat/completions",
+                      json={**body, "messages": [{"role": "user", "content": "QQQ?"}]})
+    assert other.status_code == 409, other.text
+    err = other.json()["error"]
+    assert err["type"] == "idempotency_conflict" and err["param"] == "request_id"
+    assert rid in err["message"]
+    crlf = http.post("/v1/chat/completions", json={**body, "request_id": "a\r\nx-evil: 1"})
+    assert crlf.status_code == 400 and crlf.json()["error"]["param"] == "request_id"
+    assert "x-evil" not in crlf.headers
+
+
+def test_costs_take_a_window(http):
+    now = time.time()
+    r = http.get("/v1/costs", params={"by": "hour", "since": now - 7200, "until": now + 60})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["since"] < body["until"] and body["by"] == "hour"
+    assert all({"period", "provider", "model", "simulated", "cost_usd"} <= set(row)
+               for row in body["data"])
+    r = http.get("/v1/costs", params={"by": "day", "since": "2001-01-01T00:00:00Z",
+                                      "until": "2001-01-03"})
+    assert r.status_code == 200 and r.json()["data"] == []
+    for params, param in [({"since": "yesterday"}, "since"), ({"until": "soon"}, "until"),
+                          ({"since": 0}, "since"), ({"since": now, "until": now - 10}, "since")]:
+        r = http.get("/v1/costs", params=params)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (params, r.text)
 
 
 # -- native API -----------------------------------------------------------------------------

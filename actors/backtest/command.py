@@ -30,10 +30,17 @@ def add_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress line")
     add_dashboard_flag(p)
+    p.add_argument("--state-dir", default=None,
+                   help="this run's instance state (audit DB, journal, budget overrides); "
+                        "default: the config's for real providers, <runs-dir>/<run-id>/state "
+                        "for simulated ones")
     if demo:
         p.add_argument("--bars", type=int, default=DEMO["bars"],
                        help=f"bars to analyse (default {DEMO['bars']})")
         return
+    p.add_argument("--simulate", action="store_true",
+                   help="answer every request with the built-in simulator (made-up answers, "
+                        "marked as such); default: the real providers, keys from the env")
     p.add_argument("--data", action="append", default=None, metavar="SOURCE",
                    help="CSV/Parquet file or sample:sp500 / sample:nasdaq; repeat for several "
                         "series (default: sample:sp500)")
@@ -93,7 +100,23 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def execute(args: argparse.Namespace, make_spec: Any) -> int:
+def instance_config(cfg: Any, args: argparse.Namespace, run_dir: Any, simulate: bool) -> Any:
+    """The run's configuration: simulated when asked, with the state directory it uses.
+
+    A simulated run never shares the user's state (audit trail, budget overrides): unless
+    told otherwise it keeps its own next to its results."""
+    from pathlib import Path
+
+    if simulate:
+        cfg = cfg.simulating()
+    if args.state_dir:
+        return cfg.with_state_dir(args.state_dir)
+    if cfg.simulate and args.address is None:
+        return cfg.with_state_dir(Path(run_dir) / "state")
+    return cfg
+
+
+def execute(args: argparse.Namespace, make_spec: Any, simulate: bool = False) -> int:
     from actors.backtest.runner import prepare, run_backtest
     from actors.backtest.spec import BacktestError
     from actors.backtest.store import RunStore
@@ -115,15 +138,18 @@ def execute(args: argparse.Namespace, make_spec: Any) -> int:
           f"{', '.join(s.label() for s in prep.series)} — {prep.total} requests "
           f"({sum(s.bars for s in prep.series)} bars × {len(spec.tasks)} task(s) × "
           f"{len(spec.policies)} polic{'y' if len(spec.policies) == 1 else 'ies'})")
-    from actors.api import connect
+    from actors.api import connect, describe_lines
 
     t0 = time.time()
     where = "local Ray" if args.address is None else args.address
-    print(f"==> starting {where} and the router's actors (simulator for providers without keys)")
-    llm = connect(args.address, config, **ray_init_options(args.dashboard))
+    cfg = instance_config(config, args, spec.runs_dir / prep.run_id, simulate or args.simulate)
+    kind = "the built-in simulator for every provider" if cfg.simulate else "real providers"
+    print(f"==> starting {where} and the router's actors ({kind})")
+    llm = connect(args.address, cfg, **ray_init_options(args.dashboard))
     try:
         print(f"    ready in {time.time() - t0:.1f} s; providers: {', '.join(llm.config.names)}")
-        for line in cluster_lines(llm.config.names, check=False):
+        for line in [*describe_lines(llm.describe()),
+                     *cluster_lines(llm.config.names, check=False)]:
             print(f"    {line}")
         out = run_backtest(llm, prep, progress=not args.no_progress)
     finally:
@@ -159,4 +185,5 @@ def backtest(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    return execute(args, demo_spec)
+    """The demo always runs on the simulator: it chooses it explicitly, as it should."""
+    return execute(args, demo_spec, simulate=True)

@@ -45,11 +45,12 @@ from actors.backtest.recover import TRANSIENT, Prior, lookup, router_id
 from actors.backtest.spec import BacktestError, BacktestSpec
 from actors.backtest.store import RunStore, fingerprint
 from actors.errors import ErrorClass
+from actors.idempotency import MAX_ID_LENGTH, safe_id
 from actors.route import RouteResult, RoutingError
 from prompts import OutputError, RegimeRules, get_task, parse_output
 
 log = logging.getLogger(__name__)
-MAX_ID = 128
+MAX_ID = MAX_ID_LENGTH
 
 
 @dataclass
@@ -91,7 +92,7 @@ def _regime_changes(rules: RegimeRules, symbol: str) -> dict[str, Any]:
 def request_id(run_id: str, job: BarJob, policy: str, gen: int = 1) -> str:
     rid = (f"bt:{run_id}:{policy}:{job.task}:{job.symbol}:{job.timeframe}:"
            f"{job.ts:%Y%m%dT%H%M%S}")
-    if len(rid) > MAX_ID - 4:
+    if len(rid) > MAX_ID - 4 or not safe_id(rid):  # e.g. a symbol from a file name with spaces
         rid = f"bt:{run_id}:{hashlib.sha256(job.key(policy).encode()).hexdigest()[:32]}"
     return rid if gen <= 1 else f"{rid}~{gen}"
 

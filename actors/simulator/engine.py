@@ -143,6 +143,7 @@ class Simulator:
         if fault == "invalid_output":
             turns.prose_instead(turn, ask)
         stats.add(model, fault or "ok")
+        stats.bill(model, turn.in_tok, turn.out_tok)  # every 200 answer is charged
         if ask.stream:
             return self._stream(api, ask, profile, turn, fault, decode_s)
         obj = wire.ok_body(api, model, turn, self._rid())

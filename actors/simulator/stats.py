@@ -10,8 +10,8 @@ UNKNOWN_MODEL = "<unknown>"
 
 
 class ModelStats(BaseModel):
-    """Counts of API requests for one model, by outcome. ``requests`` is the sum of the
-    outcomes (`streams_cancelled` is a detail of them)."""
+    """Counts of API requests for one model, by outcome (``requests`` is the sum of the
+    outcome counts; `streams_cancelled` is a detail of them), and the tokens billed."""
 
     requests: int = Field(0, description="Every API request attributed to this model.")
     ok: int = Field(0, description="200 with a normal answer.")
@@ -30,6 +30,9 @@ class ModelStats(BaseModel):
     streams_cancelled: int = Field(
         0, description="Of the above, streams the client left before their end (not part of "
         "the sum).")
+    input_tokens: int = Field(0, description="Prompt tokens billed: every 200 answer (ok, "
+                              "invalid output or malformed body), as a provider bills them.")
+    output_tokens: int = Field(0, description="Completion tokens billed, likewise.")
 
 
 class Stats(BaseModel):
@@ -58,6 +61,12 @@ class StatsBook:
         if c is None:
             c = self._by_model[model] = Counter()
         c["streams_cancelled"] += 1
+
+    def bill(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        """Tokens of an answer sent with status 200 (what the account would be charged)."""
+        c = self._by_model[model]
+        c["input_tokens"] += input_tokens
+        c["output_tokens"] += output_tokens
 
     def reset(self) -> None:
         self._by_model.clear()
