@@ -23,6 +23,9 @@ class ProviderCall(BaseModel):
     priority: Literal["live", "batch"] = Field(default="live", description="Queueing lane.")
     execution: str = Field(default="", description="Which execution of the request this is "
                            "(part of each attempt record's key).")
+    reserved_usd: float = Field(default=0.0, ge=0, description="The router's budget reservation "
+                                "for this call: a restarted router books what its predecessor "
+                                "left in flight (ProviderActor.pending_usd).")
 
 
 class AttemptInfo(BaseModel):

@@ -280,27 +280,49 @@ class ProviderActor(ChannelServer):
                 raise ValueError(f"provider {p.name}: simulate=True needs the simulator's URL")
             base = simulator_base_url(p.api, simulator_url)
         self._core = Provider(p, base_url=base, simulated=simulate, metrics=Metrics())
+        # Spend the router's budget ledger may not know about after it restarts: calls in
+        # flight (their reservation) and orphaned attempts the tracker has not taken yet.
+        self._inflight: dict[int, float] = {}
+        self._orphaned_usd = 0.0
 
     async def _chan_handle(self, call: ProviderCall) -> ProviderReply:
-        return await self._core.complete(call)
+        key = id(call)
+        self._inflight[key] = call.reserved_usd
+        try:
+            return await self._core.complete(call)
+        finally:  # the orphan hook (if any) runs right after, with no await in between
+            del self._inflight[key]
 
     def _chan_orphan(self, call: Any, ok: bool, reply: Any) -> None:
         if ok and isinstance(call, ProviderCall) and isinstance(reply, ProviderReply):
             records = orphan_records(call, reply)
             if records:
-                asyncio.ensure_future(self._send_orphans(records))
+                cost = sum(r.cost_usd for r in records)
+                self._orphaned_usd += cost
+                asyncio.ensure_future(self._send_orphans(records, cost))
 
-    async def _send_orphans(self, records: list[AttemptRecord], tries: int = 10) -> None:
+    async def _send_orphans(self, records: list[AttemptRecord], cost: float,
+                            tries: int = 10) -> None:
         """To the tracker directly (it may be restarting too: retry for a while)."""
-        for n in range(tries):
-            try:
-                tracker = ray.get_actor(TRACKER, namespace=NAMESPACE)
-                await tracker.record.remote(records)
-                return
-            except Exception as exc:
-                if n == tries - 1:
-                    log.warning("could not record %d orphaned attempts: %s", len(records), exc)
-                await asyncio.sleep(min(0.5 * 2 ** n, 5.0))
+        try:
+            for n in range(tries):
+                try:
+                    tracker = ray.get_actor(TRACKER, namespace=NAMESPACE)
+                    await tracker.record.remote(records)
+                    return
+                except Exception as exc:
+                    if n == tries - 1:
+                        log.warning("could not record %d orphaned attempts: %s",
+                                    len(records), exc)
+                    await asyncio.sleep(min(0.5 * 2 ** n, 5.0))
+        finally:
+            self._orphaned_usd = max(0.0, self._orphaned_usd - cost)
+
+    def pending_usd(self) -> float:
+        """Spend not yet in the audit trail: reservations of calls in flight (worst case)
+        plus orphaned attempts on their way to the tracker. A restarted router books it
+        against its budgets, so a predecessor's last calls cannot push spend past a cap."""
+        return sum(self._inflight.values()) + self._orphaned_usd
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         return await self._core.complete(call)

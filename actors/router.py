@@ -336,7 +336,7 @@ class Router:
             return None, exc.message
         call = ProviderCall(request_id=request_id, completion=completion, deadline=deadline,
                             output=req.output, attempt_offset=len(trace.attempts),
-                            priority=req.priority, execution=execution)
+                            priority=req.priority, execution=execution, reserved_usd=worst)
         self.outstanding[name] = self.outstanding.get(name, 0) + 1
         try:
             reply = await self._call(name, call)

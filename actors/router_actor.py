@@ -157,12 +157,28 @@ class RouterActor(ChannelServer):
         if self._seeded:
             return
         self._seeded = True
-        await self._seed_scopes(["*", *self.core.ledger.spec.per_provider])
+        pending = await self._pending_at_providers()  # first: it may reach the trail next
+        await self._seed_scopes(["*", *self.core.ledger.spec.per_provider], pending)
 
-    async def _seed_scopes(self, scopes: list[str]) -> None:
+    async def _pending_at_providers(self) -> dict[str, float]:
+        """What a dead predecessor left in flight at each provider (worst case), plus its
+        orphaned attempts not yet in the audit trail: booked as spent, never under-counted."""
+        names = list(self.core.providers)
+        refs = [self._handle(n).pending_usd.remote() for n in names]
+        out: dict[str, float] = {}
+        for name, ref in zip(names, refs, strict=True):
+            try:
+                out[name] = float(await asyncio.wait_for(ref, 10))
+            except Exception as exc:  # a provider restarting has nothing in flight
+                log.warning("could not ask provider %s for its pending spend: %s", name, exc)
+        return out
+
+    async def _seed_scopes(self, scopes: list[str],
+                           pending: dict[str, float] | None = None) -> None:
         """Book the spend recorded so far in this hour and day against these scopes — of
         this router's kind only: real budgets never count simulated spend."""
         self._seeded_scopes.update(scopes)
+        pending = pending or {}
         try:
             now = time.time()
             ledger = self.core.ledger
@@ -171,7 +187,8 @@ class RouterActor(ChannelServer):
                 for scope in scopes:
                     spent = await self._tracker_handle().spend_since.remote(
                         since, None if scope == "*" else scope, self.config.simulate)
-                    ledger.seed(scope, window, float(spent), now)
+                    extra = sum(pending.values()) if scope == "*" else pending.get(scope, 0.0)
+                    ledger.seed(scope, window, float(spent) + extra, now)
         except Exception as exc:  # tracker not there yet: start from zero, say so
             log.warning("could not seed budgets from the tracker: %s", exc)
 
@@ -184,6 +201,9 @@ class RouterActor(ChannelServer):
                 log.warning("record flush failed: %s", exc)
 
     async def _flush(self) -> None:
+        """Send the buffer to the tracker one batch at a time, each after the previous one
+        was acknowledged: an async actor does not run calls in the order they were sent,
+        and a feedback record must never arrive before its request's records."""
         while self._buffer:
             entries: list[tuple[int, list[Any]]] = []
             n = 0
@@ -194,9 +214,10 @@ class RouterActor(ChannelServer):
             batch = [r for _, records in entries for r in records]
             ref = self._tracker_handle().record.remote(batch)
             self._unacked[ref] = entries
-            asyncio.ensure_future(self._ack(ref))
+            if not await self._ack(ref):
+                return  # queued again at the front; the next round re-sends it
 
-    async def _ack(self, ref: Any) -> None:
+    async def _ack(self, ref: Any) -> bool:
         """Forget a batch once the tracker committed it; queue it again if it did not."""
         try:
             await ref
@@ -206,10 +227,11 @@ class RouterActor(ChannelServer):
                         sum(len(r) for _, r in entries), type(exc).__name__)
             self._tracker = None
             self._buffer[:0] = entries
-        else:
-            entries = self._unacked.pop(ref, [])
-            if self._journal:
-                self._journal.ack(seq for seq, _ in entries)
+            return False
+        entries = self._unacked.pop(ref, [])
+        if self._journal:
+            self._journal.ack(seq for seq, _ in entries)
+        return True
 
     async def _refresh_loop(self) -> None:
         """Snapshots for idle providers and budget metrics, off the hot path."""
@@ -334,8 +356,7 @@ class RouterActor(ChannelServer):
         so this returns promptly under steady load)."""
         target = self._seq
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            await self._flush()
+        while time.monotonic() < deadline:  # the flush loop sends; a send never overlaps
             if not any(seq <= target for seq in self._outstanding()):
                 return 0
             await asyncio.sleep(0.02)

@@ -84,10 +84,16 @@ def _table() -> dict[str, dict[str, Any]]:
         if r.get("ActorClassName") not in _CLASSES or not r.get("Name"):
             continue
         prev = out.get(r["Name"])
-        rank = (r["State"] in _LIVE, r.get("StartTime", 0))
-        if prev is None or rank > (prev["State"] in _LIVE, prev.get("StartTime", 0)):
+        if prev is None or _rank(r) > _rank(prev):
             out[r["Name"]] = r
     return out
+
+
+def _rank(row: dict[str, Any]) -> tuple[bool, bool, float]:
+    """Which of several table rows of one name is the actor callers reach: a running one
+    first (a second creation of the name can sit pending beside it), then any live one,
+    then the latest."""
+    return (row["State"] == "ALIVE", row["State"] in _LIVE, row.get("StartTime", 0) or 0)
 
 
 def collect(timeout_s: float = 10.0) -> StatusReport:

@@ -116,7 +116,7 @@ def start_system(config: Config) -> Handles:
         cause = getattr(exc, "cause", None)
         raise (cause if isinstance(cause, Exception) else exc) from None
     tracker = get_or_create_tracker(config)
-    ray.get([p.ready.remote() for p in providers.values()])
+    ray.get([p.ready.remote() for p in providers.values()] + [tracker.ready.remote()])
     return Handles(router, tracker, providers, sim, sim_url, config)
 
 

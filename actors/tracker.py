@@ -226,6 +226,10 @@ class TrackerActor:
         self._core = Tracker(spec)
         self._write = asyncio.Lock()  # FIFO: batches apply in the order they arrived
 
+    def ready(self) -> bool:
+        """Answers once the actor is up (start-up waits for it, as for the others)."""
+        return True
+
     async def record(self, records: list[Record | dict[str, Any]]) -> int:
         async with self._write:
             written = await asyncio.to_thread(self._core.persist, records)

@@ -323,18 +323,31 @@ def test_attempts_in_flight_when_the_router_dies_are_still_recorded(llm):
     records those attempts with the tracker itself, so spend and budgets still see them."""
     from actors.provider import ORPHAN_POLICY
 
-    sim(llm, "open-mixtral-8x7b", base_ms=60_000, jitter=0)  # × latency_scale 0.02 = 1.2 s
+    sim(llm, "open-mixtral-8x7b", base_ms=150_000, jitter=0)  # × latency_scale 0.02 = 3 s
     ids = [f"orphan-{i}" for i in range(6)]
+
+    def hourly_spent() -> float:
+        """From the restarted router, as soon as it answers."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                b = llm.budgets()
+                return float(b[(b.scope == "*") & (b.window == "hourly")].iloc[0].spent_usd)
+            except ray.exceptions.RayActorError:  # still restarting
+                assert time.monotonic() < deadline, "the router did not come back"
+                time.sleep(0.1)
 
     async def go():
         calls = [asyncio.ensure_future(llm.acomplete("hi", provider="mixtral", timeout=30,
                                                      request_id=rid)) for rid in ids]
         await asyncio.sleep(0.5)  # all six are waiting on the simulator now
         ray.kill(llm.handles.router, no_restart=False)
-        return await asyncio.gather(*calls, return_exceptions=True)
+        out = await asyncio.gather(*calls, return_exceptions=True)
+        # the restarted router, before the six calls have finished at the provider
+        return out, await asyncio.to_thread(hourly_spent)
 
     try:
-        out = asyncio.run(go())
+        out, booked_at_restart = asyncio.run(go())
     finally:
         sim_reset(llm, "open-mixtral-8x7b")
     assert all(isinstance(o, RoutingError) for o in out), out
@@ -349,13 +362,17 @@ def test_attempts_in_flight_when_the_router_dies_are_still_recorded(llm):
         except Exception:
             pass
         if time.time() > deadline:
-            raise AssertionError(f"orphaned attempts not recorded: {orphans}")
+            raise AssertionError(f"orphaned attempts not recorded: {orphans} {[rows[i] for i in ids if not orphans[i]]}")
         time.sleep(0.5)
     for rid in ids:
         (att,) = orphans[rid]
         assert att["ok"] and att["cost_usd"] > 0 and att["provider"] == "mixtral"
         terminal = [r for r in rows[rid] if r.get("attempts") is not None]
         assert len(terminal) == 1 and terminal[0]["error_class"] == "unknown_outcome"
+    # The restarted router booked its predecessor's calls in flight (at their reservation)
+    # before they reached the trail: the orphans' spend cannot push past a budget.
+    recorded = llm.costs("hour", since=(time.time() // 3600) * 3600)["cost_usd"].sum()
+    assert booked_at_restart >= recorded - 1e-9
 
 
 def test_budget_change_at_run_time_survives_a_router_restart(llm):
