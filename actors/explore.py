@@ -23,10 +23,6 @@ class ExplorationSpec(BaseModel):
                          "over the long run.")
     burst: float = Field(50.0, ge=0, description="Explorations allowed at once before the "
                          "share applies (the bucket's size).")
-    max_evidence: float | None = Field(
-        30.0, gt=0, description="Explore a provider in a context only while its own (decayed) "
-        "outcomes there number fewer than this (None: no limit): past that, a disagreeing "
-        "sample is noise around a choice already known, and exploring it only costs.")
     usd_per_hour: float | None = Field(
         None, ge=0, description="Most premium over the greedy choice per sliding hour, USD "
                                 "(None: only the share bounds it).")

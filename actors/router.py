@@ -235,9 +235,8 @@ class Router:
                                          self.settings)
             first, greedy = sampled[0][0], ranked[0][0]
             by_name = {c.name: c.cost or 0.0 for c in cands}
-            cap = self.exploration.spec.max_evidence
-            wants = first != greedy and (cap is None or known[first].evidence < cap)
-            if self.exploration.decide(wants, by_name[first] - by_name[greedy], self.clock()):
+            if self.exploration.decide(first != greedy, by_name[first] - by_name[greedy],
+                                       self.clock()):
                 ranked, trace.explored = sampled, True
         elif learns:
             self.exploration.decide(False, 0.0, 0.0)  # a decision all the same

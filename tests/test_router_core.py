@@ -178,28 +178,6 @@ async def test_exploration_is_marked_bounded_and_can_be_turned_off():
     assert len({r.provider for r in greedy}) == 1  # deterministic
 
 
-async def test_a_provider_known_in_a_context_is_not_explored_there_again():
-    """Past `max_evidence` outcomes of a provider in a context, a disagreeing sample there is
-    noise around a known choice: exploring it would only cost (it did, all stream long)."""
-    ctx = {"task": "known"}
-
-    async def explored(cap: float | None) -> int:
-        router, _ = make(Fake(), router={"exploration": {"share": 1.0, "burst": 1000,
-                                                          "max_evidence": cap}, "seed": 3})
-        for i in range(400):  # every provider: 80 outcomes here, right half the time
-            name = list(router.providers)[i % 5]
-            router.learner.observe(RequestRecord(request_id=f"r{i}", ts=i, policy="cost-aware",
-                                                 context=ctx, provider=name, ok=True,
-                                                 attempts=1, input_tokens=20))
-            router.learner.observe(FeedbackRecord(request_id=f"r{i}", ts=i,
-                                                  score=float(i // 5 % 2)))
-        out = [await router.route(RouteRequest(messages=MSG, context=ctx)) for _ in range(100)]
-        return sum(r.trace.explored for r in out)
-
-    assert await explored(None) > 10  # five providers alike: sampling disagrees often
-    assert await explored(20.0) == 0
-
-
 async def test_cost_aware_trace_has_the_target_and_the_price():
     router, sink = make(Fake())
     r = await router.route(RouteRequest(messages=MSG, policy="cost-aware"))
