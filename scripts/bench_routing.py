@@ -84,7 +84,7 @@ async def live_stream(n: int, seed: int) -> dict[str, float]:
     import tempfile
 
     from actors.api import connect
-    from actors.evaluate.replay import prompt_of, replay
+    from actors.evaluate.replay import areplay, prompt_of
 
     g = generate("mmlu", seed)
     rows = g.table.head(n)
@@ -118,7 +118,7 @@ async def live_stream(n: int, seed: int) -> dict[str, float]:
             "cheap_share": np.mean([x[0] == "cheap" for x in got])}
     c = Config(providers=g.providers, simulator={"mode": "always"})
     t = from_frame(rows, c)
-    rep = replay(t, c, "cost-aware", seed=seed)
+    rep = await areplay(t, c, "cost-aware", seed=seed)  # inside this loop: not replay()
     strong_cost = sum(float(x) for x in (t.prompt_tokens * g.providers[0].input_cost_per_mtok
                                          + t.output_tokens["strong"]
                                          * g.providers[0].output_cost_per_mtok) / 1e6)
