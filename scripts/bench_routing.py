@@ -1,7 +1,7 @@
 """How well the router chooses, measured side by side in one run on generated outcomes.
 
-For each shape and seed: a table of ~10k requests with known per-context accuracies (two
-providers 14× apart, actors/evaluate/generate.py), replayed through the plain Router core
+For each shape and seed: a table of 10–14k requests with known per-context accuracies (two
+providers 14× apart, actors/evaluate/generate.py; `mmlu*`: MMLU's 57 subjects and sizes), replayed through the plain Router core
 (the live router's learner, policies and exploration; 8 requests in flight; outcomes fed
 back at once). Printed: accuracy and cost relative to the strong provider alone, against
 the random mix and the per-context hindsight oracle at the same target; the learning curve
@@ -9,7 +9,7 @@ per quarter; run-to-run spread (different sampling seeds, same table). Plus the 
 one policy decision for 5 providers with sampling, and optionally (--live N) the same
 stream through the real actors on the simulator, compared with the replay.
 
-    .venv/bin/python scripts/bench_routing.py [--shapes default,narrow,drift]
+    .venv/bin/python scripts/bench_routing.py [--shapes mmlu,mmlu-narrow,mmlu-drift]
         [--seeds 0,1,2] [--runs 2] [--plot routing.png] [--live 3000] [--json out.json]
 """
 
@@ -84,9 +84,9 @@ async def live_stream(n: int, seed: int) -> dict[str, float]:
     import tempfile
 
     from actors.api import connect
-    from actors.evaluate.replay import prompt_of, replay
+    from actors.evaluate.replay import areplay, prompt_of
 
-    g = generate("default", seed)
+    g = generate("mmlu", seed)
     rows = g.table.head(n)
     tmp = tempfile.mkdtemp(prefix="bench-routing-")
     cfg = {"providers": [p.model_dump(mode="json") for p in g.providers],
@@ -118,7 +118,7 @@ async def live_stream(n: int, seed: int) -> dict[str, float]:
             "cheap_share": np.mean([x[0] == "cheap" for x in got])}
     c = Config(providers=g.providers, simulator={"mode": "always"})
     t = from_frame(rows, c)
-    rep = replay(t, c, "cost-aware", seed=seed)
+    rep = await areplay(t, c, "cost-aware", seed=seed)  # inside this loop: not replay()
     strong_cost = sum(float(x) for x in (t.prompt_tokens * g.providers[0].input_cost_per_mtok
                                          + t.output_tokens["strong"]
                                          * g.providers[0].output_cost_per_mtok) / 1e6)
@@ -131,7 +131,7 @@ async def live_stream(n: int, seed: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", default="default,narrow,drift")
+    ap.add_argument("--shapes", default="mmlu,mmlu-narrow,mmlu-drift")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--runs", type=int, default=2, help="sampling seeds per table")
     ap.add_argument("--policies", default="cost-aware,accuracy-first")

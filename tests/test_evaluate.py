@@ -4,6 +4,7 @@ off-policy replay of an audit trail (no Ray)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from actors.audit import AuditStore
 from actors.cli import main
 from actors.config import Config
 from actors.evaluate import baselines as base
-from actors.evaluate.generate import SHAPES, generate
+from actors.evaluate.generate import SHAPES, Drift, generate
 from actors.evaluate.logged import logged_stream, replay_logged
 from actors.evaluate.table import TableError, from_frame
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
@@ -33,6 +34,20 @@ def test_generated_tables_have_the_shape_of_the_issue(seed):
     ratio = g.providers[0].input_cost_per_mtok / g.providers[1].input_cost_per_mtok
     assert ratio == pytest.approx(14.0)
     assert set(SHAPES) >= {"default", "drift", "many", "narrow", "long-prompts"}
+
+
+def test_mmlu_shape_has_its_subjects_sizes_and_prompt_lengths():
+    g = generate("mmlu", 0)
+    t, acc = g.table, g.accuracy
+    assert len(t) == 14_042 and len(acc) == 57
+    assert acc.loc["professional_law", "size"] == 1534 and acc["size"].min() == 100
+    med = t.groupby("task")["prompt_tokens"].median()
+    assert med["high_school_european_history"] > 5 * med["elementary_mathematics"]
+    assert t["strong"].mean() == pytest.approx(0.80, abs=0.02)
+    assert t["cheap"].mean() == pytest.approx(0.68, abs=0.02)
+    assert generate("mmlu-drift", 0).drift.category == "moral_scenarios"
+    with pytest.raises(ValueError, match="drift category 'nope'"):
+        generate(replace(SHAPES["mmlu"], drift=Drift(category="nope")), 0)
 
 
 def cfg_of(g) -> Config:

@@ -25,7 +25,8 @@ SYNTHETIC = "synthetic:"
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", nargs="?", help="outcome table (CSV or Parquet), or "
-                   "synthetic:<shape> (default, drift, many, narrow, long-prompts)")
+                   "synthetic:<shape> (mmlu, mmlu-narrow, mmlu-drift, default, drift, many, narrow, "
+                   "long-prompts, small, small-drift: actors/evaluate/generate.py)")
     p.add_argument("--audit", nargs="?", const="", default=None, metavar="DB",
                    help="replay the audit trail's feedback instead (default DB: the config's)")
     p.add_argument("--policy", action="append", choices=sorted(POLICIES),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from actors.config import ProviderSpec
+from actors.evaluate.mmlu import catalog
 
 STRONG, CHEAP = "strong", "cheap"
 
@@ -54,6 +55,14 @@ class Shape:
     price_ratio: float = 14.0
     drift: Drift | None = None
     names: tuple[str, str] = field(default=(STRONG, CHEAP))
+    #: Named categories with fixed sizes and typical prompt tokens (e.g. MMLU's subjects);
+    #: replaces `prompts`, `categories`, the random sizes and the random token medians.
+    catalog: tuple[tuple[str, int, float], ...] | None = None
+    difficulty_spread: float = 0.09  # sd of the categories' mean accuracy
+
+
+MMLU = Shape(catalog=catalog(), output_tokens=40.0, correlation=0.45, tokens_within=0.45,
+             difficulty_spread=0.10)
 
 
 SHAPES: dict[str, Shape] = {
@@ -65,6 +74,11 @@ SHAPES: dict[str, Shape] = {
     "small": Shape(prompts=3000, categories=15, min_size=60, max_size=600),
     "small-drift": Shape(prompts=4000, categories=10, min_size=100, max_size=1200,
                          drift=Drift()),
+    # MMLU's 57 subjects (sizes and prompt lengths of its test split, actors/evaluate/mmlu.py)
+    "mmlu": MMLU,
+    "mmlu-narrow": replace(MMLU, lead_spread=0.08, lead_min=-0.15, lead_max=0.30),
+    # a subject of typical prompt length, so losing 20 points there is worth a switch
+    "mmlu-drift": replace(MMLU, drift=Drift(category="moral_scenarios")),
 }
 
 
@@ -104,13 +118,14 @@ def _sizes(shape: Shape, rng: np.random.Generator) -> np.ndarray:
 
 
 def _accuracies(shape: Shape, sizes: np.ndarray, rng: np.random.Generator,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    k = shape.categories
+                drift_at: int | None) -> tuple[np.ndarray, np.ndarray]:
+    k = len(sizes)
     lead = np.clip(rng.normal(shape.lead_median, shape.lead_spread, k), shape.lead_min,
                    shape.lead_max)
     order = np.argsort(lead)
     lead[order[0]], lead[order[-1]] = shape.lead_min, shape.lead_max  # the range is reached
-    mid = rng.normal((shape.strong_accuracy + shape.cheap_accuracy) / 2, 0.09, k)
+    mid = rng.normal((shape.strong_accuracy + shape.cheap_accuracy) / 2,
+                     shape.difficulty_spread, k)
     w = sizes / sizes.sum()
     strong = mid + lead / 2
     cheap = mid - lead / 2
@@ -118,9 +133,8 @@ def _accuracies(shape: Shape, sizes: np.ndarray, rng: np.random.Generator,
         strong = np.clip(strong + shape.strong_accuracy - (w @ np.clip(strong, .03, .98)), -1, 2)
         cheap = np.clip(cheap + shape.cheap_accuracy - (w @ np.clip(cheap, .02, .97)), -1, 2)
     strong, cheap = np.clip(strong, 0.03, 0.98), np.clip(cheap, 0.02, 0.97)
-    if shape.drift is not None:  # where the cheap one carries the traffic before the drift
-        big = int(np.argmax(sizes))
-        cheap[big] = strong[big] - 0.02
+    if drift_at is not None:  # where the cheap one carries the traffic before the drift
+        cheap[drift_at] = strong[drift_at] - 0.02
     return strong, cheap
 
 
@@ -132,26 +146,39 @@ def generate(shape: Shape | str = "default", seed: int = 0) -> Generated:
         except KeyError:
             raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}") from None
     rng = np.random.default_rng(seed)
-    sizes = _sizes(shape, rng)
-    p_strong, p_cheap = _accuracies(shape, sizes, rng)
-    names = [f"cat-{i:02d}" for i in range(shape.categories)]
-    cat = np.repeat(np.arange(shape.categories), sizes)
+    if shape.catalog is not None:
+        names = [name for name, _, _ in shape.catalog]
+        sizes = np.array([n for _, n, _ in shape.catalog])
+        medians = np.array([t for _, _, t in shape.catalog], dtype=float)
+    else:
+        names = [f"cat-{i:02d}" for i in range(shape.categories)]
+        sizes = _sizes(shape, rng)
+    k = len(sizes)
+    drift = shape.drift
+    where = None
+    if drift is not None:
+        if drift.category is None:
+            where = int(np.argmax(sizes))
+        elif drift.category in names:
+            where = names.index(drift.category)
+        else:
+            raise ValueError(f"drift category {drift.category!r} is not one of the shape's")
+        drift = replace(drift, category=names[where])
+    p_strong, p_cheap = _accuracies(shape, sizes, rng, where)
+    cat = np.repeat(np.arange(k), sizes)
     rng.shuffle(cat)
     n = len(cat)
-    medians = np.exp(rng.normal(np.log(shape.tokens_median), shape.tokens_between,
-                                shape.categories))
-    if shape.drift is not None:
-        # typical prompts there, so losing 20 points is worth a switch at the usual price
-        # of quality (with very long prompts the cheap one could stay the better buy)
-        medians[int(np.argmax(sizes))] = shape.tokens_median
+    if shape.catalog is None:
+        medians = np.exp(rng.normal(np.log(shape.tokens_median), shape.tokens_between, k))
+        if where is not None:
+            # typical prompts there, so losing 20 points is worth a switch at the usual
+            # price of quality (with very long prompts the cheap one could stay the better buy)
+            medians[where] = shape.tokens_median
     tokens = np.exp(rng.normal(np.log(medians[cat]), shape.tokens_within))
     tokens = np.clip(np.round(tokens), 20, 100_000).astype(int)
     out = np.clip(np.round(np.exp(rng.normal(np.log(shape.output_tokens), 0.4, n))), 1, 4000)
     strong_p, cheap_p = p_strong[cat].copy(), p_cheap[cat].copy()
-    drift = shape.drift
     if drift is not None:
-        where = int(np.argmax(sizes)) if drift.category is None else names.index(drift.category)
-        drift = replace(drift, category=names[where])
         rows = np.flatnonzero(cat == where)
         hit = rows[int(len(rows) * drift.start):int(len(rows) * drift.end)]
         target = strong_p if drift.provider == shape.names[0] else cheap_p
