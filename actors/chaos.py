@@ -222,7 +222,7 @@ class Chaos:
                     raise
                 await asyncio.sleep(0.5)
         row = status[(status.scope == "*") & (status.window == "hourly")].iloc[0]
-        self.budget_usd = float(row.spent_usd + row.reserved_usd) + 0.002
+        self.budget_usd = float(row.spent_usd + row.reserved_usd) + 0.0005  # a few cheap answers
         self.llm.set_budgets({"hourly_usd": self.budget_usd})
         self.note(f"global hourly budget set to ${self.budget_usd:.4f} (spent so far "
                   f"${row.spent_usd:.4f})")
