@@ -273,12 +273,14 @@ class RouterClient:
         return ray.get(self._h.router.flush.remote(), timeout=timeout)
 
     def costs(self, by: str = "hour", since: TimeLike = None,
-              until: TimeLike = None) -> pd.DataFrame:
+              until: TimeLike = None, group_by: str = "provider") -> pd.DataFrame:
         """Cost by (provider, model, simulated) per UTC hour or day — tokens, requests,
         attempts, USD — over [since, until) (unix seconds, ISO 8601 or datetimes; default
-        the last 2 days by hour, 31 days by day), aggregated in SQL."""
+        the last 2 days by hour, 31 days by day), aggregated in SQL. `group_by="user"`:
+        by (user, simulated) instead — each desk or strategy's own spend."""
         spend.window(by, since, until)  # a bad argument fails here, naming itself
-        return _get(self._h.tracker.costs.remote(by, since, until))
+        spend.group_columns(group_by)
+        return _get(self._h.tracker.costs.remote(by, since, until, group_by))
 
     def performance(self, by_context: bool = False) -> pd.DataFrame:
         return ray.get(self._h.tracker.performance.remote(by_context))

@@ -43,6 +43,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from actors.clients.base import PARAMS
 from actors.errors import ErrorClass
 from actors.state import private_file
 
@@ -91,6 +92,8 @@ def fingerprint(key: bytes, req: Any, policy: str) -> str:
     context's keys in any order."""
     body = req.model_dump_json(include={"messages", "provider", "fallbacks", "max_tokens",
                                         "temperature", "output"})
+    if getattr(req, "has_params", False):  # the completion parameters, when any is set
+        body += req.model_dump_json(include=set(PARAMS), exclude_defaults=True)
     context = json.dumps(sorted(req.context.items()))
     return hmac.new(key, f"{policy}\n{context}\n{body}".encode(), hashlib.sha256).hexdigest()
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from actors.breaker import BreakerState, CircuitBreaker
 from actors.clients import make_client
-from actors.clients.base import Result
+from actors.clients.base import Completion, Result
+from actors.clients.schema import check_answer
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
 from actors.limiter import AsyncLimiter, RateLimits
@@ -26,12 +27,17 @@ from actors.metrics import Metrics
 from actors.records import AttemptRecord
 from actors.retry import call_with_retry
 from actors.snapshot import Snapshot
-from actors.tokens import estimate_messages
+from actors.tokens import estimate_messages, estimate_tools
 from actors.window import Outcome, RollingWindow
 
 SNAPSHOT_EVERY_S = 0.25
 log = logging.getLogger(__name__)
 ORPHAN_POLICY = "(router lost)"  # marks attempts recorded by the provider itself
+#: Failures that say nothing about the provider's health window: refused before sending,
+#: the caller's deadline, the caller's request, or the caller's output cap.
+NOT_THE_PROVIDERS_OUTCOME = frozenset({
+    ErrorClass.BREAKER_OPEN, ErrorClass.DEADLINE, ErrorClass.BAD_REQUEST,
+    ErrorClass.CONTEXT_TOO_LONG, ErrorClass.OUTPUT_LIMIT})
 
 
 def orphan_records(call: ProviderCall, reply: ProviderReply) -> list[AttemptRecord]:
@@ -58,6 +64,22 @@ def validate_output(kind: OutputKind, text: str) -> tuple[dict[str, Any] | None,
     except OutputError as exc:
         raise ProviderError(ErrorClass.INVALID_RESPONSE, f"output is not a valid {model.__name__}: {exc}") from None
     return parsed.model_dump(mode="json"), getattr(parsed, "confidence", None)
+
+
+def check_result(call: ProviderCall, completion: Completion,
+                 result: Result) -> tuple[Any, float | None]:
+    """The validated output of an answer and its stated confidence: the built-in models
+    (TradeSignal, RiskAssessment), a JSON response_format, and the output cap for every
+    request (an answer that stopped at max_tokens before anything usable is output_limit)."""
+    value = check_answer(completion, result)
+    parsed, confidence = validate_output(call.output, result.text)
+    return (value if parsed is None else parsed), confidence
+
+
+def reserve_tokens(completion: Completion) -> int:
+    """Tokens a request may use, for rate limits: prompt and tools, plus every choice's cap."""
+    return (estimate_messages(completion.messages) + estimate_tools(completion.tools)
+            + (completion.max_tokens or 0) * completion.n)
 
 
 def _finite(t: float | None) -> float | None:
@@ -95,8 +117,8 @@ class Provider:
         if completion.max_tokens is None:
             completion = completion.model_copy(update={"max_tokens": spec.max_output_tokens})
         attempts: list[AttemptInfo] = []
-        parsed_box: list[dict[str, Any] | None] = [None]
-        reserve_tokens = estimate_messages(completion.messages) + (completion.max_tokens or 0)
+        parsed_box: list[Any] = [None]
+        reserve = reserve_tokens(completion)
         deadline_mono = None
         if call.deadline is not None:
             deadline_mono = time.monotonic() + (call.deadline - time.time())
@@ -110,7 +132,7 @@ class Provider:
             started = time.monotonic()
             result: Result | None = None
             try:
-                async with await self.limiter.acquire(reserve_tokens, deadline_mono,
+                async with await self.limiter.acquire(reserve, deadline_mono,
                                                      call.priority) as lease:
                     remaining = None if deadline_mono is None else deadline_mono - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -123,7 +145,7 @@ class Provider:
                         raise ProviderError(ErrorClass.DEADLINE, f"no answer within the request "
                                             f"deadline ({remaining:.2f} s)", provider=spec.name) from None
                     lease.actual_tokens = result.input_tokens + result.output_tokens
-                    parsed, confidence = validate_output(call.output, result.text)
+                    parsed, confidence = check_result(call, completion, result)
             except ProviderError as exc:
                 if exc.provider is None:
                     exc.provider = spec.name
@@ -162,11 +184,8 @@ class Provider:
                                 result.cost_usd, confidence))
         self.metrics.attempt(self.spec.name, True, None, result.latency_s, result.cost_usd,
                              result.input_tokens, result.output_tokens)
-        attempts.append(AttemptInfo(
-            attempt=n, ts=now, ok=True, latency_s=result.latency_s,
-            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-            cost_usd=result.cost_usd, confidence=confidence, response=result.text,
-        ))
+        attempts.append(AttemptInfo.billed(result, attempt=n, ts=now, ok=True,
+                                           latency_s=result.latency_s, confidence=confidence))
 
     def _record_failure(self, n: int, exc: ProviderError, elapsed: float,
                         attempts: list[AttemptInfo], result: Result | None = None) -> None:
@@ -177,19 +196,15 @@ class Provider:
         tin = result.input_tokens if result else 0
         tout = result.output_tokens if result else 0
         cost = result.cost_usd if result else 0.0
-        if exc.error_class not in (ErrorClass.BREAKER_OPEN, ErrorClass.DEADLINE,
-                                   ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_TOO_LONG):
+        if exc.error_class not in NOT_THE_PROVIDERS_OUTCOME:
             self.window.add(Outcome(False, elapsed, tin, tout, cost))
         self.metrics.attempt(self.spec.name, False, exc.error_class.value, elapsed, cost, tin, tout)
-        attempts.append(AttemptInfo(
-            attempt=n, ts=now, ok=False, error_class=exc.error_class.value,
-            error=exc.message[:500], status=exc.status, latency_s=elapsed,
-            input_tokens=tin, output_tokens=tout, cost_usd=cost,
-            response=result.text if result else None,
-        ))
+        attempts.append(AttemptInfo.billed(
+            result, attempt=n, ts=now, ok=False, error_class=exc.error_class.value,
+            error=exc.message[:500], status=exc.status, latency_s=elapsed))
 
     def _reply(self, attempts: list[AttemptInfo], *, result: Result | None = None,
-               parsed: dict[str, Any] | None = None, error: ProviderError | None = None) -> ProviderReply:
+               parsed: Any = None, error: ProviderError | None = None) -> ProviderReply:
         now = time.time()
         state = self.breaker.state(now)
         changed = state is not self._last_state or now - self._last_snapshot_at >= SNAPSHOT_EVERY_S

@@ -29,12 +29,12 @@ from actors.idempotency import IdempotencyBook, IdempotencyConflict
 from actors.keys import never_mix
 from actors.learning import Learner
 from actors.messages import ProviderCall, ProviderReply
+from actors.params import exclusions, prompt_tokens, reason, refuse_if_nobody
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
 from actors.pricing import initial_value
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
-from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt
+from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt, Usage
 from actors.snapshot import Candidate, Need, Snapshot
-from actors.tokens import estimate_messages
 
 log = logging.getLogger(__name__)
 #: Policies that learn from outcomes, and so may explore.
@@ -187,7 +187,7 @@ class Router:
     # -- the request path ----------------------------------------------------------------
 
     def _order(self, req: RouteRequest, policy: str, need: Need, now: float,
-               trace: RoutingTrace) -> list[str]:
+               trace: RoutingTrace, completion: Completion) -> list[str]:
         for name in [req.provider, *(req.fallbacks or [])]:
             if name is not None and name not in self.providers:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown provider {name!r}; "
@@ -196,11 +196,12 @@ class Router:
         if self._budgeted:
             for name, spec in self.providers.items():
                 cost = worst_case_cost(spec, need.prompt_tokens,
-                                       need.max_tokens or spec.max_output_tokens)
+                                       need.max_tokens or spec.max_output_tokens, req.n)
                 reason = self.ledger.blocked_reason(name, cost, now)
                 if reason:
                     blocked[name] = reason
         blocked.update(never_mix(self.snapshots.values()))
+        blocked.update(self._param_exclusions(req, completion))
         ranked, excluded = self._decide(req, policy, need, trace, blocked)
         trace.candidates = [{"provider": n, "score": round(float(s), 9)} for n, s in ranked]
         trace.excluded = excluded
@@ -209,6 +210,16 @@ class Router:
             usable = {n for n, _ in ranked}
             return [n for n in dict.fromkeys(wanted) if n in usable]
         return [n for n, _ in ranked]
+
+    def _param_exclusions(self, req: RouteRequest, completion: Completion) -> dict[str, str]:
+        """Providers that cannot honour one of the request's parameters, with the reason;
+        UnsupportedParameter (a 400) when no provider the request may use can."""
+        if not req.has_params:
+            return {}
+        found = exclusions(self.providers, completion)
+        wanted = [n for n in [req.provider, *(req.fallbacks or [])] if n]
+        refuse_if_nobody(found, wanted or self.providers)
+        return {name: reason(u) for name, u in found.items()}
 
     def _decide(self, req: RouteRequest, policy: str, need: Need, trace: RoutingTrace,
                 blocked: dict[str, str]) -> tuple[list[tuple[str, float]], dict[str, str]]:
@@ -285,12 +296,11 @@ class Router:
             if policy not in POLICIES:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
                                     f"choose one of {', '.join(POLICIES)}")
-            need = Need(estimate_messages(req.messages), req.max_tokens, req.context,
+            completion = req.completion()
+            need = Need(prompt_tokens(completion), req.max_tokens, req.context,
                         self.spec.expected_output_tokens, self.outstanding)
-            order = self._order(req, policy, need, started, trace)
+            order = self._order(req, policy, need, started, trace, completion)
             reasons.update(trace.excluded)
-            completion = Completion(messages=req.messages, max_tokens=req.max_tokens,
-                                    temperature=req.temperature)
             text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
             for name in order:
                 if time.time() >= deadline:
@@ -321,7 +331,8 @@ class Router:
             result.latency_s = trace.latency_s
             return result
         assert error is not None
-        raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace)
+        raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace,
+                           param=getattr(error, "param", None))
 
     async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
                    completion: Completion, deadline: float, need: Need, trace: RoutingTrace,
@@ -329,7 +340,8 @@ class Router:
                    execution: str) -> tuple[RouteResult | None, str | None]:
         spec = self.providers[name]
         now = time.time()
-        worst = worst_case_cost(spec, need.prompt_tokens, req.max_tokens or spec.max_output_tokens)
+        worst = worst_case_cost(spec, need.prompt_tokens, req.max_tokens or spec.max_output_tokens,
+                                req.n)
         try:
             res: Reservation = self.ledger.reserve(name, worst, now)
         except ProviderError as exc:
@@ -351,7 +363,7 @@ class Router:
                 request_id=request_id, attempt=n, ts=time.time(), provider=name, model=spec.model,
                 policy=policy, context=req.context, ok=False, error_class=ErrorClass.INTERNAL.value,
                 error=msg, cost_usd=0.0, prompt=text, execution=execution,
-                simulated=self.snapshots[name].simulated))
+                simulated=self.snapshots[name].simulated, user=req.user))
             return None, msg
         finally:
             self.outstanding[name] -= 1
@@ -371,7 +383,8 @@ class Router:
                                     context=req.context, prompt=text,
                                     response=self.keep_text(a.response)
                                     if self.spec.store_text else None,
-                                    simulated=reply.simulated, execution=execution))
+                                    simulated=reply.simulated, execution=execution,
+                                    user=req.user))
         if reply.result is None:
             if not reply.attempts:  # refused before any HTTP attempt (e.g. breaker just opened)
                 n = len(trace.attempts) + 1
@@ -384,7 +397,8 @@ class Router:
             request_id=request_id, provider=name, model=r.model, text=r.text,
             finish_reason=r.finish_reason, input_tokens=trace.input_tokens,
             output_tokens=trace.output_tokens, cost_usd=trace.cost_usd, latency_s=0.0,
-            parsed=reply.parsed, trace=trace,
+            parsed=reply.parsed, trace=trace, tool_calls=r.tool_calls, choices=r.choices,
+            logprobs=r.logprobs, usage=usage_of(r),
         ), None
 
     def _settle(self, res: Reservation, actual: float, trace: RoutingTrace) -> None:
@@ -405,7 +419,7 @@ class Router:
     def _request_record(self, request_id: str, policy: str, req: RouteRequest, trace: RoutingTrace,
                         result: RouteResult | None, error: ProviderError | None) -> RequestRecord:
         conf = None
-        if result is not None and result.parsed:
+        if result is not None and isinstance(result.parsed, dict):
             c = result.parsed.get("confidence")
             conf = float(c) if isinstance(c, int | float) else None
         return RequestRecord(
@@ -416,8 +430,18 @@ class Router:
             input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
             cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
             quality_target=trace.quality_target, explored=trace.explored,
-            simulated=trace.simulated,
+            simulated=trace.simulated, user=req.user,
         )
+
+
+def usage_of(r: Any) -> Usage:
+    """The token detail of an answer (a clients.base.Result) for the caller."""
+    if not (r.cached_input_tokens or r.cache_write_tokens or r.reasoning_tokens
+            or r.usage_estimated):
+        return Usage()
+    return Usage(cached_input_tokens=r.cached_input_tokens,
+                 cache_write_tokens=r.cache_write_tokens,
+                 reasoning_tokens=r.reasoning_tokens, estimated=r.usage_estimated)
 
 
 def _draw(b: Belief, gauss: Callable[[float, float], float]) -> float:
@@ -431,7 +455,7 @@ def as_replayed(outcome: RouteResult | RoutingError) -> RouteResult | RoutingErr
     """A stored outcome handed out again, marked as such (the stored one stays as it was)."""
     trace = outcome.trace.model_copy(update={"replayed": True})
     if isinstance(outcome, RoutingError):
-        return RoutingError(outcome.error_class, outcome.message, trace)
+        return RoutingError(outcome.error_class, outcome.message, trace, outcome.param)
     return outcome.model_copy(update={"trace": trace})
 
 

@@ -212,14 +212,16 @@ class RouterIngress:
 
     @app.get("/v1/costs")
     async def costs(self, by: Literal["hour", "day"] = Query("hour"),
-                    since: str | None = None, until: str | None = None) -> JSONResponse:
-        """Spend per period over [since, until) (unix seconds or ISO 8601; default recent)."""
+                    since: str | None = None, until: str | None = None,
+                    group_by: Literal["provider", "user"] = Query("provider")) -> JSONResponse:
+        """Spend per period over [since, until) (unix seconds or ISO 8601; default recent),
+        by provider (and model) or by user."""
         try:
             start, end = spend.window(by, since, until)
         except spend.WindowError as exc:
             raise bad_request(str(exc), exc.param) from None
-        return await self._listing(self.llm.costs, by, start, end, by=by,
-                                   **spend.describe_window(start, end))
+        return await self._listing(self.llm.costs, by, start, end, group_by, by=by,
+                                   group_by=group_by, **spend.describe_window(start, end))
 
     @app.get("/v1/performance")
     async def performance(self, by_context: bool = False) -> JSONResponse:

@@ -288,6 +288,12 @@ class Completion(BaseModel):
         return None
 
 
+#: Completion parameters beyond messages, max_tokens and temperature, with their defaults
+#: (what a RouteRequest passes through and an idempotency fingerprint covers).
+PARAMS: dict[str, Any] = {name: f.default for name, f in Completion.model_fields.items()
+                          if name not in ("messages", "max_tokens", "temperature")}
+
+
 class TopLogprob(BaseModel):
     token: str
     logprob: float
