@@ -42,6 +42,7 @@ from serve.auth import AuthDigests, Verifier, digests, require_loopback
 from serve.errors import ApiError, bad_request, from_routing_error, install, not_found
 from serve.hosts import HostAllowList
 from serve.middleware import ADMIN_ONLY, Gate, GateSettings
+from serve.openai_stream import ChunkWriter, events_of_route
 from serve.spec import ServeSpec
 
 log = logging.getLogger(__name__)
@@ -162,13 +163,18 @@ class RouterIngress:
     async def chat(self, body: oai.ChatRequest, request: Request) -> Response:
         req = oai.to_route(body, self.config, self.token_limit,
                            self._timeout(body.timeout, request))
-        r = await self._route(req)
-        headers = native.trace_headers(r)
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            return Response("".join(oai.stream_events(r, include)), headers=headers,
-                            media_type="text/event-stream")
-        return JSONResponse(oai.completion(r), headers=headers)
+            return await self._stream(req, include)
+        r = await self._route(req)
+        return JSONResponse(oai.completion(r), headers=native.trace_headers(r))
+
+    async def _stream(self, req: RouteRequest, include_usage: bool) -> Response:
+        """Server-sent events as the provider's tokens arrive."""
+        r = await self._route(req)
+        writer = ChunkWriter(r.request_id, r.provider, include_usage)
+        body = "".join(writer.event(ev) for ev in events_of_route(r)) + writer.end(r)
+        return Response(body, headers=native.trace_headers(r), media_type="text/event-stream")
 
     @app.get("/v1/models")
     async def models(self) -> JSONResponse:
