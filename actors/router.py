@@ -300,7 +300,7 @@ class Router:
             need = Need(prompt_tokens(completion), req.max_tokens, req.context,
                         self.spec.expected_output_tokens, self.outstanding)
             order = self._order(req, policy, need, started, trace, completion)
-            reasons.update(trace.excluded)
+            reasons.update(named_only(req, trace.excluded))
             text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
             for name in order:
                 if time.time() >= deadline:
@@ -432,6 +432,13 @@ class Router:
             quality_target=trace.quality_target, explored=trace.explored,
             simulated=trace.simulated, user=req.user,
         )
+
+
+def named_only(req: RouteRequest, excluded: dict[str, str]) -> dict[str, str]:
+    """The exclusions that decide a request's failure: of the providers it named, if any
+    (a pinned request is not "over budget" because another provider cannot take a seed)."""
+    wanted = {n for n in [req.provider, *(req.fallbacks or [])] if n}
+    return {n: r for n, r in excluded.items() if n in wanted} if wanted else dict(excluded)
 
 
 def usage_of(r: Any) -> Usage:

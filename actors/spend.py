@@ -104,7 +104,7 @@ def group_columns(group_by: str) -> list[str]:
     try:
         return GROUPS[group_by]
     except KeyError:
-        raise WindowError("group_by", f"unknown grouping {group_by!r}; choose one of "
+        raise WindowError("group_by", f"group_by: unknown grouping {group_by!r}; choose one of "
                           f"{', '.join(GROUPS)}") from None
 
 
