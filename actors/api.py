@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pandas as pd
@@ -29,6 +30,7 @@ from actors.errors import ErrorClass
 from actors.keys import SIMULATED_WARNING
 from actors.outputs import OutputLike, as_model, builtin_model, request_fields
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
+from actors.route_streams import RouteStream
 from actors.router_actor import NAMESPACE, provider_actor_name
 from actors.spend import TimeLike
 from actors.system import Handles, start_system, stop_system
@@ -193,6 +195,22 @@ class RouterClient:
         """The async twin of `complete`, for asyncio code and many requests in flight."""
         req, cls = self._request(messages, output, **kw)
         return as_model(await self.aroute(req), cls)
+
+    def stream(self, messages: MessagesLike, output: OutputLike = "text",
+               **kw: Any) -> RouteStream:
+        """The answer as it arrives: an async iterator of TextDelta / ToolCallDelta /
+        Finish events, `.result` (the RouteResult) once it ended (actors/route_streams.py).
+        Takes `complete`'s arguments; use it from asyncio code (`async for`)."""
+        req, cls = self._request(messages, output, **kw)
+        if req.request_id is None:
+            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        return RouteStream(lambda: self.stream_route(req), req, cls)
+
+    def stream_route(self, req: RouteRequest) -> AsyncIterator[Any]:
+        """A ready RouteRequest's stream (what Serve uses): StreamStart, the events, then
+        the RouteResult; over the same channel as `aroute` (a local socket on the router's
+        node, else a Ray streaming call)."""
+        return self._router_channel.stream(req)
 
     async def aroute(self, req: RouteRequest) -> RouteResult:
         """Route a ready RouteRequest (what Serve and the backtest runner use).

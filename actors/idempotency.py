@@ -229,6 +229,30 @@ class IdempotencyBook:
             done.set_result(None)
         return outcome, False
 
+    def claim(self, request_id: str, fp: str) -> Any | None:
+        """For a streamed request, which cannot wait for an original and replay midway:
+        the stored outcome to replay (returned), or None once the id is claimed (call
+        `release`). An id in flight is an IdempotencyConflict."""
+        if request_id in self._inflight:
+            raise IdempotencyConflict(f"request id {request_id!r} is in flight; a streamed "
+                                      "request cannot share it (retry once it finished)")
+        entry = self._lookup(request_id)
+        if entry is not None:
+            return self._replay(request_id, fp, entry)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[request_id] = (fp, done)
+        return None
+
+    def release(self, request_id: str, fp: str, outcome: Any | None) -> None:
+        """End a claim; `outcome` (a result or a kept error; None when the stream was cut)
+        is kept for replays like `run`'s."""
+        held = self._inflight.pop(request_id, None)
+        if outcome is not None:
+            ok = not isinstance(outcome, BaseException)
+            self._keep(request_id, Entry(fp, self._clock(), ok, outcome))
+        if held is not None and not held[1].done():
+            held[1].set_result(None)
+
     def _lookup(self, request_id: str) -> Entry | None:
         entry = self._recent.get(request_id) or self._unwritten.get(request_id)
         if entry is None and self.store is not None:

@@ -23,6 +23,10 @@ class ProviderCall(BaseModel):
     priority: Literal["live", "batch"] = Field(default="live", description="Queueing lane.")
     execution: str = Field(default="", description="Which execution of the request this is "
                            "(part of each attempt record's key).")
+    # Streams only: what the provider needs to record an attempt its caller abandoned.
+    policy: str = Field(default="", description="The routing policy (streams).")
+    context: dict[str, str] = Field(default_factory=dict, description="Record context (streams).")
+    user: str | None = Field(default=None, description="The request's user (streams).")
 
 
 class AttemptInfo(BaseModel):

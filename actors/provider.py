@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.breaker import BreakerState, CircuitBreaker
@@ -37,7 +38,7 @@ ORPHAN_POLICY = "(router lost)"  # marks attempts recorded by the provider itsel
 #: the caller's deadline, the caller's request, or the caller's output cap.
 NOT_THE_PROVIDERS_OUTCOME = frozenset({
     ErrorClass.BREAKER_OPEN, ErrorClass.DEADLINE, ErrorClass.BAD_REQUEST,
-    ErrorClass.CONTEXT_TOO_LONG, ErrorClass.OUTPUT_LIMIT})
+    ErrorClass.CONTEXT_TOO_LONG, ErrorClass.OUTPUT_LIMIT, ErrorClass.CANCELLED})
 
 
 def orphan_records(call: ProviderCall, reply: ProviderReply) -> list[AttemptRecord]:
@@ -46,7 +47,8 @@ def orphan_records(call: ProviderCall, reply: ProviderReply) -> list[AttemptReco
     They were billed, so they must count (spend, budgets after the router restarts); the
     request itself gets its terminal `unknown_outcome` row from the caller. No prompt or
     response text: whether to store it is the router's setting."""
-    return [a.record(call.request_id, reply.provider, reply.model, policy=ORPHAN_POLICY,
+    return [a.record(call.request_id, reply.provider, reply.model,
+                     policy=call.policy or ORPHAN_POLICY, context=call.context, user=call.user,
                      execution=call.execution, simulated=reply.simulated)
             for a in reply.attempts]
 
@@ -269,6 +271,7 @@ import ray  # noqa: E402  (kept next to the actor it serves)
 
 from actors.channel import ChannelServer  # noqa: E402
 from actors.keys import Availability, availability  # noqa: E402
+from actors.provider_stream import stream_attempts  # noqa: E402
 from actors.simulator.server import simulator_base_url  # noqa: E402
 from actors.tracker import NAME as TRACKER  # noqa: E402
 from actors.tracker import NAMESPACE  # noqa: E402
@@ -298,6 +301,12 @@ class ProviderActor(ChannelServer):
 
     async def _chan_handle(self, call: ProviderCall) -> ProviderReply:
         return await self._core.complete(call)
+
+    def _chan_stream(self, call: ProviderCall) -> AsyncIterator[Any]:
+        """Events as the provider sends them, then the ProviderReply; an attempt the
+        caller abandons is billed and goes to the tracker from here."""
+        return stream_attempts(self._core, call,
+                               lambda reply: self._chan_orphan(call, True, reply))
 
     def _chan_orphan(self, call: Any, ok: bool, reply: Any) -> None:
         if ok and isinstance(call, ProviderCall) and isinstance(reply, ProviderReply):

@@ -129,6 +129,8 @@ class Router:
         # Set by the actor: request ids as idempotency keys, and text as store_text allows.
         self.idempotency: IdempotencyBook | None = None
         self.keep_text: Callable[[str | None], str | None] = lambda text: text
+        # Set by the actor: opens one provider's stream (actors/router_stream.py).
+        self.stream_provider: Callable[[str, ProviderCall], Any] | None = None
 
     # -- state fed from outside ----------------------------------------------------------
 
@@ -281,6 +283,13 @@ class Router:
             raise outcome
         return outcome
 
+    def route_stream(self, req: RouteRequest) -> Any:
+        """The answer as it streams (actors/router_stream.py): StreamStart, the events,
+        then the RouteResult."""
+        from actors.router_stream import route_stream
+
+        return route_stream(self, req)
+
     async def _route(self, req: RouteRequest, request_id: str, policy: str) -> RouteResult:
         started = time.time()
         execution = secrets.token_hex(6)
@@ -353,20 +362,37 @@ class Router:
         try:
             reply = await self._call(name, call)
         except Exception as exc:  # the actor died or is unreachable
-            # We cannot know what it spent: settle at the reserved worst case (never under-count).
-            self._settle(res, worst, trace)
-            n = len(trace.attempts) + 1
-            msg = f"provider actor unavailable: {type(exc).__name__}"
-            trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
-                                               error_class=ErrorClass.INTERNAL.value, error=msg))
-            records.append(AttemptRecord(
-                request_id=request_id, attempt=n, ts=time.time(), provider=name, model=spec.model,
-                policy=policy, context=req.context, ok=False, error_class=ErrorClass.INTERNAL.value,
-                error=msg, cost_usd=0.0, prompt=text, execution=execution,
-                simulated=self.snapshots[name].simulated, user=req.user))
-            return None, msg
+            return None, self._actor_lost(name, exc, res, worst, req, request_id, policy,
+                                          trace, records, text, execution)
         finally:
             self.outstanding[name] -= 1
+        return self._take_reply(name, reply, res, req, request_id, policy, trace, records,
+                                text, execution)
+
+    def _actor_lost(self, name: str, exc: Exception, res: Reservation, worst: float,
+                    req: RouteRequest, request_id: str, policy: str, trace: RoutingTrace,
+                    records: list[Any], text: str | None, execution: str) -> str:
+        """A provider actor that died or is unreachable: we cannot know what it spent, so
+        settle at the reserved worst case (never under-count); the reason is returned."""
+        self._settle(res, worst, trace)
+        n = len(trace.attempts) + 1
+        msg = f"provider actor unavailable: {type(exc).__name__}"
+        trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
+                                           error_class=ErrorClass.INTERNAL.value, error=msg))
+        records.append(AttemptRecord(
+            request_id=request_id, attempt=n, ts=time.time(), provider=name,
+            model=self.providers[name].model, policy=policy, context=req.context, ok=False,
+            error_class=ErrorClass.INTERNAL.value, error=msg, cost_usd=0.0, prompt=text,
+            execution=execution, simulated=self.snapshots[name].simulated, user=req.user))
+        return msg
+
+    def _take_reply(self, name: str, reply: ProviderReply, res: Reservation,
+                    req: RouteRequest, request_id: str, policy: str, trace: RoutingTrace,
+                    records: list[Any], text: str | None,
+                    execution: str) -> tuple[RouteResult | None, str | None]:
+        """A provider's reply: snapshot, budget settled at what was billed, attempts into
+        the trace and the records; the result, or why there is none."""
+        spec = self.providers[name]
         if reply.snapshot:
             self.update_snapshot(reply.snapshot)
         spent = sum(a.cost_usd for a in reply.attempts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
@@ -70,6 +71,7 @@ class RouterActor(ChannelServer):
         self._refused = None
         self.core.keep_text = self._state.text.apply  # the journal honours store_text too
         self.core.idempotency = self._state.book
+        self.core.stream_provider = self._stream_provider
         self.core.set_budgets(self._state.overrides.spec)
         self._journal = self._open_journal()
         if self._journal:
@@ -92,9 +94,7 @@ class RouterActor(ChannelServer):
         return self._tracker
 
     async def _call_provider(self, name: str, call: ProviderCall) -> ProviderReply:
-        pool = self._channels.get(name)
-        if pool is None:
-            pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
+        pool = self._pool(name)
         try:
             with at_provider():
                 return await pool.call(call)
@@ -102,6 +102,31 @@ class RouterActor(ChannelServer):
             self._handles.pop(name, None)  # re-resolve: it may have been replaced
             pool.reset()
             raise
+
+    def _pool(self, name: str) -> ChannelPool:
+        pool = self._channels.get(name)
+        if pool is None:
+            pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
+        return pool
+
+    async def _stream_provider(self, name: str, call: ProviderCall) -> AsyncIterator[Any]:
+        """One provider's streamed attempt(s): its events, then its ProviderReply."""
+        pool = self._pool(name)
+        try:
+            async for item in pool.stream(call):
+                yield item
+        except (ChannelBroken, ray.exceptions.RayActorError):
+            self._handles.pop(name, None)  # re-resolve: it may have been replaced
+            pool.reset()
+            raise
+
+    def _chan_stream(self, req: RouteRequest) -> AsyncIterator[Any]:
+        return self._route_stream(req)
+
+    async def _route_stream(self, req: RouteRequest) -> AsyncIterator[Any]:
+        await self._ensure_started()
+        async for item in self.core.route_stream(req):
+            yield item
 
     def _open_journal(self) -> Journal | None:
         if not self.core.spec.journal:

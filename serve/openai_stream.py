@@ -14,8 +14,7 @@ import json
 import time
 from typing import Any
 
-from actors.clients.base import Result
-from actors.clients.stream import Done, Finish, TextDelta, ToolCallDelta, events_of
+from actors.clients.stream import Finish, TextDelta, ToolCallDelta
 from actors.route import RouteResult
 from serve.openai_compat import finish_reason, logprobs_body, router_extra, usage
 
@@ -69,11 +68,3 @@ class ChunkWriter:
         """A failure after the stream started (`body`: an ApiError's body)."""
         return sse(body) + DONE
 
-
-def events_of_route(r: RouteResult) -> list[TextDelta | ToolCallDelta | Finish]:
-    """A whole routed answer as stream events (a replayed answer, streamed again)."""
-    whole = Result(provider=r.provider, model=r.model, text=r.text, input_tokens=r.input_tokens,
-                   output_tokens=r.output_tokens, finish_reason=r.finish_reason,
-                   latency_s=r.latency_s, tool_calls=r.tool_calls, logprobs=r.logprobs,
-                   choices=r.choices)
-    return [ev for ev in events_of(whole) if not isinstance(ev, Done)]

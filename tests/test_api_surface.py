@@ -328,3 +328,171 @@ def test_malformed_tools_schemas_and_stream_options_are_400s(http, name, extra, 
     err = r.json()["error"]
     assert err["type"] == "invalid_request_error" and err["param"] == param, (name, err)
     assert "Traceback" not in r.text
+
+
+# -- true streaming -------------------------------------------------------------------------
+
+SLOW = {"base_ms": 1000, "jitter": 0, "ms_per_token": 0, "stream_chunks": 12,
+        "stream_interval_ms": 10000}  # ×0.02 latency_scale: 20 ms to the first, 200 ms apart
+
+
+def _cancelled(llm, model: str) -> int:
+    import ray
+
+    stats = ray.get(llm.simulator.stats.remote())
+    return stats["models"].get(model, {}).get("streams_cancelled", 0)
+
+
+def test_sdk_stream_arrives_while_the_provider_is_still_generating(oai, llm):
+    sim(llm, "meta-llama/Llama-3.3-70B-Instruct-Turbo", **SLOW)
+    try:
+        stream = oai.chat.completions.create(
+            model="llama", stream=True, stream_options={"include_usage": True}, max_tokens=200,
+            messages=[{"role": "user", "content": "Is QQQ overbought?"}])
+        it = iter(stream)
+        first = next(it)
+        rid = first.id.removeprefix("chatcmpl-")
+        # The first chunk is here while the router still routes the request: relayed as it
+        # came, not after the whole answer.
+        assert first.choices[0].delta.role == "assistant" and rid in llm.active([rid])
+        rest = list(it)
+    finally:
+        sim_reset(llm, "meta-llama/Llama-3.3-70B-Instruct-Turbo")
+    chunks = [first, *rest]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) >= 6
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    rows = llm.audit(rid)
+    attempt = [r for r in rows if r.get("attempt")][-1]
+    assert attempt["ok"] and attempt["output_tokens"] == chunks[-1].usage.completion_tokens
+    assert attempt["response"] == text and not attempt["usage_estimated"]
+
+
+def test_sdk_stream_of_tool_calls(oai):
+    stream = oai.chat.completions.create(
+        model="claude", stream=True, tools=[QUOTE_TOOL], tool_choice="required",
+        messages=[{"role": "user", "content": "What is SPY trading at?"}])
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        for d in chunk.choices[0].delta.tool_calls or ():
+            c = calls.setdefault(d.index, {"name": "", "args": ""})
+            c["name"] += d.function.name or ""
+            c["args"] += d.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and calls[0]["name"] == "get_quote"
+    assert "symbol" in json.loads(calls[0]["args"])
+
+
+def test_a_client_that_disconnects_cancels_the_provider_and_the_bill_is_recorded(stack, llm):
+    from tests.conftest import wait_until
+
+    model = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+    sim(llm, model, **SLOW)
+    before = _cancelled(llm, model)
+    try:
+        with httpx.Client(base_url=stack[0], headers=AUTH, timeout=30) as c:
+            with c.stream("POST", "/v1/chat/completions", json={
+                    "model": "llama", "stream": True, "max_tokens": 200,
+                    "messages": [{"role": "user", "content": "Is QQQ overbought?"}]}) as r:
+                assert r.status_code == 200
+                rid = r.headers["x-router-request-id"]
+                lines = r.iter_lines()
+                assert next(line for line in lines if line.startswith("data: "))
+            # leaving the block closes the connection mid-stream
+        wait_until(lambda: _cancelled(llm, model) > before, timeout=30)
+    finally:
+        sim_reset(llm, model)
+
+    def recorded():
+        llm.flush()
+        rows = llm.audit(rid)
+        return rows if any(row.get("error_class") == "cancelled" and row.get("attempt")
+                           for row in rows) else None
+
+    rows = wait_until(recorded, timeout=30)
+    attempt = next(row for row in rows if row.get("attempt"))
+    assert attempt["cost_usd"] > 0 and attempt["usage_estimated"]  # billed, estimated
+    assert attempt["output_tokens"] > 0 and attempt["policy"] != "(router lost)"
+    assert not llm.active([rid])
+
+
+def test_python_stream_relays_events_and_falls_back_only_before_the_first_token(llm):
+    import asyncio
+
+    sim(llm, "open-mixtral-8x7b", down=True)
+
+    async def run():
+        async with llm.stream("Is SPY bullish?", fallbacks=["mixtral", "llama"],
+                              max_tokens=100, user="desk-stream") as s:
+            events = [ev async for ev in s]
+        return s, events
+
+    try:
+        s, events = asyncio.run(run())
+    finally:
+        sim_reset(llm, "open-mixtral-8x7b")
+    assert s.start.provider == "llama" and s.result.provider == "llama"
+    assert [a.provider for a in s.result.trace.attempts if not a.ok] == ["mixtral"] * len(
+        [a for a in s.result.trace.attempts if not a.ok])
+    assert s.text == s.result.text and events[-1].type == "finish"
+    assert s.result.cost_usd > 0 and s.result.output_tokens > 0
+
+
+def test_python_stream_output_model(llm):
+    import asyncio
+
+    async def run():
+        s = llm.stream("SPY 1d, RSI 61. Your call?", provider="gemini", output=Signal,
+                       max_tokens=300)
+        async for _ in s:
+            pass
+        return s
+
+    s = asyncio.run(run())
+    assert isinstance(s.result.parsed, Signal)
+
+
+def test_streams_over_ray_calls_on_both_hops(llm):
+    """The cross-node path (Ray streaming-generator calls): caller → router, and router's
+    own kind of call → a provider actor."""
+    import asyncio
+
+    from actors.channel import ChannelClient
+    from actors.clients.base import Completion
+    from actors.messages import ProviderCall, ProviderReply
+    from actors.route import RouteRequest, RouteResult
+    from actors.router_stream import StreamStart
+
+    async def run():
+        router = ChannelClient(llm.handles.router, "router", sockets=False)
+        req = RouteRequest(messages=[{"role": "user", "content": "SPY?"}], provider="mixtral",
+                           max_tokens=60)
+        via_router = [x async for x in router.stream(req)]
+        provider = ChannelClient(llm.provider("claude"), "claude", sockets=False)
+        call = ProviderCall(request_id="ray-path-1", completion=Completion(
+            messages=[{"role": "user", "content": "SPY?"}], max_tokens=60))
+        via_provider = [x async for x in provider.stream(call)]
+        return router, via_router, via_provider
+
+    router, via_router, via_provider = asyncio.run(run())
+    assert isinstance(via_router[0], StreamStart) and isinstance(via_router[-1], RouteResult)
+    assert router.counts["socket"] == 0
+    assert isinstance(via_provider[-1], ProviderReply) and via_provider[-1].result
+    assert "".join(x.text for x in via_provider if getattr(x, "type", "") == "text") == \
+        via_provider[-1].result.text
+
+
+def test_a_streamed_request_id_replays_its_stored_answer_as_a_stream(oai):
+    def ask():
+        return list(oai.chat.completions.create(
+            model="mixtral", stream=True, max_tokens=60, extra_body={"request_id": "st-1"},
+            messages=[{"role": "user", "content": "SPY?"}]))
+
+    first, again = ask(), ask()
+    text = lambda chunks: "".join(c.choices[0].delta.content or ""  # noqa: E731
+                                  for c in chunks if c.choices)
+    assert text(first) == text(again) and text(first)
+    assert again[-1].model_extra["router"]["trace"]["replayed"]

@@ -128,7 +128,8 @@ def test_stream_events_are_sse_with_done():
     r = RouteResult(request_id="x", provider="llama", model="m", text="y" * 600,
                     finish_reason="length", input_tokens=3, output_tokens=4, cost_usd=0.1,
                     latency_s=0.2, trace=RoutingTrace(request_id="x", policy="p"))
-    from serve.openai_stream import ChunkWriter, events_of_route
+    from actors.router_stream import events_of_route
+    from serve.openai_stream import ChunkWriter
 
     writer = ChunkWriter(r.request_id, r.provider, include_usage=True)
     events = [writer.event(ev) for ev in events_of_route(r)]
