@@ -399,7 +399,7 @@ def _row(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
     if "context" in d:
         d["context"] = json.loads(d["context"])
-    for flag in ("ok", "explored", "simulated"):
+    for flag in ("ok", "explored", "simulated", "usage_estimated"):
         if flag in d:
             d[flag] = bool(d[flag])
     return d

@@ -16,6 +16,7 @@ from actors.clients.base import Completion
 from actors.clients.capabilities import Unsupported, unsupported
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
+from actors.route import RouteRequest
 from actors.tokens import estimate_messages, estimate_tools
 
 
@@ -62,3 +63,10 @@ def refuse_if_nobody(excluded: Mapping[str, list[Unsupported]], usable: Iterable
     which = names[0] if len(names) == 1 else "any provider this request may use"
     raise UnsupportedParameter(param, f"parameter {param!r} is not supported by {which} — "
                                f"{detail}")
+
+
+def named_only(req: RouteRequest, excluded: dict[str, str]) -> dict[str, str]:
+    """The exclusions that decide a request's failure: of the providers it named, if any
+    (a pinned request is not "over budget" because another provider cannot take a seed)."""
+    wanted = {n for n in [req.provider, *(req.fallbacks or [])] if n}
+    return {n: r for n, r in excluded.items() if n in wanted} if wanted else dict(excluded)

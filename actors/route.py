@@ -85,6 +85,16 @@ class Usage(BaseModel):
     estimated: bool = Field(False, description="Usage estimated (a stream cut before its "
                             "usage event).")
 
+    @classmethod
+    def of(cls, r: Any) -> Usage:
+        """The token detail of an answer (a clients.base.Result)."""
+        if not (r.cached_input_tokens or r.cache_write_tokens or r.reasoning_tokens
+                or r.usage_estimated):
+            return cls()
+        return cls(cached_input_tokens=r.cached_input_tokens,
+                   cache_write_tokens=r.cache_write_tokens,
+                   reasoning_tokens=r.reasoning_tokens, estimated=r.usage_estimated)
+
 
 class TraceAttempt(BaseModel):
     provider: str

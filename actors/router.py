@@ -29,7 +29,7 @@ from actors.idempotency import IdempotencyBook, IdempotencyConflict
 from actors.keys import never_mix
 from actors.learning import Learner
 from actors.messages import ProviderCall, ProviderReply
-from actors.params import exclusions, prompt_tokens, reason, refuse_if_nobody
+from actors.params import exclusions, named_only, prompt_tokens, reason, refuse_if_nobody
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
 from actors.pricing import initial_value
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
@@ -424,7 +424,7 @@ class Router:
             finish_reason=r.finish_reason, input_tokens=trace.input_tokens,
             output_tokens=trace.output_tokens, cost_usd=trace.cost_usd, latency_s=0.0,
             parsed=reply.parsed, trace=trace, tool_calls=r.tool_calls, choices=r.choices,
-            logprobs=r.logprobs, usage=usage_of(r),
+            logprobs=r.logprobs, usage=Usage.of(r),
         ), None
 
     def _settle(self, res: Reservation, actual: float, trace: RoutingTrace) -> None:
@@ -458,23 +458,6 @@ class Router:
             quality_target=trace.quality_target, explored=trace.explored,
             simulated=trace.simulated, user=req.user,
         )
-
-
-def named_only(req: RouteRequest, excluded: dict[str, str]) -> dict[str, str]:
-    """The exclusions that decide a request's failure: of the providers it named, if any
-    (a pinned request is not "over budget" because another provider cannot take a seed)."""
-    wanted = {n for n in [req.provider, *(req.fallbacks or [])] if n}
-    return {n: r for n, r in excluded.items() if n in wanted} if wanted else dict(excluded)
-
-
-def usage_of(r: Any) -> Usage:
-    """The token detail of an answer (a clients.base.Result) for the caller."""
-    if not (r.cached_input_tokens or r.cache_write_tokens or r.reasoning_tokens
-            or r.usage_estimated):
-        return Usage()
-    return Usage(cached_input_tokens=r.cached_input_tokens,
-                 cache_write_tokens=r.cache_write_tokens,
-                 reasoning_tokens=r.reasoning_tokens, estimated=r.usage_estimated)
 
 
 def _draw(b: Belief, gauss: Callable[[float, float], float]) -> float:

@@ -36,7 +36,7 @@ from actors.cost import cost_usd, worst_case_cost
 from actors.errors import FALLBACK, ErrorClass, ProviderError
 from actors.idempotency import IdempotencyConflict
 from actors.messages import ProviderCall, ProviderReply
-from actors.params import prompt_tokens
+from actors.params import named_only, prompt_tokens
 from actors.policies import POLICIES
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.snapshot import Need
@@ -130,7 +130,7 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
         need = Need(prompt_tokens(completion), req.max_tokens, req.context,
                     router.spec.expected_output_tokens, router.outstanding)
         order = router._order(req, policy, need, started, trace, completion)
-        from actors.router import named_only, prompt_text
+        from actors.router import prompt_text
 
         reasons.update(named_only(req, trace.excluded))
         text = router.keep_text(prompt_text(req)) if router.spec.store_text else None
