@@ -302,15 +302,7 @@ class Router:
         self.inflight += 1
         self.active.add(request_id)
         try:
-            if policy not in POLICIES:
-                raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
-                                    f"choose one of {', '.join(POLICIES)}")
-            completion = req.completion()
-            need = Need(prompt_tokens(completion), req.max_tokens, req.context,
-                        self.spec.expected_output_tokens, self.outstanding)
-            order = self._order(req, policy, need, started, trace, completion)
-            reasons.update(named_only(req, trace.excluded))
-            text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
+            completion, need, order, text = self._plan(req, policy, started, trace, reasons)
             for name in order:
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
@@ -332,9 +324,21 @@ class Router:
         finally:
             self.inflight -= 1
             self.active.discard(request_id)
+        self._conclude(request_id, policy, req, trace, records, result, error, started)
+        return self._outcome(trace, result, error)
+
+    def _conclude(self, request_id: str, policy: str, req: RouteRequest, trace: RoutingTrace,
+                  records: list[Any], result: RouteResult | None, error: ProviderError | None,
+                  started: float) -> None:
+        """The request's own record, with its attempts' records, to the sink."""
         trace.latency_s = time.time() - started
         records.append(self._request_record(request_id, policy, req, trace, result, error))
         self._sink(records)
+
+    @staticmethod
+    def _outcome(trace: RoutingTrace, result: RouteResult | None,
+                 error: ProviderError | None) -> RouteResult:
+        """The result with its trace, or the RoutingError."""
         if result is not None:
             result.trace = trace
             result.latency_s = trace.latency_s
@@ -342,6 +346,22 @@ class Router:
         assert error is not None
         raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace,
                            param=getattr(error, "param", None))
+
+    def _plan(self, req: RouteRequest, policy: str, started: float, trace: RoutingTrace,
+              reasons: dict[str, str]) -> tuple[Completion, Need, list[str], str | None]:
+        """Before any provider is called (plain and streamed requests alike): the payload,
+        what it needs, the providers in order (exclusions into `reasons`), the prompt text
+        to record. Raises ProviderError for a request that cannot be routed at all."""
+        if policy not in POLICIES:
+            raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
+                                f"choose one of {', '.join(POLICIES)}")
+        completion = req.completion()
+        need = Need(prompt_tokens(completion), req.max_tokens, req.context,
+                    self.spec.expected_output_tokens, self.outstanding)
+        order = self._order(req, policy, need, started, trace, completion)
+        reasons.update(named_only(req, trace.excluded))
+        text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
+        return completion, need, order, text
 
     async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
                    completion: Completion, deadline: float, need: Need, trace: RoutingTrace,

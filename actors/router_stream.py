@@ -36,10 +36,7 @@ from actors.cost import cost_usd, worst_case_cost
 from actors.errors import FALLBACK, ErrorClass, ProviderError
 from actors.idempotency import IdempotencyConflict
 from actors.messages import ProviderCall, ProviderReply
-from actors.params import named_only, prompt_tokens
-from actors.policies import POLICIES
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
-from actors.snapshot import Need
 from actors.tokens import CHARS_PER_TOKEN
 
 if TYPE_CHECKING:
@@ -123,17 +120,7 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
     router.inflight += 1
     router.active.add(request_id)
     try:
-        if policy not in POLICIES:
-            raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
-                                f"choose one of {', '.join(POLICIES)}")
-        completion = req.completion()
-        need = Need(prompt_tokens(completion), req.max_tokens, req.context,
-                    router.spec.expected_output_tokens, router.outstanding)
-        order = router._order(req, policy, need, started, trace, completion)
-        from actors.router import prompt_text
-
-        reasons.update(named_only(req, trace.excluded))
-        text = router.keep_text(prompt_text(req)) if router.spec.store_text else None
+        completion, need, order, text = router._plan(req, policy, started, trace, reasons)
         for name in order:
             if time.time() >= deadline:
                 reasons[name] = "deadline: request deadline passed before trying it"
@@ -202,17 +189,8 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
     finally:
         router.inflight -= 1
         router.active.discard(request_id)
-        trace.latency_s = time.time() - started
-        records.append(router._request_record(request_id, policy, req, trace, result, error))
-        router._sink(records)
-    if result is not None:
-        result.trace = trace
-        result.latency_s = trace.latency_s
-        yield result
-        return
-    assert error is not None
-    raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace,
-                       param=getattr(error, "param", None))
+        router._conclude(request_id, policy, req, trace, records, result, error, started)
+    yield router._outcome(trace, result, error)
 
 
 class _Relay:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from typing import Literal
 
 import httpx
@@ -19,6 +18,7 @@ from actors.config import parse_config
 from actors.errors import ErrorClass
 from actors.route import RoutingError
 from tests.conftest import make_config, sim, sim_reset
+from tests.test_serve import free_port
 
 TOKEN = "api13-client-token-5e1f0c"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -36,12 +36,6 @@ class Signal(BaseModel):
     direction: Literal["long", "short", "flat"]
     confidence: float = Field(ge=0, le=1)
     rationale: str
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
