@@ -148,10 +148,16 @@ async def stream_attempts(p: Provider, call: ProviderCall,
         parsed, confidence = check_result(call, completion, done)
     except ProviderError as exc:  # e.g. JSON that does not match the schema: billed, failed
         p._record_failure(n, exc, time.monotonic() - opened.started, attempts, done)
-        yield p._reply(attempts, error=exc)
-        return
-    p._record_success(n, done, confidence, attempts)
-    yield p._reply(attempts, result=done, parsed=parsed)
+        reply = p._reply(attempts, error=exc)
+    else:
+        p._record_success(n, done, confidence, attempts)
+        reply = p._reply(attempts, result=done, parsed=parsed)
+    try:
+        yield reply
+    except (GeneratorExit, asyncio.CancelledError):  # gone just before the reply: keep the bill
+        if on_abandoned is not None:
+            on_abandoned(reply)
+        raise
 
 
 async def _close(stream: Any, lease: Any, partial: Result | None) -> None:

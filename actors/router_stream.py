@@ -154,6 +154,8 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
                                               simulated=router.snapshots[name].simulated)
                         relay.count(item)
                         yield item
+                    if reply is None:
+                        raise RuntimeError("the provider's stream ended without its reply")
                 finally:
                     await source.aclose()
             except Exception as exc:  # the provider actor died or is unreachable
@@ -168,7 +170,6 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
             finally:
                 router.outstanding[name] -= 1
             relay.closed()
-            assert reply is not None
             result, reason = router._take_reply(name, reply, res, req, request_id, policy,
                                                 trace, records, text, execution)
             if result is not None:
