@@ -133,8 +133,17 @@ async def stream_attempts(p: Provider, call: ProviderCall,
         if exc.provider is None:
             exc.provider = spec.name
         p._record_failure(n, exc, time.monotonic() - opened.started, attempts, partial)
-        yield p._reply(attempts, error=exc)
-        return
+        reply = p._reply(attempts, error=exc)
+    else:
+        lease.release(done.input_tokens + done.output_tokens)
+        try:
+            parsed, confidence = check_result(call, completion, done)
+        except ProviderError as exc:  # e.g. JSON not matching the schema: billed, failed
+            p._record_failure(n, exc, time.monotonic() - opened.started, attempts, done)
+            reply = p._reply(attempts, error=exc)
+        else:
+            p._record_success(n, done, confidence, attempts)
+            reply = p._reply(attempts, result=done, parsed=parsed)
     finally:
         if not finished:  # the caller went away (cancelled, or closed the generator)
             partial = stream.partial()
@@ -143,15 +152,6 @@ async def stream_attempts(p: Provider, call: ProviderCall,
             p._record_failure(n, exc, time.monotonic() - opened.started, attempts, partial)
             if on_abandoned is not None:
                 on_abandoned(p._reply(attempts, error=exc))
-    lease.release(done.input_tokens + done.output_tokens)
-    try:
-        parsed, confidence = check_result(call, completion, done)
-    except ProviderError as exc:  # e.g. JSON that does not match the schema: billed, failed
-        p._record_failure(n, exc, time.monotonic() - opened.started, attempts, done)
-        reply = p._reply(attempts, error=exc)
-    else:
-        p._record_success(n, done, confidence, attempts)
-        reply = p._reply(attempts, result=done, parsed=parsed)
     try:
         yield reply
     except (GeneratorExit, asyncio.CancelledError):  # gone just before the reply: keep the bill
