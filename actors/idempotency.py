@@ -9,8 +9,10 @@ Within `idempotency.window_s` (default 24 h) of a request's outcome:
   (up to its own deadline) rather than being sent again.
 
 "Same request" means the same messages, policy (the default one filled in), provider,
-fallbacks, context, max_tokens, temperature and output kind; the deadline and priority may
-differ. The comparison uses a keyed hash (HMAC) of those, never the text itself.
+fallbacks, context, max_tokens, temperature, output kind and completion parameters (stop,
+seed, tools, response_format, user…, when any is set); the deadline and priority may
+differ. A streamed request claims its id instead of waiting (`claim` / `release`): a stored
+outcome is replayed as a stream, an id in flight is a conflict (actors/router_stream.py). The comparison uses a keyed hash (HMAC) of those, never the text itself.
 
 Outcomes are kept in memory (the most recent `memory_entries`) and in a SQLite file in the
 instance's state directory, so a restarted router still replays them. They are written off
