@@ -490,3 +490,15 @@ def test_a_streamed_request_id_replays_its_stored_answer_as_a_stream(oai):
                                   for c in chunks if c.choices)
     assert text(first) == text(again) and text(first)
     assert again[-1].model_extra["router"]["trace"]["replayed"]
+
+
+def test_http_costs_grouped_by_user(oai, http, llm):
+    oai.chat.completions.create(model="llama", user="desk-http", max_tokens=20,
+                                messages=[{"role": "user", "content": "hi"}])
+    llm.flush()
+    r = http.get("/v1/costs", params={"by": "day", "group_by": "user"})
+    assert r.status_code == 200 and r.json()["group_by"] == "user"
+    rows = {row["user"]: row for row in r.json()["data"]}
+    assert rows["desk-http"]["cost_usd"] > 0 and "provider" not in rows["desk-http"]
+    bad = http.get("/v1/costs", params={"by": "day", "group_by": "desk"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by"
