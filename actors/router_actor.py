@@ -21,7 +21,7 @@ from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.policies import POLICIES
 from actors.records import RequestRecord, WarningRecord
-from actors.route import RouteRequest, RouteResult
+from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import Router
 from actors.router_metrics import RequestObserver, at_provider
 from actors.router_state import RouterState
@@ -124,9 +124,21 @@ class RouterActor(ChannelServer):
         return self._route_stream(req)
 
     async def _route_stream(self, req: RouteRequest) -> AsyncIterator[Any]:
+        """Counted in the request metrics like `route` (the whole stream's time counts as
+        the provider's: the router's own share of a stream is not measured)."""
         await self._ensure_started()
-        async for item in self.core.route_stream(req):
-            yield item
+        t0 = time.perf_counter()
+        try:
+            async for item in self.core.route_stream(req):
+                if isinstance(item, RouteResult) and self._metrics.enabled:
+                    took = time.perf_counter() - t0
+                    self._observer.observe(req, item.trace, "ok", took, took)
+                yield item
+        except RoutingError as exc:
+            if self._metrics.enabled:
+                took = time.perf_counter() - t0
+                self._observer.observe(req, exc.trace, exc.error_class.value, took, took)
+            raise
 
     def _open_journal(self) -> Journal | None:
         if not self.core.spec.journal:
