@@ -65,15 +65,23 @@ class RouteRequest(ChoiceOptions, Completion):
         return v
 
     def completion(self) -> Completion:
-        """The provider-neutral payload (already validated by this model's own checks)."""
-        return Completion.model_construct(
-            messages=self.messages, max_tokens=self.max_tokens, temperature=self.temperature,
-            **{name: getattr(self, name) for name in PARAMS})
+        """The provider-neutral payload, already validated by this model's own checks.
+
+        Built the way `model_construct` does, without its per-field work: this is on every
+        request's path (~3 µs instead of ~35)."""
+        c = Completion.__new__(Completion)
+        values = self.__dict__
+        object.__setattr__(c, "__dict__", {f: values[f] for f in _COMPLETION_FIELDS})
+        object.__setattr__(c, "__pydantic_fields_set__",
+                           self.__pydantic_fields_set__ & _COMPLETION_FIELDS_SET)
+        object.__setattr__(c, "__pydantic_extra__", None)
+        object.__setattr__(c, "__pydantic_private__", None)
+        return c
 
     @property
     def has_params(self) -> bool:
-        """Any completion parameter beyond messages, max_tokens and temperature is set."""
-        return any(getattr(self, n) != d for n, d in PARAMS.items())
+        """A completion parameter beyond messages, max_tokens and temperature was given."""
+        return not _PARAMS_SET.isdisjoint(self.__pydantic_fields_set__)
 
 
 class Usage(BaseModel):
@@ -86,14 +94,20 @@ class Usage(BaseModel):
                             "usage event).")
 
     @classmethod
-    def of(cls, r: Any) -> Usage:
-        """The token detail of an answer (a clients.base.Result)."""
+    def of(cls, r: Any) -> Usage | None:
+        """The token detail of an answer (a clients.base.Result); None when there is none
+        (the common case: a result crosses two actor boundaries, keep it small)."""
         if not (r.cached_input_tokens or r.cache_write_tokens or r.reasoning_tokens
                 or r.usage_estimated):
-            return cls()
+            return None
         return cls(cached_input_tokens=r.cached_input_tokens,
                    cache_write_tokens=r.cache_write_tokens,
                    reasoning_tokens=r.reasoning_tokens, estimated=r.usage_estimated)
+
+
+_COMPLETION_FIELDS = tuple(Completion.model_fields)
+_COMPLETION_FIELDS_SET = frozenset(_COMPLETION_FIELDS)
+_PARAMS_SET = frozenset(PARAMS)
 
 
 class TraceAttempt(BaseModel):
@@ -146,8 +160,8 @@ class RouteResult(BaseModel):
     tool_calls: list[ToolCall] | None = Field(None, description="Tools the model called.")
     choices: list[Choice] | None = Field(None, description="Every choice when n > 1.")
     logprobs: list[TokenLogprob] | None = Field(None, description="Choice 0's token logprobs.")
-    usage: Usage = Field(default_factory=lambda: Usage(), description="Token detail of the "
-                         "answering attempt: cached, cache-write, reasoning; estimated or not.")
+    usage: Usage | None = Field(None, description="Token detail of the answering attempt: "
+                                "cached, cache-write, reasoning; estimated or not (None: none).")
     trace: RoutingTrace
 
     @property

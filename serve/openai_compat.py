@@ -176,7 +176,8 @@ def to_route(req: ChatRequest, config: Config, token_limit: int,
     if req.stream_options is not None and not req.stream:
         raise bad_request("stream_options: only with stream true", "stream_options")
     messages = [m.message(i) for i, m in enumerate(req.messages)]
-    params = {name: getattr(req, name) for name in PARAMS if name in ChatRequest.model_fields}
+    params = {name: value for name, default in PARAMS.items()  # only what the body set
+              if name in ChatRequest.model_fields and (value := getattr(req, name)) != default}
     return RouteRequest(**params, messages=messages, policy=policy, provider=provider,
                         fallbacks=req.fallbacks, context=req.context, max_tokens=out,
                         temperature=req.temperature, timeout=timeout, output=req.output,
@@ -237,10 +238,11 @@ def completion(r: RouteResult) -> dict[str, Any]:
 
 def usage(r: RouteResult) -> dict[str, Any]:
     """OpenAI's usage object, with cached prompt and reasoning tokens in the details."""
+    u = r.usage
     return {"prompt_tokens": r.input_tokens, "completion_tokens": r.output_tokens,
             "total_tokens": r.input_tokens + r.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": r.usage.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": r.usage.reasoning_tokens}}
+            "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens if u else 0},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens if u else 0}}
 
 
 def models(config: Config, created: int) -> dict[str, Any]:
