@@ -198,3 +198,22 @@ async def test_a_caller_that_goes_away_closes_the_provider_stream_and_keeps_the_
     assert p.limiter.inflight == 0 and p.breaker.state(time.time()).value == "closed"
     await p.aclose()  # let the loop run the socket's close before waiting (blocking) on it
     wait_until(lambda: sim.stats().models["gpt-4-turbo"].streams_cancelled == 1, timeout=10)
+
+
+async def test_an_answer_that_spent_the_cap_thinking_is_output_limit_billed_not_a_fault(sim):
+    """Gemini 2.5 counts thinking against maxOutputTokens: a small cap can come back empty
+    (MAX_TOKENS) yet billed. That is the caller's cap, not the provider's health."""
+    sim.set_profile("gemini-2.5-pro", thinking_tokens=400)
+    try:
+        p = provider(sim, "gemini")
+        reply = await p.complete(ProviderCall(request_id="t1", completion=Completion(
+            messages=[Message(role="user", content="SPY?")], max_tokens=64,
+            thinking_budget=-1)))
+    finally:
+        sim.reset_profile("gemini-2.5-pro")
+    assert reply.result is None and reply.error_class == "output_limit"
+    a = reply.attempts[0]
+    assert a.cost_usd > 0 and a.output_tokens > 0  # billed and recorded
+    assert len(reply.attempts) == 1  # not retried
+    assert p.snapshot().samples == 0 and p.breaker.state(time.time()).value == "closed"
+    await p.aclose()
