@@ -30,7 +30,7 @@ from actors.errors import ErrorClass
 from actors.keys import SIMULATED_WARNING
 from actors.outputs import OutputLike, as_model, builtin_model, request_fields
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
-from actors.route_streams import RouteStream
+from actors.route_streams import RouteStream, SyncRouteStream
 from actors.router_actor import NAMESPACE, provider_actor_name
 from actors.spend import TimeLike
 from actors.system import Handles, start_system, stop_system
@@ -205,6 +205,14 @@ class RouterClient:
         if req.request_id is None:
             req = req.model_copy(update={"request_id": uuid.uuid4().hex})
         return RouteStream(lambda: self.stream_route(req), req, cls)
+
+    def stream_sync(self, messages: MessagesLike, output: OutputLike = "text",
+                    **kw: Any) -> SyncRouteStream:
+        """The blocking twin of `stream`: `for ev in llm.stream_sync(...)`, then `.result`."""
+        req, cls = self._request(messages, output, **kw)
+        if req.request_id is None:
+            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        return SyncRouteStream(self._h.router, req, cls)
 
     def stream_route(self, req: RouteRequest) -> AsyncIterator[Any]:
         """A ready RouteRequest's stream (what Serve uses): StreamStart, the events, then

@@ -5,6 +5,9 @@
             print(ev.text, end="") if ev.type == "text" else None
     s.result.cost_usd, s.result.trace      # the RouteResult, once the stream ended
 
+`llm.stream_sync(...)` is the blocking twin for scripts without asyncio: a plain iterator
+over the router's Ray streaming-generator call (the same events, `.result` at the end).
+
 Fallback happens only before the first token; after it an error ends the stream with a
 RoutingError. Closing the stream early (leaving the `async with`, `aclose()`, or a
 cancelled task) stops the provider generating; what it billed is still recorded.
@@ -12,7 +15,7 @@ cancelled task) stops the provider generating; what it billed is still recorded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -76,3 +79,44 @@ class RouteStream:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+class SyncRouteStream:
+    """The blocking twin of RouteStream: iterate it in plain Python (`for ev in s`)."""
+
+    def __init__(self, router: Any, req: RouteRequest, cls: type[BaseModel] | None) -> None:
+        self._router = router
+        self.request = req
+        self._cls = cls
+        self.start: StreamStart | None = None
+        self.result: RouteResult | None = None
+        self._text: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    def __iter__(self) -> Iterator[Any]:
+        import ray
+
+        gen = self._router.chan_stream.options(num_returns="streaming").remote(self.request)
+        finished = False
+        try:
+            for ref in gen:
+                try:
+                    item = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    raise (cause if isinstance(cause, BaseException) else exc) from None
+                if isinstance(item, StreamStart):
+                    self.start = item
+                elif isinstance(item, RouteResult):
+                    self.result = as_model(item, self._cls)
+                else:
+                    if isinstance(item, TextDelta) and item.choice == 0:
+                        self._text.append(item.text)
+                    yield item
+            finished = True
+        finally:
+            if not finished:  # left early: the router closes the provider's stream
+                ray.cancel(gen)

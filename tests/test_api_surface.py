@@ -502,3 +502,14 @@ def test_http_costs_grouped_by_user(oai, http, llm):
     assert rows["desk-http"]["cost_usd"] > 0 and "provider" not in rows["desk-http"]
     bad = http.get("/v1/costs", params={"by": "day", "group_by": "desk"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by"
+
+
+def test_sync_stream_for_scripts_without_asyncio(llm):
+    s = llm.stream_sync("Is SPY bullish?", provider="mixtral", max_tokens=80, output=Signal)
+    events = list(s)
+    assert events and events[-1].type == "finish" and s.start.provider == "mixtral"
+    assert s.text == s.result.text and isinstance(s.result.parsed, Signal)
+    early = llm.stream_sync("Is SPY bullish?", provider="llama", max_tokens=80)
+    for _ in early:
+        break  # leaving early cancels the call; the client keeps working
+    assert llm.complete("hi", provider="llama", max_tokens=20).text
