@@ -15,10 +15,12 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pandas as pd
 import ray
+from pydantic import BaseModel
 
 from actors import spend
 from actors.channel import ChannelBroken, ChannelPool
@@ -26,8 +28,9 @@ from actors.clients.base import Message
 from actors.config import Config, load_config, parse_config
 from actors.errors import ErrorClass
 from actors.keys import SIMULATED_WARNING
-from actors.messages import OutputKind
+from actors.outputs import OutputLike, as_model, builtin_model, request_fields
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
+from actors.route_streams import RouteStream, SyncRouteStream
 from actors.router_actor import NAMESPACE, provider_actor_name
 from actors.spend import TimeLike
 from actors.system import Handles, start_system, stop_system
@@ -138,9 +141,13 @@ class RouterClient:
         self.config = config
         self._router_channel = ChannelPool(lambda: self._h.router, "router")
 
-    def _request(self, messages: MessagesLike, **kw: Any) -> RouteRequest:
-        return RouteRequest(messages=as_messages(messages), **{k: v for k, v in kw.items()
-                                                               if v is not None})
+    def _request(self, messages: MessagesLike, output: OutputLike = "text",
+                 **kw: Any) -> tuple[RouteRequest, type[BaseModel] | None]:
+        """The RouteRequest and the model class to build `parsed` with (None: as sent)."""
+        fields, cls = request_fields(output, kw)
+        req = RouteRequest(messages=as_messages(messages), **fields,
+                           **{k: v for k, v in kw.items() if v is not None})
+        return req, cls
 
     def complete(
         self,
@@ -153,31 +160,65 @@ class RouterClient:
         max_tokens: int | None = None,
         timeout: float | None = None,
         temperature: float | None = None,
-        output: OutputKind = "text",
+        output: OutputLike = "text",
         request_id: str | None = None,
         quality_target: float | None = None,
         outcome_value_usd: float | None = None,
         explore: bool | None = None,
         user: str | None = None,
+        **params: Any,
     ) -> RouteResult:
         """Route one request; returns text, usage, cost and the routing trace.
 
+        `output`: "text", "trade_signal", "risk_assessment" or a pydantic model class —
+        then `result.parsed` is a validated instance of it (an answer that does not
+        validate falls back to the next provider). `params`: any completion parameter —
+        top_p, stop, seed, presence_penalty, frequency_penalty, logprobs, top_logprobs, n,
+        tools, tool_choice, parallel_tool_calls, response_format, thinking_budget (OpenAI's
+        names and shapes); a provider that cannot honour one is skipped (the trace says
+        why), and when none can, the request fails as a bad_request naming it.
         cost-aware takes `quality_target` (share of the best single provider's outcome
         score to hold over the stream) or `outcome_value_usd` (what a right answer is
         worth); `explore=False` makes the choice greedy (never exploratory).
         Raises `RoutingError` (with `.error_class` and `.trace`) when no provider answered.
         """
-        req = self._request(messages, policy=policy, provider=provider, fallbacks=fallbacks,
-                            context=context, max_tokens=max_tokens, timeout=timeout,
-                            temperature=temperature, output=output, request_id=request_id,
-                            quality_target=quality_target,
-                            outcome_value_usd=outcome_value_usd, explore=explore,
-                            user=user)
-        return _get(self._h.router.route.remote(req))
+        req, cls = self._request(messages, output, policy=policy, provider=provider,
+                                 fallbacks=fallbacks, context=context, max_tokens=max_tokens,
+                                 timeout=timeout, temperature=temperature,
+                                 request_id=request_id, quality_target=quality_target,
+                                 outcome_value_usd=outcome_value_usd, explore=explore,
+                                 user=user, **params)
+        return as_model(_get(self._h.router.route.remote(req)), cls)
 
-    async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:
+    async def acomplete(self, messages: MessagesLike, output: OutputLike = "text",
+                        **kw: Any) -> RouteResult:
         """The async twin of `complete`, for asyncio code and many requests in flight."""
-        return await self.aroute(self._request(messages, **kw))
+        req, cls = self._request(messages, output, **kw)
+        return as_model(await self.aroute(req), cls)
+
+    def stream(self, messages: MessagesLike, output: OutputLike = "text",
+               **kw: Any) -> RouteStream:
+        """The answer as it arrives: an async iterator of TextDelta / ToolCallDelta /
+        Finish events, `.result` (the RouteResult) once it ended (actors/route_streams.py).
+        Takes `complete`'s arguments; use it from asyncio code (`async for`)."""
+        req, cls = self._request(messages, output, **kw)
+        if req.request_id is None:
+            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        return RouteStream(lambda: self.stream_route(req), req, cls)
+
+    def stream_sync(self, messages: MessagesLike, output: OutputLike = "text",
+                    **kw: Any) -> SyncRouteStream:
+        """The blocking twin of `stream`: `for ev in llm.stream_sync(...)`, then `.result`."""
+        req, cls = self._request(messages, output, **kw)
+        if req.request_id is None:
+            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        return SyncRouteStream(self._h.router, req, cls)
+
+    def stream_route(self, req: RouteRequest) -> AsyncIterator[Any]:
+        """A ready RouteRequest's stream (what Serve uses): StreamStart, the events, then
+        the RouteResult; over the same channel as `aroute` (a local socket on the router's
+        node, else a Ray streaming call)."""
+        return self._router_channel.stream(req)
 
     async def aroute(self, req: RouteRequest) -> RouteResult:
         """Route a ready RouteRequest (what Serve and the backtest runner use).
@@ -209,7 +250,8 @@ class RouterClient:
         **route: Any,
     ) -> RouteResult:
         """OHLCV bars (or a ready MarketContext) → a routed, validated TradeSignal
-        (task "analysis"/"pattern") or RiskAssessment (task "risk") in `result.parsed`.
+        (task "analysis"/"pattern") or RiskAssessment (task "risk") in `result.parsed`,
+        with cost and trace on the result.
 
         An answer that does not validate counts against its provider and the router falls
         back to the next one.
@@ -225,7 +267,7 @@ class RouterClient:
             ctx = context_from_bars(data, symbol, timeframe, rules=self.config.regime, as_of=as_of,
                                     position=position)
         req = analysis_request(ctx, task, self.config, **route)
-        return _get(self._h.router.route.remote(req))
+        return as_model(_get(self._h.router.route.remote(req)), builtin_model(req.output))
 
     async def _record_unknown(self, req: RouteRequest, message: str) -> None:
         """The router died holding this request: leave a terminal placeholder row so no
@@ -273,12 +315,14 @@ class RouterClient:
         return ray.get(self._h.router.flush.remote(), timeout=timeout)
 
     def costs(self, by: str = "hour", since: TimeLike = None,
-              until: TimeLike = None) -> pd.DataFrame:
+              until: TimeLike = None, group_by: str = "provider") -> pd.DataFrame:
         """Cost by (provider, model, simulated) per UTC hour or day — tokens, requests,
         attempts, USD — over [since, until) (unix seconds, ISO 8601 or datetimes; default
-        the last 2 days by hour, 31 days by day), aggregated in SQL."""
+        the last 2 days by hour, 31 days by day), aggregated in SQL. `group_by="user"`:
+        by (user, simulated) instead — each desk or strategy's own spend."""
         spend.window(by, since, until)  # a bad argument fails here, naming itself
-        return _get(self._h.tracker.costs.remote(by, since, until))
+        spend.group_columns(group_by)
+        return _get(self._h.tracker.costs.remote(by, since, until, group_by))
 
     def performance(self, by_context: bool = False) -> pd.DataFrame:
         return ray.get(self._h.tracker.performance.remote(by_context))

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,
     latency_s REAL NOT NULL, confidence REAL, prompt TEXT, response TEXT,
     simulated INTEGER NOT NULL DEFAULT 0, execution TEXT NOT NULL DEFAULT '',
+    user TEXT, cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    usage_estimated INTEGER NOT NULL DEFAULT 0,
     UNIQUE (request_id, execution, attempt, provider)
 );
 -- covering index: budget checks sum recent spend without touching the wide rows
@@ -54,7 +57,7 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL, latency_s REAL NOT NULL, confidence REAL,
     quality_target REAL, explored INTEGER NOT NULL DEFAULT 0,
-    simulated INTEGER NOT NULL DEFAULT 0
+    simulated INTEGER NOT NULL DEFAULT 0, user TEXT
 );
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT PRIMARY KEY, ts REAL NOT NULL, score REAL NOT NULL
@@ -67,7 +70,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 #: requests columns newer than the first release: name → declaration.
-_ADDED_COLUMNS = {"quality_target": "REAL", "explored": "INTEGER NOT NULL DEFAULT 0"}
+_ADDED_COLUMNS = {"quality_target": "REAL", "explored": "INTEGER NOT NULL DEFAULT 0",
+                  "user": "TEXT"}
+#: attempts columns newer than the `execution` rebuild (issue 13: users, token detail).
+_ADDED_ATTEMPT_COLUMNS = {"user": "TEXT", "cached_input_tokens": "INTEGER NOT NULL DEFAULT 0",
+                          "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
+                          "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0",
+                          "usage_estimated": "INTEGER NOT NULL DEFAULT 0"}
 _ATTEMPT_COLS = [n for n in AttemptRecord.model_fields if n != "kind"]
 _REQUEST_COLS = [n for n in RequestRecord.model_fields if n != "kind"]
 _COST_COLS = ["ts", "request_id", "provider", "model", "input_tokens", "output_tokens",
@@ -149,6 +158,7 @@ class AuditStore:
         _migrate(self._conn)
         self._conn.executescript(_SCHEMA)
         self._add_columns("requests", _ADDED_COLUMNS)
+        self._add_columns("attempts", _ADDED_ATTEMPT_COLUMNS)
         for suffix in ("-wal", "-shm"):  # left by an earlier version with looser modes
             side = self.path.with_name(self.path.name + suffix)
             if side.exists():
@@ -389,7 +399,7 @@ def _row(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
     if "context" in d:
         d["context"] = json.loads(d["context"])
-    for flag in ("ok", "explored", "simulated"):
+    for flag in ("ok", "explored", "simulated", "usage_estimated"):
         if flag in d:
             d[flag] = bool(d[flag])
     return d

@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
@@ -71,6 +71,7 @@ class ChannelClient:
         self._sock: SocketClient | None = None
         self._sock_connecting: asyncio.Future | None = None
         self._sock_retry_at = 0.0
+        self._endpoint: dict[str, str] | None = None
         self._retired = False
         self._outbox: list[tuple[int, Any]] = []
         self._pending: dict[int, _Pending] = {}
@@ -117,6 +118,22 @@ class ChannelClient:
             self._collector = loop.create_task(self._collect_loop())
         return await p.future
 
+    def stream(self, item: Any) -> AsyncIterator[Any]:
+        """A streaming call: the callee's values as they come (actors/chanstream.py);
+        closing the iterator cancels it in the callee."""
+        from actors.chanstream import open_stream
+
+        return open_stream(self, item)
+
+    async def stream_endpoint(self) -> dict[str, str] | None:
+        """The callee's socket endpoint when it is reachable from here, else None."""
+        if not self._sockets:
+            return None
+        sock = self._sock
+        if sock is None or sock.closed:
+            sock = await self._socket()
+        return self._endpoint if sock is not None else None
+
     async def _socket(self) -> SocketClient | None:
         """The same-node socket to the callee, connecting once; None means use Ray calls."""
         self._sock = None
@@ -140,6 +157,7 @@ class ChannelClient:
             return None
         try:
             self._sock = await SocketClient.connect(endpoint)
+            self._endpoint = endpoint
         except Exception as exc:  # another host (or its socket is not reachable from here)
             log.debug("%s: no local socket (%s); using Ray calls", self.name, exc)
             self._sock_retry_at = time.monotonic() + SOCKET_RETRY_S
@@ -255,6 +273,9 @@ class ChannelPool:
     async def call(self, item: Any) -> Any:
         return await self.client().call(item)
 
+    def stream(self, item: Any) -> AsyncIterator[Any]:
+        return self.client().stream(item)
+
     def reset(self) -> None:
         """Drop clients (e.g. after the callee was re-resolved); in-flight calls still finish."""
         for c in list(self._by_loop.values()):
@@ -288,7 +309,18 @@ class ChannelServer(ABC):
             self._chans = {}
             self._chan_instance = uuid.uuid4().hex
             self._chan_sock = SocketServer(self._chan_handle, self._chan_instance,
-                                           _session_dir(), self._chan_orphan)
+                                           _session_dir(), self._chan_orphan,
+                                           self._chan_stream)
+
+    def _chan_stream(self, item: Any) -> AsyncIterator[Any]:
+        """The values of one streaming call, as they come (override to stream)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    async def chan_stream(self, item: Any) -> AsyncIterator[Any]:
+        """A streaming call over Ray (a streaming generator method): callers on another
+        node, or with local sockets off. Cancelling it (ray.cancel) closes the stream."""
+        async for value in self._chan_stream(item):
+            yield value
 
     def _chan_orphan(self, item: Any, ok: bool, value: Any) -> None:
         """A call finished after its caller's connection dropped (the caller died): the

@@ -65,11 +65,13 @@ def cost_usd(
     return total / PER
 
 
-def worst_case_cost(spec: ProviderSpec, prompt_tokens: int, max_tokens: int | None = None) -> float:
+def worst_case_cost(spec: ProviderSpec, prompt_tokens: int, max_tokens: int | None = None,
+                    choices: int = 1) -> float:
     """Upper bound to reserve against a budget before sending: the whole prompt at the
     dearest input price (a cache write can cost more than plain input) plus the longest
-    completion allowed (`max_tokens`, else the provider's `max_output_tokens`)."""
-    out = spec.max_output_tokens if max_tokens is None else max_tokens
+    completion allowed (`max_tokens`, else the provider's `max_output_tokens`) for each of
+    the `choices` (n) answers."""
+    out = (spec.max_output_tokens if max_tokens is None else max_tokens) * choices
     _check(prompt_tokens=prompt_tokens, output_tokens=out)
     dearest = max(spec.input_cost_per_mtok, cache_write_price(spec))
     return (prompt_tokens * dearest + out * spec.output_cost_per_mtok) / PER

@@ -31,6 +31,8 @@ class ErrorClass(StrEnum):
     NO_PROVIDER = "no_provider"
     INTERNAL = "internal"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    #: The caller went away mid-stream; what the provider sent until then is billed.
+    CANCELLED = "cancelled"
 
 
 #: Worth another attempt on the same provider after a backoff.

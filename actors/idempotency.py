@@ -9,8 +9,10 @@ Within `idempotency.window_s` (default 24 h) of a request's outcome:
   (up to its own deadline) rather than being sent again.
 
 "Same request" means the same messages, policy (the default one filled in), provider,
-fallbacks, context, max_tokens, temperature and output kind; the deadline and priority may
-differ. The comparison uses a keyed hash (HMAC) of those, never the text itself.
+fallbacks, context, max_tokens, temperature, output kind and completion parameters (stop,
+seed, tools, response_format, user…, when any is set); the deadline and priority may
+differ. A streamed request claims its id instead of waiting (`claim` / `release`): a stored
+outcome is replayed as a stream, an id in flight is a conflict (actors/router_stream.py). The comparison uses a keyed hash (HMAC) of those, never the text itself.
 
 Outcomes are kept in memory (the most recent `memory_entries`) and in a SQLite file in the
 instance's state directory, so a restarted router still replays them. They are written off
@@ -43,6 +45,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from actors.clients.base import PARAMS
 from actors.errors import ErrorClass
 from actors.state import private_file
 
@@ -91,6 +94,8 @@ def fingerprint(key: bytes, req: Any, policy: str) -> str:
     context's keys in any order."""
     body = req.model_dump_json(include={"messages", "provider", "fallbacks", "max_tokens",
                                         "temperature", "output"})
+    if getattr(req, "has_params", False):  # the completion parameters, when any is set
+        body += req.model_dump_json(include=set(PARAMS), exclude_defaults=True)
     context = json.dumps(sorted(req.context.items()))
     return hmac.new(key, f"{policy}\n{context}\n{body}".encode(), hashlib.sha256).hexdigest()
 
@@ -225,6 +230,30 @@ class IdempotencyBook:
             del self._inflight[request_id]
             done.set_result(None)
         return outcome, False
+
+    def claim(self, request_id: str, fp: str) -> Any | None:
+        """For a streamed request, which cannot wait for an original and replay midway:
+        the stored outcome to replay (returned), or None once the id is claimed (call
+        `release`). An id in flight is an IdempotencyConflict."""
+        if request_id in self._inflight:
+            raise IdempotencyConflict(f"request id {request_id!r} is in flight; a streamed "
+                                      "request cannot share it (retry once it finished)")
+        entry = self._lookup(request_id)
+        if entry is not None:
+            return self._replay(request_id, fp, entry)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[request_id] = (fp, done)
+        return None
+
+    def release(self, request_id: str, fp: str, outcome: Any | None) -> None:
+        """End a claim; `outcome` (a result or a kept error; None when the stream was cut)
+        is kept for replays like `run`'s."""
+        held = self._inflight.pop(request_id, None)
+        if outcome is not None:
+            ok = not isinstance(outcome, BaseException)
+            self._keep(request_id, Entry(fp, self._clock(), ok, outcome))
+        if held is not None and not held[1].done():
+            held[1].set_result(None)
 
     def _lookup(self, request_id: str) -> Entry | None:
         entry = self._recent.get(request_id) or self._unwritten.get(request_id)

@@ -23,13 +23,27 @@ import socket
 import struct
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 1 << 30  # a frame claiming more than this is a broken peer, not data
+
+
+class StreamOpen:
+    """The one frame a stream connection sends after the token: run the callee's streamer
+    on `item`; its values come back as ("item", v) … ("end", None) or ("error", exc), and
+    closing the connection cancels it (actors/chanstream.py is the caller side)."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+    def __reduce__(self):
+        return (StreamOpen, (self.item,))
 
 
 class SocketBroken(ConnectionError):
@@ -138,6 +152,7 @@ class _ServerConn(_Framed):
         self.server = server
         self.authed = False
         self.max_frame = 256  # until the token matched
+        self.stream: asyncio.Task | None = None  # a stream connection's one stream
 
     def encode(self, batch: list[Any]) -> bytes | None:
         try:
@@ -159,10 +174,33 @@ class _ServerConn(_Framed):
         if batch is None:
             return
         loop = asyncio.get_running_loop()
+        if isinstance(batch, StreamOpen):
+            self.stream = loop.create_task(self._stream(batch.item))
+            self.server.tasks.add(self.stream)
+            self.stream.add_done_callback(self.server.tasks.discard)
+            return
         for fid, item in batch:
             task = loop.create_task(self._run(fid, item))
             self.server.tasks.add(task)
             task.add_done_callback(self.server.tasks.discard)
+
+    async def _stream(self, item: Any) -> None:
+        if self.server.streamer is None:
+            self.queue(("error", RuntimeError("this callee does not stream")))
+            return
+        try:
+            async for value in self.server.streamer(item):
+                self.queue(("item", value))
+            self.queue(("end", None))
+        except asyncio.CancelledError:  # the caller closed the connection: it went away
+            raise
+        except BaseException as exc:  # returned to the caller, never lost
+            self.queue(("error", exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.stream is not None:
+            self.stream.cancel()
 
     async def _run(self, fid: int, item: Any) -> None:
         try:
@@ -185,8 +223,10 @@ class SocketServer:
 
     def __init__(self, handler: Callable[[Any], Awaitable[Any]], instance: str,
                  parent: str | None = None,
-                 on_orphan: Callable[[Any, bool, Any], None] | None = None) -> None:
+                 on_orphan: Callable[[Any, bool, Any], None] | None = None,
+                 streamer: Callable[[Any], AsyncIterator[Any]] | None = None) -> None:
         self.handler = handler
+        self.streamer = streamer  # runs a StreamOpen's item
         self.instance = instance
         self.parent = parent
         self.on_orphan = on_orphan  # (item, ok, value) for results nobody can receive

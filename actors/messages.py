@@ -26,6 +26,10 @@ class ProviderCall(BaseModel):
     reserved_usd: float = Field(default=0.0, ge=0, description="The router's budget reservation "
                                 "for this call: a restarted router books what its predecessor "
                                 "left in flight (ProviderActor.pending_usd).")
+    # Streams only: what the provider needs to record an attempt its caller abandoned.
+    policy: str = Field(default="", description="The routing policy (streams).")
+    context: dict[str, str] = Field(default_factory=dict, description="Record context (streams).")
+    user: str | None = Field(default=None, description="The request's user (streams).")
 
 
 class AttemptInfo(BaseModel):
@@ -43,6 +47,10 @@ class AttemptInfo(BaseModel):
     cost_usd: float = 0.0
     confidence: float | None = None
     response: str | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_estimated: bool = False
 
     def record(self, request_id: str, provider: str, model: str, **extra: Any) -> AttemptRecord:
         """The audit row for this attempt (`extra`: policy, context, prompt, response...)."""
@@ -50,7 +58,22 @@ class AttemptInfo(BaseModel):
             request_id=request_id, attempt=self.attempt, ts=self.ts, provider=provider,
             model=model, ok=self.ok, error_class=self.error_class, error=self.error,
             status=self.status, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-            cost_usd=self.cost_usd, latency_s=self.latency_s, confidence=self.confidence, **extra)
+            cost_usd=self.cost_usd, latency_s=self.latency_s, confidence=self.confidence,
+            cached_input_tokens=self.cached_input_tokens,
+            cache_write_tokens=self.cache_write_tokens, reasoning_tokens=self.reasoning_tokens,
+            usage_estimated=self.usage_estimated, **extra)
+
+    @classmethod
+    def billed(cls, result: Any, **fields: Any) -> AttemptInfo:
+        """An attempt that reached the provider: its usage and cost as billed (a
+        clients.base.Result, or None when nothing came back)."""
+        if result is None:
+            return cls(**fields)
+        return cls(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                   cost_usd=result.cost_usd, cached_input_tokens=result.cached_input_tokens,
+                   cache_write_tokens=result.cache_write_tokens,
+                   reasoning_tokens=result.reasoning_tokens,
+                   usage_estimated=result.usage_estimated, response=result.text, **fields)
 
 
 class ProviderReply(BaseModel):
@@ -59,7 +82,7 @@ class ProviderReply(BaseModel):
     provider: str
     model: str
     result: Result | None = None
-    parsed: dict[str, Any] | None = Field(default=None, description="Validated structured output.")
+    parsed: Any = Field(default=None, description="Validated structured output (JSON value).")
     error_class: str | None = None
     error: str | None = None
     status: int | None = None

@@ -13,11 +13,13 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.breaker import BreakerState, CircuitBreaker
 from actors.clients import make_client
-from actors.clients.base import Result
+from actors.clients.base import Completion, Result
+from actors.clients.schema import check_answer
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
 from actors.limiter import AsyncLimiter, RateLimits
@@ -26,12 +28,17 @@ from actors.metrics import Metrics
 from actors.records import AttemptRecord
 from actors.retry import call_with_retry
 from actors.snapshot import Snapshot
-from actors.tokens import estimate_messages
+from actors.tokens import estimate_messages, estimate_tools
 from actors.window import Outcome, RollingWindow
 
 SNAPSHOT_EVERY_S = 0.25
 log = logging.getLogger(__name__)
 ORPHAN_POLICY = "(router lost)"  # marks attempts recorded by the provider itself
+#: Failures that say nothing about the provider's health window: refused before sending,
+#: the caller's deadline, the caller's request, or the caller's output cap.
+NOT_THE_PROVIDERS_OUTCOME = frozenset({
+    ErrorClass.BREAKER_OPEN, ErrorClass.DEADLINE, ErrorClass.BAD_REQUEST,
+    ErrorClass.CONTEXT_TOO_LONG, ErrorClass.OUTPUT_LIMIT, ErrorClass.CANCELLED})
 
 
 def orphan_records(call: ProviderCall, reply: ProviderReply) -> list[AttemptRecord]:
@@ -40,7 +47,8 @@ def orphan_records(call: ProviderCall, reply: ProviderReply) -> list[AttemptReco
     They were billed, so they must count (spend, budgets after the router restarts); the
     request itself gets its terminal `unknown_outcome` row from the caller. No prompt or
     response text: whether to store it is the router's setting."""
-    return [a.record(call.request_id, reply.provider, reply.model, policy=ORPHAN_POLICY,
+    return [a.record(call.request_id, reply.provider, reply.model,
+                     policy=call.policy or ORPHAN_POLICY, context=call.context, user=call.user,
                      execution=call.execution, simulated=reply.simulated)
             for a in reply.attempts]
 
@@ -58,6 +66,22 @@ def validate_output(kind: OutputKind, text: str) -> tuple[dict[str, Any] | None,
     except OutputError as exc:
         raise ProviderError(ErrorClass.INVALID_RESPONSE, f"output is not a valid {model.__name__}: {exc}") from None
     return parsed.model_dump(mode="json"), getattr(parsed, "confidence", None)
+
+
+def check_result(call: ProviderCall, completion: Completion,
+                 result: Result) -> tuple[Any, float | None]:
+    """The validated output of an answer and its stated confidence: the built-in models
+    (TradeSignal, RiskAssessment), a JSON response_format, and the output cap for every
+    request (an answer that stopped at max_tokens before anything usable is output_limit)."""
+    value = check_answer(completion, result)
+    parsed, confidence = validate_output(call.output, result.text)
+    return (value if parsed is None else parsed), confidence
+
+
+def reserve_tokens(completion: Completion) -> int:
+    """Tokens a request may use, for rate limits: prompt and tools, plus every choice's cap."""
+    return (estimate_messages(completion.messages) + estimate_tools(completion.tools)
+            + (completion.max_tokens or 0) * completion.n)
 
 
 def _finite(t: float | None) -> float | None:
@@ -95,8 +119,8 @@ class Provider:
         if completion.max_tokens is None:
             completion = completion.model_copy(update={"max_tokens": spec.max_output_tokens})
         attempts: list[AttemptInfo] = []
-        parsed_box: list[dict[str, Any] | None] = [None]
-        reserve_tokens = estimate_messages(completion.messages) + (completion.max_tokens or 0)
+        parsed_box: list[Any] = [None]
+        reserve = reserve_tokens(completion)
         deadline_mono = None
         if call.deadline is not None:
             deadline_mono = time.monotonic() + (call.deadline - time.time())
@@ -110,7 +134,7 @@ class Provider:
             started = time.monotonic()
             result: Result | None = None
             try:
-                async with await self.limiter.acquire(reserve_tokens, deadline_mono,
+                async with await self.limiter.acquire(reserve, deadline_mono,
                                                      call.priority) as lease:
                     remaining = None if deadline_mono is None else deadline_mono - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -123,7 +147,7 @@ class Provider:
                         raise ProviderError(ErrorClass.DEADLINE, f"no answer within the request "
                                             f"deadline ({remaining:.2f} s)", provider=spec.name) from None
                     lease.actual_tokens = result.input_tokens + result.output_tokens
-                    parsed, confidence = validate_output(call.output, result.text)
+                    parsed, confidence = check_result(call, completion, result)
             except ProviderError as exc:
                 if exc.provider is None:
                     exc.provider = spec.name
@@ -162,11 +186,8 @@ class Provider:
                                 result.cost_usd, confidence))
         self.metrics.attempt(self.spec.name, True, None, result.latency_s, result.cost_usd,
                              result.input_tokens, result.output_tokens)
-        attempts.append(AttemptInfo(
-            attempt=n, ts=now, ok=True, latency_s=result.latency_s,
-            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-            cost_usd=result.cost_usd, confidence=confidence, response=result.text,
-        ))
+        attempts.append(AttemptInfo.billed(result, attempt=n, ts=now, ok=True,
+                                           latency_s=result.latency_s, confidence=confidence))
 
     def _record_failure(self, n: int, exc: ProviderError, elapsed: float,
                         attempts: list[AttemptInfo], result: Result | None = None) -> None:
@@ -177,19 +198,15 @@ class Provider:
         tin = result.input_tokens if result else 0
         tout = result.output_tokens if result else 0
         cost = result.cost_usd if result else 0.0
-        if exc.error_class not in (ErrorClass.BREAKER_OPEN, ErrorClass.DEADLINE,
-                                   ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_TOO_LONG):
+        if exc.error_class not in NOT_THE_PROVIDERS_OUTCOME:
             self.window.add(Outcome(False, elapsed, tin, tout, cost))
         self.metrics.attempt(self.spec.name, False, exc.error_class.value, elapsed, cost, tin, tout)
-        attempts.append(AttemptInfo(
-            attempt=n, ts=now, ok=False, error_class=exc.error_class.value,
-            error=exc.message[:500], status=exc.status, latency_s=elapsed,
-            input_tokens=tin, output_tokens=tout, cost_usd=cost,
-            response=result.text if result else None,
-        ))
+        attempts.append(AttemptInfo.billed(
+            result, attempt=n, ts=now, ok=False, error_class=exc.error_class.value,
+            error=exc.message[:500], status=exc.status, latency_s=elapsed))
 
     def _reply(self, attempts: list[AttemptInfo], *, result: Result | None = None,
-               parsed: dict[str, Any] | None = None, error: ProviderError | None = None) -> ProviderReply:
+               parsed: Any = None, error: ProviderError | None = None) -> ProviderReply:
         now = time.time()
         state = self.breaker.state(now)
         changed = state is not self._last_state or now - self._last_snapshot_at >= SNAPSHOT_EVERY_S
@@ -254,6 +271,7 @@ import ray  # noqa: E402  (kept next to the actor it serves)
 
 from actors.channel import ChannelServer  # noqa: E402
 from actors.keys import Availability, availability  # noqa: E402
+from actors.provider_stream import stream_attempts  # noqa: E402
 from actors.simulator.server import simulator_base_url  # noqa: E402
 from actors.tracker import NAME as TRACKER  # noqa: E402
 from actors.tracker import NAMESPACE  # noqa: E402
@@ -292,6 +310,12 @@ class ProviderActor(ChannelServer):
             return await self._core.complete(call)
         finally:  # the orphan hook (if any) runs right after, with no await in between
             del self._inflight[key]
+
+    def _chan_stream(self, call: ProviderCall) -> AsyncIterator[Any]:
+        """Events as the provider sends them, then the ProviderReply; an attempt the
+        caller abandons is billed and goes to the tracker from here."""
+        return stream_attempts(self._core, call,
+                               lambda reply: self._chan_orphan(call, True, reply))
 
     def _chan_orphan(self, call: Any, ok: bool, reply: Any) -> None:
         if ok and isinstance(call, ProviderCall) and isinstance(reply, ProviderReply):

@@ -37,6 +37,14 @@ class AttemptRecord(BaseModel):
     execution: str = Field(default="", description="Which execution of the request made this "
                            "attempt: a request retried after its router died is not "
                            "mistaken for a re-sent copy of the first one.")
+    user: str | None = Field(default=None, description="The request's end user, desk or "
+                             "strategy (costs can be grouped by it).")
+    cached_input_tokens: int = Field(default=0, ge=0, description="Input read from the "
+                                     "provider's cache (priced at its cached rate).")
+    cache_write_tokens: int = Field(default=0, ge=0, description="Input written to the cache.")
+    reasoning_tokens: int = Field(default=0, ge=0, description="Thinking tokens (in output).")
+    usage_estimated: bool = Field(default=False, description="Usage estimated from what was "
+                                  "received (a stream cut before the provider's usage event).")
 
 
 class RequestRecord(BaseModel):
@@ -62,6 +70,7 @@ class RequestRecord(BaseModel):
         default=None, description="cost-aware: the quality target the choice was priced by.")
     explored: bool = Field(default=False, description="The choice was exploratory.")
     simulated: bool = Field(default=False, description="Answered by the built-in simulator.")
+    user: str | None = Field(default=None, description="The request's end user or desk.")
 
 
 class FeedbackRecord(BaseModel):

@@ -29,12 +29,12 @@ from actors.idempotency import IdempotencyBook, IdempotencyConflict
 from actors.keys import never_mix
 from actors.learning import Learner
 from actors.messages import ProviderCall, ProviderReply
+from actors.params import exclusions, named_only, prompt_tokens, reason, refuse_if_nobody
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
 from actors.pricing import initial_value
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
-from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt
+from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt, Usage
 from actors.snapshot import Candidate, Need, Snapshot
-from actors.tokens import estimate_messages
 
 log = logging.getLogger(__name__)
 #: Policies that learn from outcomes, and so may explore.
@@ -129,6 +129,8 @@ class Router:
         # Set by the actor: request ids as idempotency keys, and text as store_text allows.
         self.idempotency: IdempotencyBook | None = None
         self.keep_text: Callable[[str | None], str | None] = lambda text: text
+        # Set by the actor: opens one provider's stream (actors/router_stream.py).
+        self.stream_provider: Callable[[str, ProviderCall], Any] | None = None
 
     # -- state fed from outside ----------------------------------------------------------
 
@@ -187,7 +189,7 @@ class Router:
     # -- the request path ----------------------------------------------------------------
 
     def _order(self, req: RouteRequest, policy: str, need: Need, now: float,
-               trace: RoutingTrace) -> list[str]:
+               trace: RoutingTrace, completion: Completion) -> list[str]:
         for name in [req.provider, *(req.fallbacks or [])]:
             if name is not None and name not in self.providers:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown provider {name!r}; "
@@ -196,11 +198,12 @@ class Router:
         if self._budgeted:
             for name, spec in self.providers.items():
                 cost = worst_case_cost(spec, need.prompt_tokens,
-                                       need.max_tokens or spec.max_output_tokens)
+                                       need.max_tokens or spec.max_output_tokens, req.n)
                 reason = self.ledger.blocked_reason(name, cost, now)
                 if reason:
                     blocked[name] = reason
         blocked.update(never_mix(self.snapshots.values()))
+        blocked.update(self._param_exclusions(req, completion))
         ranked, excluded = self._decide(req, policy, need, trace, blocked)
         trace.candidates = [{"provider": n, "score": round(float(s), 9)} for n, s in ranked]
         trace.excluded = excluded
@@ -209,6 +212,16 @@ class Router:
             usable = {n for n, _ in ranked}
             return [n for n in dict.fromkeys(wanted) if n in usable]
         return [n for n, _ in ranked]
+
+    def _param_exclusions(self, req: RouteRequest, completion: Completion) -> dict[str, str]:
+        """Providers that cannot honour one of the request's parameters, with the reason;
+        UnsupportedParameter (a 400) when no provider the request may use can."""
+        if not req.has_params:
+            return {}
+        found = exclusions(self.providers, completion)
+        wanted = [n for n in [req.provider, *(req.fallbacks or [])] if n]
+        refuse_if_nobody(found, wanted or self.providers)
+        return {name: reason(u) for name, u in found.items()}
 
     def _decide(self, req: RouteRequest, policy: str, need: Need, trace: RoutingTrace,
                 blocked: dict[str, str]) -> tuple[list[tuple[str, float]], dict[str, str]]:
@@ -270,6 +283,13 @@ class Router:
             raise outcome
         return outcome
 
+    def route_stream(self, req: RouteRequest) -> Any:
+        """The answer as it streams (actors/router_stream.py): StreamStart, the events,
+        then the RouteResult."""
+        from actors.router_stream import route_stream
+
+        return route_stream(self, req)
+
     async def _route(self, req: RouteRequest, request_id: str, policy: str) -> RouteResult:
         started = time.time()
         execution = secrets.token_hex(6)
@@ -282,16 +302,7 @@ class Router:
         self.inflight += 1
         self.active.add(request_id)
         try:
-            if policy not in POLICIES:
-                raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
-                                    f"choose one of {', '.join(POLICIES)}")
-            need = Need(estimate_messages(req.messages), req.max_tokens, req.context,
-                        self.spec.expected_output_tokens, self.outstanding)
-            order = self._order(req, policy, need, started, trace)
-            reasons.update(trace.excluded)
-            completion = Completion(messages=req.messages, max_tokens=req.max_tokens,
-                                    temperature=req.temperature)
-            text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
+            completion, need, order, text = self._plan(req, policy, started, trace, reasons)
             for name in order:
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
@@ -313,15 +324,44 @@ class Router:
         finally:
             self.inflight -= 1
             self.active.discard(request_id)
+        self._conclude(request_id, policy, req, trace, records, result, error, started)
+        return self._outcome(trace, result, error)
+
+    def _conclude(self, request_id: str, policy: str, req: RouteRequest, trace: RoutingTrace,
+                  records: list[Any], result: RouteResult | None, error: ProviderError | None,
+                  started: float) -> None:
+        """The request's own record, with its attempts' records, to the sink."""
         trace.latency_s = time.time() - started
         records.append(self._request_record(request_id, policy, req, trace, result, error))
         self._sink(records)
+
+    @staticmethod
+    def _outcome(trace: RoutingTrace, result: RouteResult | None,
+                 error: ProviderError | None) -> RouteResult:
+        """The result with its trace, or the RoutingError."""
         if result is not None:
             result.trace = trace
             result.latency_s = trace.latency_s
             return result
         assert error is not None
-        raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace)
+        raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace,
+                           param=getattr(error, "param", None))
+
+    def _plan(self, req: RouteRequest, policy: str, started: float, trace: RoutingTrace,
+              reasons: dict[str, str]) -> tuple[Completion, Need, list[str], str | None]:
+        """Before any provider is called (plain and streamed requests alike): the payload,
+        what it needs, the providers in order (exclusions into `reasons`), the prompt text
+        to record. Raises ProviderError for a request that cannot be routed at all."""
+        if policy not in POLICIES:
+            raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
+                                f"choose one of {', '.join(POLICIES)}")
+        completion = req.completion()
+        need = Need(prompt_tokens(completion), req.max_tokens, req.context,
+                    self.spec.expected_output_tokens, self.outstanding)
+        order = self._order(req, policy, need, started, trace, completion)
+        reasons.update(named_only(req, trace.excluded))
+        text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
+        return completion, need, order, text
 
     async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
                    completion: Completion, deadline: float, need: Need, trace: RoutingTrace,
@@ -329,7 +369,8 @@ class Router:
                    execution: str) -> tuple[RouteResult | None, str | None]:
         spec = self.providers[name]
         now = time.time()
-        worst = worst_case_cost(spec, need.prompt_tokens, req.max_tokens or spec.max_output_tokens)
+        worst = worst_case_cost(spec, need.prompt_tokens, req.max_tokens or spec.max_output_tokens,
+                                req.n)
         try:
             res: Reservation = self.ledger.reserve(name, worst, now)
         except ProviderError as exc:
@@ -341,20 +382,37 @@ class Router:
         try:
             reply = await self._call(name, call)
         except Exception as exc:  # the actor died or is unreachable
-            # We cannot know what it spent: settle at the reserved worst case (never under-count).
-            self._settle(res, worst, trace)
-            n = len(trace.attempts) + 1
-            msg = f"provider actor unavailable: {type(exc).__name__}"
-            trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
-                                               error_class=ErrorClass.INTERNAL.value, error=msg))
-            records.append(AttemptRecord(
-                request_id=request_id, attempt=n, ts=time.time(), provider=name, model=spec.model,
-                policy=policy, context=req.context, ok=False, error_class=ErrorClass.INTERNAL.value,
-                error=msg, cost_usd=0.0, prompt=text, execution=execution,
-                simulated=self.snapshots[name].simulated))
-            return None, msg
+            return None, self._actor_lost(name, exc, res, worst, req, request_id, policy,
+                                          trace, records, text, execution)
         finally:
             self.outstanding[name] -= 1
+        return self._take_reply(name, reply, res, req, request_id, policy, trace, records,
+                                text, execution)
+
+    def _actor_lost(self, name: str, exc: Exception, res: Reservation, worst: float,
+                    req: RouteRequest, request_id: str, policy: str, trace: RoutingTrace,
+                    records: list[Any], text: str | None, execution: str) -> str:
+        """A provider actor that died or is unreachable: we cannot know what it spent, so
+        settle at the reserved worst case (never under-count); the reason is returned."""
+        self._settle(res, worst, trace)
+        n = len(trace.attempts) + 1
+        msg = f"provider actor unavailable: {type(exc).__name__}"
+        trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
+                                           error_class=ErrorClass.INTERNAL.value, error=msg))
+        records.append(AttemptRecord(
+            request_id=request_id, attempt=n, ts=time.time(), provider=name,
+            model=self.providers[name].model, policy=policy, context=req.context, ok=False,
+            error_class=ErrorClass.INTERNAL.value, error=msg, cost_usd=0.0, prompt=text,
+            execution=execution, simulated=self.snapshots[name].simulated, user=req.user))
+        return msg
+
+    def _take_reply(self, name: str, reply: ProviderReply, res: Reservation,
+                    req: RouteRequest, request_id: str, policy: str, trace: RoutingTrace,
+                    records: list[Any], text: str | None,
+                    execution: str) -> tuple[RouteResult | None, str | None]:
+        """A provider's reply: snapshot, budget settled at what was billed, attempts into
+        the trace and the records; the result, or why there is none."""
+        spec = self.providers[name]
         if reply.snapshot:
             self.update_snapshot(reply.snapshot)
         spent = sum(a.cost_usd for a in reply.attempts)
@@ -371,7 +429,8 @@ class Router:
                                     context=req.context, prompt=text,
                                     response=self.keep_text(a.response)
                                     if self.spec.store_text else None,
-                                    simulated=reply.simulated, execution=execution))
+                                    simulated=reply.simulated, execution=execution,
+                                    user=req.user))
         if reply.result is None:
             if not reply.attempts:  # refused before any HTTP attempt (e.g. breaker just opened)
                 n = len(trace.attempts) + 1
@@ -384,7 +443,8 @@ class Router:
             request_id=request_id, provider=name, model=r.model, text=r.text,
             finish_reason=r.finish_reason, input_tokens=trace.input_tokens,
             output_tokens=trace.output_tokens, cost_usd=trace.cost_usd, latency_s=0.0,
-            parsed=reply.parsed, trace=trace,
+            parsed=reply.parsed, trace=trace, tool_calls=r.tool_calls, choices=r.choices,
+            logprobs=r.logprobs, usage=Usage.of(r),
         ), None
 
     def _settle(self, res: Reservation, actual: float, trace: RoutingTrace) -> None:
@@ -405,7 +465,7 @@ class Router:
     def _request_record(self, request_id: str, policy: str, req: RouteRequest, trace: RoutingTrace,
                         result: RouteResult | None, error: ProviderError | None) -> RequestRecord:
         conf = None
-        if result is not None and result.parsed:
+        if result is not None and isinstance(result.parsed, dict):
             c = result.parsed.get("confidence")
             conf = float(c) if isinstance(c, int | float) else None
         return RequestRecord(
@@ -416,7 +476,7 @@ class Router:
             input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
             cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
             quality_target=trace.quality_target, explored=trace.explored,
-            simulated=trace.simulated,
+            simulated=trace.simulated, user=req.user,
         )
 
 
@@ -431,7 +491,7 @@ def as_replayed(outcome: RouteResult | RoutingError) -> RouteResult | RoutingErr
     """A stored outcome handed out again, marked as such (the stored one stays as it was)."""
     trace = outcome.trace.model_copy(update={"replayed": True})
     if isinstance(outcome, RoutingError):
-        return RoutingError(outcome.error_class, outcome.message, trace)
+        return RoutingError(outcome.error_class, outcome.message, trace, outcome.param)
     return outcome.model_copy(update={"trace": trace})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
@@ -20,7 +21,7 @@ from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.policies import POLICIES
 from actors.records import RequestRecord, WarningRecord
-from actors.route import RouteRequest, RouteResult
+from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import Router
 from actors.router_metrics import RequestObserver, at_provider
 from actors.router_state import RouterState
@@ -70,6 +71,7 @@ class RouterActor(ChannelServer):
         self._refused = None
         self.core.keep_text = self._state.text.apply  # the journal honours store_text too
         self.core.idempotency = self._state.book
+        self.core.stream_provider = self._stream_provider
         self.core.set_budgets(self._state.overrides.spec)
         self._journal = self._open_journal()
         if self._journal:
@@ -92,15 +94,50 @@ class RouterActor(ChannelServer):
         return self._tracker
 
     async def _call_provider(self, name: str, call: ProviderCall) -> ProviderReply:
-        pool = self._channels.get(name)
-        if pool is None:
-            pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
+        pool = self._pool(name)
         try:
             with at_provider():
                 return await pool.call(call)
         except (ChannelBroken, ray.exceptions.RayActorError):
             self._handles.pop(name, None)  # re-resolve: it may have been replaced
             pool.reset()
+            raise
+
+    def _pool(self, name: str) -> ChannelPool:
+        pool = self._channels.get(name)
+        if pool is None:
+            pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
+        return pool
+
+    async def _stream_provider(self, name: str, call: ProviderCall) -> AsyncIterator[Any]:
+        """One provider's streamed attempt(s): its events, then its ProviderReply."""
+        pool = self._pool(name)
+        try:
+            async for item in pool.stream(call):
+                yield item
+        except (ChannelBroken, ray.exceptions.RayActorError):
+            self._handles.pop(name, None)  # re-resolve: it may have been replaced
+            pool.reset()
+            raise
+
+    def _chan_stream(self, req: RouteRequest) -> AsyncIterator[Any]:
+        return self._route_stream(req)
+
+    async def _route_stream(self, req: RouteRequest) -> AsyncIterator[Any]:
+        """Counted in the request metrics like `route` (the whole stream's time counts as
+        the provider's: the router's own share of a stream is not measured)."""
+        await self._ensure_started()
+        t0 = time.perf_counter()
+        try:
+            async for item in self.core.route_stream(req):
+                if isinstance(item, RouteResult) and self._metrics.enabled:
+                    took = time.perf_counter() - t0
+                    self._observer.observe(req, item.trace, "ok", took, took)
+                yield item
+        except RoutingError as exc:
+            if self._metrics.enabled:
+                took = time.perf_counter() - t0
+                self._observer.observe(req, exc.trace, exc.error_class.value, took, took)
             raise
 
     def _open_journal(self) -> Journal | None:

@@ -24,6 +24,9 @@ PERIOD_S: dict[str, int] = {"hour": 3600, "day": 86400}
 DEFAULT_SPAN_S: dict[str, float] = {"hour": 2 * 86400.0, "day": 31 * 86400.0}
 MAX_PERIODS = 5000
 SUMMARY_INDEX = ["period", "provider", "model", "simulated"]
+#: What a cost summary can be grouped by besides the period: the columns each choice keys on.
+GROUPS: dict[str, list[str]] = {"provider": ["provider", "model", "simulated"],
+                                "user": ["user", "simulated"]}
 SUMMARY_COLUMNS = ["requests", "attempts", "input_tokens", "output_tokens", "cost_usd"]
 TimeLike = float | int | str | datetime | pd.Timestamp | None
 
@@ -96,24 +99,38 @@ def window(by: str, since: TimeLike = None, until: TimeLike = None,
     return start, end
 
 
+def group_columns(group_by: str) -> list[str]:
+    """The key columns of a grouping; a bad name is an error naming the good ones."""
+    try:
+        return GROUPS[group_by]
+    except KeyError:
+        raise WindowError("group_by", f"group_by: unknown grouping {group_by!r}; choose one of "
+                          f"{', '.join(GROUPS)}") from None
+
+
 def cost_summary(store: AuditStore, by: str = "hour", since: TimeLike = None,
-                 until: TimeLike = None, now: float | None = None) -> pd.DataFrame:
-    """Spend per UTC period and (provider, model, simulated): requests, attempts, tokens, USD."""
+                 until: TimeLike = None, now: float | None = None,
+                 group_by: str = "provider") -> pd.DataFrame:
+    """Spend per UTC period and (provider, model, simulated) — or, with group_by="user",
+    (user, simulated): requests, attempts, tokens, USD. A request without a user is null."""
     size = period_seconds(by)
+    keys = group_columns(group_by)
     start, end = window(by, since, until, now)
+    groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
     rows = store.query(
-        "SELECT CAST(ts / ? AS INTEGER) * ? AS period, provider, model, simulated, "
+        f"SELECT CAST(ts / ? AS INTEGER) * ? AS period, {', '.join(keys)}, "
         "COUNT(DISTINCT request_id) AS requests, COUNT(*) AS attempts, "
         "SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, "
         "SUM(cost_usd) AS cost_usd FROM attempts WHERE ts >= ? AND ts < ? "
-        "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", (size, size, start, end))
-    df = pd.DataFrame(rows, columns=SUMMARY_INDEX + SUMMARY_COLUMNS)
+        f"GROUP BY {groups} ORDER BY {groups}", (size, size, start, end))
+    index = ["period", *keys]
+    df = pd.DataFrame(rows, columns=index + SUMMARY_COLUMNS)
     df["period"] = pd.to_datetime(df["period"].astype(float), unit="s", utc=True)
     df["simulated"] = df["simulated"].astype(bool)
     for col in SUMMARY_COLUMNS[:-1]:
         df[col] = df[col].astype("int64")
     df["cost_usd"] = df["cost_usd"].astype(float)
-    return df.set_index(SUMMARY_INDEX)
+    return df.set_index(index)
 
 
 def cost_per_token(store: AuditStore, since: TimeLike = None, until: TimeLike = None,

@@ -160,9 +160,10 @@ class Tracker:
         return {p: self.perf.stats_for(p, context) for p in names}
 
     def costs(self, by: str = "hour", since: TimeLike = None,
-              until: TimeLike = None) -> pd.DataFrame:
-        """Spend per period, aggregated in SQL over `[since, until)` (default: recent)."""
-        return spend.cost_summary(self.store, by, since, until, self._clock())
+              until: TimeLike = None, group_by: str = "provider") -> pd.DataFrame:
+        """Spend per period, aggregated in SQL over `[since, until)` (default: recent),
+        by provider or by user."""
+        return spend.cost_summary(self.store, by, since, until, self._clock(), group_by)
 
     def cost_per_token(self, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
         return spend.cost_per_token(self.store, since, until, self._clock())
@@ -250,8 +251,8 @@ class TrackerActor:
         return self._core.provider_stats(context)
 
     async def costs(self, by: str = "hour", since: TimeLike = None,
-                    until: TimeLike = None) -> pd.DataFrame:
-        return await asyncio.to_thread(self._core.costs, by, since, until)
+                    until: TimeLike = None, group_by: str = "provider") -> pd.DataFrame:
+        return await asyncio.to_thread(self._core.costs, by, since, until, group_by)
 
     async def cost_per_token(self, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
         return await asyncio.to_thread(self._core.cost_per_token, since, until)

@@ -14,6 +14,7 @@ Plus the pure policy decision for 5 providers.
 
     .venv/bin/python scripts/bench_router.py [--seconds 5] [--json out.json] [--no-dashboard]
     .venv/bin/python scripts/bench_router.py --http [--serve-mode proxy|direct|throughput]
+    .venv/bin/python scripts/bench_router.py --http --stream   (time to first token, chunks)
 
 --serve-mode picks Ray Serve's ingress path (env flags read when Ray starts):
   proxy       the default: HTTP proxy actor → replica (two hops before the router)
@@ -255,7 +256,11 @@ async def run(args: argparse.Namespace) -> dict:
             haproxy = prepare(IngressSpec())
             os.environ.update(haproxy.env)
         os.environ.update(SERVE_MODES[args.serve_mode])
+    if args.stream:
+        cfg["simulator"]["latency_scale"] = 1.0  # the profile's own timings
     llm = connect(config=cfg, num_cpus=2, **ray_init_options(args.dashboard))
+    if args.stream:
+        return await run_streams(args, llm, cfg)
     sim_url = llm.handles.simulator_url
     results: dict[str, dict] = {}
     portkey = None
@@ -295,6 +300,30 @@ async def run(args: argparse.Namespace) -> dict:
     return results
 
 
+async def run_streams(args: argparse.Namespace, llm, cfg: dict) -> dict:
+    """--stream: time to first token and chunk spacing (scripts/bench_stream.py)."""
+    import ray
+    from bench_stream import MODEL, STREAM_PROFILE, api_stream_arm, measure_streams, sse_arm
+
+    ray.get(llm.simulator.set_profile.remote(MODEL, STREAM_PROFILE))
+    sim_url = llm.handles.simulator_url
+    try:
+        async with aiohttp.ClientSession() as session:
+            arms = {"direct": sse_arm(sim_url + "/v1/chat/completions", session, PROMPT),
+                    "api": api_stream_arm(llm, PROMPT)}
+            if args.http:
+                token = Path(cfg["serve"]["auth"]["token_file"]).read_text()
+                arms["http"] = sse_arm(start_serve(cfg), session, PROMPT,
+                                       {"authorization": f"Bearer {token}"})
+            return await measure_streams(arms, args.stream_requests)
+    finally:
+        if args.http:
+            from ray import serve
+
+            serve.shutdown()
+        llm.shutdown()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -305,8 +334,20 @@ def main() -> int:
     ap.add_argument("--serve-mode", choices=sorted(SERVE_MODES), default="proxy")
     ap.add_argument("--portkey-dir", default=str(DEFAULT_PORTKEY_DIR))
     ap.add_argument("--install-portkey", action="store_true", help="npm install it if missing")
+    ap.add_argument("--stream", action="store_true", help="time to first token and chunk "
+                    "spacing of streamed answers (1 s in 20 chunks) instead")
+    ap.add_argument("--stream-requests", type=int, default=20,
+                    help="--stream: requests per arm (concurrency 1)")
     add_dashboard_flag(ap)  # on by default, as for users
     args = ap.parse_args()
+    if args.stream:
+        from bench_stream import report
+
+        res = asyncio.run(run(args))
+        report(res)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+        return 0
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     print("pure policy decision:")
     decision = policy_decision_us()

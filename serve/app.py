@@ -27,11 +27,12 @@ from typing import Any, Literal
 import pandas as pd
 import ray
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
 from actors import spend
 from actors.api import RouterClient, attach, connect
+from actors.channel import ChannelBroken
 from actors.config import Config, load_config, parse_config
 from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import RouterSpec
@@ -39,9 +40,18 @@ from actors.tokens import estimate_messages
 from serve import native, reads
 from serve import openai_compat as oai
 from serve.auth import AuthDigests, Verifier, digests, require_loopback
-from serve.errors import ApiError, bad_request, from_routing_error, install, not_found
+from serve.errors import (
+    REPLAYED_HEADER,
+    SIMULATED_HEADER,
+    ApiError,
+    bad_request,
+    from_routing_error,
+    install,
+    not_found,
+)
 from serve.hosts import HostAllowList
 from serve.middleware import ADMIN_ONLY, Gate, GateSettings
+from serve.openai_stream import ChunkWriter
 from serve.spec import ServeSpec
 
 log = logging.getLogger(__name__)
@@ -143,32 +153,77 @@ class RouterIngress:
         try:
             async with asyncio.timeout(req.timeout + self.spec.timeout_grace_s):
                 return await self.llm.aroute(req)
-        except RoutingError as exc:
+        except (RoutingError, TimeoutError, ray.exceptions.RayError, ChannelBroken) as exc:
+            raise self._api_error(exc, req) from None
+
+    def _api_error(self, exc: BaseException, req: RouteRequest) -> BaseException:
+        """The HTTP answer for a request the router could not serve (others re-raised)."""
+        if isinstance(exc, RoutingError):
             wanted = [n for n in [req.provider, *(req.fallbacks or [])] if n]
             window = max(self.config.provider(n).max_input_tokens
                          for n in (wanted or self.config.names))
-            raise from_routing_error(exc, wanted or None,
-                                     estimate_messages(req.messages) > window) from None
-        except TimeoutError:
-            raise ApiError(504, "deadline_exceeded", f"no answer within the {req.timeout:g} s "
-                           "deadline", "timeout", "deadline") from None
-        except ray.exceptions.RayError as exc:
+            return from_routing_error(exc, wanted or None,
+                                      estimate_messages(req.messages) > window)
+        if isinstance(exc, TimeoutError):
+            return ApiError(504, "deadline_exceeded", f"no answer within the {req.timeout:g} s "
+                            "deadline", "timeout", "deadline")
+        if isinstance(exc, ray.exceptions.RayError | ChannelBroken):
             log.warning("router call failed: %s", type(exc).__name__)
-            raise ApiError(503, "router_unavailable", "the router is unavailable (restarting?); "
-                           "retry shortly", None, "router_unavailable",
-                           {"retry-after": "1"}) from None
+            return ApiError(503, "router_unavailable", "the router is unavailable "
+                            "(restarting?); retry shortly", None, "router_unavailable",
+                            {"retry-after": "1"})
+        return exc
 
     @app.post("/v1/chat/completions")
     async def chat(self, body: oai.ChatRequest, request: Request) -> Response:
         req = oai.to_route(body, self.config, self.token_limit,
                            self._timeout(body.timeout, request))
-        r = await self._route(req)
-        headers = native.trace_headers(r)
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            return Response("".join(oai.stream_events(r, include)), headers=headers,
-                            media_type="text/event-stream")
-        return JSONResponse(oai.completion(r), headers=headers)
+            return await self._stream(req, include)
+        r = await self._route(req)
+        return JSONResponse(oai.completion(r), headers=native.trace_headers(r))
+
+    async def _stream(self, req: RouteRequest, include_usage: bool) -> Response:
+        """Server-sent events as the provider's tokens arrive. A failure before the first
+        token is an ordinary error answer (status and all); after it, an error event ends
+        the stream. A client that disconnects cancels the provider's stream."""
+        assert req.timeout is not None
+        source = self.llm.stream_route(req)
+        try:
+            async with asyncio.timeout(req.timeout + self.spec.timeout_grace_s):
+                start = await anext(source)
+        except BaseException as exc:
+            await source.aclose()  # type: ignore[attr-defined]
+            if isinstance(exc, StopAsyncIteration):
+                raise ApiError(500, "internal_error", "the stream ended before it started",
+                               None, "internal") from None
+            raise self._api_error(exc, req) from None
+        headers = {"x-router-request-id": start.request_id, "x-router-provider": start.provider,
+                   "x-router-model": start.model, "x-router-policy": start.policy,
+                   "cache-control": "no-cache"}
+        if start.simulated:
+            headers[SIMULATED_HEADER] = "true"
+        if start.replayed:
+            headers[REPLAYED_HEADER] = "true"
+        writer = ChunkWriter(start.request_id, start.provider, include_usage)
+        return StreamingResponse(self._events(source, writer), headers=headers,
+                                 media_type="text/event-stream")
+
+    async def _events(self, source: Any, writer: ChunkWriter) -> Any:
+        try:
+            async for item in source:
+                if isinstance(item, RouteResult):
+                    yield writer.end(item)
+                    return
+                yield writer.event(item)
+        except RoutingError as exc:  # after the first token: no fallback, an error event
+            yield writer.error(from_routing_error(exc).body())
+        except ChannelBroken as exc:
+            yield writer.error(ApiError(503, "router_unavailable", f"the stream broke: {exc}",
+                                        None, "router_unavailable").body())
+        finally:
+            await source.aclose()
 
     @app.get("/v1/models")
     async def models(self) -> JSONResponse:
@@ -212,14 +267,16 @@ class RouterIngress:
 
     @app.get("/v1/costs")
     async def costs(self, by: Literal["hour", "day"] = Query("hour"),
-                    since: str | None = None, until: str | None = None) -> JSONResponse:
-        """Spend per period over [since, until) (unix seconds or ISO 8601; default recent)."""
+                    since: str | None = None, until: str | None = None,
+                    group_by: Literal["provider", "user"] = Query("provider")) -> JSONResponse:
+        """Spend per period over [since, until) (unix seconds or ISO 8601; default recent),
+        by provider (and model) or by user."""
         try:
             start, end = spend.window(by, since, until)
         except spend.WindowError as exc:
             raise bad_request(str(exc), exc.param) from None
-        return await self._listing(self.llm.costs, by, start, end, by=by,
-                                   **spend.describe_window(start, end))
+        return await self._listing(self.llm.costs, by, start, end, group_by, by=by,
+                                   group_by=group_by, **spend.describe_window(start, end))
 
     @app.get("/v1/performance")
     async def performance(self, by_context: bool = False) -> JSONResponse:

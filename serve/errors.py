@@ -86,8 +86,10 @@ def from_routing_error(exc: RoutingError, wanted: list[str] | None = None,
     reasons = _reasons(exc, wanted)
     untried = cls is ErrorClass.NO_PROVIDER and not exc.trace.attempts
     if cls is ErrorClass.BAD_REQUEST:
-        param = ("model" if "unknown provider" in msg or "unknown policy" in msg else None)
-        err = ApiError(400, "invalid_request_error", msg, param, cls.value)
+        param = exc.param or ("model" if "unknown provider" in msg or "unknown policy" in msg
+                              else None)
+        err = ApiError(400, "invalid_request_error", msg, param,
+                       "unsupported_parameter" if exc.param else cls.value)
     elif cls is ErrorClass.CONTEXT_TOO_LONG or (untried and (
             fits_nowhere or _only(reasons, "context_too_long"))):
         err = ApiError(400, "context_too_long", "the prompt is larger than the context window "

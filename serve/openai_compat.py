@@ -5,20 +5,29 @@ Router-only options travel in the body next to the OpenAI ones (the SDK's `extra
 `fallbacks`, `context`, `output`, `request_id`, `priority`, `timeout`, and for cost-aware
 `quality_target` / `outcome_value_usd`, plus `explore` (false: never an exploratory choice).
 
-Streaming sends the answer as OpenAI-style server-sent events once the router has it: the
-router does not stream tokens from providers, so the first chunk arrives with the whole answer.
+Every OpenAI parameter the router can honour is passed through to the providers that
+support it (`stop`, `top_p`, `seed`, penalties, `logprobs`, `n`, `tools`, `tool_choice`,
+`parallel_tool_calls`, `response_format`, `user`); a provider that cannot is excluded for the
+request, and a request no provider can honour is a 400 naming the parameter. Router
+extension: `thinking_budget`.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from actors.clients.base import Message
+from actors.clients.base import (
+    PARAMS,
+    Message,
+    ResponseFormat,
+    TokenLogprob,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
 from actors.config import Config
 from actors.contexts import check_context
 from actors.messages import OutputKind
@@ -34,9 +43,9 @@ STRICT = ConfigDict(extra="forbid", strict=True)
 #: `owned_by` of a provider the built-in simulator answers for (made-up answers).
 SIMULATOR_OWNER = "llm-router-simulator"
 #: OpenAI parameters accepted and ignored because they do not change the answer.
-IGNORED = ("metadata", "seed", "store", "service_tier")
-STREAM_CHUNK_CHARS = 256
-_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+IGNORED = ("metadata", "store", "service_tier")
+_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter",
+           "tool_calls": "tool_calls"}
 
 
 class TextPart(BaseModel):
@@ -47,18 +56,34 @@ class TextPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    """One message; `developer` is OpenAI's newer name for `system`."""
+    """One message; `developer` is OpenAI's newer name for `system`. An assistant message
+    may call tools (`tool_calls`, content null); a `tool` message answers one by id."""
 
     model_config = STRICT
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] = Field(description="Text, or a list of text parts.")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = Field(
+        None, description="Text, or a list of text parts; null only with tool_calls.")
     name: str | None = Field(None, description="Accepted and ignored.")
+    tool_calls: list[ToolCall] | None = Field(None, description="Assistant: tools it called.")
+    tool_call_id: str | None = Field(None, min_length=1, description="Tool: the call answered.")
+    refusal: str | None = Field(None, description="Accepted and ignored (assistant echoes).")
 
-    def text(self) -> str:
-        if isinstance(self.content, str):
+    def text(self) -> str | None:
+        if self.content is None or isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content)
+
+    def message(self, index: int) -> Message:
+        """The router's Message; a shape error names `messages[index]`."""
+        try:
+            return Message(role="system" if self.role == "developer" else self.role,
+                           content=self.text(), tool_calls=self.tool_calls,
+                           tool_call_id=self.tool_call_id)
+        except ValueError as exc:  # pydantic's ValidationError: say which message
+            first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc)}
+            msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+            raise bad_request(f"messages[{index}]: {msg}", f"messages[{index}]") from None
 
 
 class StreamOptions(BaseModel):
@@ -79,10 +104,23 @@ class ChatRequest(ChoiceOptions):
     temperature: float | None = Field(None, ge=0, le=2)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
-    user: str | None = Field(None, max_length=128, description="End user, for per-user metrics.")
-    metadata: dict[str, str] | None = None
+    n: int = Field(1, ge=1, le=16, description="Choices to generate (providers cap it).")
+    user: str | None = Field(None, min_length=1, max_length=128,
+                             description="End user or desk: audit rows, costs by user, metrics.")
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
     seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    thinking_budget: int | None = Field(None, ge=-1, description="Router extension: thinking "
+                                        "tokens (-1 the model decides, 0 off).")
+    metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
     # router extensions
@@ -135,15 +173,17 @@ def to_route(req: ChatRequest, config: Config, token_limit: int,
         if name not in config.names:
             raise bad_request(f"unknown provider {name!r} in fallbacks; configured: "
                               f"{', '.join(config.names)}", f"fallbacks[{i}]")
-    messages = [Message(role="system" if m.role == "developer" else m.role, content=m.text())
-                for m in req.messages]
-    return RouteRequest(messages=messages, policy=policy, provider=provider,
+    if req.stream_options is not None and not req.stream:
+        raise bad_request("stream_options: only with stream true", "stream_options")
+    messages = [m.message(i) for i, m in enumerate(req.messages)]
+    params = {name: value for name, default in PARAMS.items()  # only what the body set
+              if name in ChatRequest.model_fields and (value := getattr(req, name)) != default}
+    return RouteRequest(**params, messages=messages, policy=policy, provider=provider,
                         fallbacks=req.fallbacks, context=req.context, max_tokens=out,
                         temperature=req.temperature, timeout=timeout, output=req.output,
                         request_id=req.request_id, priority=req.priority,
                         quality_target=req.quality_target,
-                        outcome_value_usd=req.outcome_value_usd, explore=req.explore,
-                        user=req.user)
+                        outcome_value_usd=req.outcome_value_usd, explore=req.explore)
 
 
 def router_extra(r: RouteResult) -> dict[str, Any]:
@@ -153,41 +193,56 @@ def router_extra(r: RouteResult) -> dict[str, Any]:
             "trace": r.trace.model_dump(mode="json")}
 
 
+def finish_reason(reason: str) -> str:
+    return _FINISH.get(reason, "stop")
+
+
+def logprobs_body(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """OpenAI's `choices[].logprobs` object."""
+    if items is None:
+        return None
+    return {"content": [{"token": t.token, "logprob": t.logprob,
+                         "bytes": list(t.token.encode()),
+                         "top_logprobs": [{"token": a.token, "logprob": a.logprob,
+                                           "bytes": list(a.token.encode())}
+                                          for a in t.top_logprobs]} for t in items],
+            "refusal": None}
+
+
+def message_body(text: str, tool_calls: list[ToolCall] | None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls
+                           else None, "refusal": None}
+    if tool_calls:
+        msg["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]
+    return msg
+
+
+def choices_body(r: RouteResult) -> list[dict[str, Any]]:
+    if r.choices:
+        return [{"index": c.index, "logprobs": logprobs_body(c.logprobs),
+                 "finish_reason": finish_reason(c.finish_reason),
+                 "message": message_body(c.text, c.tool_calls)} for c in r.choices]
+    return [{"index": 0, "logprobs": logprobs_body(r.logprobs),
+             "finish_reason": finish_reason(r.finish_reason),
+             "message": message_body(r.text, r.tool_calls)}]
+
+
 def completion(r: RouteResult) -> dict[str, Any]:
     """A ChatCompletion object; `model` is the provider that answered."""
     return {
         "id": f"chatcmpl-{r.request_id}", "object": "chat.completion",
         "created": int(time.time()), "model": r.provider, "system_fingerprint": None,
-        "choices": [{"index": 0, "logprobs": None,
-                     "finish_reason": _FINISH.get(r.finish_reason, "stop"),
-                     "message": {"role": "assistant", "content": r.text, "refusal": None}}],
-        "usage": usage(r), "router": router_extra(r),
+        "choices": choices_body(r), "usage": usage(r), "router": router_extra(r),
     }
 
 
-def usage(r: RouteResult) -> dict[str, int]:
+def usage(r: RouteResult) -> dict[str, Any]:
+    """OpenAI's usage object, with cached prompt and reasoning tokens in the details."""
+    u = r.usage
     return {"prompt_tokens": r.input_tokens, "completion_tokens": r.output_tokens,
-            "total_tokens": r.input_tokens + r.output_tokens}
-
-
-def stream_events(r: RouteResult, include_usage: bool) -> Iterator[str]:
-    """Server-sent events as OpenAI sends them: role, content pieces, finish, [usage], [DONE]."""
-    base = {"id": f"chatcmpl-{r.request_id}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": r.provider, "system_fingerprint": None}
-
-    def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                      "finish_reason": finish}], **extra}
-        return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
-
-    yield event({"role": "assistant", "content": ""})
-    for i in range(0, len(r.text), STREAM_CHUNK_CHARS):
-        yield event({"content": r.text[i:i + STREAM_CHUNK_CHARS]})
-    yield event({}, _FINISH.get(r.finish_reason, "stop"), router=router_extra(r))
-    if include_usage:
-        chunk = {**base, "choices": [], "usage": usage(r)}
-        yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
-    yield "data: [DONE]\n\n"
+            "total_tokens": r.input_tokens + r.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens if u else 0},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens if u else 0}}
 
 
 def models(config: Config, created: int) -> dict[str, Any]:

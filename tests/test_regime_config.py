@@ -50,6 +50,7 @@ def test_bad_regime_section_names_the_key(tmp_path, regime, message):
 
 def test_python_api_analyze_builds_contexts_with_the_configured_rule(tmp_path, bars, monkeypatch):
     monkeypatch.setattr(api, "_get", lambda request: request)  # hand back what would be routed
+    monkeypatch.setattr(api, "as_model", lambda request, cls: request)
     handles = SimpleNamespace(router=SimpleNamespace(route=SimpleNamespace(remote=lambda r: r)))
 
     def regime(cfg) -> str:

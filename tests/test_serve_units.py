@@ -128,14 +128,21 @@ def test_stream_events_are_sse_with_done():
     r = RouteResult(request_id="x", provider="llama", model="m", text="y" * 600,
                     finish_reason="length", input_tokens=3, output_tokens=4, cost_usd=0.1,
                     latency_s=0.2, trace=RoutingTrace(request_id="x", policy="p"))
-    events = list(oai.stream_events(r, include_usage=True))
+    from actors.router_stream import events_of_route
+    from serve.openai_stream import ChunkWriter
+
+    writer = ChunkWriter(r.request_id, r.provider, include_usage=True)
+    events = [writer.event(ev) for ev in events_of_route(r)]
+    events += [f"data: {e}" for e in writer.end(r).split("data: ") if e]
     assert all(e.startswith("data: ") and e.endswith("\n\n") for e in events)
     assert events[-1] == "data: [DONE]\n\n"
     chunks = [json.loads(e[6:]) for e in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks
                    if c["choices"]) == r.text
-    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-3]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-2]["router"]["provider"] == "llama" and chunks[-2]["choices"] == []
     assert chunks[-1]["usage"]["total_tokens"] == 7 and chunks[-1]["choices"] == []
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
 
 
 def test_only_health_is_public_whatever_the_route_prefix():

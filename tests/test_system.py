@@ -32,7 +32,7 @@ def test_complete_returns_text_usage_cost_and_trace(llm):
                      context={"task": "analysis", "regime": "bull", "timeframe": "1h"},
                      output="trade_signal", max_tokens=300)
     assert r.text and r.input_tokens > 0 and r.output_tokens > 0 and r.cost_usd > 0
-    assert r.parsed and r.parsed["direction"] in ("long", "short", "flat")
+    assert r.parsed and r.parsed.direction in ("long", "short", "flat")  # a TradeSignal
     t = r.trace
     assert t.policy == "cost-aware" and t.chosen == r.provider and t.request_id == r.request_id
     assert {c["provider"] for c in t.candidates} == set(llm.config.names)

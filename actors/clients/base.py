@@ -24,13 +24,15 @@ from actors.clients.schema import check_schema
 #: Tool and schema names every format accepts: OpenAI and Anthropic allow [a-zA-Z0-9_-]{1,64};
 #: Gemini also wants a letter or underscore first.
 NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$"
+# Tools, tool calls and formats are strict (JSON types as given, like the OpenAI API):
+# `"strict": "yes"` in a tool is an error naming it, not a guess.
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
 
 
 class FunctionCall(BaseModel):
     """The function a model called and its arguments, as JSON text (OpenAI's shape)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, strict=True)
 
     name: str = Field(description="The tool's name.")
     arguments: str = Field(description="The arguments as a JSON text, usually an object.")
@@ -39,7 +41,7 @@ class FunctionCall(BaseModel):
 class ToolCall(BaseModel):
     """One tool call in an assistant message or a result."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, strict=True)
 
     id: str = Field(min_length=1, description="Answered by a tool message's tool_call_id.")
     type: Literal["function"] = "function"
@@ -87,7 +89,7 @@ class Message(BaseModel):
 class FunctionDef(BaseModel):
     """A function the model may call; `parameters` is a JSON Schema for its arguments."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, _ or -; 64 at most.")
     description: str | None = Field(default=None, description="What it does, for the model.")
@@ -112,14 +114,14 @@ EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 class Tool(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
     type: Literal["function"] = "function"
     function: FunctionDef
 
 
 class ToolName(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
     name: str
 
@@ -127,7 +129,7 @@ class ToolName(BaseModel):
 class NamedToolChoice(BaseModel):
     """Call this one tool."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
     type: Literal["function"] = "function"
     function: ToolName
@@ -139,7 +141,7 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 class JsonSchemaFormat(BaseModel):
     """OpenAI's `response_format.json_schema`: the answer must be JSON valid for `schema`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid", populate_by_name=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="The schema's name.")
     description: str | None = None
@@ -156,7 +158,7 @@ class JsonSchemaFormat(BaseModel):
 class ResponseFormat(BaseModel):
     """`text` (the default), any JSON object, or JSON valid for a schema."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
@@ -286,6 +288,12 @@ class Completion(BaseModel):
                 if call.id == call_id:
                     return call.function.name
         return None
+
+
+#: Completion parameters beyond messages, max_tokens and temperature, with their defaults
+#: (what a RouteRequest passes through and an idempotency fingerprint covers).
+PARAMS: dict[str, Any] = {name: f.default for name, f in Completion.model_fields.items()
+                          if name not in ("messages", "max_tokens", "temperature")}
 
 
 class TopLogprob(BaseModel):

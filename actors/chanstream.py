@@ -1,0 +1,110 @@
+"""The caller side of a streaming channel call (actors/channel.py, `ChannelClient.stream`).
+
+Same node: a connection of its own to the callee's Unix socket (actors/localsock.py
+`StreamOpen`), values framed as they come; closing it cancels the stream in the callee.
+Elsewhere (another node, `LLM_ROUTER_LOCAL_SOCKETS=0`): the callee's `chan_stream`, a Ray
+streaming-generator method; closing cancels that task with `ray.cancel`. Either way a
+callee that dies mid-stream is a ChannelBroken, and the caller stopping early (or being
+cancelled) reaches the callee's generator as a cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
+
+from actors.localsock import SocketBroken, StreamOpen, _dumps, _Framed
+
+if TYPE_CHECKING:
+    from actors.channel import ChannelClient
+
+CONNECT_S = 2.0
+_LOST = "lost"
+
+
+async def open_stream(client: ChannelClient, item: Any) -> AsyncIterator[Any]:
+    from actors.channel import ChannelBroken
+
+    endpoint = await client.stream_endpoint()
+    source = _via_socket(endpoint, item) if endpoint else _via_ray(client.handle, item)
+    try:
+        async for value in source:
+            yield value
+    except (SocketBroken, RayActorError) as exc:
+        raise ChannelBroken(f"{client.name} unavailable mid-stream: {exc}") from None
+    finally:
+        await source.aclose()
+
+
+class _StreamConn(_Framed):
+    """One stream's connection: the callee's instance id first, then batches of values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.instance: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def encode(self, batch: list[Any]) -> bytes | None:  # this side sends frames directly
+        return _dumps(batch)
+
+    def frame_received(self, frame: bytes) -> None:
+        if not self.instance.done():
+            self.instance.set_result(frame.decode())
+            return
+        batch = self.decode(frame)
+        for entry in batch or ():
+            self.values.put_nowait(entry)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.instance.done():
+            self.instance.set_exception(SocketBroken("connection lost"))
+        self.values.put_nowait((_LOST, exc))
+
+
+async def _via_socket(endpoint: dict[str, str], item: Any) -> AsyncIterator[Any]:
+    loop = asyncio.get_running_loop()
+    _, conn = await asyncio.wait_for(
+        loop.create_unix_connection(_StreamConn, endpoint["path"]), CONNECT_S)
+    try:
+        # Token and call back to back: the callee unpickles nothing before the token
+        # matched, and one round trip less is ~a loop turn on each side per hop.
+        conn.send_frame(endpoint["token"].encode())
+        conn.send_frame(_dumps(StreamOpen(item)))
+        await asyncio.wait_for(asyncio.shield(conn.instance), CONNECT_S)
+        while True:
+            kind, value = await conn.values.get()
+            if kind == "item":
+                yield value
+            elif kind == "end":
+                return
+            elif kind == "error":
+                raise value
+            else:
+                raise SocketBroken(f"stream connection lost{f': {value}' if value else ''}")
+    finally:
+        if conn.transport is not None:
+            conn.transport.close()  # before the end: the callee cancels its stream
+
+
+async def _via_ray(handle: Any, item: Any) -> AsyncIterator[Any]:
+    gen = handle.chan_stream.options(num_returns="streaming").remote(item)
+    finished = False
+    try:
+        async for ref in gen:
+            try:
+                value = await ref
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                raise (cause if isinstance(cause, BaseException) else exc) from None
+            yield value
+        finished = True
+    except TaskCancelledError:
+        raise SocketBroken("stream cancelled in the callee") from None
+    finally:
+        if not finished:
+            ray.cancel(gen)
