@@ -25,7 +25,8 @@ from actors.errors import PROVIDER_FAULT
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
 
 if TYPE_CHECKING:
-    from actors.audit import AuditStore, Written
+    from actors.audit_base import AuditBackend as AuditStore
+    from actors.audit_base import Written
 
 
 @dataclass(slots=True)

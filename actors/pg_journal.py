@@ -1,0 +1,126 @@
+"""The router's journal in PostgreSQL: unacknowledged records survive losing the node.
+
+On one machine the journal is a file (`actors/journal.py`): a killed router's page cache
+survives, a lost node's does not. With `tracker.db_url` the journal is the `router_journal`
+table instead. Appending stays off the request path — `append` queues the entry and a
+writer thread commits whatever is queued in one transaction (a group commit: at high
+concurrency one commit carries many requests) — and `synced()` lets the router answer only
+once that commit holds the request's records (`router.journal_sync`, on by default with
+PostgreSQL): then no node loss loses a record of an answered request. Acknowledged entries
+(the tracker committed them) are deleted by the same thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from actors.journal import ADAPTER, Record, encode_entry
+from actors.pg import PgSession, PgTarget
+
+log = logging.getLogger(__name__)
+
+
+class PgJournal:
+    """`Journal`'s interface (`seq`, `append`, `ack`, `pending`, `close`) plus `synced()`."""
+
+    def __init__(self, target: PgTarget) -> None:
+        self.db = PgSession(target)
+        with self.db.lock:
+            self.db.script("CREATE TABLE IF NOT EXISTS router_journal "
+                           "(seq BIGINT PRIMARY KEY, records TEXT NOT NULL)")
+            top = self.db.fetch("SELECT COALESCE(MAX(seq), 0) AS seq FROM router_journal")
+        self.seq = int(top[0]["seq"])
+        self.committed = self.seq
+        self._queue: list[tuple[int, str]] = []
+        self._acked: list[int] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="pg-journal", daemon=True)
+        self._thread.start()
+
+    def append(self, records: Iterable[Any]) -> int:
+        """Queue one request's records for the next commit; returns their sequence number."""
+        self.seq += 1
+        with self._cond:
+            self._queue.append((self.seq, encode_entry(self.seq, records)))
+            self._cond.notify()
+        return self.seq
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """The tracker committed these: delete them (on the writer thread)."""
+        with self._cond:
+            self._acked.extend(seqs)
+            self._cond.notify()
+
+    async def synced(self) -> None:
+        """Return once every entry appended so far is committed (raises if it cannot be)."""
+        target = self.seq
+        if self.committed >= target:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self.committed >= target:
+                return
+            self._waiters.append((target, fut))
+        await fut
+
+    def pending(self) -> list[tuple[int, list[Record]]]:
+        """Committed entries not yet acknowledged, in order."""
+        with self.db.lock:
+            rows = self.db.fetch("SELECT seq, records FROM router_journal ORDER BY seq")
+        return [(int(r["seq"]), ADAPTER.validate_python(json.loads(r["records"])["records"]))
+                for r in rows]
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._queue or self._acked or self._closing):
+                    self._cond.wait()
+                queue, self._queue = self._queue, []
+                acked, self._acked = self._acked, []
+                if self._closing and not queue and not acked:
+                    return
+            try:
+                with self.db.lock, self.db.transaction():
+                    if queue:
+                        self.db.executemany("INSERT INTO router_journal (seq, records) "
+                                            "VALUES (?, ?) ON CONFLICT DO NOTHING", queue)
+                    if acked:
+                        self.db.exec("DELETE FROM router_journal WHERE seq = ANY(?)", (acked,))
+            except Exception as exc:  # keep them queued and try again; waiters keep waiting
+                log.warning("journal commit failed (%s); retrying", exc)
+                self.error = exc
+                with self._cond:
+                    self._queue[:0], self._acked[:0] = queue, acked
+                    self._cond.wait(0.5)
+                continue
+            self.error = None
+            if queue:
+                self._release(queue[-1][0])
+
+    def _release(self, upto: int) -> None:
+        with self._cond:
+            self.committed = max(self.committed, upto)
+            ready = [f for t, f in self._waiters if t <= self.committed]
+            self._waiters = [(t, f) for t, f in self._waiters if t > self.committed]
+        for fut in ready:
+            fut.get_loop().call_soon_threadsafe(_done, fut)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+        self.db.close()
+
+
+def _done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
