@@ -54,6 +54,10 @@ class PgKeyValue:
             return self.db.fetch("SELECT value FROM llm_router_state WHERE key = ?",
                                  (key,))[0]["value"]
 
+    def slot(self, key: str) -> PgSlot:
+        """One named text, with `budget_overrides.Saved`'s interface."""
+        return PgSlot(self, key)
+
     def hmac_key(self) -> bytes:
         """$LLM_ROUTER_HMAC_KEY, else the cluster's key kept here (made on first use), so a
         router or tracker restarted on another node hashes and fingerprints alike."""
@@ -69,6 +73,23 @@ class PgKeyValue:
         self.db.close()
 
 
+class PgSlot:
+    """A named text in `llm_router_state` (budget overrides live in one)."""
+
+    def __init__(self, kv: PgKeyValue, key: str) -> None:
+        self.kv, self.key = kv, key
+        self.where = f"llm_router_state[{key!r}] in the database"
+
+    def read(self) -> tuple[str, float] | None:
+        return self.kv.get(self.key)
+
+    def write(self, text: str) -> None:
+        self.kv.put(self.key, text)
+
+    def delete(self) -> None:
+        self.kv.delete(self.key)
+
+
 class PgIdempotencyStore:
     """`IdempotencyStore`'s interface over PostgreSQL (`remote`: the book reads it off the
     event loop)."""
@@ -76,7 +97,8 @@ class PgIdempotencyStore:
     remote = True
 
     def __init__(self, target: PgTarget) -> None:
-        self.db = PgSession(target)
+        self.db = PgSession(target)  # writes (the book's writer thread)
+        self._read = PgSession(target)  # lookups (its reader thread): never behind a write
         with self.db.lock:
             self.db.script(
                 "CREATE TABLE IF NOT EXISTS idempotency_outcomes (request_id TEXT PRIMARY KEY, "
@@ -85,8 +107,8 @@ class PgIdempotencyStore:
                 "CREATE INDEX IF NOT EXISTS idempotency_outcomes_ts ON idempotency_outcomes (ts)")
 
     def get(self, request_id: str) -> Entry | None:
-        with self.db.lock:
-            rows = self.db.fetch("SELECT fingerprint, ts, ok, outcome FROM idempotency_outcomes "
+        with self._read.lock:
+            rows = self._read.fetch("SELECT fingerprint, ts, ok, outcome FROM idempotency_outcomes "
                                  "WHERE request_id = ?", (request_id,))
         if not rows:
             return None
@@ -106,11 +128,12 @@ class PgIdempotencyStore:
             return self.db.exec("DELETE FROM idempotency_outcomes WHERE ts < ?", (before,))
 
     def count(self) -> int:
-        with self.db.lock:
-            return int(self.db.fetch("SELECT COUNT(*) AS n FROM idempotency_outcomes")[0]["n"])
+        with self._read.lock:
+            return int(self._read.fetch("SELECT COUNT(*) AS n FROM idempotency_outcomes")[0]["n"])
 
     def close(self) -> None:
         self.db.close()
+        self._read.close()
 
 
 def drop_state(target: PgTarget) -> None:

@@ -18,6 +18,7 @@ from actors.config import parse_config
 from actors.journal import Journal
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
+from actors.pg_journal import PgJournal
 from actors.policies import POLICIES
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult
@@ -28,6 +29,9 @@ from actors.tracker import NAME as TRACKER
 from actors.tracker import NAMESPACE
 
 FLUSH_EVERY_S = 0.05
+#: Longest an answer waits for its journal commit (the database unreachable): then it is
+#: sent anyway, its records kept in memory for the journal and the tracker, and logged.
+JOURNAL_SYNC_WAIT_S = 5.0
 MAX_BATCH = 500
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,8 @@ class RouterActor(ChannelServer):
         self._started = False
         self._seeded = False
         self._seeded_scopes: set[str] = set()
-        self._journal: Journal | None = None
+        self._journal: Journal | PgJournal | None = None
+        self._sync_journal = False
         # This instance's state directory, locked for as long as this process lives.
         try:
             self._state = RouterState(self.config, self.core.spec.journal_path,
@@ -74,6 +79,8 @@ class RouterActor(ChannelServer):
         self._journal = self._open_journal()
         if self._journal:
             self._seq = self._journal.seq
+            sync = self.core.spec.journal_sync
+            self._sync_journal = isinstance(self._journal, PgJournal) if sync is None else sync
         log.warning("%s%s", "SIMULATED providers; " if self.config.simulate else "",
                     self._state.overrides.summary())
 
@@ -103,10 +110,10 @@ class RouterActor(ChannelServer):
             pool.reset()
             raise
 
-    def _open_journal(self) -> Journal | None:
+    def _open_journal(self) -> Journal | PgJournal | None:
         if not self.core.spec.journal:
             return None
-        journal = Journal(self._state.journal_path)
+        journal = self._state.open_journal()
         for seq, records in journal.pending():  # answered before a restart, never acknowledged
             self._buffer.append((seq, records))
         if self._buffer:
@@ -235,7 +242,19 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         if isinstance(req, dict):
             req = RouteRequest.model_validate(req)
-        return await self._observer.route(req, self.core.route)
+        return await self._observer.route(req, self._route_durably)
+
+    async def _route_durably(self, req: RouteRequest) -> RouteResult:
+        """Route; with `journal_sync`, answer (or fail) only once the records are journaled."""
+        try:
+            return await self.core.route(req)
+        finally:
+            if self._sync_journal and isinstance(self._journal, PgJournal):
+                try:
+                    await asyncio.wait_for(self._journal.synced(), JOURNAL_SYNC_WAIT_S)
+                except TimeoutError:
+                    log.warning("journal not committed within %g s (%s); answering anyway",
+                                JOURNAL_SYNC_WAIT_S, self._journal.error)
 
     async def refresh_snapshots(self) -> list[dict[str, Any]]:
         names = list(self.core.providers)
