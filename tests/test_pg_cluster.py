@@ -1,0 +1,144 @@
+"""Losing the node that holds the tracker and the router, with PostgreSQL: nothing answered
+is lost and the budgets are intact.
+
+A two-node cluster (`ray.cluster_utils.Cluster`, in a subprocess like the other cluster
+tests) with a real PostgreSQL server (tests/pg_server.py). The head-node pinning is
+overridden: the tracker and the router ask for a custom resource only the worker has.
+Requests flow from the driver (on the head) with request ids; once some are answered the
+worker node is removed without warning (its processes killed) and a fresh node with the
+resource joins — a replacement machine. The actors restart there with empty disks; the
+callers re-send what failed under the same ids. Afterwards every answered request has
+exactly one request row and its attempt rows in the database, the run-time budget override
+still holds, and the restarted router's budget ledger counts exactly the spend the
+database holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.jobs import run_job
+
+ENV_URL = "LLM_ROUTER_TEST_DB_URL"
+BEFORE_KILL, TOTAL, CALLERS = 12, 36, 4
+
+
+def _node_of(handle) -> str:
+    import ray
+
+    return ray.get(handle.__ray_call__.remote(
+        lambda self: ray.get_runtime_context().get_node_id()), timeout=120)
+
+
+def _job(tmp: Path) -> dict:
+    import psycopg
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from actors.api import connect
+    from tests.conftest import make_config, wait_until
+
+    url = os.environ[ENV_URL]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    first = cluster.add_node(num_cpus=1, resources={"llm_router_state": 1})
+    ray.init(address=cluster.address, namespace="llm-router", log_to_driver=False)
+    cluster.wait_for_nodes()
+    cfg = make_config(tmp)
+    for p in cfg["providers"]:  # two providers keep the 2-core machine's process count low
+        p["enabled"] = p["name"] in ("llama", "mixtral")
+    cfg["tracker"] = {"db_url": url}
+    cfg["placement"] = {"resources": {"llm_router_state": 0.001}}
+    out: dict = {"head": cluster.head_node.node_id, "first": first.node_id}
+    llm = connect(cluster.address, cfg)
+    try:
+        h = llm.handles
+        out["router_node"], out["tracker_node"] = _node_of(h.router), _node_of(h.tracker)
+        out["provider_nodes"] = sorted({_node_of(a) for a in h.providers.values()})
+        llm.set_budgets({"daily_usd": 123.0})
+
+        answered: dict[str, float] = {}
+        failures: list[str] = []
+        lock = threading.Lock()
+        next_i = iter(range(TOTAL))
+
+        def caller() -> None:
+            for i in next_i:
+                rid = f"q{i}"
+                deadline = time.monotonic() + 240
+                while True:  # re-send under the same id until answered: idempotent
+                    try:
+                        res = llm.complete(f"bar {i}: long or short?", request_id=rid,
+                                           max_tokens=32, timeout=60)
+                        with lock:
+                            answered[rid] = res.cost_usd
+                        break
+                    except Exception as exc:
+                        with lock:
+                            failures.append(type(exc).__name__)
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)  # back off while the actors restart
+
+        threads = [threading.Thread(target=caller) for _ in range(CALLERS)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(answered) >= BEFORE_KILL, timeout=300)  # requests flowing
+        out["answered_at_kill"] = len(answered)
+        cluster.remove_node(first, allow_graceful=False)
+        second = cluster.add_node(num_cpus=1, resources={"llm_router_state": 1})
+        out["second"] = second.node_id
+        for t in threads:
+            t.join()
+        out["answered"] = sorted(answered)
+        out["failures"] = len(failures)
+        out["router_node_after"] = _node_of(h.router)
+        out["tracker_node_after"] = _node_of(h.tracker)
+        llm.flush(timeout=120)
+        budgets = llm.budgets().reset_index()
+        daily = budgets[(budgets["scope"] == "*") & (budgets["window"] == "daily")].iloc[0]
+        out["daily_limit"] = float(daily["limit_usd"])
+        out["daily_source"] = str(daily["source"])
+        out["ledger_daily_spend"] = float(daily["spent_usd"])
+        pw = os.environ["LLM_ROUTER_DB_PASSWORD"]
+        with psycopg.connect(url, password=pw) as db:
+            out["request_rows"] = dict(db.execute(
+                "SELECT request_id, COUNT(*) FROM requests GROUP BY 1").fetchall())
+            out["attempted"] = sorted(r[0] for r in db.execute(
+                "SELECT DISTINCT request_id FROM attempts WHERE ok = 1").fetchall())
+            out["db_spend"] = float(db.execute(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM attempts WHERE simulated = 1 "
+                "AND ts >= %s", (time.time() - (time.time() % 86400),)).fetchone()[0])
+            out["journal_left"] = db.execute("SELECT COUNT(*) FROM router_journal").fetchone()[0]
+    finally:
+        llm.shutdown()
+        cluster.shutdown()
+    print(json.dumps(out), file=sys.stderr)  # what the job saw, should an assert fail
+    return out
+
+
+def test_losing_the_state_node_loses_nothing_answered(tmp_path, pg_url, monkeypatch):
+    monkeypatch.setenv(ENV_URL, pg_url)
+    res = run_job(__file__, tmp_path, timeout=900)
+    assert res["router_node"] == res["tracker_node"] == res["first"]  # pinning overridden
+    assert res["first"] not in res["provider_nodes"]  # only the state goes down with it
+    assert res["router_node_after"] == res["tracker_node_after"] == res["second"]
+    assert BEFORE_KILL <= res["answered_at_kill"] < TOTAL
+    assert len(res["answered"]) == TOTAL
+    rows = res["request_rows"]
+    missing = [rid for rid in res["answered"] if rid not in rows]
+    assert not missing, f"answered but not in the audit trail: {missing}"
+    assert all(rows[rid] == 1 for rid in res["answered"])  # exactly one outcome each
+    assert set(res["answered"]) <= set(res["attempted"])  # and the attempt that answered
+    assert res["journal_left"] == 0  # everything journaled reached the tracker
+    assert res["daily_limit"] == 123.0 and "run-time override" in res["daily_source"]
+    assert abs(res["ledger_daily_spend"] - res["db_spend"]) < 1e-9
+    assert res["db_spend"] > 0
+
+
+if __name__ == "__main__":
+    print(json.dumps(_job(Path(sys.argv[1]))))
