@@ -29,6 +29,9 @@ from actors.tracker import NAME as TRACKER
 from actors.tracker import NAMESPACE
 
 FLUSH_EVERY_S = 0.05
+#: How long a restarted router waits for the tracker to take its journaled records before
+#: seeding its budgets (a tracker restarted with it on a new node takes a while to start).
+STARTUP_DRAIN_S = 60.0
 #: Longest an answer waits for its journal commit (the database unreachable): then it is
 #: sent anyway, its records kept in memory for the journal and the tracker, and logged.
 JOURNAL_SYNC_WAIT_S = 5.0
@@ -144,7 +147,10 @@ class RouterActor(ChannelServer):
         loop.create_task(self._flush_loop())
         loop.create_task(self._refresh_loop())
         if self._buffer:  # journaled records first, so the spend we seed from includes them
-            await self._drain(timeout_s=10.0)
+            left = await self._drain(timeout_s=STARTUP_DRAIN_S)
+            if left:
+                log.warning("%d journaled records not yet acknowledged by the tracker; budgets "
+                            "start without their spend", left)
         await self._seed_budgets()
         await self._relearn()
 
