@@ -6,8 +6,17 @@ table instead. Appending stays off the request path — `append` queues the entr
 writer thread commits whatever is queued in one transaction (a group commit: at high
 concurrency one commit carries many requests) — and `synced()` lets the router answer only
 once that commit holds the request's records (`router.journal_sync`, on by default with
-PostgreSQL): then no node loss loses a record of an answered request. Acknowledged entries
-(the tracker committed them) are deleted by the same thread.
+PostgreSQL): then losing the router's node loses no record of an answered request.
+Acknowledged entries (the tracker committed them) are deleted by the same thread.
+
+Journal commits are asynchronous on the server (`synchronous_commit = off` for these
+transactions only): the commit returns once the database server holds the entry, without
+waiting for its WAL flush to disk (the server flushes within 3 × `wal_writer_delay`, 0.6 s
+by default). What the journal guards against is losing the router's node, and for that the
+entry being on the server is enough; waiting for the server's disk would cost every answer
+an fsync (measured: BENCHMARKS.md). Only a crash of the database server itself within that
+fraction of a second could lose journal entries — the audit trail's own commits (the
+tracker's) stay fully synchronous.
 """
 
 from __future__ import annotations
@@ -89,6 +98,7 @@ class PgJournal:
                     return
             try:
                 with self.db.lock, self.db.transaction():
+                    self.db.exec("SET LOCAL synchronous_commit = off")  # see the docstring
                     if queue:
                         self.db.executemany("INSERT INTO router_journal (seq, records) "
                                             "VALUES (?, ?) ON CONFLICT DO NOTHING", queue)
