@@ -324,3 +324,23 @@ def test_the_database_password_comes_from_the_environment_only(pg_url, monkeypat
     assert "wrong-password-123" not in str(info.value) and "router@" in str(info.value)
     monkeypatch.setenv("OTHER_PW", "router-test-pw")
     PgTarget(pg_url, "OTHER_PW").connect().close()  # tracker.db_password_env names another
+
+
+def test_postgres_store_reconnects_after_losing_its_connection(pg_url, pg_server) -> None:
+    """The server dropped us (restart, failover, network): the batch in progress fails — so
+    it is not acknowledged and the router re-sends it — and the next call reconnects."""
+    import psycopg
+
+    from actors.audit_pg import PgAuditStore
+    from actors.pg import PgTarget
+
+    s = PgAuditStore(PgTarget(pg_url))
+    s.write_batch(batch("r1"))
+    dbname = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.admin_conninfo(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+    with pytest.raises(psycopg.OperationalError):
+        s.write_batch(batch("r2"))
+    assert s.write_batch(batch("r2")) == 3  # re-sent: stored once, on a new connection
+    assert s.counts()["requests"] == 2
