@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server for tests and benchmarks: real, started without root.
 
 Uses the system's PostgreSQL binaries (Debian: /usr/lib/postgresql/<v>/bin; or initdb on
-PATH). PostgreSQL refuses to run as root, so when we are root the cluster is created and
+PATH), or where there are none, those of the pip-installable `pgserver` package if present
+(`pip install pgserver`; checked to work the same way). PostgreSQL refuses to run as root, so when we are root the cluster is created and
 run as the unprivileged `postgres` system user (or $LLM_ROUTER_PG_USER) in a fresh temporary
 directory, listening on 127.0.0.1 at a free port, with password (SCRAM) authentication.
 `stop()` shuts it down and removes everything.
@@ -10,6 +11,7 @@ directory, listening on 127.0.0.1 at a free port, with password (SCRAM) authenti
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import secrets
@@ -24,13 +26,21 @@ ENV_USER = "LLM_ROUTER_PG_USER"
 
 
 def find_bindir() -> Path | None:
-    """The newest system PostgreSQL's bin directory, or None when there is none."""
+    """The newest system PostgreSQL's bin directory; else initdb on PATH; else the binaries
+    of the pip-installable `pgserver` package when it is installed; else None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                    key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+    if initdb:
+        return Path(initdb).parent
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin is not None:
+        bindir = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bindir / "initdb").exists():
+            return bindir
+    return None
 
 
 def _free_port() -> int:
