@@ -80,15 +80,23 @@ class PgSession:
     caller's batch is then not acknowledged and is re-sent — and is replaced on the next.
     """
 
-    def __init__(self, target: PgTarget) -> None:
+    def __init__(self, target: PgTarget, settings: tuple[str, ...] = ()) -> None:
+        """`settings`: statements run on every new connection (e.g. a `SET`)."""
         self.target = target
+        self.settings = settings
         self.lock = threading.RLock()
-        self._conn = target.connect()
+        self._conn = self._connect()
         self._sql: dict[str, str] = {}
+
+    def _connect(self) -> Any:
+        conn = self.target.connect()
+        for statement in self.settings:
+            conn.execute(statement)
+        return conn
 
     def _c(self) -> Any:
         if self._conn.closed or self._conn.broken:
-            self._conn = self.target.connect()
+            self._conn = self._connect()
         return self._conn
 
     def _native(self, sql: str) -> str:

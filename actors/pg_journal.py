@@ -9,8 +9,8 @@ once that commit holds the request's records (`router.journal_sync`, on by defau
 PostgreSQL): then losing the router's node loses no record of an answered request.
 Acknowledged entries (the tracker committed them) are deleted by the same thread.
 
-Journal commits are asynchronous on the server (`synchronous_commit = off` for these
-transactions only): the commit returns once the database server holds the entry, without
+Journal commits are asynchronous on the server (`synchronous_commit = off` for the
+journal's own session only): the commit returns once the database server holds the entry, without
 waiting for its WAL flush to disk (the server flushes within 3 × `wal_writer_delay`, 0.6 s
 by default). What the journal guards against is losing the router's node, and for that the
 entry being on the server is enough; waiting for the server's disk would cost every answer
@@ -32,13 +32,15 @@ from actors.journal import ADAPTER, Record, encode_entry
 from actors.pg import PgSession, PgTarget
 
 log = logging.getLogger(__name__)
+CHUNK = 1000  # entries per INSERT statement
 
 
 class PgJournal:
     """`Journal`'s interface (`seq`, `append`, `ack`, `pending`, `close`) plus `synced()`."""
 
     def __init__(self, target: PgTarget) -> None:
-        self.db = PgSession(target)
+        # its own session, with asynchronous commits (see the module docstring)
+        self.db = PgSession(target, settings=("SET synchronous_commit = off",))
         with self.db.lock:
             self.db.script("CREATE TABLE IF NOT EXISTS router_journal "
                            "(seq BIGINT PRIMARY KEY, records TEXT NOT NULL)")
@@ -96,12 +98,13 @@ class PgJournal:
                 acked, self._acked = self._acked, []
                 if self._closing and not queue and not acked:
                     return
-            try:
-                with self.db.lock, self.db.transaction():
-                    self.db.exec("SET LOCAL synchronous_commit = off")  # see the docstring
-                    if queue:
-                        self.db.executemany("INSERT INTO router_journal (seq, records) "
-                                            "VALUES (?, ?) ON CONFLICT DO NOTHING", queue)
+            try:  # one statement each (one round trip, atomic); inserts before deletes
+                with self.db.lock:
+                    for i in range(0, len(queue), CHUNK):
+                        part = queue[i:i + CHUNK]
+                        self.db.exec("INSERT INTO router_journal (seq, records) VALUES "
+                                     + ", ".join(["(?, ?)"] * len(part))
+                                     + " ON CONFLICT DO NOTHING", [v for row in part for v in row])
                     if acked:
                         self.db.exec("DELETE FROM router_journal WHERE seq = ANY(?)", (acked,))
             except Exception as exc:  # keep them queued and try again; waiters keep waiting
