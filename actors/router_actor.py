@@ -61,7 +61,7 @@ class RouterActor(ChannelServer):
         self._buffer: list[tuple[int, list[Any]]] = []
         self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
         self._seq = 0  # last record-entry sequence number handed out
-        self._started = False
+        self._startup: asyncio.Future[None] | None = None
         self._seeded = False
         self._seeded_scopes: set[str] = set()
         self._journal: Journal | PgJournal | None = None
@@ -138,11 +138,15 @@ class RouterActor(ChannelServer):
         self._sink([WarningRecord(ts=time.time(), scope=scope, message=message)])
 
     async def _ensure_started(self) -> None:
+        """Every caller waits until start-up is done: a request routed meanwhile would book
+        spend that seeding the budgets from the audit trail then overwrote."""
         if self._refused is not None:
             raise self._refused
-        if self._started:
-            return
-        self._started = True
+        if self._startup is None:
+            self._startup = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._startup)
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         loop.create_task(self._flush_loop())
         loop.create_task(self._refresh_loop())
