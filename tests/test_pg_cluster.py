@@ -65,26 +65,24 @@ def _job(tmp: Path) -> dict:
         p["enabled"] = p["name"] in ("llama", "mixtral")
     cfg["tracker"] = {"db_url": url}
     cfg["placement"] = {"resources": {"llm_router_state": 0.001}}
-    nodes: dict = {}
+    # The node with the state resource joins once the simulator and the provider actors run
+    # (on the head, the only node then): the router, created after them, waits for it. So
+    # the node we lose holds the tracker and the router, and nothing else. (connect() waits
+    # for the router, so it runs in a thread; Ray starts nodes from the main thread only.)
+    started: dict = {}
+    starter = threading.Thread(target=lambda: started.update(llm=connect(cluster.address, cfg)))
+    starter.start()
 
-    def state_node_joins() -> None:
-        """The node with the state resource joins once the simulator and the provider
-        actors run (on the head, the only node then): the router, created after them, waits
-        for it. So the node we lose holds the tracker and the router, and nothing else."""
-        def router_exists() -> bool:
-            try:
-                return ray.get_actor("router", namespace="llm-router") is not None
-            except ValueError:
-                return False
+    def router_exists() -> bool:
+        try:
+            return ray.get_actor("router", namespace="llm-router") is not None
+        except ValueError:
+            return False
 
-        wait_until(router_exists, timeout=300)
-        nodes["first"] = cluster.add_node(num_cpus=1, resources={"llm_router_state": 1})
-
-    joiner = threading.Thread(target=state_node_joins)
-    joiner.start()
-    llm = connect(cluster.address, cfg)
-    joiner.join()
-    first = nodes["first"]
+    wait_until(router_exists, timeout=300)
+    first = cluster.add_node(num_cpus=1, resources={"llm_router_state": 1})
+    starter.join(timeout=600)
+    llm = started["llm"]
     out: dict = {"head": cluster.head_node.node_id, "first": first.node_id}
     try:
         h = llm.handles
