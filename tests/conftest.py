@@ -118,9 +118,14 @@ def pg_server():
         pytest.skip("no PostgreSQL server binaries on this machine")
     server = pgs.start()
     server.create_database("llm_router_template", PG_ROLE, PG_PASSWORD)
-    os.environ["LLM_ROUTER_DB_PASSWORD"] = PG_PASSWORD  # Ray workers inherit it too
+    saved = os.environ.get("LLM_ROUTER_DB_PASSWORD")
+    os.environ["LLM_ROUTER_DB_PASSWORD"] = PG_PASSWORD  # Ray workers started later inherit it
     yield server
     server.stop()
+    if saved is None:
+        os.environ.pop("LLM_ROUTER_DB_PASSWORD", None)
+    else:
+        os.environ["LLM_ROUTER_DB_PASSWORD"] = saved
 
 
 @pytest.fixture
