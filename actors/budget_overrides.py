@@ -6,7 +6,9 @@ per-provider cap, and `{"per_provider": {"claude": null}}` drops claude's. Chang
 accumulate in `budgets-override.json` in the instance's state directory, each limit with the
 time it was set, and are re-applied over the config at every start; `sources()` says for
 each limit whether it comes from the config or from a run-time change (and when), which the
-router prints at start-up. `reset()` returns to the config.
+router prints at start-up. `reset()` returns to the config. With PostgreSQL
+(`tracker.db_url`) the same text is kept in the database instead (`actors/pg_state.py`), so
+a router restarted on another node re-applies it too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from actors.budget import WINDOWS, BudgetSpec
 from actors.state import write_private
@@ -24,6 +26,39 @@ from actors.state import write_private
 log = logging.getLogger(__name__)
 FILE = "budgets-override.json"
 LIMIT_KEYS = tuple(f"{w}_usd" for w in WINDOWS)  # hourly_usd, daily_usd
+
+
+class Saved(Protocol):
+    """Where the overrides' text is kept: a file, or a row in the cluster's database."""
+
+    where: str
+
+    def read(self) -> tuple[str, float] | None:
+        """The text and when it was written, or None when nothing was saved."""
+
+    def write(self, text: str) -> None: ...
+
+    def delete(self) -> None: ...
+
+
+class SavedFile:
+    """`budgets-override.json` in the instance's state directory, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+
+    def read(self) -> tuple[str, float] | None:
+        try:
+            return self.path.read_text(), self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def write(self, text: str) -> None:
+        write_private(self.path, text)
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -86,9 +121,11 @@ class BudgetOverrides:
     """The configured budgets plus the run-time changes made to them."""
 
     def __init__(self, configured: dict[str, Any], state_dir: str | Path,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, saved: Saved | None = None) -> None:
+        """`saved`: where the changes are kept (default: the file in `state_dir`)."""
         self.configured = dict(configured)
         self.path = Path(state_dir) / FILE
+        self.saved: Saved = saved or SavedFile(self.path)
         self._clock = clock
         self.patch: dict[str, Any] = {}
         self.set_at: dict[str, float] = {}
@@ -97,22 +134,22 @@ class BudgetOverrides:
 
     def _load(self) -> None:
         try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return
+            found = self.saved.read()
+            if found is None:
+                return
+            data, mtime = json.loads(found[0]), found[1]
         except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable budget override %s: %s", self.path, exc)
+            log.warning("ignoring unreadable budget override %s: %s", self.saved.where, exc)
             return
         if isinstance(data, dict) and data.get("version") == 2:
             self.patch, self.set_at = data.get("patch") or {}, data.get("set_at") or {}
         elif isinstance(data, dict):  # an earlier version's file: a whole replacement spec
             self.patch = {k: None for k in self.configured} | data
-            mtime = self.path.stat().st_mtime
             self.set_at = dict.fromkeys(_leaves(self.patch), mtime)
         try:
             self._effective(self.patch)
         except ValueError as exc:
-            log.warning("ignoring invalid budget override %s: %s", self.path, exc)
+            log.warning("ignoring invalid budget override %s: %s", self.saved.where, exc)
             self.patch, self.set_at = {}, {}
 
     def _effective(self, patch: dict[str, Any]) -> BudgetSpec:
@@ -127,14 +164,14 @@ class BudgetOverrides:
         now = self._clock()
         self.patch, self.spec = acc, spec
         self.set_at.update(dict.fromkeys(_leaves(patch), now))
-        write_private(self.path, json.dumps({"version": 2, "patch": self.patch,
-                                             "set_at": self.set_at}, indent=1))
+        self.saved.write(json.dumps({"version": 2, "patch": self.patch, "set_at": self.set_at},
+                                    indent=1))
         return spec
 
     def reset(self) -> BudgetSpec:
         """Back to the configured budgets."""
         self.patch, self.set_at = {}, {}
-        self.path.unlink(missing_ok=True)
+        self.saved.delete()
         self.spec = self._effective({})
         return self.spec
 

@@ -15,7 +15,8 @@ differ. A streamed request claims its id instead of waiting (`claim` / `release`
 outcome is replayed as a stream, an id in flight is a conflict (actors/router_stream.py). The comparison uses a keyed hash (HMAC) of those, never the text itself.
 
 Outcomes are kept in memory (the most recent `memory_entries`) and in a SQLite file in the
-instance's state directory, so a restarted router still replays them. They are written off
+instance's state directory — or, with `tracker.db_url`, in PostgreSQL (`actors/pg_state.py`,
+read off the event loop) — so a restarted router still replays them. They are written off
 the request path, in one transaction per `WRITE_DELAY_S` (20 ms) on a writer thread: a
 router killed within those milliseconds of an answer forgets that outcome, and a duplicate
 of it is then routed again — billed again, and recorded again (attempt rows name their
@@ -187,6 +188,7 @@ class IdempotencyBook:
         self._unwritten: dict[str, Entry] = {}  # kept, not yet committed to the store
         self._writer: asyncio.Future[None] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="idempotency") if store else None
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="idempotency-read")
         self._last_purge = 0.0
         self.replays = 0
 
@@ -194,9 +196,10 @@ class IdempotencyBook:
         return fingerprint(self._key, req, policy)
 
     async def run(self, request_id: str, fp: str, execute: Callable[[], Awaitable[Any]],
-                  wait_s: float | None = None) -> tuple[Any, bool]:
+                  wait_s: float | None = None, *, fresh: bool = False) -> tuple[Any, bool]:
         """`(outcome, replayed)`. The outcome is what `execute` returned or the `kept`
-        exception it raised (returned, not raised: the caller marks replays first)."""
+        exception it raised (returned, not raised: the caller marks replays first).
+        `fresh`: the id was just generated, so no store can hold it (no lookup)."""
         deadline = None if wait_s is None else time.monotonic() + wait_s
         while True:
             held = self._inflight.get(request_id)
@@ -214,12 +217,12 @@ class IdempotencyBook:
                 await asyncio.wait_for(asyncio.shield(held[1]), left)
             except TimeoutError:
                 continue
-        entry = self._lookup(request_id)
-        if entry is not None:
-            return self._replay(request_id, fp, entry), True
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight[request_id] = (fp, done)
+        self._inflight[request_id] = (fp, done)  # before a lookup that may await a database
         try:
+            entry = None if fresh else await self._lookup(request_id)
+            if entry is not None:
+                return self._replay(request_id, fp, entry), True
             try:
                 outcome: Any = await execute()
             except self._kept as exc:
@@ -231,19 +234,26 @@ class IdempotencyBook:
             done.set_result(None)
         return outcome, False
 
-    def claim(self, request_id: str, fp: str) -> Any | None:
+    async def claim(self, request_id: str, fp: str) -> Any | None:
         """For a streamed request, which cannot wait for an original and replay midway:
         the stored outcome to replay (returned), or None once the id is claimed (call
         `release`). An id in flight is an IdempotencyConflict."""
         if request_id in self._inflight:
             raise IdempotencyConflict(f"request id {request_id!r} is in flight; a streamed "
                                       "request cannot share it (retry once it finished)")
-        entry = self._lookup(request_id)
-        if entry is not None:
-            return self._replay(request_id, fp, entry)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight[request_id] = (fp, done)
-        return None
+        self._inflight[request_id] = (fp, done)  # before a lookup that may await a database
+        try:
+            entry = await self._lookup(request_id)
+        except BaseException:
+            self.release(request_id, fp, None)
+            raise
+        if entry is None:
+            return None  # claimed: the caller streams it, then releases
+        try:
+            return self._replay(request_id, fp, entry)
+        finally:
+            self.release(request_id, fp, None)
 
     def release(self, request_id: str, fp: str, outcome: Any | None) -> None:
         """End a claim; `outcome` (a result or a kept error; None when the stream was cut)
@@ -255,10 +265,14 @@ class IdempotencyBook:
         if held is not None and not held[1].done():
             held[1].set_result(None)
 
-    def _lookup(self, request_id: str) -> Entry | None:
+    async def _lookup(self, request_id: str) -> Entry | None:
         entry = self._recent.get(request_id) or self._unwritten.get(request_id)
         if entry is None and self.store is not None:
-            entry = self.store.get(request_id)
+            if getattr(self.store, "remote", False):  # a database across the network
+                entry = await asyncio.get_running_loop().run_in_executor(
+                    self._reader, self.store.get, request_id)
+            else:
+                entry = self.store.get(request_id)
         if entry is not None and entry.ts < self._clock() - self.spec.window_s:
             return None  # past the window: a new request that happens to reuse the id
         return entry
@@ -327,6 +341,7 @@ class IdempotencyBook:
 
     def close(self) -> None:
         """Write what is still unwritten, then close (from outside the event loop)."""
+        self._reader.shutdown(wait=True)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         if self.store is not None:

@@ -23,8 +23,15 @@ from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, Warning
 from actors.state import write_private
 
 Record = AttemptRecord | RequestRecord | FeedbackRecord | WarningRecord
-_ADAPTER: TypeAdapter[list[Record]] = TypeAdapter(list[Record])
+ADAPTER: TypeAdapter[list[Record]] = TypeAdapter(list[Record])
 COMPACT_BYTES = 4 << 20
+
+
+def encode_entry(seq: int, records: Iterable[Any]) -> str:
+    """One journal entry as a JSON line `{"seq": n, "records": [...]}` (file or database)."""
+    parts = [r.model_dump_json() if hasattr(r, "model_dump_json") else json.dumps(r)
+             for r in records]  # pydantic's Rust serializer: ~4× faster than json.dumps
+    return f'{{"seq": {seq}, "records": [{", ".join(parts)}]}}'
 
 
 class Journal:
@@ -58,10 +65,7 @@ class Journal:
     def append(self, records: Iterable[Any]) -> int:
         """Journal one request's records; returns their sequence number."""
         self.seq += 1
-        parts = [r.model_dump_json() if hasattr(r, "model_dump_json") else json.dumps(r)
-                 for r in records]  # pydantic's Rust serializer: ~4× faster than json.dumps
-        line = f'{{"seq": {self.seq}, "records": [{", ".join(parts)}]}}\n'
-        os.write(self._fd, line.encode())
+        os.write(self._fd, (encode_entry(self.seq, records) + "\n").encode())
         return self.seq
 
     def ack(self, seqs: Iterable[int]) -> None:
@@ -88,7 +92,7 @@ class Journal:
                     except json.JSONDecodeError:
                         continue
                     if entry.get("seq", 0) > self.acked:
-                        out.append((entry["seq"], _ADAPTER.validate_python(entry["records"])))
+                        out.append((entry["seq"], ADAPTER.validate_python(entry["records"])))
         except FileNotFoundError:
             pass
         return out

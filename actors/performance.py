@@ -25,7 +25,7 @@ from actors.errors import PROVIDER_FAULT
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
 
 if TYPE_CHECKING:
-    from actors.audit import AuditStore, Written
+    from actors.audit_base import AuditBackend, Written
 
 
 @dataclass(slots=True)
@@ -201,7 +201,7 @@ class Performance:
                 a.score_sum += rec.score - previous
         return True
 
-    def apply(self, written: Written, lookup: AuditStore | None = None) -> None:
+    def apply(self, written: Written, lookup: AuditBackend | None = None) -> None:
         """Feed what one committed batch changed; `lookup` resolves evicted request ids."""
         for r in written.attempts:
             self._add_attempt(r)
@@ -210,7 +210,7 @@ class Performance:
         for f, previous in written.feedback:
             self.add_feedback(f, previous, self._owner_from(f.request_id, lookup))
 
-    def _owner_from(self, request_id: str, store: AuditStore | None,
+    def _owner_from(self, request_id: str, store: AuditBackend | None,
                     ) -> tuple[str, ContextKey] | None:
         owner = self.owner(request_id)
         if owner is None and store is not None:
@@ -219,7 +219,7 @@ class Performance:
                 owner = (row["provider"], self.key(row["context"]))
         return owner
 
-    def rebuild_from(self, store: AuditStore) -> None:
+    def rebuild_from(self, store: AuditBackend) -> None:
         """Start over from the audit trail (a restarted tracker has the same figures)."""
         self._aggs.clear()
         self._contexts.clear()

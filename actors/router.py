@@ -74,6 +74,10 @@ class RouterSpec(BaseModel):
     seed: int | None = Field(None, description="Seed of the exploration sampler (tests, replays).")
     store_text: bool = Field(True, description="Put prompt/response text on attempt records.")
     journal: bool = Field(True, description="Write-ahead journal of unacknowledged records.")
+    journal_sync: bool | None = Field(
+        None, description="Answer only once the request's records are committed to the "
+        "journal (a group commit). Default: on with PostgreSQL (tracker.db_url), where it makes "
+        "a node loss lose nothing answered; the file journal needs no wait.")
     journal_path: str | None = Field(
         None, description="Journal file; default: router-journal.jsonl next to the audit DB.")
 
@@ -272,7 +276,8 @@ class Router:
             outcome, replayed = await book.run(
                 request_id, book.fingerprint(req, policy),
                 lambda: self._route(req, request_id, policy),
-                req.timeout or self.spec.default_timeout_s)
+                req.timeout or self.spec.default_timeout_s,
+                fresh=req.request_id is None)  # an id we just made up is in no store
         except (IdempotencyConflict, TimeoutError) as exc:
             cls = ErrorClass.DEADLINE if isinstance(exc, TimeoutError) else exc.error_class
             raise RoutingError(cls, str(exc), RoutingTrace(request_id=request_id, policy=policy,

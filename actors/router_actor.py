@@ -19,6 +19,7 @@ from actors.config import parse_config
 from actors.journal import Journal
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
+from actors.pg_journal import PgJournal
 from actors.policies import POLICIES
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult, RoutingError
@@ -29,6 +30,12 @@ from actors.tracker import NAME as TRACKER
 from actors.tracker import NAMESPACE
 
 FLUSH_EVERY_S = 0.05
+#: How long a restarted router waits for the tracker to take its journaled records before
+#: seeding its budgets (a tracker restarted with it on a new node takes a while to start).
+STARTUP_DRAIN_S = 60.0
+#: Longest an answer waits for its journal commit (the database unreachable): then it is
+#: sent anyway, its records kept in memory for the journal and the tracker, and logged.
+JOURNAL_SYNC_WAIT_S = 5.0
 MAX_BATCH = 500
 log = logging.getLogger(__name__)
 
@@ -55,10 +62,11 @@ class RouterActor(ChannelServer):
         self._buffer: list[tuple[int, list[Any]]] = []
         self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
         self._seq = 0  # last record-entry sequence number handed out
-        self._started = False
+        self._startup: asyncio.Future[None] | None = None
         self._seeded = False
         self._seeded_scopes: set[str] = set()
-        self._journal: Journal | None = None
+        self._journal: Journal | PgJournal | None = None
+        self._sync_journal = False
         # This instance's state directory, locked for as long as this process lives.
         try:
             self._state = RouterState(self.config, self.core.spec.journal_path,
@@ -76,6 +84,8 @@ class RouterActor(ChannelServer):
         self._journal = self._open_journal()
         if self._journal:
             self._seq = self._journal.seq
+            sync = self.core.spec.journal_sync
+            self._sync_journal = isinstance(self._journal, PgJournal) if sync is None else sync
         log.warning("%s%s", "SIMULATED providers; " if self.config.simulate else "",
                     self._state.overrides.summary())
 
@@ -140,10 +150,10 @@ class RouterActor(ChannelServer):
                 self._observer.observe(req, exc.trace, exc.error_class.value, took, took)
             raise
 
-    def _open_journal(self) -> Journal | None:
+    def _open_journal(self) -> Journal | PgJournal | None:
         if not self.core.spec.journal:
             return None
-        journal = Journal(self._state.journal_path)
+        journal = self._state.open_journal()
         for seq, records in journal.pending():  # answered before a restart, never acknowledged
             self._buffer.append((seq, records))
         if self._buffer:
@@ -165,16 +175,23 @@ class RouterActor(ChannelServer):
         self._sink([WarningRecord(ts=time.time(), scope=scope, message=message)])
 
     async def _ensure_started(self) -> None:
+        """Every caller waits until start-up is done: a request routed meanwhile would book
+        spend that seeding the budgets from the audit trail then overwrote."""
         if self._refused is not None:
             raise self._refused
-        if self._started:
-            return
-        self._started = True
+        if self._startup is None:
+            self._startup = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._startup)
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         loop.create_task(self._flush_loop())
         loop.create_task(self._refresh_loop())
         if self._buffer:  # journaled records first, so the spend we seed from includes them
-            await self._drain(timeout_s=10.0)
+            left = await self._drain(timeout_s=STARTUP_DRAIN_S)
+            if left:
+                log.warning("%d journaled records not yet acknowledged by the tracker; budgets "
+                            "start without their spend", left)
         await self._seed_budgets()
         await self._relearn()
 
@@ -294,7 +311,19 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         if isinstance(req, dict):
             req = RouteRequest.model_validate(req)
-        return await self._observer.route(req, self.core.route)
+        return await self._observer.route(req, self._route_durably)
+
+    async def _route_durably(self, req: RouteRequest) -> RouteResult:
+        """Route; with `journal_sync`, answer (or fail) only once the records are journaled."""
+        try:
+            return await self.core.route(req)
+        finally:
+            if self._sync_journal and isinstance(self._journal, PgJournal):
+                try:
+                    await asyncio.wait_for(self._journal.synced(), JOURNAL_SYNC_WAIT_S)
+                except TimeoutError:
+                    log.warning("journal not committed within %g s (%s); answering anyway",
+                                JOURNAL_SYNC_WAIT_S, self._journal.error)
 
     async def refresh_snapshots(self) -> list[dict[str, Any]]:
         names = list(self.core.providers)

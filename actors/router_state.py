@@ -1,8 +1,11 @@
-"""What one router keeps in its instance's state directory, opened together at start.
+"""What one router keeps, opened together at start: in its instance's state directory on
+one machine, in the cluster's PostgreSQL database with `tracker.db_url`.
 
 The router actor's process locks the directory first (`actors/state.py`), so nothing below
 is ever shared with another instance: the journal of unacknowledged records, budget
-overrides, the idempotency store and the HMAC key.
+overrides, the idempotency store and the HMAC key. With PostgreSQL they live in the
+database instead (`actors/pg_state.py`, `actors/pg_journal.py`), where a router restarted
+on any node finds them; one database serves one instance.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from pydantic import BaseModel, ValidationError
 from actors.budget_overrides import BudgetOverrides
 from actors.config import Config, ConfigError
 from actors.idempotency import STORE_FILE, IdempotencyBook, IdempotencySpec, IdempotencyStore
+from actors.journal import Journal
+from actors.pg_journal import PgJournal
+from actors.pg_state import BUDGET_OVERRIDES, PgIdempotencyStore, PgKeyValue
 from actors.privacy import TextPolicy, load_key
 from actors.route import RouteResult, RoutingError, RoutingTrace
 from actors.state import StateLock
@@ -62,19 +68,36 @@ class RouterState:
         self.dir = config.state_path
         self.lock = StateLock(self.dir, wait_s=lock_wait_s, owner=owner)
         tracker = TrackerSpec.from_config(config)
-        self.text = TextPolicy.for_dir(tracker.store_text, self.dir)
-        self.overrides = BudgetOverrides(config.budgets, self.dir)
         spec = _section(IdempotencySpec, "idempotency", config.idempotency)
+        self.db = tracker.connection() if tracker.db_url is not None else None
+        store: IdempotencyStore | PgIdempotencyStore
+        if self.db is not None:
+            self.kv: PgKeyValue | None = PgKeyValue(self.db)
+            key = self.kv.hmac_key()
+            self.overrides = BudgetOverrides(config.budgets, self.dir,
+                                             saved=self.kv.slot(BUDGET_OVERRIDES))
+            store = PgIdempotencyStore(self.db)
+        else:
+            self.kv, key = None, load_key(self.dir)
+            self.overrides = BudgetOverrides(config.budgets, self.dir)
+            store = IdempotencyStore(self.dir / STORE_FILE)
+        self.text = TextPolicy(tracker.store_text, key if tracker.store_text == "hash" else None)
         answers_on_disk = tracker.store_text == "full" and keep_text
         self.book = IdempotencyBook(
-            spec, IdempotencyStore(self.dir / STORE_FILE), key=load_key(self.dir),
-            kept=(RoutingError,), encode=encode_outcome if answers_on_disk else None,
-            decode=decode_outcome)
+            spec, store, key=key, kept=(RoutingError,),
+            encode=encode_outcome if answers_on_disk else None, decode=decode_outcome)
         self.journal_path = Path(journal_path).expanduser() if journal_path else \
             self.dir / JOURNAL_FILE
 
+    def open_journal(self) -> Journal | PgJournal:
+        """The journal of unacknowledged records: a table in the cluster's database with
+        PostgreSQL (it must outlive the node), else a file in the state directory."""
+        return PgJournal(self.db) if self.db is not None else Journal(self.journal_path)
+
     def close(self) -> None:
         self.book.close()
+        if self.kv is not None:
+            self.kv.close()
         self.lock.release()
 
 

@@ -77,7 +77,7 @@ async def route_stream(router: Router, req: RouteRequest) -> AsyncIterator[Strea
     if book is not None:
         fp = book.fingerprint(req, policy)
         try:
-            stored = book.claim(request_id, fp)
+            stored = await book.claim(request_id, fp)
         except IdempotencyConflict as exc:
             raise RoutingError(exc.error_class, str(exc), RoutingTrace(
                 request_id=request_id, policy=policy, context=req.context)) from None

@@ -1,10 +1,10 @@
 """Spend summaries aggregated in SQL over a bounded time window.
 
-A cost report reads only the rows of its window and lets SQLite group them (the covering
-`attempts_spend` index finds the window): no table is loaded into memory, however long the
-audit trail grows. The window is `since` ≤ ts < `until`; without `since` it is a recent
-period (`DEFAULT_SPAN_S`), and a window may hold at most `MAX_PERIODS` periods. Simulated and
-real spend are reported apart (the `simulated` level), never summed together.
+A cost report reads only the rows of its window and lets the database group them (the
+covering `attempts_spend` index finds the window): no table is loaded into memory, however
+long the audit trail grows. The SQL is the store's, the same on SQLite and PostgreSQL. The
+window is `since` ≤ ts < `until`; without `since` it is a recent period (`DEFAULT_SPAN_S`),
+and a window may hold at most `MAX_PERIODS` periods. Simulated and real spend are reported apart (the `simulated` level), never summed together.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from actors.audit import AuditStore
+from actors.audit_base import AuditBackend
 
 PERIOD_S: dict[str, int] = {"hour": 3600, "day": 86400}
 #: The window when a caller gives no `since`: two days of hours, a month of days.
@@ -108,7 +108,7 @@ def group_columns(group_by: str) -> list[str]:
                           f"{', '.join(GROUPS)}") from None
 
 
-def cost_summary(store: AuditStore, by: str = "hour", since: TimeLike = None,
+def cost_summary(store: AuditBackend, by: str = "hour", since: TimeLike = None,
                  until: TimeLike = None, now: float | None = None,
                  group_by: str = "provider") -> pd.DataFrame:
     """Spend per UTC period and (provider, model, simulated) — or, with group_by="user",
@@ -116,13 +116,7 @@ def cost_summary(store: AuditStore, by: str = "hour", since: TimeLike = None,
     size = period_seconds(by)
     keys = group_columns(group_by)
     start, end = window(by, since, until, now)
-    groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
-    rows = store.query(
-        f"SELECT CAST(ts / ? AS INTEGER) * ? AS period, {', '.join(keys)}, "
-        "COUNT(DISTINCT request_id) AS requests, COUNT(*) AS attempts, "
-        "SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, "
-        "SUM(cost_usd) AS cost_usd FROM attempts WHERE ts >= ? AND ts < ? "
-        f"GROUP BY {groups} ORDER BY {groups}", (size, size, start, end))
+    rows = store.spend_by_period(size, start, end, keys)
     index = ["period", *keys]
     df = pd.DataFrame(rows, columns=index + SUMMARY_COLUMNS)
     df["period"] = pd.to_datetime(df["period"].astype(float), unit="s", utc=True)
@@ -133,15 +127,12 @@ def cost_summary(store: AuditStore, by: str = "hour", since: TimeLike = None,
     return df.set_index(index)
 
 
-def cost_per_token(store: AuditStore, since: TimeLike = None, until: TimeLike = None,
+def cost_per_token(store: AuditBackend, since: TimeLike = None, until: TimeLike = None,
                    now: float | None = None) -> pd.DataFrame:
     """Realized blended cost per token for each (provider, model) over a window (default:
     the last month)."""
     start, end = window("day", since, until, now)
-    rows = store.query(
-        "SELECT provider, model, SUM(input_tokens) AS input_tokens, "
-        "SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd FROM attempts "
-        "WHERE ts >= ? AND ts < ? GROUP BY 1, 2 ORDER BY 1, 2", (start, end))
+    rows = store.spend_by_model(start, end)
     out = pd.DataFrame(rows, columns=["provider", "model", "input_tokens", "output_tokens",
                                       "cost_usd"]).set_index(["provider", "model"])
     out["tokens"] = out["input_tokens"] + out["output_tokens"]

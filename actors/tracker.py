@@ -22,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from actors import spend
 from actors import summaries as costs
-from actors.audit import AuditStore, Record, Written, as_record
+from actors.audit import AuditBackend, Record, Written, as_record, open_store
 from actors.budget import BudgetLedger, BudgetSpec
 from actors.config import AUDIT_DB, DEFAULT_STATE_DIR, Config, ConfigError
 from actors.contexts import DEFAULT_KEYS
 from actors.performance import Performance
+from actors.pg import ENV_DB_PASSWORD, PgTarget, check_db_url
 from actors.placement import state_actor_options
 from actors.privacy import StoreText
 from actors.records import FeedbackRecord
@@ -56,6 +57,13 @@ class TrackerSpec(BaseModel):
         validate_default=True,
         description="SQLite audit file; ~ expanded, relative paths resolved by the creating "
                     "process (the detached actor may run elsewhere).")
+    db_url: str | None = Field(
+        None, description="PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE) for a cluster: "
+                          "the audit trail and the router's state then live there, not in "
+                          "db_path. Never holds the password (see db_password_env).")
+    db_password_env: str = Field(
+        ENV_DB_PASSWORD, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the database password (on every node).")
     store_text: StoreText = Field(
         "full", description="Prompt/response text: as is, an HMAC-SHA256 only, or not at all "
                             "(the router's journal follows the same setting).")
@@ -76,6 +84,16 @@ class TrackerSpec(BaseModel):
     def _absolute(cls, v: Path) -> Path:
         return Path(os.path.abspath(v.expanduser()))
 
+    @field_validator("db_url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        return None if v is None else check_db_url(v)
+
+    def connection(self) -> PgTarget:
+        """Where the PostgreSQL store is (only with `db_url`)."""
+        assert self.db_url is not None
+        return PgTarget(self.db_url, self.db_password_env)
+
     @classmethod
     def from_config(cls, config: Config | dict[str, Any] | None) -> TrackerSpec:
         data = config.tracker if isinstance(config, Config) else (config or {})
@@ -91,7 +109,7 @@ class Tracker:
     def __init__(self, spec: TrackerSpec | None = None, *, clock=time.time) -> None:
         self.spec = spec or TrackerSpec()
         self._clock = clock
-        self.store = AuditStore(self.spec.db_path, store_text=self.spec.store_text)
+        self.store: AuditBackend = open_store(self.spec)
         self.perf = Performance(
             min_context_samples=self.spec.min_context_samples,
             window_size=self.spec.window_size,

@@ -15,6 +15,12 @@ Plus the pure policy decision for 5 providers.
     .venv/bin/python scripts/bench_router.py [--seconds 5] [--json out.json] [--no-dashboard]
     .venv/bin/python scripts/bench_router.py --http [--serve-mode proxy|direct|throughput]
     .venv/bin/python scripts/bench_router.py --http --stream   (time to first token, chunks)
+    .venv/bin/python scripts/bench_router.py --postgres
+
+--postgres also measures the `api` arm with the audit trail and the router's state in a real
+PostgreSQL (a throwaway server from tests/pg_server.py; system binaries, run as the postgres
+user when root): `api-pg` with the default journal_sync (answers wait for the journal's group
+commit) and `api-pg-nosync` without; each phase re-measures `direct` beside it.
 
 --serve-mode picks Ray Serve's ingress path (env flags read when Ray starts):
   proxy       the default: HTTP proxy actor → replica (two hops before the router)
@@ -258,6 +264,14 @@ async def run(args: argparse.Namespace) -> dict:
         os.environ.update(SERVE_MODES[args.serve_mode])
     if args.stream:
         cfg["simulator"]["latency_scale"] = 1.0  # the profile's own timings
+    pg = None
+    if args.postgres:  # before Ray starts: its workers inherit the password variable
+        from tests import pg_server
+
+        pg = pg_server.start()
+        password = secrets.token_hex(12)
+        pg_url = pg.create_database("bench", "router", password)
+        os.environ["LLM_ROUTER_DB_PASSWORD"] = password
     llm = connect(config=cfg, num_cpus=2, **ray_init_options(args.dashboard))
     if args.stream:
         return await run_streams(args, llm, cfg)
@@ -283,8 +297,20 @@ async def run(args: argparse.Namespace) -> dict:
                 for name, call in arms.items():
                     r = await measure(call, conc, args.seconds)
                     results[f"{name}@{conc}"] = r
-                    print(f"  {name:<8} c={conc:<3} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
-                          f"  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)
+                    report(name, conc, r)
+            if pg is not None:
+                for name, sync in (("api-pg", True), ("api-pg-nosync", False)):
+                    llm.shutdown(stop_ray=False)
+                    pcfg = {**cfg, "state_dir": os.path.join(tmp, name),
+                            "tracker": {"db_url": pg_url},
+                            "router": {**cfg.get("router", {}), "journal_sync": sync}}
+                    llm = connect(config=pcfg)
+                    phase = {f"direct-{name}": direct_arm(llm.handles.simulator_url, session),
+                             name: api_arm(llm)}
+                    for conc in (1, 32):
+                        for arm, call in phase.items():
+                            results[f"{arm}@{conc}"] = r = await measure(call, conc, args.seconds)
+                            report(arm, conc, r)
     finally:
         if portkey is not None:
             os.killpg(portkey.pid, signal.SIGTERM)
@@ -297,6 +323,8 @@ async def run(args: argparse.Namespace) -> dict:
         if haproxy is not None:
             haproxy.close()
         shutil.rmtree(tmp, ignore_errors=True)  # the audit DB of a benchmark is not kept
+        if pg is not None:
+            pg.stop()
     return results
 
 
@@ -322,6 +350,9 @@ async def run_streams(args: argparse.Namespace, llm, cfg: dict) -> dict:
 
             serve.shutdown()
         llm.shutdown()
+def report(name: str, conc: int, r: dict) -> None:
+    print(f"  {name:<8} c={conc:<3} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
+          f"  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)
 
 
 def main() -> int:
@@ -338,6 +369,8 @@ def main() -> int:
                     "spacing of streamed answers (1 s in 20 chunks) instead")
     ap.add_argument("--stream-requests", type=int, default=20,
                     help="--stream: requests per arm (concurrency 1)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="also measure the api arm with PostgreSQL (tracker.db_url)")
     add_dashboard_flag(ap)  # on by default, as for users
     args = ap.parse_args()
     if args.stream:
@@ -361,6 +394,13 @@ def main() -> int:
         r1, r32 = res[f"{name}@1"], res[f"{name}@32"]
         print(f"| {name} | {r1['rps']:.0f} | {r1['p50_ms']:.2f} | {r1['p50_ms'] - d1['p50_ms']:.2f} "
               f"| {r32['rps']:.0f} | {r32['p99_ms']:.1f} | {r32['rps'] / d32['rps']:.3f} |")
+    for name in ("api-pg", "api-pg-nosync"):  # each beside the direct arm of its own phase
+        if f"{name}@1" in res:
+            r1, r32 = res[f"{name}@1"], res[f"{name}@32"]
+            p1, p32 = res[f"direct-{name}@1"], res[f"direct-{name}@32"]
+            print(f"| {name} | {r1['rps']:.0f} | {r1['p50_ms']:.2f} | "
+                  f"{r1['p50_ms'] - p1['p50_ms']:.2f} | {r32['rps']:.0f} | {r32['p99_ms']:.1f} "
+                  f"| {r32['rps'] / p32['rps']:.3f} |")
     print(f"\npolicy decision (best of 3 policies, 5 providers): {decision:.1f} µs")
     print(f"targets: added p50 ≤ 4 ms (got {a1['p50_ms'] - d1['p50_ms']:.2f}); "
           f"throughput ≥ 0.15× direct at 32 (got {a32['rps'] / d32['rps']:.3f})")

@@ -101,3 +101,59 @@ def restart_router(llm: Any, timeout_s: float = 60.0) -> None:
             pass
         assert time.time() < deadline, "router did not restart"
         time.sleep(0.2)
+
+
+# -- PostgreSQL: a real server started by the tests themselves (tests/pg_server.py) -----------
+
+PG_ROLE, PG_PASSWORD = "router", "router-test-pw"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL for the session (system binaries, run as the `postgres`
+    user when we are root); skipped only where no PostgreSQL is installed at all."""
+    from tests import pg_server as pgs
+
+    if pgs.find_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries on this machine")
+    server = pgs.start()
+    server.create_database("llm_router_template", PG_ROLE, PG_PASSWORD)
+    saved = os.environ.get("LLM_ROUTER_DB_PASSWORD")
+    os.environ["LLM_ROUTER_DB_PASSWORD"] = PG_PASSWORD  # Ray workers started later inherit it
+    yield server
+    server.stop()
+    if saved is None:
+        os.environ.pop("LLM_ROUTER_DB_PASSWORD", None)
+    else:
+        os.environ["LLM_ROUTER_DB_PASSWORD"] = saved
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """A fresh, empty database owned by the application role; its password-less URL."""
+    import re
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(pg_server.admin_conninfo(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                 sql.Identifier(PG_ROLE)))
+    yield pg_server.url(PG_ROLE, name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, tmp_path):
+    """Open audit stores on each backend: `backend(name="a.db", **kw)`; same name, same store."""
+    from actors.audit import AuditStore
+
+    if request.param == "sqlite":
+        return lambda name="a.db", **kw: AuditStore(tmp_path / name, **kw)
+    from actors.audit_pg import PgAuditStore
+    from actors.pg import PgTarget
+
+    url = request.getfixturevalue("pg_url")
+    return lambda name="a.db", **kw: PgAuditStore(PgTarget(url), **kw)

@@ -36,8 +36,8 @@ def batch(rid: str) -> list:
     return [attempt(rid, 1, ok=False, error_class="server"), attempt(rid, 2), request(rid)]
 
 
-def test_write_and_read_back(tmp_path: Path) -> None:
-    s = AuditStore(tmp_path / "a.db")
+def test_write_and_read_back(backend) -> None:
+    s = backend()
     assert s.write_batch(batch("r1")) == 3
     rows = s.attempts_for("r1")
     assert [r["attempt"] for r in rows] == [1, 2]
@@ -48,16 +48,16 @@ def test_write_and_read_back(tmp_path: Path) -> None:
     assert s.request("nope") is None
 
 
-def test_wire_dicts_are_accepted(tmp_path: Path) -> None:
-    s = AuditStore(tmp_path / "a.db")
+def test_wire_dicts_are_accepted(backend) -> None:
+    s = backend()
     assert s.write_batch([r.model_dump() for r in batch("r1")]) == 3
     with pytest.raises(ValidationError):
         s.write_batch([{"kind": "attempt", "request_id": "x"}])
     assert s.counts()["attempts"] == 2
 
 
-def test_resent_batch_is_idempotent_and_reported(tmp_path: Path) -> None:
-    s = AuditStore(tmp_path / "a.db")
+def test_resent_batch_is_idempotent_and_reported(backend) -> None:
+    s = backend()
     s.write_batch(batch("r1"))
     again = s.store(batch("r1") + [request("r1", ok=False, provider=None)])
     assert again.stored == 0 and again.duplicates == 4
@@ -66,8 +66,8 @@ def test_resent_batch_is_idempotent_and_reported(tmp_path: Path) -> None:
     assert s.request("r1")["provider"] == "claude"  # the first terminal outcome stays
 
 
-def test_feedback_latest_wins_and_unknown_is_rejected(tmp_path: Path) -> None:
-    s = AuditStore(tmp_path / "a.db")
+def test_feedback_latest_wins_and_unknown_is_rejected(backend) -> None:
+    s = backend()
     s.write_batch(batch("r1"))
     w = s.store([FeedbackRecord(request_id="r1", ts=T0 + 20, score=0.2),
                  FeedbackRecord(request_id="r1", ts=T0 + 30, score=0.9),
@@ -128,17 +128,17 @@ def test_files_and_directory_are_private(tmp_path: Path) -> None:
     assert mode(fresh) == "0o700" and mode(fresh / "a.db") == "0o600"
 
 
-def test_a_request_routed_again_keeps_both_executions(tmp_path: Path) -> None:
+def test_a_request_routed_again_keeps_both_executions(backend) -> None:
     """Both executions were billed: the second must not be dropped as a re-sent copy."""
-    s = AuditStore(tmp_path / "a.db")
+    s = backend()
     first = attempt("r1", execution="e1", cost_usd=0.25)
     assert s.write_batch([first, first]) == 1  # a re-sent copy is still ignored
     assert s.write_batch([attempt("r1", execution="e2", cost_usd=0.25)]) == 1
     assert s.spend_since(0) == pytest.approx(0.5)
 
 
-def test_spend_of_one_kind(tmp_path: Path) -> None:
-    s = AuditStore(tmp_path / "a.db")
+def test_spend_of_one_kind(backend) -> None:
+    s = backend()
     s.write_batch([attempt("r1", cost_usd=0.5), attempt("s1", cost_usd=2.1, simulated=True)])
     assert s.spend_since(0, simulated=False) == pytest.approx(0.5)
     assert s.spend_since(0, simulated=True) == pytest.approx(2.1)
@@ -189,8 +189,8 @@ def test_an_earlier_database_is_migrated_in_place(tmp_path: Path) -> None:
     assert AuditStore(path).counts()["attempts"] == 2  # opening again changes nothing
 
 
-def test_cost_frame_and_spend(tmp_path: Path) -> None:
-    s = AuditStore(tmp_path / "a.db")
+def test_cost_frame_and_spend(backend) -> None:
+    s = backend()
     s.write_batch(batch("r1") + [attempt("r2", 1, provider="gpt", cost_usd=0.5, ts=T0 + 100)])
     df = s.cost_frame()
     assert list(df.columns) == ["ts", "request_id", "provider", "model", "input_tokens",
@@ -227,13 +227,13 @@ def test_acknowledged_batch_survives_sigkill(tmp_path: Path) -> None:
     assert AuditStore(path).counts()["attempts"] == 50
 
 
-def test_placeholder_outcome_is_replaced_by_the_real_one(tmp_path) -> None:
+def test_placeholder_outcome_is_replaced_by_the_real_one(backend) -> None:
     import time as _time
 
-    from actors.audit import UNKNOWN_OUTCOME, AuditStore
+    from actors.audit import UNKNOWN_OUTCOME
     from actors.records import RequestRecord
 
-    store = AuditStore(tmp_path / "a.sqlite3")
+    store = backend()
     now = _time.time()
     placeholder = RequestRecord(request_id="r1", ts=now, ok=False, attempts=0,
                                 error_class=UNKNOWN_OUTCOME, error="router died")
@@ -244,3 +244,103 @@ def test_placeholder_outcome_is_replaced_by_the_real_one(tmp_path) -> None:
     row = store.request("r1")
     assert row["ok"] and row["provider"] == "p"
     assert store.counts()["requests"] == 1
+
+
+def test_history_and_records_come_back_in_write_order(backend) -> None:
+    """What the learner rebuilds from (`history`) and the full dump, on both backends."""
+    s = backend()
+    s.write_batch(batch("r1"))
+    s.write_batch([attempt("r2", 1, ts=T0 + 5), request("r2", ts=T0 + 20),
+                   FeedbackRecord(request_id="r1", ts=T0 + 30, score=0.7)])
+    got = [(type(r).__name__, r.request_id) for r in s.history(T0 + 100, 10)]
+    assert got == [("AttemptRecord", "r1"), ("AttemptRecord", "r1"), ("RequestRecord", "r1"),
+                   ("AttemptRecord", "r2"), ("RequestRecord", "r2"), ("FeedbackRecord", "r1")]
+    assert [r.request_id for r in s.history(T0 + 100, 1) if isinstance(r, RequestRecord)] == ["r2"]
+    every = list(s.iter_records(chunk=2))
+    assert [type(r).__name__ for r in every].count("AttemptRecord") == 3 and len(every) == 6
+    assert all(isinstance(r.context, dict) for r in every if not isinstance(r, FeedbackRecord))
+
+
+def test_a_second_store_on_the_same_database_sees_everything(backend) -> None:
+    """A tracker restarted (on SQLite: same file; on PostgreSQL: any node) finds the trail."""
+    first = backend()
+    first.write_batch(batch("r1"))
+    first.close()
+    again = backend()
+    assert again.counts()["attempts"] == 2 and again.has_request("r1")
+    assert again.write_batch(batch("r1")) == 0  # re-sent after the restart: no duplicates
+
+
+def test_postgres_hash_mode_keeps_its_key_in_the_database(pg_url, monkeypatch) -> None:
+    from actors.audit_pg import PgAuditStore
+    from actors.pg import PgTarget
+
+    monkeypatch.delenv("LLM_ROUTER_HMAC_KEY", raising=False)
+    a = PgAuditStore(PgTarget(pg_url), store_text="hash")
+    a.write_batch([attempt("r1", prompt="SECRET-PROMPT")])
+    b = PgAuditStore(PgTarget(pg_url), store_text="hash")  # another node: same key, same hash
+    b.write_batch([attempt("r2", prompt="SECRET-PROMPT")])
+    pa, pb = a.attempts_for("r1")[0]["prompt"], b.attempts_for("r2")[0]["prompt"]
+    assert pa == pb and pa.startswith("hmac-sha256:") and "SECRET" not in pa
+
+
+_PG_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from actors.audit_pg import PgAuditStore
+    from actors.pg import PgTarget
+    from actors.records import AttemptRecord
+    s = PgAuditStore(PgTarget(sys.argv[1]))
+    recs = [AttemptRecord(request_id=f"r{i}", attempt=1, ts=1.0, provider="p", model="m", ok=True)
+            for i in range(50)]
+    n = s.write_batch(recs)   # returns after COMMIT: acknowledged
+    print(n, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_postgres_acknowledged_batch_survives_sigkill(pg_url) -> None:
+    from actors.audit_pg import PgAuditStore
+    from actors.pg import PgTarget
+
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, "-c", _PG_CHILD, pg_url, root],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert proc.stdout.strip() == "50"
+    assert PgAuditStore(PgTarget(pg_url)).counts()["attempts"] == 50
+
+
+def test_the_database_password_comes_from_the_environment_only(pg_url, monkeypatch) -> None:
+    from actors.pg import DatabaseError, PgTarget, check_db_url
+
+    with pytest.raises(ValueError, match="must not hold the password"):
+        check_db_url(pg_url.replace("router@", "router:hunter2@"))
+    with pytest.raises(ValueError, match="postgresql://"):
+        check_db_url("mysql://router@db/x")
+    monkeypatch.setenv("LLM_ROUTER_DB_PASSWORD", "wrong-password-123")
+    with pytest.raises(DatabaseError) as info:
+        PgTarget(pg_url).connect()
+    assert "wrong-password-123" not in str(info.value) and "router@" in str(info.value)
+    monkeypatch.setenv("OTHER_PW", "router-test-pw")
+    PgTarget(pg_url, "OTHER_PW").connect().close()  # tracker.db_password_env names another
+
+
+def test_postgres_store_reconnects_after_losing_its_connection(pg_url, pg_server) -> None:
+    """The server dropped us (restart, failover, network): the batch in progress fails — so
+    it is not acknowledged and the router re-sends it — and the next call reconnects."""
+    import psycopg
+
+    from actors.audit_pg import PgAuditStore
+    from actors.pg import PgTarget
+
+    s = PgAuditStore(PgTarget(pg_url))
+    s.write_batch(batch("r1"))
+    dbname = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.admin_conninfo(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+    with pytest.raises(psycopg.OperationalError):
+        s.write_batch(batch("r2"))
+    assert s.write_batch(batch("r2")) == 3  # re-sent: stored once, on a new connection
+    assert s.counts()["requests"] == 2

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -23,8 +21,9 @@ ROWS = [  # (ts, request, provider, in, out, usd, simulated); r2 took two attemp
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuditStore:
-    s = AuditStore(tmp_path / "a.db")
+def store(backend) -> AuditStore:
+    """The same rows on each backend: every summary below must agree on both."""
+    s = backend()
     s.write_batch([AttemptRecord(request_id=r, attempt=1 if r != "r2" or p == "claude" else 2,
                                  ts=ts, provider=p, model=f"{p}-model", ok=True,
                                  input_tokens=i, output_tokens=o, cost_usd=c, simulated=sim)
@@ -81,8 +80,8 @@ def test_longest_window_allowed() -> None:
     assert as_unix(None, "since") is None and as_unix("12.5", "since") == 12.5
 
 
-def test_empty_store_gives_empty_frames(tmp_path: Path) -> None:
-    s = AuditStore(tmp_path / "e.db")
+def test_empty_store_gives_empty_frames(backend) -> None:
+    s = backend("e.db")
     assert cost_summary(s, "hour", now=NOW).empty and cost_per_token(s, now=NOW).empty
 
 

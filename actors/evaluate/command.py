@@ -112,15 +112,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace, policies: list[str]) -> int:
-    from actors.audit import AuditStore
+    from actors.audit import AuditBackend, AuditStore, open_store
     from actors.evaluate.logged import logged_stream, replay_logged
     from actors.tracker import TrackerSpec
 
     config = _config(args)
-    path = Path(args.audit) if args.audit else TrackerSpec.from_config(config).db_path
-    if not path.exists():
-        raise ValueError(f"{path}: no audit database there")
-    store = AuditStore(path)
+    spec = TrackerSpec.from_config(config)
+    store: AuditBackend
+    if args.audit or spec.db_url is None:  # a file given, or the instance's SQLite file
+        path: Path | str = Path(args.audit) if args.audit else spec.db_path
+        if not Path(path).exists():
+            raise ValueError(f"{path}: no audit database there")
+        store = AuditStore(path)
+    else:  # the cluster's PostgreSQL database
+        path, store = spec.db_url, open_store(spec)
     try:
         stream = logged_stream(store)
     finally:

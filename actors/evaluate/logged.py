@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actors.audit import AuditStore
+from actors.audit_base import AuditBackend
 from actors.clients.base import Result
 from actors.config import Config
 from actors.errors import ErrorClass
@@ -55,7 +55,7 @@ class OffPolicy:
                 "if the logged choices were uniformly random.")
 
 
-def logged_stream(store: AuditStore, until: float = float("inf"),
+def logged_stream(store: AuditBackend, until: float = float("inf"),
                   max_requests: int = 1_000_000) -> list[Logged]:
     """Answered requests with feedback, in the order they were routed."""
     from actors.records import FeedbackRecord, RequestRecord

@@ -1,0 +1,395 @@
+"""The audit store's interface and every rule it keeps, whatever database holds it.
+
+One schema (`SCHEMA`, written in SQLite's words; each backend translates the types it
+names) and one set of queries, with `?` placeholders, run by both backends: SQLite
+(`actors/audit.py`, the embedded default) and PostgreSQL (`actors/audit_pg.py`, for
+clusters). A backend supplies only a connection: `_fetch`, `_exec` and `_transaction`.
+
+The promise is the same on both: one batch is one transaction, so the commit *is* the
+acknowledgement, and every table has an idempotency key, so a batch re-sent after a tracker
+crash never duplicates rows: attempts ``(request_id, execution, attempt, provider)``,
+requests ``request_id`` (exactly one terminal outcome per request), feedback
+``request_id`` (the latest wins). `execution` tells a re-sent copy of an attempt (same
+execution: ignored) from an attempt of a request routed again after its router died
+(another execution: billed, so kept).
+
+A column added to a record later goes into `ADDED_COLUMNS` (one place): both backends add
+it to a database written by an earlier version when they open it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import pandas as pd
+from pydantic import Field, TypeAdapter
+
+from actors.privacy import TextPolicy
+from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, WarningRecord
+
+#: error_class of a placeholder terminal row written by a caller whose router died mid-request.
+UNKNOWN_OUTCOME = "unknown_outcome"
+Record = AttemptRecord | RequestRecord | FeedbackRecord | WarningRecord
+_RECORD: TypeAdapter[Record] = TypeAdapter(Annotated[Record, Field(discriminator="kind")])
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL, attempt INTEGER NOT NULL, provider TEXT NOT NULL,
+    ts REAL NOT NULL, model TEXT NOT NULL, policy TEXT NOT NULL, context TEXT NOT NULL,
+    ok INTEGER NOT NULL, error_class TEXT, error TEXT, status INTEGER,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,
+    latency_s REAL NOT NULL, confidence REAL, prompt TEXT, response TEXT,
+    simulated INTEGER NOT NULL DEFAULT 0, execution TEXT NOT NULL DEFAULT '',
+    "user" TEXT, cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    usage_estimated INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (request_id, execution, attempt, provider)
+);
+-- covering index: budget checks sum recent spend without touching the wide rows
+CREATE INDEX IF NOT EXISTS attempts_spend ON attempts (ts, provider, cost_usd);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    ts REAL NOT NULL, policy TEXT NOT NULL, context TEXT NOT NULL,
+    provider TEXT, model TEXT, ok INTEGER NOT NULL, error_class TEXT, error TEXT,
+    attempts INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, confidence REAL,
+    quality_target REAL, explored INTEGER NOT NULL DEFAULT 0,
+    simulated INTEGER NOT NULL DEFAULT 0, "user" TEXT
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT PRIMARY KEY, ts REAL NOT NULL, score REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS warnings (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, scope TEXT NOT NULL, message TEXT NOT NULL,
+    UNIQUE (ts, scope, message)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+#: Columns newer than a table's first release: table → name → declaration (SQLite words).
+#: Names are quoted: `user` is a reserved word in PostgreSQL (unquoted, it is the session's).
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "requests": {"quality_target": "REAL", "explored": "INTEGER NOT NULL DEFAULT 0",
+                 '"user"': "TEXT"},
+    "attempts": {'"user"': "TEXT", "cached_input_tokens": "INTEGER NOT NULL DEFAULT 0",
+                 "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
+                 "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0",
+                 "usage_estimated": "INTEGER NOT NULL DEFAULT 0"},
+}
+ATTEMPT_COLS = [n for n in AttemptRecord.model_fields if n != "kind"]
+REQUEST_COLS = [n for n in RequestRecord.model_fields if n != "kind"]
+COST_COLS = ["ts", "request_id", "provider", "model", "input_tokens", "output_tokens",
+             "cost_usd", "ok"]
+_FLAGS = ("ok", "explored", "simulated", "usage_estimated")
+
+
+def quoted(cols: Iterable[str], prefix: str = "") -> str:
+    """A column list for SQL, each name quoted (one of them is `user`)."""
+    return ", ".join(f'{prefix}"{c}"' for c in cols)
+#: Token sums as integers on both backends (PostgreSQL's SUM of BIGINT is NUMERIC).
+TOKENS = ("CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, "
+          "CAST(SUM(output_tokens) AS BIGINT) AS output_tokens")
+
+
+def as_record(obj: Record | dict[str, Any]) -> Record:
+    """Accept a record model or its dict (as sent over the wire; `kind` picks the type)."""
+    if isinstance(obj, AttemptRecord | RequestRecord | FeedbackRecord):
+        return obj
+    return _RECORD.validate_python(obj)
+
+
+@dataclass
+class Written:
+    """What one committed batch changed; the tracker feeds only this to its aggregates."""
+
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    requests: list[RequestRecord] = field(default_factory=list)
+    feedback: list[tuple[FeedbackRecord, float | None]] = field(default_factory=list)
+    """Each stored feedback with the score it replaced (None if it was the first)."""
+    duplicates: int = 0
+    rejected: int = 0
+    """Feedback for a request id the store has never seen."""
+
+    @property
+    def stored(self) -> int:
+        return len(self.attempts) + len(self.requests) + len(self.feedback)
+
+
+class AuditBackend:
+    """The store's interface and rules over one connection guarded by a lock.
+
+    Subclasses set `ROWID` (the column giving write order to tables keyed by text) and
+    `PERIOD` (SQL for the start of `ts`'s period, two `?`: the period's seconds twice), and
+    implement the three primitives, each called with the lock held.
+    """
+
+    ROWID = "rowid"
+    PERIOD = "CAST(ts / ? AS INTEGER) * ?"
+    text: TextPolicy
+
+    def __init__(self, text: TextPolicy) -> None:
+        self.text = text
+        self.store_text = text.mode
+        self._lock = threading.Lock()
+
+    # -- what a backend supplies ---------------------------------------------------------
+
+    def _fetch(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _exec(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractContextManager[None]:
+        """Commit on leaving, roll back on an exception."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- writes -------------------------------------------------------------------------
+
+    def write_batch(self, records: Iterable[Record | dict[str, Any]]) -> int:
+        """Store a batch in one transaction; returns how many records were new."""
+        return self.store(records).stored
+
+    def store(self, records: Iterable[Record | dict[str, Any]]) -> Written:
+        """Like `write_batch`, but says exactly what changed (duplicates are skipped)."""
+        recs = [as_record(r) for r in records]
+        out = Written()
+        with self._lock, self._transaction():
+            for r in recs:
+                if isinstance(r, AttemptRecord):
+                    if self._insert_attempt(r):
+                        out.attempts.append(r)
+                    else:
+                        out.duplicates += 1
+                elif isinstance(r, RequestRecord):
+                    if self._insert_request(r):
+                        out.requests.append(r)
+                    else:
+                        out.duplicates += 1
+                elif isinstance(r, WarningRecord):
+                    self._exec("INSERT INTO warnings (ts, scope, message) VALUES (?, ?, ?) "
+                               "ON CONFLICT DO NOTHING", (r.ts, r.scope, r.message))
+                else:
+                    self._upsert_feedback(r, out)
+            self._bump("duplicates", out.duplicates)
+            self._bump("rejected_feedback", out.rejected)
+        return out
+
+    def _insert(self, table: str, cols: list[str], row: dict[str, Any]) -> bool:
+        marks = ", ".join("?" for _ in cols)
+        return self._exec(f"INSERT INTO {table} ({quoted(cols)}) VALUES ({marks}) "
+                          "ON CONFLICT DO NOTHING", _values(row, cols)) == 1
+
+    def _insert_attempt(self, r: AttemptRecord) -> bool:
+        row = r.model_dump(exclude={"kind"})
+        row["context"] = _ctx(r.context)
+        row["prompt"], row["response"] = self.text.apply(r.prompt), self.text.apply(r.response)
+        return self._insert("attempts", ATTEMPT_COLS, row)
+
+    def _insert_request(self, r: RequestRecord) -> bool:
+        row = r.model_dump(exclude={"kind"})
+        row["context"] = _ctx(r.context)
+        if self._insert("requests", REQUEST_COLS, row):
+            return True
+        if r.error_class != UNKNOWN_OUTCOME:
+            # A caller that lost its router wrote a placeholder; the real outcome (replayed
+            # from the router's journal) replaces it. Still exactly one row per request.
+            cols = [k for k in REQUEST_COLS if k != "request_id"]
+            sets = ", ".join(f'"{k}" = ?' for k in cols)
+            return self._exec(
+                f"UPDATE requests SET {sets} WHERE request_id = ? AND error_class = ?",
+                [*_values(row, cols), r.request_id, UNKNOWN_OUTCOME]) == 1
+        return False
+
+    def _upsert_feedback(self, r: FeedbackRecord, out: Written) -> None:
+        if not self._fetch("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)):
+            out.rejected += 1
+            return
+        old = self._fetch("SELECT ts, score FROM feedback WHERE request_id = ?", (r.request_id,))
+        if not old:
+            self._exec("INSERT INTO feedback (request_id, ts, score) VALUES (?, ?, ?)",
+                       (r.request_id, r.ts, r.score))
+            out.feedback.append((r, None))
+        elif r.ts < old[0]["ts"] or (r.ts == old[0]["ts"] and r.score == old[0]["score"]):
+            out.duplicates += 1  # a re-sent or stale score; the latest one stays
+        else:
+            self._exec("UPDATE feedback SET ts = ?, score = ? WHERE request_id = ?",
+                       (r.ts, r.score, r.request_id))
+            out.feedback.append((r, old[0]["score"]))
+
+    def _bump(self, key: str, n: int) -> None:
+        if n:
+            self._exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                       "DO UPDATE SET value = meta.value + excluded.value", (key, n))
+
+    # -- queries ------------------------------------------------------------------------
+
+    def _all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._row(r) for r in self._fetch(sql, params)]
+
+    def _row(self, d: dict[str, Any]) -> dict[str, Any]:
+        d.pop(self.ROWID, None)
+        if "context" in d:
+            d["context"] = json.loads(d["context"])
+        for flag in _FLAGS:
+            if flag in d:
+                d[flag] = bool(d[flag])
+        return d
+
+    def attempts_for(self, request_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM attempts WHERE request_id = ? ORDER BY attempt, id",
+                         (request_id,))
+
+    def request(self, request_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM requests WHERE request_id = ?", (request_id,))
+        return rows[0] if rows else None
+
+    def feedback_for(self, request_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM feedback WHERE request_id = ?", (request_id,))
+        return rows[0] if rows else None
+
+    def warnings(self, since: float | None = None) -> list[dict[str, Any]]:
+        return self._all("SELECT ts, scope, message FROM warnings WHERE ts >= ? ORDER BY ts",
+                         (since or 0.0,))
+
+    def has_request(self, request_id: str) -> bool:
+        with self._lock:
+            return bool(self._fetch("SELECT 1 FROM requests WHERE request_id = ?",
+                                    (request_id,)))
+
+    def cost_frame(self, since: float | None = None,
+                   simulated: bool | None = None) -> pd.DataFrame:
+        """One row per attempt (attempts are what is billed); `ts` as UTC datetimes."""
+        sql = f"SELECT {', '.join(COST_COLS)} FROM attempts WHERE ts >= ?"
+        params: tuple[Any, ...] = (since or 0.0,)
+        if simulated is not None:
+            sql, params = sql + " AND simulated = ?", (*params, int(simulated))
+        with self._lock:
+            rows = self._fetch(sql + " ORDER BY id", params)
+        df = pd.DataFrame(rows, columns=COST_COLS)
+        for col in ("input_tokens", "output_tokens"):
+            df[col] = df[col].astype("int64")
+        df["cost_usd"] = df["cost_usd"].astype(float)
+        df["ts"] = pd.to_datetime(df["ts"].astype(float), unit="s", utc=True)
+        df["ok"] = df["ok"].astype(bool)
+        return df
+
+    def spend_since(self, ts: float, provider: str | None = None,
+                    simulated: bool | None = None) -> float:
+        """USD of attempts since `ts`: all, or one provider's; real, simulated or both."""
+        sql, params = "SELECT COALESCE(SUM(cost_usd), 0) AS usd FROM attempts WHERE ts >= ?", [ts]
+        if provider is not None:
+            sql += " AND provider = ?"
+            params.append(provider)
+        if simulated is not None:
+            sql += " AND simulated = ?"
+            params.append(int(simulated))
+        with self._lock:
+            return float(self._fetch(sql, params)[0]["usd"])
+
+    def spend_by_period(self, size: int, start: float, end: float,
+                        keys: Iterable[str] = ("provider", "model", "simulated"),
+                        ) -> list[dict[str, Any]]:
+        """Attempts in `[start, end)` grouped by period of `size` s and `keys` (columns),
+        aggregated in SQL (the covering `attempts_spend` index finds the window)."""
+        keys = list(keys)
+        groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
+        return self.query(
+            f"SELECT {self.PERIOD} AS period, {quoted(keys)}, "
+            "COUNT(DISTINCT request_id) AS requests, COUNT(*) AS attempts, "
+            f"{TOKENS}, SUM(cost_usd) AS cost_usd FROM attempts "
+            f"WHERE ts >= ? AND ts < ? GROUP BY {groups} ORDER BY {groups}",
+            (size, size, start, end))
+
+    def spend_by_model(self, start: float, end: float) -> list[dict[str, Any]]:
+        """Tokens and USD per (provider, model) of attempts in `[start, end)`."""
+        return self.query(
+            f"SELECT provider, model, {TOKENS}, SUM(cost_usd) AS cost_usd FROM attempts "
+            "WHERE ts >= ? AND ts < ? GROUP BY 1, 2 ORDER BY 1, 2", (start, end))
+
+    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query in the shared SQL (`?` placeholders), on either backend."""
+        return self._all(sql, tuple(params))
+
+    def counts(self) -> dict[str, int]:
+        """Row counts and the running tallies of ignored records, for reconciliation."""
+        with self._lock:
+            out = {t: int(self._fetch(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"])
+                   for t in ("requests", "attempts", "feedback")}
+            meta = {r["key"]: r["value"] for r in self._fetch("SELECT key, value FROM meta")}
+        out["duplicates"] = int(meta.get("duplicates", 0))
+        out["rejected_feedback"] = int(meta.get("rejected_feedback", 0))
+        return out
+
+    def _order_col(self, table: str) -> str:
+        return "id" if table == "attempts" else self.ROWID
+
+    def iter_records(self, chunk: int = 5000) -> Iterator[Record]:
+        """Every stored record, attempts then requests then feedback, each in write order.
+
+        Read in chunks so a large trail is never held in memory at once; built without
+        validation because the rows were validated on the way in.
+        """
+        for table, build in (("attempts", AttemptRecord), ("requests", RequestRecord),
+                             ("feedback", FeedbackRecord)):
+            last, col = 0, self._order_col(table)
+            while True:
+                with self._lock:
+                    rows = self._fetch(f"SELECT {col} AS _n, * FROM {table} WHERE {col} > ? "
+                                       f"ORDER BY {col} LIMIT ?", (last, chunk))
+                if not rows:
+                    break
+                last = rows[-1]["_n"]
+                for r in rows:
+                    d = self._row(r)
+                    d.pop("_n")
+                    d.pop("id", None)
+                    yield build.model_construct(**d)
+
+    def history(self, until: float, max_requests: int) -> list[Record]:
+        """The latest `max_requests` requests before `until`, each after its attempts, and
+        the feedback given before `until`, in the order the router first saw them (what a
+        restarted router relearns from)."""
+        if max_requests <= 0:
+            return []
+        with self._lock:
+            row = self._fetch("SELECT ts FROM requests WHERE ts < ? ORDER BY ts DESC "
+                              "LIMIT 1 OFFSET ?", (until, max_requests - 1))
+            since = row[0]["ts"] if row else float("-inf")
+            acols = quoted(ATTEMPT_COLS, "a.")
+            attempts = self._fetch(
+                f"SELECT r.ts AS _key, a.id AS _n, {acols} FROM attempts a JOIN requests r "
+                "ON r.request_id = a.request_id WHERE r.ts >= ? AND r.ts < ?", (since, until))
+            requests, feedback = (self._fetch(
+                f"SELECT ts AS _key, {self.ROWID} AS _n, * FROM {t} WHERE ts >= ? AND ts < ?",
+                (since, until)) for t in ("requests", "feedback"))
+        keyed = []
+        for order, rows, build in ((0, attempts, AttemptRecord), (1, requests, RequestRecord),
+                                   (2, feedback, FeedbackRecord)):
+            for r in rows:
+                d = self._row(r)
+                key = (d.pop("_key"), order, d.pop("_n"))
+                d.pop("id", None)
+                keyed.append((key, build.model_construct(**d)))
+        keyed.sort(key=lambda kr: kr[0])
+        return [r for _, r in keyed]
+
+
+def _ctx(context: dict[str, str]) -> str:
+    return json.dumps(context, sort_keys=True, separators=(",", ":"))
+
+
+def _values(row: dict[str, Any], cols: list[str]) -> list[Any]:
+    """Flags as 0/1: both backends store them as integers."""
+    return [int(v) if isinstance(v, bool) else v for v in (row[k] for k in cols)]

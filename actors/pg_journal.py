@@ -1,0 +1,139 @@
+"""The router's journal in PostgreSQL: unacknowledged records survive losing the node.
+
+On one machine the journal is a file (`actors/journal.py`): a killed router's page cache
+survives, a lost node's does not. With `tracker.db_url` the journal is the `router_journal`
+table instead. Appending stays off the request path — `append` queues the entry and a
+writer thread commits whatever is queued in one transaction (a group commit: at high
+concurrency one commit carries many requests) — and `synced()` lets the router answer only
+once that commit holds the request's records (`router.journal_sync`, on by default with
+PostgreSQL): then losing the router's node loses no record of an answered request.
+Acknowledged entries (the tracker committed them) are deleted by the same thread.
+
+Journal commits are asynchronous on the server (`synchronous_commit = off` for the
+journal's own session only): the commit returns once the database server holds the entry, without
+waiting for its WAL flush to disk (the server flushes within 3 × `wal_writer_delay`, 0.6 s
+by default). What the journal guards against is losing the router's node, and for that the
+entry being on the server is enough; waiting for the server's disk would cost every answer
+an fsync (measured: BENCHMARKS.md). Only a crash of the database server itself within that
+fraction of a second could lose journal entries — the audit trail's own commits (the
+tracker's) stay fully synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from actors.journal import ADAPTER, Record, encode_entry
+from actors.pg import PgSession, PgTarget
+
+log = logging.getLogger(__name__)
+CHUNK = 1000  # entries per INSERT statement
+
+
+class PgJournal:
+    """`Journal`'s interface (`seq`, `append`, `ack`, `pending`, `close`) plus `synced()`."""
+
+    def __init__(self, target: PgTarget) -> None:
+        # its own session, with asynchronous commits (see the module docstring)
+        self.db = PgSession(target, settings=("SET synchronous_commit = off",))
+        with self.db.lock:
+            self.db.script("CREATE TABLE IF NOT EXISTS router_journal "
+                           "(seq BIGINT PRIMARY KEY, records TEXT NOT NULL)")
+            top = self.db.fetch("SELECT COALESCE(MAX(seq), 0) AS seq FROM router_journal")
+        self.seq = int(top[0]["seq"])
+        self.committed = self.seq
+        self._queue: list[tuple[int, str]] = []
+        self._acked: list[int] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="pg-journal", daemon=True)
+        self._thread.start()
+
+    def append(self, records: Iterable[Any]) -> int:
+        """Queue one request's records for the next commit; returns their sequence number."""
+        self.seq += 1
+        with self._cond:
+            self._queue.append((self.seq, encode_entry(self.seq, records)))
+            self._cond.notify()
+        return self.seq
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """The tracker committed these: delete them (on the writer thread)."""
+        with self._cond:
+            self._acked.extend(seqs)
+            self._cond.notify()
+
+    async def synced(self) -> None:
+        """Return once every entry appended so far is committed (raises if it cannot be)."""
+        target = self.seq
+        if self.committed >= target:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self.committed >= target:
+                return
+            self._waiters.append((target, fut))
+        await fut
+
+    def pending(self) -> list[tuple[int, list[Record]]]:
+        """Committed entries not yet acknowledged, in order."""
+        with self.db.lock:
+            rows = self.db.fetch("SELECT seq, records FROM router_journal ORDER BY seq")
+        return [(int(r["seq"]), ADAPTER.validate_python(json.loads(r["records"])["records"]))
+                for r in rows]
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._queue or self._acked or self._closing):
+                    self._cond.wait()
+                queue, self._queue = self._queue, []
+                acked, self._acked = self._acked, []
+                if self._closing and not queue and not acked:
+                    return
+            try:  # one statement each (one round trip, atomic); inserts before deletes
+                with self.db.lock:
+                    for i in range(0, len(queue), CHUNK):
+                        part = queue[i:i + CHUNK]
+                        self.db.exec("INSERT INTO router_journal (seq, records) VALUES "
+                                     + ", ".join(["(?, ?)"] * len(part))
+                                     + " ON CONFLICT DO NOTHING", [v for row in part for v in row])
+                    if acked:
+                        self.db.exec("DELETE FROM router_journal WHERE seq = ANY(?)", (acked,))
+            except Exception as exc:  # keep them queued and try again; waiters keep waiting
+                log.warning("journal commit failed (%s); retrying", exc)
+                self.error = exc
+                with self._cond:
+                    self._queue[:0], self._acked[:0] = queue, acked
+                    self._cond.wait(0.5)
+                continue
+            self.error = None
+            if queue:
+                self._release(queue[-1][0])
+
+    def _release(self, upto: int) -> None:
+        with self._cond:
+            self.committed = max(self.committed, upto)
+            ready = [f for t, f in self._waiters if t <= self.committed]
+            self._waiters = [(t, f) for t, f in self._waiters if t > self.committed]
+        for fut in ready:
+            fut.get_loop().call_soon_threadsafe(_done, fut)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+        self.db.close()
+
+
+def _done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
