@@ -27,6 +27,7 @@ from actors.config import Config, load_config, parse_config
 from actors.errors import ErrorClass
 from actors.keys import SIMULATED_WARNING
 from actors.messages import OutputKind
+from actors.response_cache import CacheMode
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.router_actor import NAMESPACE, provider_actor_name
 from actors.spend import TimeLike
@@ -114,6 +115,9 @@ def describe_lines(about: dict[str, Any]) -> list[str]:
     lines = [f"state directory: {about['state_dir']}", about["budgets"]]
     if about["simulated"]:
         lines.append(SIMULATED_WARNING)
+    cache = about.get("cache")
+    if cache:
+        lines.append(f"response cache: {cache['path']} ({cache['entries']} answers)")
     return lines
 
 
@@ -159,12 +163,14 @@ class RouterClient:
         outcome_value_usd: float | None = None,
         explore: bool | None = None,
         user: str | None = None,
+        cache: CacheMode | None = None,
     ) -> RouteResult:
         """Route one request; returns text, usage, cost and the routing trace.
 
         cost-aware takes `quality_target` (share of the best single provider's outcome
         score to hold over the stream) or `outcome_value_usd` (what a right answer is
-        worth); `explore=False` makes the choice greedy (never exploratory).
+        worth); `explore=False` makes the choice greedy (never exploratory). `cache`: use the
+        response cache for this request — read, write, both, or only (default off).
         Raises `RoutingError` (with `.error_class` and `.trace`) when no provider answered.
         """
         req = self._request(messages, policy=policy, provider=provider, fallbacks=fallbacks,
@@ -172,7 +178,7 @@ class RouterClient:
                             temperature=temperature, output=output, request_id=request_id,
                             quality_target=quality_target,
                             outcome_value_usd=outcome_value_usd, explore=explore,
-                            user=user)
+                            user=user, cache=cache)
         return _get(self._h.router.route.remote(req))
 
     async def acomplete(self, messages: MessagesLike, **kw: Any) -> RouteResult:

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 #: requests columns newer than the first release: name → declaration.
-_ADDED_COLUMNS = {"quality_target": "REAL", "explored": "INTEGER NOT NULL DEFAULT 0"}
+_ADDED_COLUMNS = {"quality_target": "REAL", "explored": "INTEGER NOT NULL DEFAULT 0",
+                  "cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL NOT NULL DEFAULT 0"}
 _ATTEMPT_COLS = [n for n in AttemptRecord.model_fields if n != "kind"]
 _REQUEST_COLS = [n for n in RequestRecord.model_fields if n != "kind"]
 _COST_COLS = ["ts", "request_id", "provider", "model", "input_tokens", "output_tokens",
@@ -389,7 +390,7 @@ def _row(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
     if "context" in d:
         d["context"] = json.loads(d["context"])
-    for flag in ("ok", "explored", "simulated"):
+    for flag in ("ok", "explored", "simulated", "cached"):
         if flag in d:
             d[flag] = bool(d[flag])
     return d

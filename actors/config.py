@@ -191,6 +191,8 @@ class Config(_Strict):
     )
     idempotency: dict[str, Any] = Field(default_factory=dict, description="Request ids as "
                                         "idempotency keys: window_s, memory_entries.")
+    cache: dict[str, Any] = Field(default_factory=dict, description="The response cache "
+                                  "(actors/response_cache.py): enabled, path, ttl_s, max_entries.")
     state_dir: str = Field(description="This instance's own directory (audit DB, journal, "
                            "budget overrides, idempotency store, HMAC key, lock); resolved at load.")
 

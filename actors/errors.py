@@ -31,6 +31,8 @@ class ErrorClass(StrEnum):
     NO_PROVIDER = "no_provider"
     INTERNAL = "internal"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    #: cache "only": no cached answer, and no provider may be called.
+    CACHE_MISS = "cache_miss"
 
 
 #: Worth another attempt on the same provider after a backoff.

@@ -62,6 +62,10 @@ class RequestRecord(BaseModel):
         default=None, description="cost-aware: the quality target the choice was priced by.")
     explored: bool = Field(default=False, description="The choice was exploratory.")
     simulated: bool = Field(default=False, description="Answered by the built-in simulator.")
+    cached: bool = Field(default=False, description="Answered from the response cache: no "
+                         "attempt, nothing paid (cost_usd 0).")
+    saved_usd: float = Field(default=0.0, ge=0, description="A cached answer: what it cost "
+                             "when it was paid (not paid again).")
 
 
 class FeedbackRecord(BaseModel):

@@ -11,6 +11,7 @@ from actors.contexts import check_context
 from actors.errors import ErrorClass, ProviderError
 from actors.idempotency import MAX_ID_LENGTH, RequestId
 from actors.messages import OutputKind
+from actors.response_cache import CacheMode
 
 
 class ChoiceOptions(BaseModel):
@@ -46,6 +47,9 @@ class RouteRequest(ChoiceOptions):
         "actors/idempotency.py): the same id with the same request replays its outcome.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
+    cache: CacheMode = Field(
+        "off", description="Response cache (actors/response_cache.py): off (default), read, "
+        "write, both, or only (read; a miss fails with cache_miss, no provider is called).")
     user: str | None = Field(
         None, max_length=128, description="End user (OpenAI's `user`), for per-user metrics; "
         "a label only when allow-listed or among the busiest (`metrics:` config section).")
@@ -90,6 +94,9 @@ class RoutingTrace(BaseModel):
                             "made-up answers, not model output.")
     replayed: bool = Field(False, description="The stored outcome of an earlier request with "
                            "this id: no provider was called, nothing was paid.")
+    cached: bool = Field(False, description="Answered from the response cache: no provider "
+                         "was called, nothing was paid.")
+    saved_usd: float = Field(0.0, description="A cached answer: what it cost when it was paid.")
 
 
 class RouteResult(BaseModel):
@@ -113,6 +120,11 @@ class RouteResult(BaseModel):
     @property
     def replayed(self) -> bool:
         return self.trace.replayed
+
+    @property
+    def cached(self) -> bool:
+        """Answered from the response cache (see `trace.cached`, `trace.saved_usd`)."""
+        return self.trace.cached
 
 
 class RoutingError(ProviderError):

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.budget import BudgetLedger, BudgetSpec, Reservation
+from actors.cache_route import CacheProbe, hit_result
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
@@ -32,6 +33,7 @@ from actors.messages import ProviderCall, ProviderReply
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
 from actors.pricing import initial_value
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.response_cache import ResponseCache
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt
 from actors.snapshot import Candidate, Need, Snapshot
 from actors.tokens import estimate_messages
@@ -125,6 +127,7 @@ class Router:
         self._budgeted = self.ledger.spec.has_limits  # skip per-candidate checks when unlimited
         self.inflight = 0
         self.active: set[str] = set()  # request ids being routed right now
+        self.cache: ResponseCache | None = None  # set by the actor (actors/router_state.py)
         self.outstanding: dict[str, int] = {}  # calls in flight per provider
         # Set by the actor: request ids as idempotency keys, and text as store_text allows.
         self.idempotency: IdempotencyBook | None = None
@@ -285,14 +288,25 @@ class Router:
             if policy not in POLICIES:
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
                                     f"choose one of {', '.join(POLICIES)}")
-            need = Need(estimate_messages(req.messages), req.max_tokens, req.context,
-                        self.spec.expected_output_tokens, self.outstanding)
-            order = self._order(req, policy, need, started, trace)
-            reasons.update(trace.excluded)
             completion = Completion(messages=req.messages, max_tokens=req.max_tokens,
                                     temperature=req.temperature)
-            text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
+            probe = self._probe(req, policy, completion)
+            hit = probe.remembered() if probe is not None else None
+            need = Need(estimate_messages(req.messages), req.max_tokens, req.context,
+                        self.spec.expected_output_tokens, self.outstanding)
+            if hit is not None:  # this policy's answer before: no ranking, no budget check
+                order, result = [], hit_result(request_id, hit, trace)
+            else:
+                order = self._order(req, policy, need, started, trace)
+            reasons.update(trace.excluded)
+            text = self.keep_text(prompt_text(req)) if self.spec.store_text and order else None
             for name in order:
+                if probe is not None and (hit := probe.hit(name)) is not None:
+                    result = hit_result(request_id, hit, trace)
+                    break
+                if probe is not None and probe.only:
+                    reasons[name] = "cache_miss: no cached answer (cache: only)"
+                    continue
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
                     break
@@ -307,7 +321,11 @@ class Router:
                         error = ProviderError(last.error_class, reason or "failed", provider=name)
                         break
             if result is None and error is None:
-                error = self._give_up(reasons, trace)
+                error = self._give_up(reasons, trace) if probe is None or not probe.only \
+                    else ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this "
+                                       "request, and cache 'only' calls no provider")
+            elif result is not None and probe is not None:
+                probe.keep(result, trace.simulated)
         except ProviderError as exc:
             error = exc
         finally:
@@ -322,6 +340,19 @@ class Router:
             return result
         assert error is not None
         raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace)
+
+    def _probe(self, req: RouteRequest, policy: str,
+               completion: Completion) -> CacheProbe | None:
+        """The request's use of the response cache; None (one comparison) when it has none."""
+        if req.cache == "off":
+            return None
+        if self.cache is None:
+            if req.cache == "only":
+                raise ProviderError(ErrorClass.CACHE_MISS, "cache 'only' needs the response "
+                                    "cache, and this router has none (cache.enabled: false)")
+            return None
+        return CacheProbe(self.cache, self.providers,
+                          lambda name: self.snapshots[name].simulated, req, policy, completion)
 
     async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
                    completion: Completion, deadline: float, need: Need, trace: RoutingTrace,
@@ -416,7 +447,7 @@ class Router:
             input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
             cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
             quality_target=trace.quality_target, explored=trace.explored,
-            simulated=trace.simulated,
+            simulated=trace.simulated, cached=trace.cached, saved_usd=trace.saved_usd,
         )
 
 

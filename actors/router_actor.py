@@ -70,6 +70,7 @@ class RouterActor(ChannelServer):
         self._refused = None
         self.core.keep_text = self._state.text.apply  # the journal honours store_text too
         self.core.idempotency = self._state.book
+        self.core.cache = self._state.cache
         self.core.set_budgets(self._state.overrides.spec)
         self._journal = self._open_journal()
         if self._journal:
@@ -310,7 +311,8 @@ class RouterActor(ChannelServer):
             raise self._refused
         return {"state_dir": str(self._state.dir), "simulated": self.config.simulate,
                 "budgets": self._state.overrides.summary(),
-                "idempotency_window_s": self._state.book.spec.window_s}
+                "idempotency_window_s": self._state.book.spec.window_s,
+                "cache": self.core.cache.stats() if self.core.cache is not None else None}
 
     def config_data(self) -> dict[str, Any]:
         """The configuration in force (a Serve replica attaches with it)."""
@@ -322,6 +324,8 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         if self.core.idempotency is not None:
             await self.core.idempotency.flush()
+        if self.core.cache is not None:
+            await self.core.cache.flush()
         return await self._drain(timeout_s=30.0)
 
     def _outstanding(self) -> list[int]:

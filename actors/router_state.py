@@ -16,6 +16,7 @@ from actors.budget_overrides import BudgetOverrides
 from actors.config import Config, ConfigError
 from actors.idempotency import STORE_FILE, IdempotencyBook, IdempotencySpec, IdempotencyStore
 from actors.privacy import TextPolicy, load_key
+from actors.response_cache import CACHE_FILE, CacheSpec, ResponseCache
 from actors.route import RouteResult, RoutingError, RoutingTrace
 from actors.state import StateLock
 from actors.tracker import TrackerSpec
@@ -72,10 +73,24 @@ class RouterState:
             decode=decode_outcome)
         self.journal_path = Path(journal_path).expanduser() if journal_path else \
             self.dir / JOURNAL_FILE
+        self.cache = open_cache(_section(CacheSpec, "cache", config.cache), self.dir,
+                                answers_on_disk, load_key(self.dir))
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         self.book.close()
         self.lock.release()
+
+
+def open_cache(spec: CacheSpec, state_dir: Path, on_disk: bool,
+               key: bytes) -> ResponseCache | None:
+    """The instance's response cache: its file (`cache.path`, default in the state
+    directory), in memory only when answers may not be written to disk, None when off."""
+    if not spec.enabled:
+        return None
+    path = Path(spec.path).expanduser() if spec.path else state_dir / CACHE_FILE
+    return ResponseCache(spec, path if on_disk else None, key=key)
 
 
 def _section(model: type[M], name: str, data: dict[str, Any]) -> M:
