@@ -25,6 +25,9 @@ DEFAULT_SPAN_S: dict[str, float] = {"hour": 2 * 86400.0, "day": 31 * 86400.0}
 MAX_PERIODS = 5000
 SUMMARY_INDEX = ["period", "provider", "model", "simulated"]
 SUMMARY_COLUMNS = ["requests", "attempts", "input_tokens", "output_tokens", "cost_usd"]
+#: Requests answered from the response cache (no attempt, nothing paid) and what those
+#: answers cost when they were paid.
+CACHE_COLUMNS = ["cache_hits", "saved_usd"]
 TimeLike = float | int | str | datetime | pd.Timestamp | None
 
 
@@ -98,7 +101,8 @@ def window(by: str, since: TimeLike = None, until: TimeLike = None,
 
 def cost_summary(store: AuditStore, by: str = "hour", since: TimeLike = None,
                  until: TimeLike = None, now: float | None = None) -> pd.DataFrame:
-    """Spend per UTC period and (provider, model, simulated): requests, attempts, tokens, USD."""
+    """Spend per UTC period and (provider, model, simulated): requests, attempts, tokens, USD,
+    and the response cache's hits and savings (hits have no attempts: they cost nothing)."""
     size = period_seconds(by)
     start, end = window(by, since, until, now)
     rows = store.query(
@@ -113,7 +117,22 @@ def cost_summary(store: AuditStore, by: str = "hour", since: TimeLike = None,
     for col in SUMMARY_COLUMNS[:-1]:
         df[col] = df[col].astype("int64")
     df["cost_usd"] = df["cost_usd"].astype(float)
-    return df.set_index(SUMMARY_INDEX)
+    hits = store.query(
+        "SELECT CAST(ts / ? AS INTEGER) * ? AS period, provider, model, simulated, "
+        "COUNT(*) AS cache_hits, SUM(saved_usd) AS saved_usd FROM requests "
+        "WHERE cached = 1 AND ts >= ? AND ts < ? GROUP BY 1, 2, 3, 4", (size, size, start, end))
+    if not hits:
+        df = df.assign(cache_hits=0, saved_usd=0.0)
+        df["cache_hits"] = df["cache_hits"].astype("int64")
+        return df.set_index(SUMMARY_INDEX)
+    h = pd.DataFrame(hits, columns=SUMMARY_INDEX + CACHE_COLUMNS)
+    h["period"] = pd.to_datetime(h["period"].astype(float), unit="s", utc=True)
+    h["simulated"] = h["simulated"].astype(bool)
+    out = df.merge(h, how="outer", on=SUMMARY_INDEX).fillna(
+        {c: 0 for c in SUMMARY_COLUMNS + CACHE_COLUMNS})
+    for col in [*SUMMARY_COLUMNS[:-1], "cache_hits"]:
+        out[col] = out[col].astype("int64")
+    return out.sort_values(SUMMARY_INDEX).set_index(SUMMARY_INDEX)
 
 
 def cost_per_token(store: AuditStore, since: TimeLike = None, until: TimeLike = None,

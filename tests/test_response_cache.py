@@ -224,3 +224,25 @@ def test_audit_keeps_hits_and_savings_and_migrates_an_old_file(tmp_path):
     row = store.request("r1")
     assert row["cached"] is True and row["saved_usd"] == 0.02 and row["cost_usd"] == 0.0
     store.close()
+
+
+def test_cost_summary_shows_hits_and_savings(tmp_path):
+    from actors.spend import cost_summary
+
+    store = AuditStore(tmp_path / "a.sqlite3")
+    now = time.time()
+    store.write_batch([
+        AttemptRecord(request_id="paid", attempt=1, ts=now, provider="claude", model="m",
+                      ok=True, cost_usd=0.02),
+        RequestRecord(request_id="paid", ts=now, ok=True, attempts=1, provider="claude",
+                      model="m", cost_usd=0.02),
+        RequestRecord(request_id="hit1", ts=now, ok=True, attempts=0, provider="claude",
+                      model="m", cached=True, saved_usd=0.02),
+        RequestRecord(request_id="hit2", ts=now, ok=True, attempts=0, provider="gemini",
+                      model="g", cached=True, saved_usd=0.01)])
+    df = cost_summary(store, "day", now=now).reset_index().set_index("provider")
+    assert df.loc["claude", "requests"] == 1 and df.loc["claude", "cost_usd"] == 0.02
+    assert df.loc["claude", "cache_hits"] == 1 and df.loc["claude", "saved_usd"] == 0.02
+    assert df.loc["gemini", "requests"] == 0 and df.loc["gemini", "cost_usd"] == 0
+    assert df.loc["gemini", "cache_hits"] == 1
+    store.close()
