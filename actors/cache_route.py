@@ -10,13 +10,17 @@ rate-limit capacity, reserves no budget and calls no provider: the request's rec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from actors.clients.base import Completion
 from actors.config import ProviderSpec
 from actors.response_cache import READS, WRITES, CachedAnswer, ResponseCache, answer_key, choice_key
 from actors.route import RouteRequest, RouteResult, RoutingTrace
+
+Tried = tuple[RouteResult | None, str | None]
 
 
 @dataclass
@@ -69,12 +73,40 @@ class CacheProbe:
         self.cache.noted(hit)
         return hit
 
-    def hit(self, name: str) -> CachedAnswer | None:
+    async def hit(self, name: str, deadline: float) -> CachedAnswer | None:
+        """The cached answer of `name`; when the same question is being paid for right now
+        (another policy's request for the same bar), its answer is waited for, not bought
+        twice."""
         if not self.reads:
             return None
-        hit = self.cache.get(self.key(name))
+        key = self.key(name)
+        pending = self.cache.inflight.get(key)
+        if pending is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(pending), max(0.0, deadline - time.time()))
+            except TimeoutError:
+                pass
+        hit = self.cache.get(key)
         self.cache.noted(hit)
         return hit
+
+    async def paid(self, name: str, attempt: Awaitable[Tried],
+                   simulated: Callable[[], bool]) -> Tried:
+        """Run the provider attempt for `name`, marked in flight for others asking the
+        same, and keep its answer."""
+        key = self.key(name)
+        mine = None
+        if self.writes and key not in self.cache.inflight:
+            mine = self.cache.inflight[key] = asyncio.get_running_loop().create_future()
+        try:
+            result, reason = await attempt
+            if result is not None:
+                self.keep(result, simulated())
+            return result, reason
+        finally:
+            if mine is not None:
+                del self.cache.inflight[key]
+                mine.set_result(None)
 
     def keep(self, r: RouteResult, simulated: bool) -> None:
         """Keep a paid answer for this provider and this policy's choice."""

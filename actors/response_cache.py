@@ -137,6 +137,8 @@ class ResponseCache:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="response-cache")
         self._writer: asyncio.Future[None] | None = None
         self._writes = 0
+        #: answer keys being paid for right now → done when their answer is kept (or not)
+        self.inflight: dict[str, asyncio.Future[None]] = {}
         self.hits = 0
         self.misses = 0
         self.saved_usd = 0.0

@@ -301,7 +301,7 @@ class Router:
             reasons.update(trace.excluded)
             text = self.keep_text(prompt_text(req)) if self.spec.store_text and order else None
             for name in order:
-                if probe is not None and (hit := probe.hit(name)) is not None:
+                if probe is not None and (hit := await probe.hit(name, deadline)) is not None:
                     result = hit_result(request_id, hit, trace)
                     break
                 if probe is not None and probe.only:
@@ -310,8 +310,10 @@ class Router:
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
                     break
-                result, reason = await self._try(name, req, request_id, policy, completion,
-                                                 deadline, need, trace, records, text, execution)
+                attempt = self._try(name, req, request_id, policy, completion, deadline, need,
+                                    trace, records, text, execution)
+                result, reason = await (attempt if probe is None else probe.paid(
+                    name, attempt, lambda: trace.simulated))
                 if result is not None:
                     break
                 reasons[name] = reason or "failed"
@@ -324,8 +326,6 @@ class Router:
                 error = self._give_up(reasons, trace) if probe is None or not probe.only \
                     else ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this "
                                        "request, and cache 'only' calls no provider")
-            elif result is not None and probe is not None:
-                probe.keep(result, trace.simulated)
         except ProviderError as exc:
             error = exc
         finally:

@@ -3,6 +3,7 @@ calls no provider, reserves no budget, is recorded as a hit with the saved cost)
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 
@@ -246,3 +247,14 @@ def test_cost_summary_shows_hits_and_savings(tmp_path):
     assert df.loc["gemini", "requests"] == 0 and df.loc["gemini", "cost_usd"] == 0
     assert df.loc["gemini", "cache_hits"] == 1
     store.close()
+
+
+async def test_the_same_question_in_flight_is_paid_once(cache):
+    fake = Fake(delay=0.05)
+    router, _ = make(fake, cache)
+    rs = await asyncio.gather(*(router.route(RouteRequest(messages=MSG, policy=p, cache="both",
+                                                          provider="claude"))
+                                for p in ["accuracy-first", "cost-aware", "latency-aware"]))
+    assert len(fake.calls) == 1 and sum(r.cached for r in rs) == 2
+    assert {r.text for r in rs} == {rs[0].text}
+    await cache.flush()
