@@ -88,6 +88,8 @@ class CacheProbe:
                 pass
         hit = self.cache.get(key)
         self.cache.noted(hit)
+        if hit is not None and self.writes:  # this policy's choice, for a re-run to replay
+            self.cache.put(key, self.choice, hit)
         return hit
 
     async def paid(self, name: str, attempt: Awaitable[Tried],
