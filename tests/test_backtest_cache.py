@@ -69,16 +69,17 @@ def test_a_rerun_pays_nothing_and_three_policies_pay_each_provider_and_prompt_on
 
 
 def test_cache_only_replays_without_any_provider_call_and_no_cache_pays(llm, tmp_path):
-    run_backtest(llm, _spec(tmp_path, "seed", limit=3, policies=["cost-aware"]),
-                 progress=False, write_report=False)
+    fresh = {"start": "2009-03-02", "policies": ["cost-aware"]}  # bars no other test asks
+    run_backtest(llm, _spec(tmp_path, "seed", limit=3, **fresh), progress=False,
+                 write_report=False)
     sim = _sim_requests(llm)
-    only = run_backtest(llm, _spec(tmp_path, "only", limit=5, policies=["cost-aware"],
-                                   cache="only"), progress=False, write_report=False)
+    only = run_backtest(llm, _spec(tmp_path, "only", limit=5, cache="only", **fresh),
+                        progress=False, write_report=False)
     assert _sim_requests(llm) == sim
     assert only.cached == 3 and not only.complete
     assert only.failures == {"cache_miss (unfinished)": 2}  # left undone, not stored
-    off = run_backtest(llm, _spec(tmp_path, "off", limit=3, policies=["cost-aware"],
-                                  cache="off"), progress=False, write_report=False)
+    off = run_backtest(llm, _spec(tmp_path, "off", limit=3, cache="off", **fresh),
+                       progress=False, write_report=False)
     assert off.cached == 0 and _sim_requests(llm) == sim + 3
 
 
