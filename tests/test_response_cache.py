@@ -258,3 +258,34 @@ async def test_the_same_question_in_flight_is_paid_once(cache):
     assert len(fake.calls) == 1 and sum(r.cached for r in rs) == 2
     assert {r.text for r in rs} == {rs[0].text}
     await cache.flush()
+
+
+def test_http_header_and_errors_for_the_cache():
+    from serve import cache_option, native
+    from serve.errors import ApiError, from_routing_error
+
+    req = RouteRequest(messages=MSG)
+    assert cache_option.apply(req, None).cache == "off"
+    assert cache_option.apply(req, " Both ").cache == "both"
+    assert cache_option.apply(req.model_copy(update={"cache": "read"}), "write").cache == "read"
+    with pytest.raises(ApiError) as info:
+        cache_option.apply(req, "sometimes")
+    assert info.value.status == 400 and "x-router-cache" in info.value.message
+    from actors.route import RoutingTrace
+
+    err = from_routing_error(RoutingError("cache_miss", "no cached answer",
+                                          RoutingTrace(request_id="r", policy="p")))
+    assert err.status == 404 and err.type == "cache_miss"
+    body = native.AnalyzeRequest.model_validate({"cache": "only", "context": _ctx()})
+    assert native.route_request(body, "analysis", CFG, 10.0).cache == "only"
+    plain = native.AnalyzeRequest.model_validate({"context": _ctx()})
+    assert native.route_request(plain, "analysis", CFG, 10.0).cache == "off"
+
+
+def _ctx():
+    from actors.analysis import context_from_bars
+    from prompts import load_sample
+    from prompts.regime import RegimeRules
+
+    return context_from_bars(load_sample("sp500").tail(300), "SPX", "1d",
+                             rules=RegimeRules()).model_dump(mode="json")
