@@ -310,7 +310,7 @@ def test_killed_run_resumes_without_losing_duplicating_or_paying_twice(llm, tmp_
     # every (provider, bar) paid exactly once: two policies choosing the same provider for a
     # bar share its answer through the response cache
     paid = len(df[["provider", "ts"]].drop_duplicates())
-    assert _requests(llm) - before == paid < 60
+    assert _requests(llm) - before == paid
     assert df["request_id"].str.startswith("bt:t1:").all()
     assert not df["request_id"].str.contains("~").any()
     assert df["direction"].isin(["long", "short", "flat"]).all()
