@@ -134,7 +134,7 @@ class Batches:
     def serves(path: str) -> bool:
         """Whether `path` is a batch endpoint (cheap: checked on every request)."""
         return path.startswith(("/v1/batches", "/v1/files", "/v1/messages/batches",
-                                "/v1beta/batches/")) or path.endswith(":batchGenerateContent")
+                                "/v1beta/batches")) or path.endswith(":batchGenerateContent")
 
     async def route(self, method: str, path: str, headers: dict[str, str], body: bytes,
                     query: str) -> Reply | None:
@@ -144,7 +144,7 @@ class Batches:
             api = "openai"
         elif path.startswith("/v1/messages/batches"):
             api = "anthropic"
-        elif path.startswith("/v1beta/batches/") or (
+        elif path.startswith("/v1beta/batches") or (
                 path.startswith("/v1beta/models/") and path.endswith(":batchGenerateContent")):
             api = "gemini"
         if api is None:
@@ -339,6 +339,9 @@ class Batches:
                             display_name=batch.get("displayName") or batch.get("display_name")
                             or "")
             return _json(200, self._gemini_op(job))
+        if method == "GET" and path.rstrip("/") == "/v1beta/batches":
+            return _json(200, {"operations": [self._gemini_op(j) for j in
+                                              reversed(self.jobs.values()) if j.api == "gemini"]})
         name = path[len("/v1beta/"):]
         job = self.jobs.get(name.removeprefix("batches/").removesuffix(":cancel"))
         if job is None or job.api != "gemini":
