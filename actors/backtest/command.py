@@ -194,8 +194,8 @@ def execute(args: argparse.Namespace, make_spec: Any, simulate: bool = False) ->
     failed = sum(1 for ok in out.results["ok"] if not ok)
     rate = (out.sent / out.wall_s) if out.wall_s > 0 else 0.0
     print(f"==> {out.finished}/{out.total} results ({out.skipped} already stored, {out.sent} sent, "
-          f"{out.cached} answered from the response cache (saved ${out.saved_usd:.4f}), "
-          f"{out.recovered} recovered from the audit trail), {failed} failed; spend this run "
+          f"{out.recovered} recovered from the audit trail; {out.cached} of them answered from "
+          f"the response cache, saving ${out.saved_usd:.4f}), {failed} failed; spend this run "
           f"${out.spend_usd:.4f}; {out.wall_s:.1f} s ({rate:.1f} req/s), window {out.window}, "
           f"planned on {len(out.nodes)} node(s)")
     if out.report is not None:
