@@ -1,7 +1,8 @@
 """The exact-match response cache: an answer already paid for is not paid for again.
 
-Key: a keyed hash (HMAC, the instance's key) of the provider's answer-shaping settings
-(name, wire format, model, base URL, output cap, thinking budget, dialect, capabilities,
+Key: a keyed hash (HMAC, with a key kept in the cache file itself, so instances sharing the
+file share its answers) of the provider's answer-shaping settings (name, wire format,
+model, base URL, output cap, thinking budget, dialect, capabilities,
 simulated or not) and of the whole `Completion` as the router sends it (every parameter,
 present and future: the dump is of the model, not a list of fields) plus the output kind.
 Two requests that could get different answers never share a key; a simulated answer is
@@ -33,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -107,11 +109,12 @@ def choice_key(key: bytes, policy: str, context: dict[str, str], completion: Bas
 class ResponseCache:
     """SQLite-backed answers and policy choices (one connection, a lock around it)."""
 
-    def __init__(self, spec: CacheSpec, path: str | Path | None, *, key: bytes = b"",
+    def __init__(self, spec: CacheSpec, path: str | Path | None, *, key: bytes | None = None,
                  clock: Any = time.time) -> None:
-        """`path` None: in memory only (answers may not be written to disk)."""
+        """`path` None: in memory only (answers may not be written to disk). `key`: the HMAC
+        key of its keys; default the file's own (made at its creation and kept in it), so
+        every instance sharing a cache file finds the same answers."""
         self.spec = spec
-        self.key = key
         self.path = Path(path) if path is not None else None
         self._clock = clock
         if self.path is not None:
@@ -130,7 +133,12 @@ class ResponseCache:
             "CREATE INDEX IF NOT EXISTS answers_ts ON answers (ts);"
             "CREATE TABLE IF NOT EXISTS choices (key TEXT PRIMARY KEY, ts REAL NOT NULL, "
             "answer_key TEXT NOT NULL);"
-            "CREATE INDEX IF NOT EXISTS choices_ts ON choices (ts);")
+            "CREATE INDEX IF NOT EXISTS choices_ts ON choices (ts);"
+            "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);")
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('hmac_key', ?)",
+                           (secrets.token_bytes(32),))
+        self.key: bytes = key if key is not None else self._conn.execute(
+            "SELECT value FROM meta WHERE name = 'hmac_key'").fetchone()[0]
         self._pending: list[tuple[str, str | None, CachedAnswer]] = []
         self._unwritten: dict[str, CachedAnswer] = {}
         self._unwritten_choices: dict[str, str] = {}

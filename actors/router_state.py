@@ -74,7 +74,7 @@ class RouterState:
         self.journal_path = Path(journal_path).expanduser() if journal_path else \
             self.dir / JOURNAL_FILE
         self.cache = open_cache(_section(CacheSpec, "cache", config.cache), self.dir,
-                                answers_on_disk, load_key(self.dir))
+                                answers_on_disk)
 
     def close(self) -> None:
         if self.cache is not None:
@@ -83,14 +83,13 @@ class RouterState:
         self.lock.release()
 
 
-def open_cache(spec: CacheSpec, state_dir: Path, on_disk: bool,
-               key: bytes) -> ResponseCache | None:
+def open_cache(spec: CacheSpec, state_dir: Path, on_disk: bool) -> ResponseCache | None:
     """The instance's response cache: its file (`cache.path`, default in the state
     directory), in memory only when answers may not be written to disk, None when off."""
     if not spec.enabled:
         return None
     path = Path(spec.path).expanduser() if spec.path else state_dir / CACHE_FILE
-    return ResponseCache(spec, path if on_disk else None, key=key)
+    return ResponseCache(spec, path if on_disk else None)
 
 
 def _section(model: type[M], name: str, data: dict[str, Any]) -> M:

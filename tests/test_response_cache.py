@@ -85,8 +85,13 @@ def test_store_is_durable_with_a_ttl_and_a_size_bound(tmp_path):
     c.trim()
     assert c.count() == 3 and c.get("k0") is None and c.get("k2").text == "2"
     c.close()
+    key = c.key
     c = ResponseCache(CacheSpec(ttl_s=100, max_entries=3), path, clock=lambda: now[0])
     assert c.get("k3").text == "3" and c.chosen("c3") == "k3"  # a restart keeps them
+    assert c.key == key and len(key) == 32  # the file's own key: another instance, same keys
+    other = ResponseCache(CacheSpec(), tmp_path / "other.sqlite3")
+    assert other.key != key
+    other.close()
     now[0] += 200
     assert c.get("k3") is None and c.chosen("c3") is None  # past the TTL: a miss
     c.close()
