@@ -281,6 +281,16 @@ def test_http_header_and_errors_for_the_cache():
     err = from_routing_error(RoutingError("cache_miss", "no cached answer",
                                           RoutingTrace(request_id="r", policy="p")))
     assert err.status == 404 and err.type == "cache_miss"
+    from actors.route import RouteResult
+
+    hit = RouteResult(request_id="r", provider="claude", model="m", text="{}",
+                      finish_reason="stop", input_tokens=0, output_tokens=0, cost_usd=0.0,
+                      latency_s=0.0, trace=RoutingTrace(request_id="r", policy="p",
+                                                        cached=True, saved_usd=0.25))
+    headers = native.trace_headers(hit)
+    assert headers["x-router-cache"] == "hit" and float(headers["x-router-saved-usd"]) == 0.25
+    assert "x-router-cache" not in native.trace_headers(
+        hit.model_copy(update={"trace": RoutingTrace(request_id="r", policy="p")}))
     body = native.AnalyzeRequest.model_validate({"cache": "only", "context": _ctx()})
     assert native.route_request(body, "analysis", CFG, 10.0).cache == "only"
     plain = native.AnalyzeRequest.model_validate({"context": _ctx()})
