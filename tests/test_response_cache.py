@@ -304,3 +304,23 @@ def _ctx():
 
     return context_from_bars(load_sample("sp500").tail(300), "SPX", "1d",
                              rules=RegimeRules()).model_dump(mode="json")
+
+
+def test_bad_cache_config_and_cli_flags():
+    import argparse
+
+    from actors.backtest.command import add_args, spec_from_args
+    from actors.config import ConfigError
+    from actors.router_state import _section
+
+    with pytest.raises(ConfigError, match=r"cache\.ttl_s"):
+        _section(CacheSpec, "cache", {"ttl_s": -1})
+    with pytest.raises(ConfigError, match=r"cache\.size: unknown key"):
+        _section(CacheSpec, "cache", {"size": 3})
+    p = argparse.ArgumentParser()
+    add_args(p)
+    assert spec_from_args(p.parse_args([])).cache == "both"
+    assert spec_from_args(p.parse_args(["--no-cache"])).cache == "off"
+    assert spec_from_args(p.parse_args(["--cache-only"])).cache == "only"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--no-cache", "--cache-only"])
