@@ -324,3 +324,14 @@ def test_bad_cache_config_and_cli_flags():
     assert spec_from_args(p.parse_args(["--cache-only"])).cache == "only"
     with pytest.raises(SystemExit):
         p.parse_args(["--no-cache", "--cache-only"])
+
+
+async def test_a_cached_answer_teaches_the_learner_nothing_new(cache):
+    fake = Fake()
+    router, _ = make(fake, cache)
+    paid = await router.route(RouteRequest(messages=MSG, cache="both"))
+    await cache.flush()
+    hit = await router.route(RouteRequest(messages=MSG, cache="both"))
+    assert hit.cached
+    assert router.learner.knows(paid.request_id)  # its feedback counts
+    assert not router.learner.knows(hit.request_id)  # the same answer's again would not
