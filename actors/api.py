@@ -29,6 +29,7 @@ from actors.config import Config, load_config, parse_config
 from actors.errors import ErrorClass
 from actors.keys import SIMULATED_WARNING
 from actors.outputs import OutputLike, as_model, builtin_model, request_fields
+from actors.response_cache import CacheMode
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.route_streams import RouteStream, SyncRouteStream
 from actors.router_actor import NAMESPACE, provider_actor_name
@@ -117,6 +118,9 @@ def describe_lines(about: dict[str, Any]) -> list[str]:
     lines = [f"state directory: {about['state_dir']}", about["budgets"]]
     if about["simulated"]:
         lines.append(SIMULATED_WARNING)
+    cache = about.get("cache")
+    if cache:
+        lines.append(f"response cache: {cache['path']} ({cache['entries']} answers)")
     return lines
 
 
@@ -166,6 +170,7 @@ class RouterClient:
         outcome_value_usd: float | None = None,
         explore: bool | None = None,
         user: str | None = None,
+        cache: CacheMode | None = None,
         **params: Any,
     ) -> RouteResult:
         """Route one request; returns text, usage, cost and the routing trace.
@@ -179,7 +184,8 @@ class RouterClient:
         why), and when none can, the request fails as a bad_request naming it.
         cost-aware takes `quality_target` (share of the best single provider's outcome
         score to hold over the stream) or `outcome_value_usd` (what a right answer is
-        worth); `explore=False` makes the choice greedy (never exploratory).
+        worth); `explore=False` makes the choice greedy (never exploratory). `cache`: use the
+        response cache for this request — read, write, both, or only (default off).
         Raises `RoutingError` (with `.error_class` and `.trace`) when no provider answered.
         """
         req, cls = self._request(messages, output, policy=policy, provider=provider,
@@ -187,7 +193,7 @@ class RouterClient:
                                  timeout=timeout, temperature=temperature,
                                  request_id=request_id, quality_target=quality_target,
                                  outcome_value_usd=outcome_value_usd, explore=explore,
-                                 user=user, **params)
+                                 user=user, cache=cache, **params)
         return as_model(_get(self._h.router.route.remote(req)), cls)
 
     async def acomplete(self, messages: MessagesLike, output: OutputLike = "text",

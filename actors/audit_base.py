@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL, latency_s REAL NOT NULL, confidence REAL,
     quality_target REAL, explored INTEGER NOT NULL DEFAULT 0,
-    simulated INTEGER NOT NULL DEFAULT 0, "user" TEXT
+    simulated INTEGER NOT NULL DEFAULT 0, "user" TEXT,
+    cached INTEGER NOT NULL DEFAULT 0, saved_usd REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT PRIMARY KEY, ts REAL NOT NULL, score REAL NOT NULL
@@ -76,7 +77,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 #: Names are quoted: `user` is a reserved word in PostgreSQL (unquoted, it is the session's).
 ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "requests": {"quality_target": "REAL", "explored": "INTEGER NOT NULL DEFAULT 0",
-                 '"user"': "TEXT"},
+                 '"user"': "TEXT", "cached": "INTEGER NOT NULL DEFAULT 0",
+                 "saved_usd": "REAL NOT NULL DEFAULT 0"},
     "attempts": {'"user"': "TEXT", "cached_input_tokens": "INTEGER NOT NULL DEFAULT 0",
                  "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
                  "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0",
@@ -86,7 +88,7 @@ ATTEMPT_COLS = [n for n in AttemptRecord.model_fields if n != "kind"]
 REQUEST_COLS = [n for n in RequestRecord.model_fields if n != "kind"]
 COST_COLS = ["ts", "request_id", "provider", "model", "input_tokens", "output_tokens",
              "cost_usd", "ok"]
-_FLAGS = ("ok", "explored", "simulated", "usage_estimated")
+_FLAGS = ("ok", "explored", "simulated", "usage_estimated", "cached")
 
 
 def quoted(cols: Iterable[str], prefix: str = "") -> str:
@@ -310,6 +312,19 @@ class AuditBackend:
             "COUNT(DISTINCT request_id) AS requests, COUNT(*) AS attempts, "
             f"{TOKENS}, SUM(cost_usd) AS cost_usd FROM attempts "
             f"WHERE ts >= ? AND ts < ? GROUP BY {groups} ORDER BY {groups}",
+            (size, size, start, end))
+
+    def hits_by_period(self, size: int, start: float, end: float,
+                       keys: Iterable[str] = ("provider", "model", "simulated"),
+                       ) -> list[dict[str, Any]]:
+        """Response-cache hits (requests answered from the cache: no attempts) and what
+        they saved, grouped like `spend_by_period`."""
+        keys = list(keys)
+        groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
+        return self.query(
+            f"SELECT {self.PERIOD} AS period, {quoted(keys)}, COUNT(*) AS cache_hits, "
+            "SUM(saved_usd) AS saved_usd FROM requests "
+            f"WHERE cached = 1 AND ts >= ? AND ts < ? GROUP BY {groups}",
             (size, size, start, end))
 
     def spend_by_model(self, start: float, end: float) -> list[dict[str, Any]]:

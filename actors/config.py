@@ -117,6 +117,10 @@ class ProviderSpec(_Strict):
         None, description="For api: openai, the host's variant; unset = from base_url.")
     capabilities: Capabilities = Field(
         default_factory=Capabilities, description="Overrides of the parameters it honours.")
+    batch_discount: float | None = Field(
+        None, gt=0, le=1, description="Its batch API's price as a share of the synchronous one "
+        "(0.5 for OpenAI, Anthropic and Gemini); unset = no batch API used "
+        "(actors/clients/batch.py).")
     optional: bool = Field(False, description="Without its key, leave this provider out (with a "
                            "warning) instead of failing start-up.")
 
@@ -191,6 +195,8 @@ class Config(_Strict):
     )
     idempotency: dict[str, Any] = Field(default_factory=dict, description="Request ids as "
                                         "idempotency keys: window_s, memory_entries.")
+    cache: dict[str, Any] = Field(default_factory=dict, description="The response cache "
+                                  "(actors/response_cache.py): enabled, path, ttl_s, max_entries.")
     state_dir: str = Field(description="This instance's own directory (audit DB, journal, "
                            "budget overrides, idempotency store, HMAC key, lock); resolved at load.")
 

@@ -33,6 +33,8 @@ class ErrorClass(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     #: The caller went away mid-stream; what the provider sent until then is billed.
     CANCELLED = "cancelled"
+    #: cache "only": no cached answer, and no provider may be called.
+    CACHE_MISS = "cache_miss"
 
 
 #: Worth another attempt on the same provider after a backoff.

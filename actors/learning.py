@@ -162,8 +162,8 @@ class Learner:
         ctx.traffic = ctx.traffic * self._factor(self.tick - ctx.traffic_tick, 0.0,
                                                  self._ln_glob) + 1.0
         ctx.traffic_tick = self.tick
-        if r.provider is None or r.provider not in self._glob:
-            return
+        if r.provider is None or r.provider not in self._glob or r.cached:
+            return  # a cached answer is no new evidence: its feedback would count it twice
         if r.input_tokens > 0:
             self._recent.append((key, r.input_tokens))
         self._memo[r.request_id] = Memo(r.provider, key, r.quality_target)

@@ -94,6 +94,12 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("explored", "llm_router_explored", "counter",
               "Requests whose provider was an exploratory choice, by policy and provider",
               ("policy", "provider")),
+    MetricDef("cache_hits", "llm_router_cache_hits", "counter",
+              "Requests answered from the response cache (no provider called), by policy "
+              "and provider", ("policy", "provider")),
+    MetricDef("cache_saved", "llm_router_cache_saved_usd", "counter",
+              "USD the cached answers originally cost (not paid again), by provider",
+              ("provider",)),
     MetricDef("budget", "llm_router_budget_used", "gauge",
               "Share of a budget used (scope * = global)", ("provider", "window")),
     MetricDef("budget_warnings", "llm_router_budget_warnings", "counter",

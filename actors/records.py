@@ -71,6 +71,10 @@ class RequestRecord(BaseModel):
     explored: bool = Field(default=False, description="The choice was exploratory.")
     simulated: bool = Field(default=False, description="Answered by the built-in simulator.")
     user: str | None = Field(default=None, description="The request's end user or desk.")
+    cached: bool = Field(default=False, description="Answered from the response cache: no "
+                         "attempt, nothing paid (cost_usd 0).")
+    saved_usd: float = Field(default=0.0, ge=0, description="A cached answer: what it cost "
+                             "when it was paid (not paid again).")
 
 
 class FeedbackRecord(BaseModel):

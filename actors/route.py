@@ -11,6 +11,7 @@ from actors.contexts import check_context
 from actors.errors import ErrorClass, ProviderError
 from actors.idempotency import MAX_ID_LENGTH, RequestId
 from actors.messages import OutputKind
+from actors.response_cache import CacheMode
 
 
 class ChoiceOptions(BaseModel):
@@ -52,6 +53,9 @@ class RouteRequest(ChoiceOptions, Completion):
         "actors/idempotency.py): the same id with the same request replays its outcome.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
+    cache: CacheMode = Field(
+        "off", description="Response cache (actors/response_cache.py): off (default), read, "
+        "write, both, or only (read; a miss fails with cache_miss, no provider is called).")
     user: str | None = Field(
         None, min_length=1, max_length=128, description="End user, desk or strategy (OpenAI's "
         "`user`): on the audit rows, costs grouped by it (`costs(group_by='user')`), and a "
@@ -142,6 +146,9 @@ class RoutingTrace(BaseModel):
                             "made-up answers, not model output.")
     replayed: bool = Field(False, description="The stored outcome of an earlier request with "
                            "this id: no provider was called, nothing was paid.")
+    cached: bool = Field(False, description="Answered from the response cache: no provider "
+                         "was called, nothing was paid.")
+    saved_usd: float = Field(0.0, description="A cached answer: what it cost when it was paid.")
 
 
 class RouteResult(BaseModel):
@@ -172,6 +179,11 @@ class RouteResult(BaseModel):
     @property
     def replayed(self) -> bool:
         return self.trace.replayed
+
+    @property
+    def cached(self) -> bool:
+        """Answered from the response cache (see `trace.cached`, `trace.saved_usd`)."""
+        return self.trace.cached
 
 
 class RoutingError(ProviderError):

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.budget import BudgetLedger, BudgetSpec, Reservation
+from actors.cache_route import CacheProbe, hit_result
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
@@ -33,6 +34,7 @@ from actors.params import exclusions, named_only, prompt_tokens, reason, refuse_
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
 from actors.pricing import initial_value
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.response_cache import ResponseCache
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt, Usage
 from actors.snapshot import Candidate, Need, Snapshot
 
@@ -129,6 +131,7 @@ class Router:
         self._budgeted = self.ledger.spec.has_limits  # skip per-candidate checks when unlimited
         self.inflight = 0
         self.active: set[str] = set()  # request ids being routed right now
+        self.cache: ResponseCache | None = None  # set by the actor (actors/router_state.py)
         self.outstanding: dict[str, int] = {}  # calls in flight per provider
         # Set by the actor: request ids as idempotency keys, and text as store_text allows.
         self.idempotency: IdempotencyBook | None = None
@@ -307,13 +310,29 @@ class Router:
         self.inflight += 1
         self.active.add(request_id)
         try:
-            completion, need, order, text = self._plan(req, policy, started, trace, reasons)
+            completion = req.completion()
+            probe = self._probe(req, policy, completion)
+            hit = probe.remembered() if probe is not None else None
+            if hit is not None:  # this policy's answer before: no ranking, no budget check
+                need, order, text = None, [], None
+                result = hit_result(request_id, hit, trace)
+            else:
+                completion, need, order, text = self._plan(req, policy, started, trace, reasons,
+                                                           completion)
             for name in order:
+                if probe is not None and (hit := await probe.hit(name, deadline)) is not None:
+                    result = hit_result(request_id, hit, trace)
+                    break
+                if probe is not None and probe.only:
+                    reasons[name] = "cache_miss: no cached answer (cache: only)"
+                    continue
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
                     break
-                result, reason = await self._try(name, req, request_id, policy, completion,
-                                                 deadline, need, trace, records, text, execution)
+                attempt = self._try(name, req, request_id, policy, completion, deadline, need,
+                                    trace, records, text, execution)
+                result, reason = await (attempt if probe is None else probe.paid(
+                    name, attempt, lambda: trace.simulated))
                 if result is not None:
                     break
                 reasons[name] = reason or "failed"
@@ -323,7 +342,9 @@ class Router:
                         error = ProviderError(last.error_class, reason or "failed", provider=name)
                         break
             if result is None and error is None:
-                error = self._give_up(reasons, trace)
+                error = self._give_up(reasons, trace) if probe is None or not probe.only \
+                    else ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this "
+                                       "request, and cache 'only' calls no provider")
         except ProviderError as exc:
             error = exc
         finally:
@@ -353,20 +374,34 @@ class Router:
                            param=getattr(error, "param", None))
 
     def _plan(self, req: RouteRequest, policy: str, started: float, trace: RoutingTrace,
-              reasons: dict[str, str]) -> tuple[Completion, Need, list[str], str | None]:
+              reasons: dict[str, str], completion: Completion | None = None,
+              ) -> tuple[Completion, Need, list[str], str | None]:
         """Before any provider is called (plain and streamed requests alike): the payload,
         what it needs, the providers in order (exclusions into `reasons`), the prompt text
         to record. Raises ProviderError for a request that cannot be routed at all."""
         if policy not in POLICIES:
             raise ProviderError(ErrorClass.BAD_REQUEST, f"unknown policy {policy!r}; "
                                 f"choose one of {', '.join(POLICIES)}")
-        completion = req.completion()
+        completion = completion or req.completion()
         need = Need(prompt_tokens(completion), req.max_tokens, req.context,
                     self.spec.expected_output_tokens, self.outstanding)
         order = self._order(req, policy, need, started, trace, completion)
         reasons.update(named_only(req, trace.excluded))
         text = self.keep_text(prompt_text(req)) if self.spec.store_text else None
         return completion, need, order, text
+
+    def _probe(self, req: RouteRequest, policy: str,
+               completion: Completion) -> CacheProbe | None:
+        """The request's use of the response cache; None (one comparison) when it has none."""
+        if req.cache == "off":
+            return None
+        if self.cache is None:
+            if req.cache == "only":
+                raise ProviderError(ErrorClass.CACHE_MISS, "cache 'only' needs the response "
+                                    "cache, and this router has none (cache.enabled: false)")
+            return None
+        return CacheProbe(self.cache, self.providers,
+                          lambda name: self.snapshots[name].simulated, req, policy, completion)
 
     async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
                    completion: Completion, deadline: float, need: Need, trace: RoutingTrace,
@@ -481,7 +516,8 @@ class Router:
             input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
             cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
             quality_target=trace.quality_target, explored=trace.explored,
-            simulated=trace.simulated, user=req.user,
+            simulated=trace.simulated, user=req.user, cached=trace.cached,
+            saved_usd=trace.saved_usd,
         )
 
 

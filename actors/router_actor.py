@@ -80,6 +80,7 @@ class RouterActor(ChannelServer):
         self.core.keep_text = self._state.text.apply  # the journal honours store_text too
         self.core.idempotency = self._state.book
         self.core.stream_provider = self._stream_provider
+        self.core.cache = self._state.cache
         self.core.set_budgets(self._state.overrides.spec)
         self._journal = self._open_journal()
         if self._journal:
@@ -398,7 +399,8 @@ class RouterActor(ChannelServer):
             raise self._refused
         return {"state_dir": str(self._state.dir), "simulated": self.config.simulate,
                 "budgets": self._state.overrides.summary(),
-                "idempotency_window_s": self._state.book.spec.window_s}
+                "idempotency_window_s": self._state.book.spec.window_s,
+                "cache": self.core.cache.stats() if self.core.cache is not None else None}
 
     def config_data(self) -> dict[str, Any]:
         """The configuration in force (a Serve replica attaches with it)."""
@@ -410,6 +412,8 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         if self.core.idempotency is not None:
             await self.core.idempotency.flush()
+        if self.core.cache is not None:
+            await self.core.cache.flush()
         return await self._drain(timeout_s=30.0)
 
     def _outstanding(self) -> list[int]:

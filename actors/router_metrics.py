@@ -142,6 +142,10 @@ class RequestObserver:
             m.add_to(s[3], provider_s)
         if trace.explored:
             m.add_to(s[4], 1)
+        if trace.cached:
+            m.add_to(s[5], 1)
+            if trace.saved_usd > 0:
+                m.add_to(s[6], trace.saved_usd)
 
     @staticmethod
     def _make_series(policy: str, provider: str, outcome: str, user: str) -> tuple:
@@ -150,4 +154,6 @@ class RequestObserver:
                 series("request_cost", policy=policy, provider=provider, user=user),
                 series("request_time", policy=policy, part="router"),
                 series("request_time", policy=policy, part="provider"),
-                series("explored", policy=policy, provider=provider))
+                series("explored", policy=policy, provider=provider),
+                series("cache_hits", policy=policy, provider=provider),
+                series("cache_saved", provider=provider))

@@ -22,6 +22,7 @@ from actors.journal import Journal
 from actors.pg_journal import PgJournal
 from actors.pg_state import BUDGET_OVERRIDES, PgIdempotencyStore, PgKeyValue
 from actors.privacy import TextPolicy, load_key
+from actors.response_cache import CACHE_FILE, CacheSpec, ResponseCache
 from actors.route import RouteResult, RoutingError, RoutingTrace
 from actors.state import StateLock
 from actors.tracker import TrackerSpec
@@ -88,6 +89,8 @@ class RouterState:
             encode=encode_outcome if answers_on_disk else None, decode=decode_outcome)
         self.journal_path = Path(journal_path).expanduser() if journal_path else \
             self.dir / JOURNAL_FILE
+        self.cache = open_cache(_section(CacheSpec, "cache", config.cache), self.dir,
+                                answers_on_disk)
 
     def open_journal(self) -> Journal | PgJournal:
         """The journal of unacknowledged records: a table in the cluster's database with
@@ -95,10 +98,21 @@ class RouterState:
         return PgJournal(self.db) if self.db is not None else Journal(self.journal_path)
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         self.book.close()
         if self.kv is not None:
             self.kv.close()
         self.lock.release()
+
+
+def open_cache(spec: CacheSpec, state_dir: Path, on_disk: bool) -> ResponseCache | None:
+    """The instance's response cache: its file (`cache.path`, default in the state
+    directory), in memory only when answers may not be written to disk, None when off."""
+    if not spec.enabled:
+        return None
+    path = Path(spec.path).expanduser() if spec.path else state_dir / CACHE_FILE
+    return ResponseCache(spec, path if on_disk else None)
 
 
 def _section(model: type[M], name: str, data: dict[str, Any]) -> M:

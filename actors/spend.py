@@ -28,6 +28,9 @@ SUMMARY_INDEX = ["period", "provider", "model", "simulated"]
 GROUPS: dict[str, list[str]] = {"provider": ["provider", "model", "simulated"],
                                 "user": ["user", "simulated"]}
 SUMMARY_COLUMNS = ["requests", "attempts", "input_tokens", "output_tokens", "cost_usd"]
+#: Requests answered from the response cache (no attempt, nothing paid) and what those
+#: answers cost when they were paid.
+CACHE_COLUMNS = ["cache_hits", "saved_usd"]
 TimeLike = float | int | str | datetime | pd.Timestamp | None
 
 
@@ -112,7 +115,8 @@ def cost_summary(store: AuditBackend, by: str = "hour", since: TimeLike = None,
                  until: TimeLike = None, now: float | None = None,
                  group_by: str = "provider") -> pd.DataFrame:
     """Spend per UTC period and (provider, model, simulated) — or, with group_by="user",
-    (user, simulated): requests, attempts, tokens, USD. A request without a user is null."""
+    (user, simulated): requests, attempts, tokens, USD, and the response cache's hits and
+    savings (hits have no attempts: they cost nothing). A request without a user is null."""
     size = period_seconds(by)
     keys = group_columns(group_by)
     start, end = window(by, since, until, now)
@@ -124,7 +128,19 @@ def cost_summary(store: AuditBackend, by: str = "hour", since: TimeLike = None,
     for col in SUMMARY_COLUMNS[:-1]:
         df[col] = df[col].astype("int64")
     df["cost_usd"] = df["cost_usd"].astype(float)
-    return df.set_index(index)
+    hits = store.hits_by_period(size, start, end, keys)
+    if not hits:
+        df = df.assign(cache_hits=0, saved_usd=0.0)
+        df["cache_hits"] = df["cache_hits"].astype("int64")
+        return df.set_index(index)
+    h = pd.DataFrame(hits, columns=index + CACHE_COLUMNS)
+    h["period"] = pd.to_datetime(h["period"].astype(float), unit="s", utc=True)
+    h["simulated"] = h["simulated"].astype(bool)
+    out = df.merge(h, how="outer", on=index).fillna(
+        {c: 0 for c in SUMMARY_COLUMNS + CACHE_COLUMNS})
+    for col in [*SUMMARY_COLUMNS[:-1], "cache_hits"]:
+        out[col] = out[col].astype("int64")
+    return out.sort_values(index).set_index(index)
 
 
 def cost_per_token(store: AuditBackend, since: TimeLike = None, until: TimeLike = None,

@@ -11,6 +11,14 @@ first/last 5 s), wall time vs bars ÷ limit, 429s by limit, live added latency, 
 RSS of the Ray processes (driver + everything it started), sampled every 0.5 s.
 
     .venv/bin/python scripts/bench_backtest.py [--bars 2400] [--json out.json]
+
+`--rerun`: the response cache instead (issue 14). The demo backtest (S&P 500 from 2008, 300
+bars, three policies) on the simulator at its default latencies, then the same inputs
+again under a new run id, side by side in one cluster: provider calls (the simulator's
+count), spend and wall time of each, and whether the first paid each distinct (provider,
+prompt) once.
+
+    .venv/bin/python scripts/bench_backtest.py --rerun [--bars 300]
 """
 
 from __future__ import annotations
@@ -132,9 +140,57 @@ async def probe_once(llm, sink: list[float]) -> None:
     sink.append(time.perf_counter() - t0)
 
 
+def rerun(args: argparse.Namespace) -> int:
+    """The demo backtest twice with the same inputs: the second from the response cache."""
+    from actors.api import connect
+    from actors.backtest import BacktestSpec, SeriesSpec, run_backtest
+    from actors.backtest.command import DEMO
+
+    tmp = tempfile.mkdtemp(prefix="bench-rerun-")
+    data = copy.deepcopy(yaml.safe_load(DEFAULT_CONFIG.read_text()))
+    data["simulator"] = {"mode": "always", "latency_scale": 1.0}
+    data["tracker"] = {"db_path": os.path.join(tmp, "audit.sqlite3")}
+    llm = connect(config=data)
+    rows = []
+    try:
+        for run_id in ("first", "again"):
+            spec = BacktestSpec(run_id=run_id, series=[SeriesSpec(source=DEMO["source"])],
+                                start=DEMO["start"], limit=args.bars,
+                                policies=DEMO["policies"], runs_dir=Path(tmp) / "runs")
+            before = ray.get(llm.simulator.stats.remote())["totals"]["requests"]
+            out = run_backtest(llm, spec, progress=not args.quiet, write_report=False)
+            calls = ray.get(llm.simulator.stats.remote())["totals"]["requests"] - before
+            df = out.results
+            rows.append({"run": run_id, "results": len(df), "provider_calls": calls,
+                         "distinct_provider_prompt": len(df[["provider", "ts"]]
+                                                         .drop_duplicates()),
+                         "cached": out.cached, "spend_usd": out.spend_usd,
+                         "saved_usd": out.saved_usd, "wall_s": out.wall_s})
+    finally:
+        llm.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    first, again = rows
+    print()
+    for r in rows:
+        print(f"{r['run']:6} {r['results']} results  provider calls {r['provider_calls']:4}  "
+              f"distinct (provider, prompt) {r['distinct_provider_prompt']:4}  cached "
+              f"{r['cached']:4}  spend ${r['spend_usd']:.4f}  saved ${r['saved_usd']:.4f}  "
+              f"wall {r['wall_s']:.1f} s")
+    print(f"re-run / first: provider calls {again['provider_calls']}, spend "
+          f"${again['spend_usd']:.4f}, wall {again['wall_s'] / first['wall_s']:.3f}x; first "
+          f"run paid {first['provider_calls']} calls for {first['results']} results "
+          f"({first['distinct_provider_prompt']} distinct (provider, prompt))")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bars", type=int, default=2400, help="bars per series (2 series)")
+    ap.add_argument("--rerun", action="store_true",
+                    help="measure the response cache: the demo backtest run twice")
+    ap.add_argument("--bars", type=int, default=None,
+                    help="bars per series (2 series; default 2400); --rerun: bars (300)")
     ap.add_argument("--latency-ms", type=float, default=200.0)
     ap.add_argument("--probe-every", type=float, default=1.0, help="live request period, s")
     ap.add_argument("--headroom", type=float, default=0.0,
@@ -144,6 +200,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true",
                     help="keep the run's audit DB and results (printed at the end)")
     args = ap.parse_args()
+    if args.rerun:
+        args.bars = args.bars or 300
+        return rerun(args)
+    args.bars = args.bars or 2400
 
     from actors.api import connect
 

@@ -37,7 +37,7 @@ from actors.config import Config, load_config, parse_config
 from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import RouterSpec
 from actors.tokens import estimate_messages
-from serve import native, reads
+from serve import cache_option, native, reads
 from serve import openai_compat as oai
 from serve.auth import AuthDigests, Verifier, digests, require_loopback
 from serve.errors import (
@@ -148,8 +148,9 @@ class RouterIngress:
                 pass
         return t
 
-    async def _route(self, req: RouteRequest) -> RouteResult:
+    async def _route(self, req: RouteRequest, request: Request) -> RouteResult:
         assert req.timeout is not None
+        req = cache_option.apply(req, request.headers.get(cache_option.CACHE_HEADER))
         try:
             async with asyncio.timeout(req.timeout + self.spec.timeout_grace_s):
                 return await self.llm.aroute(req)
@@ -181,7 +182,7 @@ class RouterIngress:
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
             return await self._stream(req, include)
-        r = await self._route(req)
+        r = await self._route(req, request)
         return JSONResponse(oai.completion(r), headers=native.trace_headers(r))
 
     async def _stream(self, req: RouteRequest, include_usage: bool) -> Response:
@@ -234,7 +235,7 @@ class RouterIngress:
         native.check_route(body, self.config, self.token_limit)
         timeout = self._timeout(body.timeout, request)
         req = await asyncio.to_thread(native.route_request, body, body.task, self.config, timeout)
-        r = await self._route(req)
+        r = await self._route(req, request)
         return JSONResponse(native.result_body(r, "signal"), headers=native.trace_headers(r))
 
     @app.post("/v1/risk")
@@ -243,7 +244,7 @@ class RouterIngress:
         timeout = self._timeout(body.timeout, request)
         req = await asyncio.to_thread(native.route_request, body, "risk", self.config, timeout,
                                       body.position)
-        r = await self._route(req)
+        r = await self._route(req, request)
         return JSONResponse(native.result_body(r, "risk"), headers=native.trace_headers(r))
 
     # -- state and reports ---------------------------------------------------------------

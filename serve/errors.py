@@ -101,6 +101,8 @@ def from_routing_error(exc: RoutingError, wanted: list[str] | None = None,
                        "max_tokens_too_large")
     elif cls is ErrorClass.IDEMPOTENCY_CONFLICT:  # the id names another request: not retryable
         err = ApiError(409, "idempotency_conflict", msg, "request_id", cls.value)
+    elif cls is ErrorClass.CACHE_MISS:  # cache "only": nothing was called
+        err = ApiError(404, "cache_miss", msg, "cache", cls.value)
     elif cls is ErrorClass.BUDGET_EXCEEDED:
         err = ApiError(402, "budget_exceeded", msg, None, cls.value)
     elif cls in (ErrorClass.DEADLINE, ErrorClass.TIMEOUT) or (

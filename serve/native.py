@@ -16,8 +16,10 @@ from actors.analysis import analysis_request, context_from_bars
 from actors.config import Config
 from actors.contexts import check_context
 from actors.policies import POLICIES
+from actors.response_cache import CacheMode
 from actors.route import ChoiceOptions, RouteRequest, RouteResult
 from prompts import MarketContext, Position, RegimeRules, Timeframe
+from serve.cache_option import CACHE_HEADER
 from serve.errors import REPLAYED_HEADER, SIMULATED_HEADER, ApiError, bad_request
 from serve.openai_compat import STRICT
 
@@ -49,6 +51,8 @@ class _Routed(ChoiceOptions):
     timeout: float | None = Field(None, gt=0, description="Seconds until the deadline.")
     request_id: str | None = Field(None, min_length=1, max_length=128)
     priority: Literal["live", "batch"] = "live"
+    cache: CacheMode | None = Field(None, description="Response cache: read, write, both, only "
+                                    "(default off; also the x-router-cache header).")
     tags: dict[str, str] = Field(default_factory=dict, description="Extra record context.")
 
 
@@ -136,7 +140,7 @@ def route_request(req: MarketInput, task: str, config: Config, timeout: float | 
             ctx, task, config, policy=req.policy, provider=req.provider, fallbacks=req.fallbacks,
             max_tokens=req.max_tokens, timeout=timeout, request_id=req.request_id,
             priority=req.priority, quality_target=req.quality_target,
-            outcome_value_usd=req.outcome_value_usd, explore=req.explore)
+            outcome_value_usd=req.outcome_value_usd, explore=req.explore, cache=req.cache)
     except ValueError as exc:
         raise bad_request(str(exc), "context") from None
     if req.tags:  # analysis_request's own `context=` clashes with its first parameter's name
@@ -170,4 +174,7 @@ def trace_headers(r: RouteResult) -> dict[str, str]:
         out[SIMULATED_HEADER] = "true"
     if t.replayed:
         out[REPLAYED_HEADER] = "true"
+    if t.cached:
+        out[CACHE_HEADER] = "hit"
+        out["x-router-saved-usd"] = f"{t.saved_usd:.8f}"
     return out

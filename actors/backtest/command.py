@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from actors.dashboard import add_dashboard_flag, cluster_lines, ray_init_options
 
+#: Simulated runs' shared response cache, in the runs directory.
+SIMULATED_CACHE = "simulated-response-cache.sqlite3"
 #: The demo: a few hundred real S&P 500 days through the 2008 crash, three policies.
 DEMO = {"source": "sample:sp500", "start": "2008-01-01", "bars": 300,
         "policies": ["accuracy-first", "cost-aware", "latency-aware"]}
@@ -37,6 +39,7 @@ def add_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     if demo:
         p.add_argument("--bars", type=int, default=DEMO["bars"],
                        help=f"bars to analyse (default {DEMO['bars']})")
+        add_cache_args(p)
         return
     p.add_argument("--simulate", action="store_true",
                    help="answer every request with the built-in simulator (made-up answers, "
@@ -66,6 +69,21 @@ def add_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--max-tokens", type=int, default=512, help="output cap per answer (512)")
     p.add_argument("--timeout", type=float, default=300.0, help="per-request deadline, s (300)")
     p.add_argument("--no-feedback", action="store_true", help="do not send outcome scores")
+    add_cache_args(p)
+
+
+def add_cache_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-cache", action="store_true",
+                   help="bypass the response cache (default: a request answered before, in "
+                        "any run, is answered from it for $0)")
+    g.add_argument("--cache-only", action="store_true",
+                   help="replay from the response cache without calling any provider; a bar "
+                        "with no cached answer fails with cache_miss")
+
+
+def cache_mode(args: argparse.Namespace) -> str:
+    return "off" if args.no_cache else "only" if args.cache_only else "both"
 
 
 def spec_from_args(args: argparse.Namespace) -> Any:
@@ -83,7 +101,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         tasks=args.task or ["analysis"], policies=args.policy or ["accuracy-first"],
         horizon=args.horizon, flat_threshold=args.flat_threshold, max_tokens=args.max_tokens,
         assign=args.assign, runs_dir=args.runs_dir, timeout=args.timeout,
-        inflight=args.inflight, feedback=not args.no_feedback)
+        inflight=args.inflight, feedback=not args.no_feedback, cache=cache_mode(args))
 
 
 def demo_spec(args: argparse.Namespace) -> Any:
@@ -92,7 +110,7 @@ def demo_spec(args: argparse.Namespace) -> Any:
     run_id = args.run_id or time.strftime("demo-%Y%m%d-%H%M%S", time.gmtime())
     return BacktestSpec(run_id=run_id, series=[SeriesSpec(source=DEMO["source"])],
                         start=DEMO["start"], limit=args.bars, policies=DEMO["policies"],
-                        runs_dir=args.runs_dir)
+                        runs_dir=args.runs_dir, cache=cache_mode(args))
 
 
 def _fail(msg: str) -> int:
@@ -104,7 +122,9 @@ def instance_config(cfg: Any, args: argparse.Namespace, run_dir: Any, simulate: 
     """The run's configuration: simulated when asked, with the state directory it uses.
 
     A simulated run never shares the user's state (audit trail, budget overrides): unless
-    told otherwise it keeps its own next to its results."""
+    told otherwise it keeps its own next to its results, and its response cache (simulated
+    answers only) in the runs directory, shared by every simulated run there — so running
+    the demo twice answers the second time from the cache."""
     from pathlib import Path
 
     if simulate:
@@ -112,7 +132,11 @@ def instance_config(cfg: Any, args: argparse.Namespace, run_dir: Any, simulate: 
     if args.state_dir:
         return cfg.with_state_dir(args.state_dir)
     if cfg.simulate and args.address is None:
-        return cfg.with_state_dir(Path(run_dir) / "state")
+        cfg = cfg.with_state_dir(Path(run_dir) / "state")
+        if "path" not in cfg.cache:
+            cfg = cfg.model_copy(update={"cache": {
+                **cfg.cache, "path": str(Path(run_dir).parent.resolve() / SIMULATED_CACHE)}})
+        return cfg
     return cfg
 
 
@@ -151,7 +175,13 @@ def execute(args: argparse.Namespace, make_spec: Any, simulate: bool = False) ->
         for line in [*describe_lines(llm.describe()),
                      *cluster_lines(llm.config.names, check=False)]:
             print(f"    {line}")
-        out = run_backtest(llm, prep, progress=not args.no_progress)
+        try:
+            out = run_backtest(llm, prep, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"\n==> interrupted — rerun with --run-id {prep.run_id} to resume (answers "
+                  "already paid for are stored or in the response cache; nothing is paid twice)",
+                  file=sys.stderr)
+            return 130
     finally:
         if args.address is None:
             llm.shutdown()
@@ -164,7 +194,8 @@ def execute(args: argparse.Namespace, make_spec: Any, simulate: bool = False) ->
     failed = sum(1 for ok in out.results["ok"] if not ok)
     rate = (out.sent / out.wall_s) if out.wall_s > 0 else 0.0
     print(f"==> {out.finished}/{out.total} results ({out.skipped} already stored, {out.sent} sent, "
-          f"{out.recovered} recovered from the audit trail), {failed} failed; spend this run "
+          f"{out.recovered} recovered from the audit trail; {out.cached} of them answered from "
+          f"the response cache, saving ${out.saved_usd:.4f}), {failed} failed; spend this run "
           f"${out.spend_usd:.4f}; {out.wall_s:.1f} s ({rate:.1f} req/s), window {out.window}, "
           f"planned on {len(out.nodes)} node(s)")
     if out.report is not None:

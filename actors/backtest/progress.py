@@ -29,6 +29,8 @@ class Progress:
         self.already = already
         self.spend = 0.0
         self.ok = 0
+        self.cached = 0  # answered from the response cache
+        self.saved = 0.0
         self.failures: Counter[str] = Counter()
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -50,6 +52,11 @@ class Progress:
             self.failures[error_class or "unknown"] += 1
         if now - self._last_show >= self.every_s:
             self.show(now)
+
+    def hit(self, saved_usd: float) -> None:
+        """Count an answer from the response cache (call before `update`)."""
+        self.cached += 1
+        self.saved += saved_usd
 
     def note(self, label: str) -> None:
         """Count a failure that did not finish a bar (e.g. retried later)."""
@@ -73,7 +80,9 @@ class Progress:
         fails = " ".join(f"{k}={v}" for k, v in sorted(self.failures.items())) or "none"
         return (f"[{self.done}/{self.total} {pct:5.1f}%] {rate:6.1f} req/s  "
                 f"ETA {_duration(eta)}  elapsed {_duration(now - self.started)}  "
-                f"spend ${self.spend:.4f}  failed: {fails}")
+                f"spend ${self.spend:.4f}  "
+                + (f"cached {self.cached} (saved ${self.saved:.4f})  " if self.cached else "")
+                + f"failed: {fails}")
 
     def show(self, now: float | None = None, *, final: bool = False) -> None:
         if not self.enabled:

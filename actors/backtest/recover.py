@@ -22,7 +22,8 @@ from actors.errors import RETRYABLE, ErrorClass
 TRANSIENT: frozenset[str] = frozenset(
     c.value for c in RETRYABLE | {ErrorClass.NO_PROVIDER, ErrorClass.BREAKER_OPEN,
                                   ErrorClass.INTERNAL, ErrorClass.DEADLINE,
-                                  ErrorClass.BUDGET_EXCEEDED}) | {UNKNOWN_OUTCOME}
+                                  ErrorClass.BUDGET_EXCEEDED, ErrorClass.CACHE_MISS}
+    ) | {UNKNOWN_OUTCOME}
 
 
 def generation(request_id: str) -> int:
@@ -54,6 +55,8 @@ def classify(request_id: str, rows: list[dict[str, Any]] | None) -> Prior:
     tried = ",".join(f"{a['provider']}:{'ok' if a['ok'] else a.get('error_class')}"
                      for a in attempts)
     if req is None:  # cut off mid-request: its answer, if any, never reached us
+        return Prior(request_id, final=False, next_gen=nxt, tried=tried)
+    if req["ok"] and req.get("cached"):  # its answer is in the response cache: ask again, free
         return Prior(request_id, final=False, next_gen=nxt, tried=tried)
     if req["ok"]:
         answer = next((a for a in reversed(attempts) if a["ok"]), None)

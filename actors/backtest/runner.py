@@ -115,6 +115,8 @@ class BacktestOutcome:
     stopped: str | None = None
     report: reports.Report | None = None
     text: str = ""
+    cached: int = 0  # answered from the response cache by this invocation (not paid)
+    saved_usd: float = 0.0  # what those answers cost when they were paid
 
     @property
     def finished(self) -> int:
@@ -145,6 +147,9 @@ class _Run:
     recovered: int = 0
     new_rows: int = 0
     spend: float = 0.0
+    cached: int = 0
+    saved: float = 0.0
+    interrupted_inflight: int = 0  # still unanswered when the grace period ended
     stopped: str | None = None
     failures: Counter[str] = field(default_factory=Counter)
 
@@ -165,7 +170,8 @@ class _Run:
             "risk_score": _num(parsed.get("risk_score")),
             "stop_distance": _num(parsed.get("stop_distance")),
             "answer": json.dumps(parsed) if parsed else None, "score": sc,
-            "done_at": time.time(), "planner_node": job.node, **kw,
+            "done_at": time.time(), "planner_node": job.node, "cached": False,
+            "saved_usd": 0.0, **kw,
         }
 
     def _finish(self, job: BarJob, policy: str, row: dict[str, Any], paid: float) -> None:
@@ -189,7 +195,12 @@ class _Run:
                         output_tokens=r.output_tokens, cost_usd=r.cost_usd,
                         latency_s=r.latency_s,
                         attempt_latency_s=ok_att[-1].latency_s if ok_att else None,
-                        recovered=False, parsed=r.parsed)
+                        recovered=False, parsed=r.parsed, cached=r.trace.cached,
+                        saved_usd=r.trace.saved_usd)
+        if r.trace.cached:
+            self.cached += 1
+            self.saved += r.trace.saved_usd
+            self.progress.hit(r.trace.saved_usd)
         self._finish(job, policy, row, r.cost_usd)
 
     def from_error(self, job: BarJob, policy: str, rid: str, exc: RoutingError) -> None:
@@ -241,6 +252,10 @@ class _Run:
                 except RoutingError as exc:
                     if self.assigner is not None:
                         self.assigner.done(update["provider"])
+                    if exc.error_class == ErrorClass.CACHE_MISS:  # --cache-only: left undone
+                        self.failures["cache_miss (unfinished)"] += 1
+                        self.progress.note("cache_miss (unfinished)")
+                        return
                     if exc.error_class == ErrorClass.BUDGET_EXCEEDED and not exc.trace.cost_usd:
                         self.stopped = self.stopped or f"budget exceeded: {exc.message[:200]}"
                         self.failures["budget_exceeded (unfinished)"] += 1
@@ -262,6 +277,22 @@ class _Run:
                 return
         finally:
             slots.release()
+
+    async def settle(self, inflight: set[asyncio.Task[None]]) -> None:
+        """Wait up to `grace_s` for the requests in flight: their answers are being paid for,
+        so they are stored now rather than sent again by the resume. Those still running
+        after that are journaled; the resume asks the audit trail (and, re-sent, the
+        response cache) for their outcome before paying for them again."""
+        if not inflight:
+            return
+        n = len(inflight)
+        log.warning("interrupted: sending nothing more; waiting up to %.0f s for %d requests "
+                    "in flight", self.prep.spec.grace_s, n)
+        try:
+            await asyncio.wait(set(inflight), timeout=self.prep.spec.grace_s)
+        except asyncio.CancelledError:  # asked twice: stop waiting
+            pass
+        self.interrupted_inflight = sum(1 for t in inflight if not t.done())
 
     async def watch_breakers(self, every_s: float = 1.0) -> None:
         """rate-share: keep new bars off providers whose breaker is open."""
@@ -318,6 +349,10 @@ class _Run:
                     raise errors[0]
                 if self.store.due(self.prep.spec.part_rows):
                     self.store.flush()
+        except asyncio.CancelledError:  # Ctrl-C: stop sending; keep what is already paid for
+            self.stopped = "interrupted"
+            await self.settle(inflight)
+            raise
         finally:
             for t in inflight:
                 t.cancel()
@@ -376,7 +411,7 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
         for r in todo.itertuples():
             gate.hold(f"{r.symbol} {r.timeframe}", int(r.bar), r.request_id, float(r.score))
     route = {"max_tokens": spec.max_tokens, "timeout": spec.timeout, "priority": "batch",
-             "context": {"backtest": prep.run_id}}
+             "context": {"backtest": prep.run_id}, "cache": spec.cache}
     planner = Planner(prep.series, spec.tasks, spec.horizon, client.config, route,
                       spec.chunk_bars, where=spec.planning)
     t0 = time.monotonic()
@@ -405,14 +440,17 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
     results = store.load()
     out = BacktestOutcome(prep.run_id, store.dir, results, prep.total, len(finished), run.sent,
                           run.recovered, dict(run.failures), run.spend, wall, window,
-                          sorted(planner.nodes), sender.sent if sender else 0, run.stopped)
+                          sorted(planner.nodes), sender.sent if sender else 0, run.stopped,
+                          cached=run.cached, saved_usd=run.saved)
     if write_report:
         meta = {"run_id": prep.run_id, "bars x tasks x policies": prep.total,
                 "results": len(results), "series": ", ".join(s.label() for s in prep.series),
                 "tasks": ", ".join(spec.tasks), "policies": ", ".join(spec.policies),
                 "horizon (bars)": spec.horizon, "assign": spec.assign,
                 "sent this run": run.sent, "recovered from audit": run.recovered,
-                "spend this run (USD)": round(run.spend, 6), "wall (s)": round(wall, 1),
+                "spend this run (USD)": round(run.spend, 6),
+                "answered from the response cache": run.cached,
+                "saved by the cache (USD)": round(run.saved, 6), "wall (s)": round(wall, 1),
                 "in-flight window": window, "planner nodes": len(planner.nodes)}
         if run.stopped:
             meta["stopped"] = run.stopped

@@ -126,6 +126,12 @@ class BacktestSpec(BaseModel):
                            "every 5 s), i.e. at most this many rebuilt from the audit on resume.")
     bar_retries: int = Field(3, ge=0, le=10, description="Retries of a bar whose request failed "
                              "without spending (breakers open, router unreachable).")
+    cache: Literal["both", "off", "only"] = Field(
+        "both", description="The response cache: both (default: a request answered before, "
+        "in any run, is not paid again), off (--no-cache), only (--cache-only: replay, "
+        "calling no provider; a bar without a cached answer fails with cache_miss).")
+    grace_s: float = Field(30.0, ge=0, le=600, description="On Ctrl-C: how long to wait for "
+                           "the answers in flight (they are paid for) before stopping.")
 
     @field_validator("tasks")
     @classmethod

@@ -43,6 +43,8 @@ SCHEMA = pa.schema([
     ("risk_score", pa.float64()), ("stop_distance", pa.float64()),
     ("answer", pa.string()), ("score", pa.float64()),
     ("done_at", pa.float64()), ("recovered", pa.bool_()), ("planner_node", pa.string()),
+    # answered from the response cache (parts written before it read as null)
+    ("cached", pa.bool_()), ("saved_usd", pa.float64()),
 ])
 COLUMNS = SCHEMA.names
 

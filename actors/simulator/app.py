@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from actors.simulator.batches import Batches, BatchSettings
 from actors.simulator.engine import Reply, Simulator
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,6 +40,7 @@ class SimulatorApp:
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
+        self.batches = Batches(sim)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,6 +104,12 @@ class SimulatorApp:
     async def _route(self, scope: dict[str, Any], body: bytes) -> Reply:
         path: str = scope["path"]
         method: str = scope["method"]
+        if Batches.serves(path):
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            reply = await self.batches.route(method, path, headers, body,
+                                             scope.get("query_string", b"").decode("latin-1"))
+            if reply is not None:
+                return reply
         if method == "POST":
             api = None
             model = None
@@ -130,6 +138,13 @@ class SimulatorApp:
             return _json(200, {"status": "ok", "latency_scale": sim.latency_scale})
         if path == "/_sim/stats" and method == "GET":
             return Reply(200, sim.stats.snapshot().model_dump_json().encode())
+        if path == "/_sim/batches" and method in ("GET", "PUT"):
+            if method == "PUT":
+                try:
+                    self.batches.settings = BatchSettings.model_validate_json(body or b"{}")
+                except ValidationError as exc:
+                    return _json(400, {"error": {"message": str(exc)}})
+            return Reply(200, self.batches.settings.model_dump_json().encode())
         if path == "/_sim/stats/reset" and method == "POST":
             sim.stats.reset()
             return _json(200, {"status": "ok"})

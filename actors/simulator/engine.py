@@ -83,8 +83,10 @@ class Simulator:
         query: str = "",
         path_model: str | None = None,
         stream: bool = False,
+        batch: bool = False,
     ) -> Reply:
-        """Serve one API request (`stream`: Gemini's streaming endpoint was called)."""
+        """Serve one API request (`stream`: Gemini's streaming endpoint was called; `batch`:
+        an item of a batch job — no rate limit and no latency, the job has its own delay)."""
         stats = self.stats
         if not wire.authorized(api, headers, query):
             stats.add(path_model or UNKNOWN_MODEL, "unauthorized")
@@ -108,7 +110,7 @@ class Simulator:
         rng = self.rng
         cached = self.cache.lookup(model, ask, api, profile.cache_min_tokens, time.monotonic())
         turn = turns.turn(api, ask, profile, rng, cached)
-        if profile.rpm is not None or profile.tpm is not None:
+        if not batch and (profile.rpm is not None or profile.tpm is not None):
             quota = self._quotas.get(model)
             if quota is None:
                 quota = self._quotas[model] = Quota()
@@ -134,7 +136,7 @@ class Simulator:
 
         first_s, decode_s = self._latency(profile, turn.out_tok)
         delay = first_s + (0.0 if ask.stream else decode_s)
-        if delay > 0:  # a zero sleep still costs a trip round the event loop
+        if delay > 0 and not batch:  # a zero sleep still costs a trip round the event loop
             await asyncio.sleep(delay)
 
         if fault == "server_error":

@@ -1,0 +1,381 @@
+"""The providers' batch APIs, simulated in their own wire formats (PROVIDERS.md "Batch APIs"):
+
+- OpenAI: `POST /v1/files` (multipart, purpose=batch, JSONL of `{custom_id, method, url,
+  body}`), `POST /v1/batches`, `GET /v1/batches[/{id}]`, `POST /v1/batches/{id}/cancel`,
+  `GET /v1/files/{id}/content` (output lines `{id, custom_id, response: {status_code,
+  request_id, body}, error}`; failed items in the error file).
+- Anthropic: `POST /v1/messages/batches`, `GET /v1/messages/batches[/{id}]`,
+  `POST …/{id}/cancel`, `GET …/{id}/results` (lines `{custom_id, result: {type: succeeded,
+  message} | {type: errored, error} | {type: expired}}`).
+- Gemini: `POST /v1beta/models/{model}:batchGenerateContent` (inline requests) → an
+  operation `batches/{id}`; `GET /v1beta/batches/{id}` with `metadata.state` and, when
+  done, `metadata.output.inlinedResponses.inlinedResponses`.
+
+A job ends `delay_s` after it was created (`PUT /_sim/batches {"delay_s", "item_failure",
+"item_expired"}`); its items are answered then, by the same engine as synchronous calls
+(profiles, faults and billing alike, without rate limits or latency), on the first poll
+after that moment. `item_failure` / `item_expired` make that share of items fail or
+expire, chosen by a hash of (job, custom_id) so a test can count on them. The shapes are
+checked against the official SDKs' own types in tests/test_simulator_batches.py.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors.simulator import wire
+from actors.simulator.engine import Reply, Simulator
+
+
+class BatchSettings(BaseModel):
+    """How simulated batch jobs behave (`PUT /_sim/batches`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delay_s: float = Field(1.0, ge=0, description="Seconds from creation to the end of a job.")
+    item_failure: float = Field(0.0, ge=0, le=1, description="Share of items that fail.")
+    item_expired: float = Field(0.0, ge=0, le=1, description="Share of items that expire.")
+
+
+@dataclass
+class Job:
+    id: str
+    api: wire.Api
+    model: str | None  # Gemini: from the path; the others: per item
+    items: list[tuple[str, bytes]]  # (custom_id, request body)
+    created: float
+    ready: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    display_name: str = ""
+    input_file_id: str = ""
+    cancelled: float | None = None
+    ended: float | None = None
+    results: list[tuple[str, str, int, Any]] = field(default_factory=list)
+    # (custom_id, outcome: succeeded / errored / expired / canceled, status, body or error)
+
+
+def _share(job: str, cid: str, salt: str) -> float:
+    return zlib.crc32(f"{salt}:{job}:{cid}".encode()) / 2**32
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(status: int, obj: Any) -> Reply:
+    return Reply(status, json.dumps(obj).encode())
+
+
+def _error(status: int, message: str) -> Reply:
+    return _json(status, {"error": {"message": message, "type": "invalid_request_error"}})
+
+
+class Batches:
+    """Batch jobs and uploaded files of one simulator (in memory)."""
+
+    def __init__(self, sim: Simulator, clock: Any = time.time) -> None:
+        self.sim = sim
+        self.settings = BatchSettings()
+        self.files: dict[str, tuple[str, bytes]] = {}
+        self.jobs: dict[str, Job] = {}
+        self._clock = clock
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _new(self, api: wire.Api, model: str | None, items: list[tuple[str, bytes]],
+             **kw: Any) -> Job:
+        prefix = {"openai": "batch_", "anthropic": "msgbatch_", "gemini": ""}[api]
+        now = self._clock()
+        job = Job(f"{prefix}{secrets.token_hex(12)}", api, model, items, now,
+                  now + self.settings.delay_s, **kw)
+        self.jobs[job.id] = job
+        return job
+
+    async def _settle(self, job: Job, headers: dict[str, str], query: str) -> None:
+        """Answer every item once the job's time has come (on the first poll after it)."""
+        if job.ended is not None or (job.cancelled is None and self._clock() < job.ready):
+            return
+        s = self.settings
+        for cid, body in job.items:
+            if job.cancelled is not None:
+                job.results.append((cid, "canceled", 0, None))
+            elif _share(job.id, cid, "expired") < s.item_expired:
+                job.results.append((cid, "expired", 0, None))
+            elif _share(job.id, cid, "failed") < s.item_failure:
+                job.results.append((cid, "errored", 500, "Internal server error (simulated)."))
+            else:
+                r = await self.sim.handle(job.api, headers, body, query, job.model, batch=True)
+                obj = json.loads(r.body) if r.body[:1] == b"{" else {"error": r.body.decode()}
+                job.results.append((cid, "succeeded" if r.status == 200 else "errored",
+                                    r.status, obj))
+        job.ended = self._clock()
+
+    def counts(self, job: Job) -> dict[str, int]:
+        out = {"succeeded": 0, "errored": 0, "expired": 0, "canceled": 0}
+        for _, outcome, _, _ in job.results:
+            out[outcome] += 1
+        return out
+
+    # -- routing ------------------------------------------------------------------------
+
+    @staticmethod
+    def serves(path: str) -> bool:
+        """Whether `path` is a batch endpoint (cheap: checked on every request)."""
+        return path.startswith(("/v1/batches", "/v1/files", "/v1/messages/batches",
+                                "/v1beta/batches")) or path.endswith(":batchGenerateContent")
+
+    async def route(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                    query: str) -> Reply | None:
+        """A batch endpoint's reply, or None when `path` is none of them."""
+        api: wire.Api | None = None
+        if path.startswith(("/v1/batches", "/v1/files")):
+            api = "openai"
+        elif path.startswith("/v1/messages/batches"):
+            api = "anthropic"
+        elif path.startswith("/v1beta/batches") or (
+                path.startswith("/v1beta/models/") and path.endswith(":batchGenerateContent")):
+            api = "gemini"
+        if api is None:
+            return None
+        if not wire.authorized(api, headers, query):
+            return _json(401, {"error": {"message": "Missing or invalid API key (simulator)."}})
+        try:
+            if api == "openai":
+                return await self._openai(method, path, headers, body, query)
+            if api == "anthropic":
+                return await self._anthropic(method, path, headers, body, query)
+            return await self._gemini(method, path, headers, body, query)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(400, f"Invalid request: {exc}")
+
+    # -- OpenAI -------------------------------------------------------------------------
+
+    async def _openai(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                      query: str) -> Reply:
+        parts = path.strip("/").split("/")  # v1, files|batches, id?, action?
+        if parts[1] == "files":
+            if method == "POST" and len(parts) == 2:
+                return self._upload(headers, body)
+            if method == "GET" and len(parts) == 4 and parts[3] == "content":
+                f = self.files.get(parts[2])
+                return Reply(200, f[1], [(b"content-type", b"application/jsonl")]) if f else \
+                    _error(404, f"No such File object: {parts[2]}")
+            return _error(404, f"no route for {method} {path}")
+        if method == "POST" and len(parts) == 2:
+            req = json.loads(body)
+            f = self.files.get(req["input_file_id"])
+            if f is None:
+                return _error(400, f"No such File object: {req['input_file_id']}")
+            items = []
+            for line in f[1].splitlines():
+                if line.strip():
+                    item = json.loads(line)
+                    items.append((item["custom_id"], json.dumps(item["body"]).encode()))
+            job = self._new("openai", None, items, metadata=req.get("metadata") or {},
+                            input_file_id=req["input_file_id"])
+            return _json(200, self._openai_batch(job))
+        if method == "GET" and len(parts) == 2:
+            data = [self._openai_batch(j) for j in reversed(self.jobs.values())
+                    if j.api == "openai"]
+            return _json(200, {"object": "list", "data": data, "has_more": False,
+                               "first_id": data[0]["id"] if data else None,
+                               "last_id": data[-1]["id"] if data else None})
+        job = self.jobs.get(parts[2]) if len(parts) > 2 else None
+        if job is None or job.api != "openai":
+            return _error(404, f"No batch found with id '{parts[2] if len(parts) > 2 else ''}'")
+        if method == "POST" and parts[3:] == ["cancel"]:
+            job.cancelled = job.cancelled or self._clock()
+        await self._settle(job, headers, query)
+        return _json(200, self._openai_batch(job))
+
+    def _upload(self, headers: dict[str, str], body: bytes) -> Reply:
+        ctype = headers.get("content-type", "")
+        msg = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+        fields: dict[str, tuple[str | None, bytes]] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            fields[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
+        if "file" not in fields or fields.get("purpose", (None, b""))[1] != b"batch":
+            return _error(400, "expected a multipart body with purpose=batch and a file")
+        fid = f"file-{secrets.token_hex(12)}"
+        name, content = fields["file"]
+        self.files[fid] = (name or "batch.jsonl", content)
+        return _json(200, self._file(fid))
+
+    def _file(self, fid: str) -> dict[str, Any]:
+        name, content = self.files[fid]
+        return {"id": fid, "object": "file", "bytes": len(content),
+                "created_at": int(self._clock()), "filename": name, "purpose": "batch",
+                "status": "processed"}
+
+    def _openai_batch(self, job: Job) -> dict[str, Any]:
+        c = self.counts(job)
+        ended = job.ended is not None
+        status = ("cancelled" if job.cancelled is not None and ended else
+                  "cancelling" if job.cancelled is not None else
+                  "completed" if ended else "in_progress")
+        out_id = err_id = None
+        if ended:
+            out_lines, err_lines = [], []
+            for cid, outcome, st, obj in job.results:
+                if outcome == "succeeded":
+                    out_lines.append({"id": f"batch_req_{cid}", "custom_id": cid, "response": {
+                        "status_code": st, "request_id": f"req_{cid}", "body": obj},
+                        "error": None})
+                elif outcome == "errored" and isinstance(obj, dict):
+                    err_lines.append({"id": f"batch_req_{cid}", "custom_id": cid, "response": {
+                        "status_code": st, "request_id": f"req_{cid}", "body": obj},
+                        "error": None})
+                else:
+                    code = "batch_expired" if outcome == "expired" else (
+                        "batch_cancelled" if outcome == "canceled" else "server_error")
+                    err_lines.append({"id": f"batch_req_{cid}", "custom_id": cid,
+                                      "response": None,
+                                      "error": {"code": code, "message": str(obj or outcome)}})
+            out_id, err_id = f"file-out-{job.id}", f"file-err-{job.id}"
+            for fid, lines in ((out_id, out_lines), (err_id, err_lines)):
+                self.files[fid] = (f"{fid}.jsonl",
+                                   "".join(json.dumps(x) + "\n" for x in lines).encode())
+        return {
+            "id": job.id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
+            "input_file_id": job.input_file_id, "completion_window": "24h", "status": status,
+            "output_file_id": out_id, "error_file_id": err_id,
+            "created_at": int(job.created), "in_progress_at": int(job.created),
+            "expires_at": int(job.created + 86400), "finalizing_at": None,
+            "completed_at": int(job.ended) if ended and job.cancelled is None else None,
+            "failed_at": None, "expired_at": None,
+            "cancelling_at": int(job.cancelled) if job.cancelled is not None else None,
+            "cancelled_at": int(job.ended) if ended and job.cancelled is not None else None,
+            "request_counts": {"total": len(job.items),
+                               "completed": c["succeeded"],
+                               "failed": c["errored"] + c["expired"] + c["canceled"]},
+            "metadata": job.metadata or None,
+        }
+
+    # -- Anthropic ----------------------------------------------------------------------
+
+    async def _anthropic(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                         query: str) -> Reply:
+        parts = path.strip("/").split("/")  # v1, messages, batches, id?, action?
+        base = f"http://{headers.get('host', 'localhost')}/v1/messages/batches"
+        if method == "POST" and len(parts) == 3:
+            req = json.loads(body)
+            items = [(r["custom_id"], json.dumps(r["params"]).encode()) for r in req["requests"]]
+            if not items:
+                return _error(400, "requests: at least one request")
+            return _json(200, self._anthropic_batch(self._new("anthropic", None, items), base))
+        if method == "GET" and len(parts) == 3:
+            data = [self._anthropic_batch(j, base) for j in reversed(self.jobs.values())
+                    if j.api == "anthropic"]
+            return _json(200, {"data": data, "has_more": False,
+                               "first_id": data[0]["id"] if data else None,
+                               "last_id": data[-1]["id"] if data else None})
+        job = self.jobs.get(parts[3]) if len(parts) > 3 else None
+        if job is None or job.api != "anthropic":
+            return _json(404, {"type": "error", "error": {"type": "not_found_error",
+                                                          "message": "batch not found"}})
+        if method == "POST" and parts[4:] == ["cancel"]:
+            job.cancelled = job.cancelled or self._clock()
+        await self._settle(job, headers, query)
+        if method == "GET" and parts[4:] == ["results"]:
+            if job.ended is None:
+                return _json(400, {"type": "error", "error": {
+                    "type": "invalid_request_error", "message": "batch still in progress"}})
+            lines = []
+            for cid, outcome, _st, obj in job.results:
+                if outcome == "succeeded":
+                    result: dict[str, Any] = {"type": "succeeded", "message": obj}
+                elif outcome == "errored":
+                    err = obj.get("error") if isinstance(obj, dict) else None
+                    result = {"type": "errored", "error": {"type": "error", "error": err or {
+                        "type": "api_error", "message": str(obj)}}}
+                else:
+                    result = {"type": outcome}
+                lines.append(json.dumps({"custom_id": cid, "result": result}) + "\n")
+            return Reply(200, "".join(lines).encode(), [(b"content-type", b"application/x-jsonl")])
+        return _json(200, self._anthropic_batch(job, base))
+
+    def _anthropic_batch(self, job: Job, base: str) -> dict[str, Any]:
+        c = self.counts(job)
+        ended = job.ended is not None
+        return {
+            "id": job.id, "type": "message_batch",
+            "processing_status": "ended" if ended else (
+                "canceling" if job.cancelled is not None else "in_progress"),
+            "request_counts": {"processing": 0 if ended else len(job.items),
+                               "succeeded": c["succeeded"], "errored": c["errored"],
+                               "canceled": c["canceled"], "expired": c["expired"]},
+            "ended_at": _iso(job.ended), "created_at": _iso(job.created),
+            "expires_at": _iso(job.created + 86400), "archived_at": None,
+            "cancel_initiated_at": _iso(job.cancelled),
+            "results_url": f"{base}/{job.id}/results" if ended else None,
+        }
+
+    # -- Gemini -------------------------------------------------------------------------
+
+    async def _gemini(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                      query: str) -> Reply:
+        if method == "POST" and path.endswith(":batchGenerateContent"):
+            model = path[len("/v1beta/models/"):-len(":batchGenerateContent")]
+            batch = json.loads(body)["batch"]
+            cfg = batch.get("inputConfig") or batch.get("input_config")
+            reqs = cfg["requests"]["requests"]
+            items = [(str((r.get("metadata") or {}).get("key", i)),
+                      json.dumps(r["request"]).encode()) for i, r in enumerate(reqs)]
+            job = self._new("gemini", model, items,
+                            display_name=batch.get("displayName") or batch.get("display_name")
+                            or "")
+            return _json(200, self._gemini_op(job))
+        if method == "GET" and path.rstrip("/") == "/v1beta/batches":
+            return _json(200, {"operations": [self._gemini_op(j) for j in
+                                              reversed(self.jobs.values()) if j.api == "gemini"]})
+        name = path[len("/v1beta/"):]
+        job = self.jobs.get(name.removeprefix("batches/").removesuffix(":cancel"))
+        if job is None or job.api != "gemini":
+            return _json(404, {"error": {"code": 404, "message": f"{name} not found",
+                                         "status": "NOT_FOUND"}})
+        if method == "POST" and name.endswith(":cancel"):
+            job.cancelled = job.cancelled or self._clock()
+            await self._settle(job, headers, query)
+            return _json(200, {})
+        await self._settle(job, headers, query)
+        return _json(200, self._gemini_op(job))
+
+    def _gemini_op(self, job: Job) -> dict[str, Any]:
+        ended = job.ended is not None
+        state = ("BATCH_STATE_CANCELLED" if job.cancelled is not None and ended else
+                 "BATCH_STATE_SUCCEEDED" if ended else "BATCH_STATE_RUNNING")
+        meta: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+                     "GenerateContentBatch",
+            "model": f"models/{job.model}", "displayName": job.display_name,
+            "name": f"batches/{job.id}", "state": state, "createTime": _iso(job.created),
+            "updateTime": _iso(job.ended or job.created),
+            "batchStats": {"requestCount": str(len(job.items))}}
+        if ended:
+            meta["endTime"] = _iso(job.ended)
+            responses = []
+            for cid, outcome, st, obj in job.results:
+                if outcome == "succeeded":
+                    responses.append({"response": obj, "metadata": {"key": cid}})
+                else:
+                    err = obj.get("error") if isinstance(obj, dict) else None
+                    responses.append({"error": err or {
+                        "code": st or 504, "message": outcome,
+                        "status": "DEADLINE_EXCEEDED" if outcome == "expired" else "INTERNAL"},
+                        "metadata": {"key": cid}})
+            meta["output"] = {"inlinedResponses": {"inlinedResponses": responses}}
+        return {"name": f"batches/{job.id}", "metadata": meta, "done": ended}
