@@ -23,6 +23,7 @@ from actors.audit_base import (
     Record,
     Written,
     as_record,
+    quoted,
 )
 from actors.privacy import StoreText, TextPolicy
 from actors.state import private_dir, private_file
@@ -53,7 +54,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             old = sorted(_columns(conn, "attempts"))
             conn.execute("ALTER TABLE attempts RENAME TO attempts_v1")
             conn.execute(SCHEMA.split(";", 1)[0])  # the new CREATE TABLE attempts
-            cols = ", ".join(f'"{c}"' for c in old)
+            cols = quoted(old)
             conn.execute(f"INSERT INTO attempts ({cols}) SELECT {cols} FROM attempts_v1")
             conn.execute("DROP TABLE attempts_v1")  # its index goes with it
         conn.execute("COMMIT")

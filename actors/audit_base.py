@@ -89,6 +89,8 @@ REQUEST_COLS = [n for n in RequestRecord.model_fields if n != "kind"]
 COST_COLS = ["ts", "request_id", "provider", "model", "input_tokens", "output_tokens",
              "cost_usd", "ok"]
 _FLAGS = ("ok", "explored", "simulated", "usage_estimated", "cached")
+#: What a cost summary groups by besides the period, unless told otherwise.
+PERIOD_KEYS = ("provider", "model", "simulated")
 
 
 def quoted(cols: Iterable[str], prefix: str = "") -> str:
@@ -300,32 +302,32 @@ class AuditBackend:
         with self._lock:
             return float(self._fetch(sql, params)[0]["usd"])
 
-    def spend_by_period(self, size: int, start: float, end: float,
-                        keys: Iterable[str] = ("provider", "model", "simulated"),
-                        ) -> list[dict[str, Any]]:
-        """Attempts in `[start, end)` grouped by period of `size` s and `keys` (columns),
-        aggregated in SQL (the covering `attempts_spend` index finds the window)."""
+    def _by_period(self, size: int, start: float, end: float, keys: Iterable[str],
+                   aggregates: str, source: str) -> list[dict[str, Any]]:
+        """Rows of `source` (a table and its filter, ending in AND) in `[start, end)`,
+        grouped by period of `size` s and `keys` (columns), aggregated in SQL."""
         keys = list(keys)
         groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
         return self.query(
-            f"SELECT {self.PERIOD} AS period, {quoted(keys)}, "
-            "COUNT(DISTINCT request_id) AS requests, COUNT(*) AS attempts, "
-            f"{TOKENS}, SUM(cost_usd) AS cost_usd FROM attempts "
-            f"WHERE ts >= ? AND ts < ? GROUP BY {groups} ORDER BY {groups}",
+            f"SELECT {self.PERIOD} AS period, {quoted(keys)}, {aggregates} FROM {source} "
+            f"ts >= ? AND ts < ? GROUP BY {groups} ORDER BY {groups}",
             (size, size, start, end))
 
+    def spend_by_period(self, size: int, start: float, end: float,
+                        keys: Iterable[str] = PERIOD_KEYS) -> list[dict[str, Any]]:
+        """Attempts grouped by period and `keys` (the covering `attempts_spend` index finds
+        the window)."""
+        return self._by_period(size, start, end, keys,
+                               "COUNT(DISTINCT request_id) AS requests, COUNT(*) AS attempts, "
+                               f"{TOKENS}, SUM(cost_usd) AS cost_usd", "attempts WHERE")
+
     def hits_by_period(self, size: int, start: float, end: float,
-                       keys: Iterable[str] = ("provider", "model", "simulated"),
-                       ) -> list[dict[str, Any]]:
+                       keys: Iterable[str] = PERIOD_KEYS) -> list[dict[str, Any]]:
         """Response-cache hits (requests answered from the cache: no attempts) and what
         they saved, grouped like `spend_by_period`."""
-        keys = list(keys)
-        groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
-        return self.query(
-            f"SELECT {self.PERIOD} AS period, {quoted(keys)}, COUNT(*) AS cache_hits, "
-            "SUM(saved_usd) AS saved_usd FROM requests "
-            f"WHERE cached = 1 AND ts >= ? AND ts < ? GROUP BY {groups}",
-            (size, size, start, end))
+        return self._by_period(size, start, end, keys,
+                               "COUNT(*) AS cache_hits, SUM(saved_usd) AS saved_usd",
+                               "requests WHERE cached = 1 AND")
 
     def spend_by_model(self, start: float, end: float) -> list[dict[str, Any]]:
         """Tokens and USD per (provider, model) of attempts in `[start, end)`."""
