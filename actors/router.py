@@ -114,6 +114,7 @@ class Router:
             raise ValueError(f"router.default_policy: unknown policy {self.spec.default_policy!r}")
         self.settings = PolicySettings()
         self.providers: dict[str, ProviderSpec] = {p.name: p for p in config.providers if p.enabled}
+        self.snapshot_at: dict[str, float] = {}  # monotonic time of each one's last update
         self.snapshots: dict[str, Snapshot] = {
             name: _initial_snapshot(spec, config.simulated(spec)) for name, spec in self.providers.items()
         }
@@ -146,6 +147,12 @@ class Router:
             snap = Snapshot.model_validate(snap)
         if snap.name in self.providers:
             self.snapshots[snap.name] = snap
+            self.snapshot_at[snap.name] = time.monotonic()
+
+    def stale_snapshots(self, age_s: float) -> list[str]:
+        """Providers whose snapshot no reply refreshed in the last `age_s` (idle ones)."""
+        now = time.monotonic()
+        return [n for n in self.providers if now - self.snapshot_at.get(n, -age_s) >= age_s]
 
     def set_budgets(self, spec: BudgetSpec) -> None:
         """New limits at run time; spend already booked in the ledger counts against them."""

@@ -53,6 +53,7 @@ class RouterActor(ChannelServer):
         self._handles: dict[str, Any] = {}
         self._channels: dict[str, ChannelPool] = {}
         self._tracker = None
+        self._records_pool: ChannelPool | None = None
         self._metrics = Metrics()
         self._observer = RequestObserver(self.config.metrics, self._metrics, POLICIES)
         self.core = Router(self.config, self._call_provider, self._sink,
@@ -103,6 +104,13 @@ class RouterActor(ChannelServer):
         if self._tracker is None:
             self._tracker = ray.get_actor(TRACKER, namespace=NAMESPACE)
         return self._tracker
+
+    def _tracker_pool(self) -> ChannelPool:
+        """Records go over a channel (a Unix socket on the tracker's node): a Ray call costs
+        milliseconds of this event loop's time per batch, a frame tens of microseconds."""
+        if self._records_pool is None:
+            self._records_pool = ChannelPool(self._tracker_handle, "tracker")
+        return self._records_pool
 
     async def _call_provider(self, name: str, call: ProviderCall) -> ProviderReply:
         pool = self._pool(name)
@@ -267,7 +275,7 @@ class RouterActor(ChannelServer):
                 entries.append(entry)
                 n += len(entry[1])
             batch = [r for _, records in entries for r in records]
-            ref = self._tracker_handle().record.remote(batch)
+            ref = asyncio.ensure_future(self._tracker_pool().call(batch))
             self._unacked[ref] = entries
             if not await self._ack(ref):
                 return  # queued again at the front; the next round re-sends it
@@ -281,6 +289,8 @@ class RouterActor(ChannelServer):
             log.warning("tracker did not acknowledge %d records (%s); re-sending",
                         sum(len(r) for _, r in entries), type(exc).__name__)
             self._tracker = None
+            if self._records_pool is not None:
+                self._records_pool.reset()
             self._buffer[:0] = entries
             return False
         entries = self._unacked.pop(ref, [])
@@ -294,9 +304,10 @@ class RouterActor(ChannelServer):
         while True:
             await asyncio.sleep(0.1)
             try:
-                if time.monotonic() - last_snap >= max(1.0, self.core.spec.snapshot_refresh_s):
-                    last_snap = time.monotonic()
-                    await self.refresh_snapshots()
+                period = max(1.0, self.core.spec.snapshot_refresh_s)
+                if time.monotonic() - last_snap >= period:
+                    last_snap = time.monotonic()  # busy providers' replies carry theirs
+                    await self.refresh_snapshots(self.core.stale_snapshots(period))
                 for row in self.core.ledger.status(time.time()):
                     if row["used"] is not None:
                         self._metrics.budget(str(row["scope"]), str(row["window"]), float(row["used"]))
@@ -326,8 +337,10 @@ class RouterActor(ChannelServer):
                     log.warning("journal not committed within %g s (%s); answering anyway",
                                 JOURNAL_SYNC_WAIT_S, self._journal.error)
 
-    async def refresh_snapshots(self) -> list[dict[str, Any]]:
-        names = list(self.core.providers)
+    async def refresh_snapshots(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Ask providers (`names`, default all) for their snapshots: each is a Ray call,
+        milliseconds of this loop's time, so the refresh loop asks only idle ones."""
+        names = list(self.core.providers) if names is None else names
         refs = [self._handle(n).snapshot.remote() for n in names]
         out = []
         for n, ref in zip(names, refs, strict=True):

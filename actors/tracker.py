@@ -24,6 +24,7 @@ from actors import spend
 from actors import summaries as costs
 from actors.audit import AuditBackend, Record, Written, as_record, open_store
 from actors.budget import BudgetLedger, BudgetSpec
+from actors.channel import ChannelServer
 from actors.config import AUDIT_DB, DEFAULT_STATE_DIR, Config, ConfigError
 from actors.contexts import DEFAULT_KEYS
 from actors.performance import Performance
@@ -234,9 +235,10 @@ class Tracker:
 
 
 @ray.remote(num_cpus=0)
-class TrackerActor:
+class TrackerActor(ChannelServer):
     """Detached singleton. Batches are written one at a time in a worker thread, so the
-    event loop keeps answering in-memory queries while SQLite commits."""
+    event loop keeps answering in-memory queries while SQLite commits. The router sends its
+    record batches over a channel (`_chan_handle`); `record` stays for other callers."""
 
     def __init__(self, spec: TrackerSpec | dict[str, Any] | None = None) -> None:
         # A restarted actor runs this again: the core rebuilds its figures from the store.
@@ -248,6 +250,9 @@ class TrackerActor:
     def ready(self) -> bool:
         """Answers once the actor is up (start-up waits for it, as for the others)."""
         return True
+
+    async def _chan_handle(self, records: list[Record | dict[str, Any]]) -> int:
+        return await self.record(records)
 
     async def record(self, records: list[Record | dict[str, Any]]) -> int:
         async with self._write:

@@ -38,3 +38,24 @@ def test_torn_last_line_is_skipped(tmp_path):
     assert [s for s, _ in j.pending()] == [1]
     j.append(recs(3))  # appends after a torn line still read back
     assert [s for s, _ in Journal(tmp_path / "j.jsonl").pending()] == [1, 2]
+
+
+def test_ack_sidecar_appends_and_compacts(tmp_path, monkeypatch):
+    """Acks append a line (no file replaced per ack); the sidecar is rewritten as one line
+    when it grows, and a torn last line falls back to the last whole number."""
+    import actors.journal as journal
+
+    monkeypatch.setattr(journal, "COMPACT_ACK_LINES", 5)
+    j = Journal(tmp_path / "j.jsonl")
+    seqs = [j.append(recs(i)) for i in range(6)]
+    for s in seqs[:3]:
+        j.ack([s])
+    side = tmp_path / "j.jsonl.ack"
+    assert side.read_text().split() == ["0", "1", "2", "3"]
+    for s in seqs[3:]:
+        j.ack([s])
+    assert side.read_text().split() == ["4", "5", "6"]  # compacted at 5 lines, then appended
+    assert Journal(tmp_path / "j.jsonl").acked == 6
+    with open(side, "a") as fh:
+        fh.write("1")  # a torn write of "12"
+    assert Journal(tmp_path / "j.jsonl").acked == 6

@@ -238,3 +238,16 @@ async def test_active_holds_the_ids_being_routed():
     with pytest.raises(RoutingError):
         await router.route(RouteRequest(messages=MSG, request_id="r-2", policy="nope"))
     assert router.active == set()
+
+
+def test_only_providers_no_reply_refreshed_are_stale():
+    """The refresh loop asks only idle providers for snapshots (each ask is a Ray call on
+    the router's loop); a reply's snapshot makes its provider fresh."""
+    router, _ = make(Fake())
+    names = list(router.providers)
+    assert router.stale_snapshots(1.0) == names  # nothing heard yet
+    busy = router.snapshots[names[0]].model_copy(update={"success_rate": 0.5})
+    router.update_snapshot(busy)
+    assert router.stale_snapshots(1.0) == names[1:]
+    assert router.snapshots[names[0]].success_rate == 0.5
+    assert router.stale_snapshots(0.0) == names  # everything is older than no time at all
