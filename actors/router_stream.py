@@ -15,6 +15,10 @@ stops generating); the provider actor records the billed attempt itself (usage e
 and marked when the stream was cut before its usage event), the router settles the
 reservation at its own estimate and writes the request row as `cancelled`.
 
+The response cache applies as to a plain request (actors/cache_route.py): a hit is streamed
+from the cache (StreamStart says `cached`; no provider called, nothing reserved), `only`
+fails with cache_miss instead of calling a provider, and a paid stream's answer is kept.
+
 Request ids stay idempotency keys: a streamed request whose id has a stored outcome gets
 that outcome replayed as a stream (marked replayed); an id in flight is a conflict (409).
 """
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from actors.cache_route import hit_result
 from actors.clients.base import Result
 from actors.clients.stream import Done, Finish, TextDelta, ToolCallDelta, events_of
 from actors.cost import cost_usd, worst_case_cost
@@ -55,6 +60,7 @@ class StreamStart(BaseModel):
     policy: str
     simulated: bool = Field(False, description="Made up by the built-in simulator.")
     replayed: bool = Field(False, description="The stored outcome of an earlier request.")
+    cached: bool = Field(False, description="A response-cache hit: no provider was called.")
 
 
 def events_of_route(r: RouteResult) -> list[TextDelta | ToolCallDelta | Finish]:
@@ -120,8 +126,22 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
     router.inflight += 1
     router.active.add(request_id)
     try:
-        completion, need, order, text = router._plan(req, policy, started, trace, reasons)
+        completion = req.completion()
+        probe = router._probe(req, policy, completion)
+        hit = probe.remembered() if probe is not None else None
+        if hit is not None:  # this policy's answer before: no ranking, no budget check
+            order: list[str] = []
+            result = hit_result(request_id, hit, trace)
+        else:
+            completion, need, order, text = router._plan(req, policy, started, trace, reasons,
+                                                          completion)
         for name in order:
+            if probe is not None and (hit := await probe.hit(name, deadline)) is not None:
+                result = hit_result(request_id, hit, trace)
+                break
+            if probe is not None and probe.only:
+                reasons[name] = "cache_miss: no cached answer (cache: only)"
+                continue
             if time.time() >= deadline:
                 reasons[name] = "deadline: request deadline passed before trying it"
                 break
@@ -173,6 +193,8 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
             result, reason = router._take_reply(name, reply, res, req, request_id, policy,
                                                 trace, records, text, execution)
             if result is not None:
+                if probe is not None:
+                    probe.keep(result, trace.simulated)
                 break
             reasons[name] = reason or "failed"
             cls = ErrorClass(reply.error_class or ErrorClass.INTERNAL.value)
@@ -180,7 +202,15 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
                 error = ProviderError(cls, reason or "failed", provider=name)
                 break
         if result is None and error is None:
-            error = router._give_up(reasons, trace)
+            error = router._give_up(reasons, trace) if probe is None or not probe.only \
+                else ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this request, "
+                                   "and cache 'only' calls no provider")
+        if result is not None and result.trace.cached:
+            yield StreamStart(request_id=request_id, provider=result.provider,
+                              model=result.model, policy=policy, simulated=trace.simulated,
+                              cached=True)
+            for ev in events_of_route(result):
+                yield ev
     except ProviderError as exc:
         error = exc
     except (asyncio.CancelledError, GeneratorExit):  # the caller went away

@@ -181,15 +181,16 @@ class RouterIngress:
                            self._timeout(body.timeout, request))
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            return await self._stream(req, include)
+            return await self._stream(req, include, request)
         r = await self._route(req, request)
         return JSONResponse(oai.completion(r), headers=native.trace_headers(r))
 
-    async def _stream(self, req: RouteRequest, include_usage: bool) -> Response:
+    async def _stream(self, req: RouteRequest, include_usage: bool, request: Request) -> Response:
         """Server-sent events as the provider's tokens arrive. A failure before the first
         token is an ordinary error answer (status and all); after it, an error event ends
         the stream. A client that disconnects cancels the provider's stream."""
         assert req.timeout is not None
+        req = cache_option.apply(req, request.headers.get(cache_option.CACHE_HEADER))
         source = self.llm.stream_route(req)
         try:
             async with asyncio.timeout(req.timeout + self.spec.timeout_grace_s):
@@ -207,6 +208,8 @@ class RouterIngress:
             headers[SIMULATED_HEADER] = "true"
         if start.replayed:
             headers[REPLAYED_HEADER] = "true"
+        if start.cached:
+            headers[cache_option.CACHE_HEADER] = "hit"
         writer = ChunkWriter(start.request_id, start.provider, include_usage)
         return StreamingResponse(self._events(source, writer), headers=headers,
                                  media_type="text/event-stream")

@@ -513,3 +513,72 @@ def test_sync_stream_for_scripts_without_asyncio(llm):
     for _ in early:
         break  # leaving early cancels the call; the client keeps working
     assert llm.complete("hi", provider="llama", max_tokens=20).text
+
+
+def test_sdk_stream_with_n_choices_relays_each_choice_with_its_index(oai, llm):
+    """n > 1 streamed: every chunk names its choice, each choice's text arrives whole and
+    ends with its own finish_reason, and usage counts all of them."""
+    stream = oai.chat.completions.create(
+        model="gpt-4-turbo", stream=True, n=2, stream_options={"include_usage": True},
+        max_tokens=60, messages=[{"role": "user", "content": "Is SPY overbought?"}])
+    chunks = list(stream)
+    texts: dict[int, str] = {}
+    finished: dict[int, str] = {}
+    for c in chunks:
+        for ch in c.choices:
+            texts[ch.index] = texts.get(ch.index, "") + (ch.delta.content or "")
+            if ch.finish_reason:
+                finished[ch.index] = ch.finish_reason
+    assert sorted(texts) == [0, 1] and all(texts.values())
+    assert sorted(finished) == [0, 1]
+    usage = chunks[-1].usage
+    rid = chunks[0].id.removeprefix("chatcmpl-")
+    attempt = [r for r in llm.audit(rid) if r.get("attempt")][-1]
+    assert usage is not None and attempt["output_tokens"] == usage.completion_tokens > 0
+
+
+def _sim_requests(llm, model: str) -> int:
+    import ray
+
+    stats = ray.get(llm.simulator.stats.remote())
+    return stats["models"].get(model, {}).get("requests", 0)
+
+
+def test_a_streamed_request_uses_the_response_cache_like_a_plain_one(llm, oai):
+    """cache both: the first stream pays and is kept, the second streams the kept answer
+    with no provider call and no cost; cache only on a miss fails without calling one;
+    over HTTP the header asks and the cached stream says so."""
+    import asyncio
+
+    from actors.errors import ErrorClass
+
+    prompt = "Stream-cache check: is IWM in a range?"
+
+    async def once(**kw):
+        async with llm.stream(prompt, provider="claude", max_tokens=80, **kw) as s:
+            events = [ev async for ev in s]
+        return s, events
+
+    first, _ = asyncio.run(once(cache="both"))
+    before = _sim_requests(llm, first.result.model)
+    second, events = asyncio.run(once(cache="both"))
+    assert _sim_requests(llm, first.result.model) == before  # no provider call
+    assert second.start.cached and second.result.trace.cached
+    assert second.result.cost_usd == 0 and second.result.trace.saved_usd == first.result.cost_usd
+    assert second.text == first.text and events and events[-1].type == "finish"
+    with pytest.raises(RoutingError) as err:
+        asyncio.run(once(cache="only", temperature=0.3))  # another request: a miss
+    assert err.value.error_class is ErrorClass.CACHE_MISS
+
+    with httpx.Client(base_url=str(oai.base_url), headers={
+            "authorization": f"Bearer {oai.api_key}", "x-router-cache": "read"}) as c:
+        body = {"model": "claude", "stream": True, "max_tokens": 80,
+                "messages": [{"role": "user", "content": prompt}]}
+        with c.stream("POST", "chat/completions", json=body) as r:
+            assert r.status_code == 200 and r.headers.get("x-router-cache") == "hit"
+            text = "".join(
+                json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                for line in r.iter_lines()
+                if line.startswith("data: {") and json.loads(line[6:])["choices"])
+    assert text == first.text
+    assert _sim_requests(llm, first.result.model) == before
