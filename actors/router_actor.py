@@ -1,7 +1,7 @@
 """`router`: the singleton actor wrapping `Router` with Ray handles.
 
-Records go to the tracker in batches, fire-and-forget from the request path; a batch is
-kept until the tracker acknowledges it and re-sent if the tracker died meanwhile.
+Records go to the tracker through a `RecordShipper` (actors/shipper.py): journaled, sent in
+batches off the request path, kept until the tracker acknowledges them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import ray
 
 from actors.channel import ChannelBroken, ChannelPool, ChannelServer
 from actors.config import parse_config
-from actors.journal import Journal
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.pg_journal import PgJournal
@@ -26,17 +25,16 @@ from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import Router
 from actors.router_metrics import RequestObserver, at_provider
 from actors.router_state import RouterState
+from actors.shipper import RecordShipper
 from actors.tracker import NAME as TRACKER
 from actors.tracker import NAMESPACE
 
-FLUSH_EVERY_S = 0.05
 #: How long a restarted router waits for the tracker to take its journaled records before
 #: seeding its budgets (a tracker restarted with it on a new node takes a while to start).
 STARTUP_DRAIN_S = 60.0
 #: Longest an answer waits for its journal commit (the database unreachable): then it is
 #: sent anyway, its records kept in memory for the journal and the tracker, and logged.
 JOURNAL_SYNC_WAIT_S = 5.0
-MAX_BATCH = 500
 log = logging.getLogger(__name__)
 
 
@@ -59,14 +57,10 @@ class RouterActor(ChannelServer):
         self.core = Router(self.config, self._call_provider, self._sink,
                            on_warning=self._warning)
         self._born = time.time()  # records before this come from the audit trail
-        # (journal seq, records) entries waiting for / in flight to the tracker
-        self._buffer: list[tuple[int, list[Any]]] = []
-        self._unacked: dict[Any, list[tuple[int, list[Any]]]] = {}
-        self._seq = 0  # last record-entry sequence number handed out
+        self._shipper = RecordShipper(self._send_records, on_failure=self._tracker_lost)
         self._startup: asyncio.Future[None] | None = None
         self._seeded = False
         self._seeded_scopes: set[str] = set()
-        self._journal: Journal | PgJournal | None = None
         self._sync_journal = False
         # This instance's state directory, locked for as long as this process lives.
         try:
@@ -83,11 +77,15 @@ class RouterActor(ChannelServer):
         self.core.stream_provider = self._stream_provider
         self.core.cache = self._state.cache
         self.core.set_budgets(self._state.overrides.spec)
-        self._journal = self._open_journal()
-        if self._journal:
-            self._seq = self._journal.seq
+        journal = self._state.open_journal() if self.core.spec.journal else None
+        self._shipper = RecordShipper(self._send_records, journal,
+                                      on_failure=self._tracker_lost)
+        if self._shipper.resending:  # answered before a restart, never acknowledged
+            log.warning("re-sending %d journaled record batches to the tracker",
+                        self._shipper.resending)
+        if journal is not None:
             sync = self.core.spec.journal_sync
-            self._sync_journal = isinstance(self._journal, PgJournal) if sync is None else sync
+            self._sync_journal = isinstance(journal, PgJournal) if sync is None else sync
         log.warning("%s%s", "SIMULATED providers; " if self.config.simulate else "",
                     self._state.overrides.summary())
 
@@ -159,24 +157,18 @@ class RouterActor(ChannelServer):
                 self._observer.observe(req, exc.trace, exc.error_class.value, took, took)
             raise
 
-    def _open_journal(self) -> Journal | PgJournal | None:
-        if not self.core.spec.journal:
-            return None
-        journal = self._state.open_journal()
-        for seq, records in journal.pending():  # answered before a restart, never acknowledged
-            self._buffer.append((seq, records))
-        if self._buffer:
-            log.warning("re-sending %d journaled record batches to the tracker", len(self._buffer))
-        return journal
-
     def _sink(self, records: list[Any]) -> None:
         """Journal first (so a killed router loses nothing it answered), then batch."""
-        if self._journal:
-            seq = self._journal.append(records)
-        else:
-            seq = self._seq + 1
-        self._seq = seq
-        self._buffer.append((seq, records))
+        self._shipper.add(records)
+
+    async def _send_records(self, batch: list[Any]) -> None:
+        await self._tracker_pool().call(batch)
+
+    def _tracker_lost(self) -> None:
+        """A batch went unacknowledged: re-resolve the tracker before the re-send."""
+        self._tracker = None
+        if self._records_pool is not None:
+            self._records_pool.reset()
 
     def _warning(self, message: str) -> None:
         scope = message.split(" ", 1)[0]
@@ -194,10 +186,10 @@ class RouterActor(ChannelServer):
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        loop.create_task(self._flush_loop())
+        loop.create_task(self._shipper.run())
         loop.create_task(self._refresh_loop())
-        if self._buffer:  # journaled records first, so the spend we seed from includes them
-            left = await self._drain(timeout_s=STARTUP_DRAIN_S)
+        if self._shipper.resending:  # journaled first, so the spend we seed from includes them
+            left = await self._shipper.drain(STARTUP_DRAIN_S)
             if left:
                 log.warning("%d journaled records not yet acknowledged by the tracker; budgets "
                             "start without their spend", left)
@@ -255,49 +247,6 @@ class RouterActor(ChannelServer):
         except Exception as exc:  # tracker not there yet: start from zero, say so
             log.warning("could not seed budgets from the tracker: %s", exc)
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY_S)
-            try:
-                await self._flush()
-            except Exception as exc:  # never let the loop die
-                log.warning("record flush failed: %s", exc)
-
-    async def _flush(self) -> None:
-        """Send the buffer to the tracker one batch at a time, each after the previous one
-        was acknowledged: an async actor does not run calls in the order they were sent,
-        and a feedback record must never arrive before its request's records."""
-        while self._buffer:
-            entries: list[tuple[int, list[Any]]] = []
-            n = 0
-            while self._buffer and (n == 0 or n + len(self._buffer[0][1]) <= MAX_BATCH):
-                entry = self._buffer.pop(0)
-                entries.append(entry)
-                n += len(entry[1])
-            batch = [r for _, records in entries for r in records]
-            ref = asyncio.ensure_future(self._tracker_pool().call(batch))
-            self._unacked[ref] = entries
-            if not await self._ack(ref):
-                return  # queued again at the front; the next round re-sends it
-
-    async def _ack(self, ref: Any) -> bool:
-        """Forget a batch once the tracker committed it; queue it again if it did not."""
-        try:
-            await ref
-        except Exception as exc:
-            entries = self._unacked.pop(ref, [])
-            log.warning("tracker did not acknowledge %d records (%s); re-sending",
-                        sum(len(r) for _, r in entries), type(exc).__name__)
-            self._tracker = None
-            if self._records_pool is not None:
-                self._records_pool.reset()
-            self._buffer[:0] = entries
-            return False
-        entries = self._unacked.pop(ref, [])
-        if self._journal:
-            self._journal.ack(seq for seq, _ in entries)
-        return True
-
     async def _refresh_loop(self) -> None:
         """Snapshots for idle providers and budget metrics, off the hot path."""
         last_snap = 0.0
@@ -330,12 +279,13 @@ class RouterActor(ChannelServer):
         try:
             return await self.core.route(req)
         finally:
-            if self._sync_journal and isinstance(self._journal, PgJournal):
+            journal = self._shipper.journal
+            if self._sync_journal and isinstance(journal, PgJournal):
                 try:
-                    await asyncio.wait_for(self._journal.synced(), JOURNAL_SYNC_WAIT_S)
+                    await asyncio.wait_for(journal.synced(), JOURNAL_SYNC_WAIT_S)
                 except TimeoutError:
                     log.warning("journal not committed within %g s (%s); answering anyway",
-                                JOURNAL_SYNC_WAIT_S, self._journal.error)
+                                JOURNAL_SYNC_WAIT_S, journal.error)
 
     async def refresh_snapshots(self, names: list[str] | None = None) -> list[dict[str, Any]]:
         """Ask providers (`names`, default all) for their snapshots: each is a Ray call,
@@ -427,24 +377,7 @@ class RouterActor(ChannelServer):
             await self.core.idempotency.flush()
         if self.core.cache is not None:
             await self.core.cache.flush()
-        return await self._drain(timeout_s=30.0)
-
-    def _outstanding(self) -> list[int]:
-        seqs = [seq for seq, _ in self._buffer]
-        seqs += [seq for entries in self._unacked.values() for seq, _ in entries]
-        return seqs
-
-    async def _drain(self, timeout_s: float) -> int:
-        """Wait until every record buffered *now* is acknowledged (later ones don't count,
-        so this returns promptly under steady load)."""
-        target = self._seq
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:  # the flush loop sends; a send never overlaps
-            if not any(seq <= target for seq in self._outstanding()):
-                return 0
-            await asyncio.sleep(0.02)
-        return sum(len(r) for _, r in self._buffer) + sum(
-            len(r) for entries in self._unacked.values() for _, r in entries)
+        return await self._shipper.drain(30.0)
 
     def channel_counts(self) -> dict[str, dict[str, int]]:
         """Logical calls vs socket and Ray calls per provider channel (which path works)."""
