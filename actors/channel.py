@@ -327,6 +327,13 @@ class ChannelServer(ABC):
         result can't be delivered. Override to keep what matters (e.g. billed attempts)."""
         return None  # by default it is dropped
 
+    def __ray_shutdown__(self) -> None:
+        """Ray calls this when the actor exits gracefully: remove the socket directory (a
+        killed actor's is swept by the next one to listen on this node)."""
+        sock = getattr(self, "_chan_sock", None)
+        if sock is not None:
+            sock.close()
+
     async def chan_endpoint(self) -> dict[str, str]:
         """Where callers on this node reach `_chan_handle` without Ray calls."""
         self._chan_init()

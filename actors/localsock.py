@@ -22,6 +22,7 @@ import shutil
 import socket
 import struct
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("!I")
+DIR_PREFIX = "llmr-"  # one private directory per listening actor
+STALE_AFTER_S = 60.0  # a directory younger than this is never swept
 MAX_FRAME = 1 << 30  # a frame claiming more than this is a broken peer, not data
 
 
@@ -241,7 +244,8 @@ class SocketServer:
             parent = self.parent
             if parent is None or len(parent) > 60:  # a socket path must stay under 108 bytes
                 parent = None
-            self.dir = tempfile.mkdtemp(prefix="llmr-", dir=parent)  # 0700: this user only
+            sweep_stale(parent or tempfile.gettempdir())
+            self.dir = tempfile.mkdtemp(prefix=DIR_PREFIX, dir=parent)  # 0700: this user only
             self.path = os.path.join(self.dir, "chan.sock")
             loop = asyncio.get_running_loop()
             self._server = await loop.create_unix_server(lambda: _ServerConn(self), self.path)
@@ -256,7 +260,37 @@ class SocketServer:
         if self._server is not None:
             self._server.close()
             self._server = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sweep_stale(parent: str, older_than_s: float = STALE_AFTER_S) -> int:
+    """Remove socket directories nobody listens on any more (their actor was killed, so it
+    never closed them); returns how many. Young ones are left alone: their actor may be
+    between creating the directory and listening."""
+    removed = 0
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(DIR_PREFIX)]
+    except OSError:
+        return 0
+    now = time.time()
+    uid = os.getuid()
+    for name in names:
+        d = os.path.join(parent, name)
+        try:
+            st = os.stat(d)
+            if st.st_uid != uid or now - st.st_mtime < older_than_s:
+                continue
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.2)
+                probe.connect(os.path.join(d, "chan.sock"))
+            continue  # someone listens: a live actor's
+        except (FileNotFoundError, ConnectionRefusedError):
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 # -- caller side --------------------------------------------------------------------------

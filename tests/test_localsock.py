@@ -10,7 +10,7 @@ import struct
 import pytest
 
 import actors.channel as channel
-from actors.channel import ChannelBroken, ChannelClient, ChannelServer
+from actors.channel import ChannelBroken, ChannelClient
 from actors.localsock import SocketClient
 from tests.test_channel import Echo, Handle
 
@@ -127,8 +127,49 @@ async def test_retired_client_closes_its_socket_when_idle():
     h.server._chan_sock.close()
 
 
-def test_channel_server_mixin_is_a_server():
-    assert issubclass(Echo, ChannelServer) and channel.SOCKET_RETRY_S > 0
+async def test_socket_directories_go_when_their_actor_exits_or_is_swept_when_killed():
+    """A gracefully exiting actor removes its directory (Ray calls __ray_shutdown__); a
+    killed one's is swept by the next server to start — unless someone still listens on
+    it, or it is too young to have a socket yet."""
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from actors.localsock import DIR_PREFIX, SocketServer, sweep_stale
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="sw"))  # short: a socket path has 108 bytes
+
+    async def handler(x):
+        return x
+
+    graceful = Echo()
+    graceful._chan_init()
+    graceful._chan_sock.parent = str(tmp_path)
+    await graceful.chan_endpoint()
+    assert os.path.isdir(graceful._chan_sock.dir)
+    graceful.__ray_shutdown__()
+    assert not os.path.exists(graceful._chan_sock.dir)
+
+    live = SocketServer(handler, "live", str(tmp_path))
+    await live.start()
+    killed = tmp_path / f"{DIR_PREFIX}killed"
+    killed.mkdir()
+    (killed / "chan.sock").touch()  # a socket file nobody listens on
+    young = tmp_path / f"{DIR_PREFIX}young"
+    young.mkdir()
+    old = time.time() - 3600
+    for d in (killed, live.dir):
+        os.utime(d, (old, old))
+    assert sweep_stale(str(tmp_path)) == 1
+    assert not killed.exists() and young.exists() and os.path.isdir(live.dir)
+    fresh = SocketServer(handler, "fresh", str(tmp_path))
+    await fresh.start()  # starting sweeps too (nothing stale is left now)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [os.path.basename(live.dir), os.path.basename(fresh.dir), young.name])
+    live.close()
+    fresh.close()
+    shutil.rmtree(tmp_path)
 
 
 async def test_garbage_after_the_token_closes_the_connection_not_the_server():
