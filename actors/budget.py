@@ -45,6 +45,15 @@ class BudgetSpec(Limits):
         return out
 
 
+@dataclass(frozen=True)
+class BudgetWarning:
+    """A soft limit crossed: who (`global` or the provider), which window, and the words."""
+
+    scope: str
+    window: str
+    message: str
+
+
 @dataclass
 class _Bucket:
     start: float
@@ -114,12 +123,12 @@ class BudgetLedger:
                 res.keys.append((scope, window, b.start))
         return res
 
-    def settle(self, res: Reservation, actual: float, now: float) -> list[str]:
+    def settle(self, res: Reservation, actual: float, now: float) -> list[BudgetWarning]:
         """Replace the reservation by the real cost; returns soft-limit warnings crossed now."""
         if res.settled:
             return []
         res.settled = True
-        warnings: list[str] = []
+        warnings: list[BudgetWarning] = []
         for scope, window, start in res.keys:
             b = self._buckets.get((scope, window))
             if b is not None and b.start == start:
@@ -132,10 +141,9 @@ class BudgetLedger:
                 if limit and not b.warned and b.settled >= self.spec.soft_limit * limit:
                     b.warned = True
                     who = "global" if scope == GLOBAL else scope
-                    warnings.append(
+                    warnings.append(BudgetWarning(who, window, (
                         f"{who} {window} spend ${b.settled:.4f} crossed "
-                        f"{self.spec.soft_limit:.0%} of ${limit:.4f}"
-                    )
+                        f"{self.spec.soft_limit:.0%} of ${limit:.4f}")))
         return warnings
 
     def status(self, now: float) -> list[dict[str, float | str | None]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actors.budget import BudgetLedger, BudgetSpec, Reservation
+from actors.budget import BudgetLedger, BudgetSpec, BudgetWarning, Reservation
 from actors.cache_route import CacheProbe, hit_result
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
@@ -106,7 +106,7 @@ class Router:
         call_provider: CallProvider,
         sink: Sink,
         *,
-        on_warning: Callable[[str], None] | None = None,
+        on_warning: Callable[[BudgetWarning], None] | None = None,
     ) -> None:
         self.config = config
         self.spec = RouterSpec.model_validate(config.router)
@@ -496,8 +496,8 @@ class Router:
 
     def _settle(self, res: Reservation, actual: float, trace: RoutingTrace) -> None:
         for w in self.ledger.settle(res, actual, time.time()):
-            trace.warnings.append(w)
-            log.warning("budget soft limit: %s", w)
+            trace.warnings.append(w.message)
+            log.warning("budget soft limit: %s", w.message)
             if self._on_warning:
                 self._on_warning(w)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+from actors.budget import BudgetWarning
 from actors.channel import ChannelBroken, ChannelPool, ChannelServer
 from actors.config import parse_config
 from actors.messages import ProviderCall, ProviderReply
@@ -170,10 +171,9 @@ class RouterActor(ChannelServer):
         if self._records_pool is not None:
             self._records_pool.reset()
 
-    def _warning(self, message: str) -> None:
-        scope = message.split(" ", 1)[0]
-        self._metrics.budget_warning(scope)
-        self._sink([WarningRecord(ts=time.time(), scope=scope, message=message)])
+    def _warning(self, w: BudgetWarning) -> None:
+        self._metrics.budget_warning(w.scope)
+        self._sink([WarningRecord(ts=time.time(), scope=w.scope, message=w.message)])
 
     async def _ensure_started(self) -> None:
         """Every caller waits until start-up is done: a request routed meanwhile would book

@@ -45,7 +45,8 @@ def test_per_provider_limit_and_soft_warning():
     assert led.blocked_reason("gemini", 5.0, NOW) is None  # no global limit
     r = led.reserve("claude", 0.09, NOW)
     warnings = led.settle(r, 0.085, NOW)
-    assert warnings and "claude hourly" in warnings[0] and "80%" in warnings[0]
+    (w,) = warnings
+    assert (w.scope, w.window) == ("claude", "hourly") and "80%" in w.message
     assert led.settle(r, 0.085, NOW) == []  # settling twice is a no-op
     assert "provider claude hourly" in led.blocked_reason("claude", 0.02, NOW)
 

@@ -251,3 +251,16 @@ def test_only_providers_no_reply_refreshed_are_stale():
     assert router.stale_snapshots(1.0) == names[1:]
     assert router.snapshots[names[0]].success_rate == 0.5
     assert router.stale_snapshots(0.0) == names  # everything is older than no time at all
+
+
+async def test_a_crossed_soft_limit_reaches_the_warning_hook_typed():
+    """The router hands its owner the warning's scope and window as values (the actor
+    labels a metric and writes a WarningRecord with them), and the trace says it in words."""
+    from actors.budget import BudgetWarning
+
+    got: list[BudgetWarning] = []
+    cfg = CFG.model_copy(update={"budgets": {"hourly_usd": 100.0, "soft_limit": 1e-6}})
+    router = Router(cfg, Fake(), [].extend, on_warning=got.append)
+    r = await router.route(RouteRequest(messages=MSG, provider="claude"))
+    assert [(w.scope, w.window) for w in got] == [("global", "hourly")]
+    assert r.trace.warnings == [got[0].message] and "global hourly spend" in got[0].message
