@@ -18,14 +18,6 @@ def _check(**counts: int) -> None:
             raise ValueError(f"{name} must be >= 0, got {value}")
 
 
-def input_cost_per_token(spec: ProviderSpec) -> float:
-    return spec.input_cost_per_mtok / PER
-
-
-def output_cost_per_token(spec: ProviderSpec) -> float:
-    return spec.output_cost_per_mtok / PER
-
-
 def cached_input_price(spec: ProviderSpec) -> float:
     """USD per 1M cache-read tokens: the configured discount, else the input price."""
     p = spec.cached_input_cost_per_mtok

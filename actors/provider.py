@@ -252,6 +252,7 @@ class Provider:
         out = self.snapshot(now).model_dump()
         out["breaker"] = self.breaker.snapshot(now)
         out["window"] = self.window.stats().as_dict()
+        out["limits"] = self.limiter.snapshot()  # rate-limit use now: in window, waiting
         return out
 
     def reset(self) -> Snapshot:

@@ -21,9 +21,7 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from actors import spend
-from actors import summaries as costs
 from actors.audit import AuditBackend, Record, Written, as_record, open_store
-from actors.budget import BudgetLedger, BudgetSpec
 from actors.channel import ChannelServer
 from actors.config import AUDIT_DB, DEFAULT_STATE_DIR, Config, ConfigError
 from actors.contexts import DEFAULT_KEYS
@@ -187,24 +185,6 @@ class Tracker:
     def cost_per_token(self, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
         return spend.cost_per_token(self.store, since, until, self._clock())
 
-    def budget_status(
-        self, budgets: BudgetSpec | dict[str, Any], now: float | None = None,
-        simulated: bool = False,
-    ) -> pd.DataFrame:
-        """Real (or, with `simulated`, simulated) spend against the limits."""
-        now = self._clock() if now is None else now
-        frame = self.store.cost_frame(since=BudgetLedger.window_start("daily", now),
-                                      simulated=simulated)
-        return costs.budget_status(frame, budgets, now)
-
-    def spend(
-        self, window_s: float, provider: str | None = None, now: float | None = None,
-        simulated: bool | None = None,
-    ) -> float:
-        """USD spent over the last `window_s` seconds (attempts, all or one provider)."""
-        now = self._clock() if now is None else now
-        return self.store.spend_since(now - window_s, provider, simulated)
-
     def spend_since(self, ts: float, provider: str | None = None,
                     simulated: bool | None = None) -> float:
         """USD spent since unix time `ts` (the router seeds its budget windows with this,
@@ -279,14 +259,6 @@ class TrackerActor(ChannelServer):
 
     async def cost_per_token(self, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
         return await asyncio.to_thread(self._core.cost_per_token, since, until)
-
-    async def budget_status(self, budgets: BudgetSpec | dict[str, Any],
-                            simulated: bool = False) -> pd.DataFrame:
-        return await asyncio.to_thread(self._core.budget_status, budgets, None, simulated)
-
-    async def spend(self, window_s: float, provider: str | None = None,
-                    simulated: bool | None = None) -> float:
-        return await asyncio.to_thread(self._core.spend, window_s, provider, None, simulated)
 
     async def spend_since(self, ts: float, provider: str | None = None,
                           simulated: bool | None = None) -> float:

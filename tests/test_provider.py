@@ -53,6 +53,9 @@ async def test_success_validates_structured_output_and_updates_window(sim):
     assert a.ok and a.confidence == reply.parsed["confidence"] and a.cost_usd > 0
     snap = p.snapshot()
     assert snap.samples == 1 and snap.state == "closed" and snap.mean_confidence is not None
+    status = p.status()  # for people: the rate-limit use now, beside breaker and window
+    assert status["limits"]["requests_in_window"] == 1 and status["limits"]["inflight"] == 0
+    assert status["limits"]["tokens_in_window"] == a.input_tokens + a.output_tokens
     await p.aclose()
 
 
