@@ -321,7 +321,7 @@ class RouterActor(ChannelServer):
         self.core.set_budgets(spec)
         scopes = {*spec.per_provider} - self._seeded_scopes
         if scopes:  # a provider cap new since start: count what that provider already spent
-            await self._drain(timeout_s=5.0)
+            await self._shipper.drain(5.0)
             await self._seed_scopes(sorted(scopes))
         return await self.budgets()
 
