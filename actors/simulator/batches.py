@@ -82,6 +82,16 @@ def _error(status: int, message: str) -> Reply:
     return _json(status, {"error": {"message": message, "type": "invalid_request_error"}})
 
 
+class BatchStats(BaseModel):
+    """`GET /_sim/batches/stats`: what the simulator received as batch jobs (ground truth
+    for "nothing submitted twice")."""
+
+    jobs: int = Field(0, description="Batch jobs created.")
+    items: int = Field(0, description="Items in them.")
+    distinct_items: int = Field(0, description="Distinct (model, request body) among them.")
+    by_api: dict[str, int] = Field(default_factory=dict, description="Items per wire format.")
+
+
 class Batches:
     """Batch jobs and uploaded files of one simulator (in memory)."""
 
@@ -91,6 +101,7 @@ class Batches:
         self.files: dict[str, tuple[str, bytes]] = {}
         self.jobs: dict[str, Job] = {}
         self._clock = clock
+        self._counted_from = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -102,6 +113,21 @@ class Batches:
                   now + self.settings.delay_s, **kw)
         self.jobs[job.id] = job
         return job
+
+    def stats(self) -> BatchStats:
+        """Counts over every job created since the last `reset_stats`."""
+        jobs = [j for j in self.jobs.values() if j.created >= self._counted_from]
+        by_api: dict[str, int] = {}
+        seen: set[tuple[str | None, int, bytes]] = set()
+        for j in jobs:
+            by_api[j.api] = by_api.get(j.api, 0) + len(j.items)
+            for _, body in j.items:
+                seen.add((j.model, len(body), body))
+        return BatchStats(jobs=len(jobs), items=sum(by_api.values()), distinct_items=len(seen),
+                          by_api=by_api)
+
+    def reset_stats(self) -> None:
+        self._counted_from = self._clock()
 
     async def _settle(self, job: Job, headers: dict[str, str], query: str) -> None:
         """Answer every item once the job's time has come (on the first poll after it)."""
