@@ -33,6 +33,7 @@ from actors.messages import AttemptInfo, ProviderCall, ProviderReply
 from actors.provider import check_result
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.router import Router, prompt_text
+from actors.snapshot import Snapshot
 
 #: Open reservations kept at most (a driver that never settles cannot grow this forever).
 MAX_OPEN = 1_000_000
@@ -77,6 +78,24 @@ class BatchDesk:
     def __init__(self, router: Router) -> None:
         self.r = router
         self.open: dict[str, tuple[Reservation, float]] = {}  # request id → (budget, planned at)
+        self._priced: dict[str, tuple[Snapshot, Snapshot]] = {}  # name → (live, at batch price)
+
+    def _at_batch_prices(self) -> dict[str, Snapshot]:
+        """The router's snapshots with batch providers at their batch price (cost-aware and
+        the cheaper-first tie-break rank what a batched answer really costs)."""
+        out = {}
+        for name, snap in self.r.snapshots.items():
+            d = self.r.providers[name].batch_discount
+            if d is None:
+                out[name] = snap
+                continue
+            seen = self._priced.get(name)
+            if seen is None or seen[0] is not snap:
+                seen = self._priced[name] = (snap, snap.model_copy(update={
+                    "input_cost_per_mtok": snap.input_cost_per_mtok * d,
+                    "output_cost_per_mtok": snap.output_cost_per_mtok * d}))
+            out[name] = seen[1]
+        return out
 
     def _release(self, request_id: str) -> None:
         held = self.open.pop(request_id, None)
@@ -102,8 +121,12 @@ class BatchDesk:
             if hit is not None:
                 result = hit_result(request_id, hit, trace)
             else:
-                completion, need, order, _ = r._plan(req, policy, started, trace, reasons,
-                                                     completion)
+                live, r.snapshots = r.snapshots, self._at_batch_prices()
+                try:  # ranked at the prices this run pays (no await: nothing else sees it)
+                    completion, need, order, _ = r._plan(req, policy, started, trace, reasons,
+                                                         completion)
+                finally:
+                    r.snapshots = live
             for i, name in enumerate(order):
                 if probe is not None and (hit := await probe.hit(name, deadline)) is not None:
                     result = hit_result(request_id, hit, trace)
