@@ -148,6 +148,12 @@ class Batches:
                                     r.status, obj))
         job.ended = self._clock()
 
+    async def _settle_due(self, api: wire.Api, headers: dict[str, str], query: str) -> None:
+        """A listing shows every job as of now, as the vendors' do."""
+        for job in list(self.jobs.values()):
+            if job.api == api:
+                await self._settle(job, headers, query)
+
     def counts(self, job: Job) -> dict[str, int]:
         out = {"succeeded": 0, "errored": 0, "expired": 0, "canceled": 0}
         for _, outcome, _, _ in job.results:
@@ -213,6 +219,7 @@ class Batches:
                             input_file_id=req["input_file_id"])
             return _json(200, self._openai_batch(job))
         if method == "GET" and len(parts) == 2:
+            await self._settle_due("openai", headers, query)
             data = [self._openai_batch(j) for j in reversed(self.jobs.values())
                     if j.api == "openai"]
             return _json(200, {"object": "list", "data": data, "has_more": False,
@@ -304,6 +311,7 @@ class Batches:
                 return _error(400, "requests: at least one request")
             return _json(200, self._anthropic_batch(self._new("anthropic", None, items), base))
         if method == "GET" and len(parts) == 3:
+            await self._settle_due("anthropic", headers, query)
             data = [self._anthropic_batch(j, base) for j in reversed(self.jobs.values())
                     if j.api == "anthropic"]
             return _json(200, {"data": data, "has_more": False,
@@ -366,6 +374,7 @@ class Batches:
                             or "")
             return _json(200, self._gemini_op(job))
         if method == "GET" and path.rstrip("/") == "/v1beta/batches":
+            await self._settle_due("gemini", headers, query)
             return _json(200, {"operations": [self._gemini_op(j) for j in
                                               reversed(self.jobs.values()) if j.api == "gemini"]})
         name = path[len("/v1beta/"):]
