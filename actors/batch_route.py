@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from actors.budget import Reservation
-from actors.cache_route import hit_result
+from actors.cache_route import hit_result, only_miss
 from actors.clients.batch import ItemOutcome
 from actors.cost import worst_case_cost
 from actors.errors import ErrorClass, ProviderError
@@ -128,12 +128,12 @@ class BatchDesk:
                 finally:
                     r.snapshots = live
             for i, name in enumerate(order):
-                if probe is not None and (hit := await probe.hit(name, deadline)) is not None:
-                    result = hit_result(request_id, hit, trace)
-                    break
-                if probe is not None and probe.only:
-                    reasons[name] = "cache_miss: no cached answer (cache: only)"
-                    continue
+                if probe is not None:
+                    if (hit := await probe.answer(name, deadline, reasons)) is not None:
+                        result = hit_result(request_id, hit, trace)
+                        break
+                    if probe.only:
+                        continue
                 spec = r.providers[name]
                 if spec.batch_discount is None:
                     return BatchPlan(request_id=request_id, kind=PlanKind.SYNC, provider=name,
@@ -152,9 +152,8 @@ class BatchDesk:
                 return BatchPlan(request_id=request_id, kind=PlanKind.BATCH, provider=name,
                                  reserved_usd=worst, trace=trace)
             if result is None:
-                error = r._give_up(reasons, trace) if probe is None or not probe.only else \
-                    ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this request, "
-                                  "and cache 'only' calls no provider")
+                error = r._give_up(reasons, trace) if probe is None or not probe.only \
+                    else only_miss()
         except ProviderError as exc:
             error = exc
         r._conclude(request_id, policy, req, trace, [], result, error, started)
