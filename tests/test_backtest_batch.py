@@ -129,3 +129,20 @@ def test_journal_survives_a_torn_line_and_tags_fit_every_vendor(tmp_path):
     j2.finished(got[7])  # the torn line is ended first, not glued to
     j2.close()
     assert BatchJournal(tmp_path).read()[7].done
+
+
+def test_progress_shows_batches_per_provider_while_nothing_finishes():
+    import io
+
+    from actors.backtest.progress import Progress
+
+    t = [0.0]
+    out = io.StringIO()
+    p = Progress(10, stream=out, every_s=5.0, clock=lambda: t[0])
+    t[0] = 6.0
+    p.batches({"claude": (8, 8, 0), "gemini": (2, 1, 1)})
+    line = out.getvalue()
+    assert "batch claude: 8 submitted/8 in progress/0 done" in line
+    assert "batch gemini: 2 submitted/1 in progress/1 done" in line
+    p.batches({"claude": (8, 4, 4)})  # not due yet: nothing more printed
+    assert out.getvalue() == line

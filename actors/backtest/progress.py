@@ -60,8 +60,12 @@ class Progress:
         self.saved += saved_usd
 
     def batches(self, status: dict[str, tuple[int, int, int]]) -> None:
-        """Batch mode: items submitted / in progress / done per provider."""
+        """Batch mode: items submitted / in progress / done per provider; shown when due
+        (jobs can run for hours without a bar finishing)."""
         self.batch = dict(status)
+        now = self._clock()
+        if now - self._last_show >= self.every_s:
+            self.show(now)
 
     def note(self, label: str) -> None:
         """Count a failure that did not finish a bar (e.g. retried later)."""
