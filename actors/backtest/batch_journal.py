@@ -17,11 +17,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
+
+from actors.backtest.recover import generation
+from actors.route import RouteRequest
+
+if TYPE_CHECKING:
+    from actors.backtest.plan import BarJob
+    from actors.backtest.recover import Prior
 
 #: Anthropic's custom_id rule (^[a-zA-Z0-9_-]{1,64}$), the strictest of the three vendors.
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")
@@ -113,3 +124,63 @@ class BatchJournal:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+@dataclass
+class Waiting:
+    """A request in a batch job (or about to be), waiting for its outcome."""
+
+    ref: ItemRef
+    provider: str
+    seq: int
+    policy: str
+    job: BarJob | None = None
+
+    def request(self) -> RouteRequest:
+        assert self.job is not None
+        return self.job.request.model_copy(update={"policy": self.policy,
+                                                   "request_id": self.ref.request_id})
+
+
+def policy_of(key: str) -> str:
+    return key.rsplit("|", 1)[1]
+
+
+def prompt_of(key: str) -> str:
+    """A result key without its policy: BarJob.key("") (every policy asks the same)."""
+    return key.rsplit("|", 1)[0] + "|"
+
+
+def still_open(intents: dict[int, Intent], finished: set[str],
+               priors: dict[str, Prior]) -> list[tuple[Intent, list[Waiting]]]:
+    """After a kill: each intent not done, with its items whose outcome is not recorded
+    (not stored, not final in the audit trail, not superseded by a later request id)."""
+    out = []
+    seen: set[str] = set()
+    for it in intents.values():
+        if it.done:
+            continue
+        waiting = []
+        for ref in it.items:
+            prior = priors.get(ref.key)
+            recorded = ref.key in finished or (
+                prior is not None and prior.final and prior.request_id == ref.request_id)
+            later = prior is not None and generation(prior.request_id) > \
+                generation(ref.request_id)
+            if recorded or later or ref.key in seen:
+                continue
+            seen.add(ref.key)
+            waiting.append(Waiting(ref, it.provider, it.seq, policy_of(ref.key)))
+        out.append((it, waiting))
+    return out
+
+
+#: Test hook: SIGKILL this process right after the first job's intent is journaled
+#: ("intent") or right after it was submitted, before its id is ("submitted").
+KILL_ENV = "LLM_ROUTER_BATCH_KILL"
+
+
+def maybe_die(point: str) -> None:
+    if os.environ.get(KILL_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)  # the signal is on its way

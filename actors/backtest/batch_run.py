@@ -16,22 +16,29 @@ Resuming (the same run id): an intent with no job id is looked for by its tag �
 it is polled; provably never submitted, it is submitted now; bars already recorded (stored,
 or in the audit trail) are never submitted again.
 
-Test hook: LLM_ROUTER_BATCH_KILL=intent|submitted SIGKILLs this process right after the
-first job's intent is journaled / right after it was submitted (before its id is).
+Test hook (batch_journal.py `maybe_die`): LLM_ROUTER_BATCH_KILL=intent|submitted SIGKILLs
+this process right after the first job's intent is journaled / right after it was
+submitted (before its id is).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from actors.backtest.batch_journal import BatchJournal, Intent, ItemRef, custom_id, run_tag
+from actors.backtest.batch_journal import (
+    BatchJournal,
+    Intent,
+    ItemRef,
+    Waiting,
+    custom_id,
+    maybe_die,
+    prompt_of,
+    run_tag,
+    still_open,
+)
 from actors.backtest.batch_rule import Next, next_step
 from actors.backtest.plan import BarJob, Planner
 from actors.backtest.recover import Prior, generation
@@ -41,7 +48,6 @@ from actors.errors import ErrorClass, ProviderError
 from actors.route import RouteRequest, RouteResult, RoutingError
 
 log = logging.getLogger(__name__)
-KILL_ENV = "LLM_ROUTER_BATCH_KILL"
 #: Requests planned per call to the router.
 PLAN_CHUNK = 256
 #: Failed submissions of one job before its items go synchronously.
@@ -49,25 +55,6 @@ MAX_SUBMITS = 3
 
 PlanFn = Callable[[list[RouteRequest]], Awaitable[list[BatchPlan]]]
 SettleFn = Callable[[list[BatchSettle]], Awaitable[list[RouteResult | RoutingError]]]
-
-
-@dataclass
-class _Item:
-    ref: ItemRef
-    provider: str
-    seq: int
-    policy: str
-    job: BarJob | None = None
-    done: bool = False
-
-    def request(self) -> RouteRequest:
-        assert self.job is not None
-        return self.job.request.model_copy(update={"policy": self.policy,
-                                                   "request_id": self.ref.request_id})
-
-
-def policy_of(key: str) -> str:
-    return key.rsplit("|", 1)[1]
 
 
 class BatchRun:
@@ -82,7 +69,7 @@ class BatchRun:
         self._plan, self._settle = plan, settle
         self.intents = journal.read()
         self.seq = max(self.intents, default=-1) + 1
-        self.items: dict[str, _Item] = {}  # custom_id → item waiting for its job's outcome
+        self.items: dict[str, Waiting] = {}  # custom_id → item waiting for its job's outcome
         self.by_key: dict[str, str] = {}  # result key → custom_id of the item waiting for it
         self.held: dict[str, ItemOutcome] = {}  # outcomes whose bar is not planned yet
         self.pending: dict[str, list[tuple[BarJob, str, int, int]]] = {}  # provider → items
@@ -95,32 +82,25 @@ class BatchRun:
         self.errors: list[BaseException] = []
         self.jobs = 0
         self.counts: dict[str, list[int]] = {}  # provider → [submitted items, done items]
+        # (provider, prompt) of each item pending or waiting → other policies' requests that
+        # chose the same: planned again when it is answered, not paid for twice
+        self.twins: dict[tuple[str, str], list[tuple[BarJob, str, int, int]]] = {}
 
     # -- resume ------------------------------------------------------------------------
 
     def resume(self, finished: set[str], priors: dict[str, Prior]) -> None:
         """Open intents from the journal: items recorded since are skipped, the rest wait."""
-        for it in self.intents.values():
-            if it.done:
-                continue
-            left = 0
-            for ref in it.items:
-                prior = priors.get(ref.key)
-                recorded = ref.key in finished or (
-                    prior is not None and prior.final and prior.request_id == ref.request_id)
-                later = prior is not None and generation(prior.request_id) > \
-                    generation(ref.request_id)
-                if recorded or later or ref.key in self.by_key:
-                    continue
-                priors.pop(ref.key, None)
-                self.items[ref.custom_id] = _Item(ref, it.provider, it.seq, policy_of(ref.key))
-                self.by_key[ref.key] = ref.custom_id
-                left += 1
-            if left:
-                self.open[it.seq] = it
-                self._count(it.provider, submitted=left)
-            else:
+        for it, waiting in still_open(self.intents, finished, priors):
+            if not waiting:
                 self.journal.finished(it)
+                continue
+            for w in waiting:
+                priors.pop(w.ref.key, None)
+                self.items[w.ref.custom_id] = w
+                self.by_key[w.ref.key] = w.ref.custom_id
+                self.twins.setdefault((w.provider, prompt_of(w.ref.key)), [])
+            self.open[it.seq] = it
+            self._count(it.provider, submitted=len(waiting))
         if self.open:
             log.warning("resuming %d batch job(s) with %d item(s) already submitted",
                         len(self.open), len(self.items))
@@ -160,7 +140,8 @@ class BatchRun:
             await self._plan_todo()
             for provider in list(self.pending):
                 await self._submit(provider)
-            while self.items or self.sync or self.todo or any(self.pending.values()):
+            while self.items or self.sync or self.todo or any(self.pending.values()) or \
+                    any(self.twins.values()):
                 self._raise()
                 await self._plan_todo()
                 for provider in [p for p, v in self.pending.items() if v]:
@@ -208,6 +189,11 @@ class BatchRun:
                    plan: BatchPlan) -> None:
         run = self.run
         if plan.kind is PlanKind.BATCH and plan.provider in self.apis:
+            twin = (plan.provider, job.key(""))
+            if self.spec.cache == "both" and twin in self.twins:
+                self.twins[twin].append((job, policy, gen, tries))  # asks again once answered
+                return
+            self.twins[twin] = []
             self.pending.setdefault(plan.provider, []).append((job, policy, gen, tries))
         elif plan.kind in (PlanKind.BATCH, PlanKind.SYNC):  # no batch client: synchronously
             self._sync(job, policy, gen, (plan.provider, plan.fallbacks))
@@ -256,13 +242,13 @@ class BatchRun:
                               request_id=rid, tries=tries)
                 refs.append(ref)
                 self.run.store.dispatched(ref.key, rid, self.run.router)
-                self.items[ref.custom_id] = _Item(ref, provider, seq, policy, job)
+                self.items[ref.custom_id] = Waiting(ref, provider, seq, policy, job)
                 self.by_key[ref.key] = ref.custom_id
             it = self.journal.intend(seq, provider, tag, refs)
             self.open[seq] = it
             self.run.sent += len(refs)
             self._count(provider, submitted=len(refs))
-            _maybe_die("intent")
+            maybe_die("intent")
             await self._send(it)
 
     async def _send(self, it: Intent) -> None:
@@ -275,7 +261,7 @@ class BatchRun:
             self.submits[it.seq] = self.submits.get(it.seq, 0) + 1
             log.warning("batch job %s for %s not submitted (%s)", it.tag, it.provider, exc)
             return
-        _maybe_die("submitted")
+        maybe_die("submitted")
         self.journal.submitted(it, job.id)
         self.jobs += 1
         log.info("batch job %s (%s, %d items) submitted as %s", it.tag, it.provider,
@@ -378,7 +364,7 @@ class BatchRun:
         for seq in {i.seq for i in ready}:
             self._close_if_recorded(seq)
 
-    def _failed(self, item: _Item, exc: RoutingError) -> None:
+    def _failed(self, item: Waiting, exc: RoutingError) -> None:
         """The retry rule of batch_rule.py."""
         run, job, ref = self.run, item.job, item.ref
         assert job is not None
@@ -395,10 +381,13 @@ class BatchRun:
         else:
             self._sync(job, item.policy, gen)
 
-    def _forget(self, item: _Item) -> None:
+    def _forget(self, item: Waiting) -> None:
+        """An item no longer waits: other policies' requests for the same prompt to the same
+        provider are planned again (with the cache on, its answer is theirs for $0)."""
         self.items.pop(item.ref.custom_id, None)
         if self.by_key.get(item.ref.key) == item.ref.custom_id:
             del self.by_key[item.ref.key]
+        self.todo.extend(self.twins.pop((item.provider, prompt_of(item.ref.key)), []))
 
     # -- progress ----------------------------------------------------------------------
 
@@ -410,9 +399,3 @@ class BatchRun:
     def status(self) -> dict[str, tuple[int, int, int]]:
         """Per provider: (items submitted, in progress, done) by this invocation."""
         return {p: (s, s - d, d) for p, (s, d) in sorted(self.counts.items())}
-
-
-def _maybe_die(point: str) -> None:
-    if os.environ.get(KILL_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(10)  # the signal is on its way
