@@ -21,10 +21,11 @@ prompt) once.
     .venv/bin/python scripts/bench_backtest.py --rerun [--bars 300]
 
 `--batch`: provider batch APIs (issue 14 §2). The demo backtest synchronously, then in batch
-mode, each on a fresh instance (own audit trail and learner, response cache off, so neither
-run answers the other's bars): spend of each and the ratio, the spend on the bars that went to
-providers with a batch API and its ratio, what the simulator received (synchronous requests,
-batch jobs and items, distinct items), and whether every bar is stored once.
+mode, each on a fresh instance (own audit trail, learner and response cache, so neither run
+answers the other's bars; the cache on, as by default): spend of each and the ratio, the spend
+on the bars that went to providers with a batch API and its ratio, the mean paid per request
+per provider in each mode, what the simulator received (requests, batch jobs and items,
+distinct items), and whether every bar is stored once.
 
     .venv/bin/python scripts/bench_backtest.py --batch [--bars 300] [--batch-delay 2]
 """
@@ -217,7 +218,7 @@ def batch_vs_sync(args: argparse.Namespace) -> int:
             spec = BacktestSpec(run_id=mode, series=[SeriesSpec(source=DEMO["source"])],
                                 start=DEMO["start"], limit=args.bars,
                                 policies=DEMO["policies"], runs_dir=Path(tmp) / "runs",
-                                cache="off", batch=mode == "batch", batch_poll_s=0.5)
+                                batch=mode == "batch", batch_poll_s=0.5)
             out = run_backtest(llm, spec, progress=not args.quiet, write_report=False)
             sim = ray.get(llm.simulator.stats.remote())["totals"]["requests"]
             b = httpx.get(f"{url}/_sim/batches/stats", trust_env=False).json()
@@ -234,7 +235,10 @@ def batch_vs_sync(args: argparse.Namespace) -> int:
                      "sim_requests": sim,
                      "batch_jobs": b["jobs"], "batch_items": b["items"],
                      "batch_distinct_items": b["distinct_items"], "wall_s": out.wall_s,
-                     "providers": df["provider"].value_counts().to_dict()})
+                     "providers": df["provider"].value_counts().to_dict(),
+                     "paid_per_request": {p: float(g["cost_usd"].mean()) for p, g in
+                                          df[~df["cached"].fillna(False).astype(bool)]
+                                          .groupby("provider")}})
     sync, batch = rows
     print()
     for r in rows:
@@ -249,6 +253,9 @@ def batch_vs_sync(args: argparse.Namespace) -> int:
     per_bar = lambda r: r["spend_batch_providers_usd"] / max(1, r["bars_on_batch_providers"])  # noqa: E731
     print(f"batch / sync spend: {whole:.3f}x; per bar on providers with a batch API: "
           f"{per_bar(batch) / per_bar(sync):.3f}x")
+    for p in sorted(set(sync["paid_per_request"]) & set(batch["paid_per_request"])):
+        a, b = sync["paid_per_request"][p], batch["paid_per_request"][p]
+        print(f"  {p:12} paid per request: sync ${a:.5f}, batch ${b:.5f} = {b / a:.3f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

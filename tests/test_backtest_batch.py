@@ -146,3 +146,17 @@ def test_progress_shows_batches_per_provider_while_nothing_finishes():
     assert "batch gemini: 2 submitted/1 in progress/1 done" in line
     p.batches({"claude": (8, 4, 4)})  # not due yet: nothing more printed
     assert out.getvalue() == line
+
+
+def test_three_policies_on_one_provider_pay_each_prompt_once(llm, tmp_path):
+    only(llm, "gemini")
+    batches(llm, delay_s=0.2, item_failure=0.0, item_expired=0.0)
+    b0, _ = sim_counts(llm)
+    out = run_backtest(llm, _spec(tmp_path, "twins", start="2009-02-01", cache="both",
+                                  policies=["accuracy-first", "cost-aware", "latency-aware"]),
+                       progress=False, write_report=False)
+    b1, _ = sim_counts(llm)
+    df = out.results
+    assert out.complete and df["ok"].all() and len(df) == 30 and df["key"].is_unique
+    assert b1["items"] - b0["items"] == 10  # one item per bar, not one per policy
+    assert out.cached == 20 and (df[df["cached"]]["cost_usd"] == 0).all()
