@@ -160,3 +160,60 @@ def test_three_policies_on_one_provider_pay_each_prompt_once(llm, tmp_path):
     assert out.complete and df["ok"].all() and len(df) == 30 and df["key"].is_unique
     assert b1["items"] - b0["items"] == 10  # one item per bar, not one per policy
     assert out.cached == 20 and (df[df["cached"]]["cost_usd"] == 0).all()
+
+
+async def test_a_job_being_submitted_is_not_looked_for_and_submitted_again(tmp_path):
+    """The poller runs while a submission is on the wire: an intent with no job id yet is
+    not 'lost' (found by tag / submitted again) unless its submission failed or a kill
+    left it so."""
+    import asyncio
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from actors.backtest.batch_run import BatchRun
+    from actors.backtest.plan import BarJob
+    from actors.clients.base import Message
+    from actors.clients.batch import BatchJob
+    from actors.route import RouteRequest
+    from tests.waiting import async_wait_until
+
+    class Api:
+        def __init__(self) -> None:
+            self.submits, self.gate = 0, asyncio.Event()
+
+        async def submit(self, items, tag):
+            self.submits += 1
+            await self.gate.wait()
+            return BatchJob(id="job-1", provider="claude", state="in_progress",
+                            total=len(items))
+
+        async def find(self, tag):
+            return []
+
+        async def unresolved(self, since):
+            return 0
+
+        async def poll(self, job_id):
+            return BatchJob(id=job_id, provider="claude", state="in_progress")
+
+    ticks = []
+    spec = BacktestSpec(series=[SeriesSpec(source="sample:sp500")], batch=True,
+                        batch_poll_s=0.01, runs_dir=tmp_path)
+    run = SimpleNamespace(prep=SimpleNamespace(spec=spec, run_id="r1"), window=4, router="",
+                          sent=0, stopped=None,
+                          store=SimpleNamespace(dispatched=lambda *a: None, dir=tmp_path),
+                          progress=SimpleNamespace(batches=ticks.append))
+    api = Api()
+    b = BatchRun(run, {"claude": api}, BatchJournal(tmp_path), None, None)
+    req = RouteRequest(messages=[Message(role="user", content="SPY?")], max_tokens=50)
+    job = BarJob("SPX", "1d", 1, datetime(2008, 1, 2), "analysis", "bull", 1.0, 0.0, 0.0, req,
+                 "n")
+    b.pending["claude"] = [(job, "accuracy-first", 1, 1)]
+    poller = asyncio.ensure_future(b._poll_loop())
+    sending = asyncio.ensure_future(b._submit("claude"))
+    await async_wait_until(lambda: len(ticks) >= 10, 10, what="poll ticks")
+    assert api.submits == 1  # the poller left the job being submitted alone
+    api.gate.set()
+    await sending
+    assert b.intents == {} and BatchJournal(tmp_path).read()[0].batch_id == "job-1"
+    poller.cancel()

@@ -76,6 +76,7 @@ class BatchRun:
         self.open: dict[int, Intent] = {}  # intents not done
         self.ended: set[int] = set()  # open intents whose job ended (results taken)
         self.submits: dict[int, int] = {}
+        self.unsent: set[int] = set()  # intents with no job id and no submission under way
         self.todo: list[tuple[BarJob, str, int, int]] = []  # (job, policy, gen, tries) to plan
         self.slots = asyncio.Semaphore(run.window)
         self.sync: set[asyncio.Task[None]] = set()
@@ -100,6 +101,8 @@ class BatchRun:
                 self.by_key[w.ref.key] = w.ref.custom_id
                 self.twins.setdefault((w.provider, prompt_of(w.ref.key)), [])
             self.open[it.seq] = it
+            if it.batch_id is None:
+                self.unsent.add(it.seq)
             self._count(it.provider, submitted=len(waiting))
         if self.open:
             log.warning("resuming %d batch job(s) with %d item(s) already submitted",
@@ -258,6 +261,7 @@ class BatchRun:
         try:
             job = await self.apis[it.provider].submit(reqs, it.tag)
         except (ProviderError, OSError) as exc:
+            self.unsent.add(it.seq)
             self.submits[it.seq] = self.submits.get(it.seq, 0) + 1
             log.warning("batch job %s for %s not submitted (%s)", it.tag, it.provider, exc)
             return
@@ -272,6 +276,7 @@ class BatchRun:
         api = self.apis[it.provider]
         found = await api.find(it.tag)
         if found:
+            self.unsent.discard(it.seq)
             self.journal.submitted(it, found[0].id)
             return
         if await api.unresolved(it.at):
@@ -286,8 +291,10 @@ class BatchRun:
                 assert item.job is not None
                 self._forget(item)
                 self._sync(item.job, item.policy, generation(item.ref.request_id) + 1)
+            self.unsent.discard(it.seq)
             self._close(it)
             return
+        self.unsent.discard(it.seq)
         await self._send(it)
 
     async def _poll_loop(self) -> None:
@@ -297,7 +304,8 @@ class BatchRun:
                     if it.seq in self.ended:
                         continue
                     if it.batch_id is None:
-                        await self._resolve(it)
+                        if it.seq in self.unsent:  # else: being submitted right now
+                            await self._resolve(it)
                     elif it.provider in self.apis:
                         job = await self.apis[it.provider].poll(it.batch_id)
                         if job.state == "ended":
