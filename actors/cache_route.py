@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from actors.clients.base import Completion
 from actors.config import ProviderSpec
+from actors.errors import ErrorClass, ProviderError
 from actors.response_cache import READS, WRITES, CachedAnswer, ResponseCache, answer_key, choice_key
 from actors.route import RouteRequest, RouteResult, RoutingTrace
 
@@ -92,6 +93,15 @@ class CacheProbe:
             self.cache.put(key, self.choice, hit)
         return hit
 
+    async def answer(self, name: str, deadline: float,
+                     reasons: dict[str, str]) -> CachedAnswer | None:
+        """`hit`, for the router's loop over providers (synchronous and batch alike): with
+        cache 'only' a miss goes into `reasons`, and the caller calls no provider."""
+        hit = await self.hit(name, deadline)
+        if hit is None and self.only:
+            reasons[name] = "cache_miss: no cached answer (cache: only)"
+        return hit
+
     async def paid(self, name: str, attempt: Awaitable[Tried],
                    simulated: Callable[[], bool]) -> Tried:
         """Run the provider attempt for `name`, marked in flight for others asking the
@@ -118,6 +128,12 @@ class CacheProbe:
             provider=r.provider, model=r.model, text=r.text, finish_reason=r.finish_reason,
             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cost_usd=r.cost_usd,
             parsed=r.parsed, simulated=simulated))
+
+
+def only_miss() -> ProviderError:
+    """Cache 'only' and no provider had an answer."""
+    return ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this request, and "
+                         "cache 'only' calls no provider")
 
 
 def hit_result(request_id: str, hit: CachedAnswer, trace: RoutingTrace) -> RouteResult:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.budget import BudgetLedger, BudgetSpec, BudgetWarning, Reservation
-from actors.cache_route import CacheProbe, hit_result
+from actors.cache_route import CacheProbe, hit_result, only_miss
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
@@ -327,12 +327,12 @@ class Router:
                 completion, need, order, text = self._plan(req, policy, started, trace, reasons,
                                                            completion)
             for name in order:
-                if probe is not None and (hit := await probe.hit(name, deadline)) is not None:
-                    result = hit_result(request_id, hit, trace)
-                    break
-                if probe is not None and probe.only:
-                    reasons[name] = "cache_miss: no cached answer (cache: only)"
-                    continue
+                if probe is not None:
+                    if (hit := await probe.answer(name, deadline, reasons)) is not None:
+                        result = hit_result(request_id, hit, trace)
+                        break
+                    if probe.only:
+                        continue
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
                     break
@@ -350,8 +350,7 @@ class Router:
                         break
             if result is None and error is None:
                 error = self._give_up(reasons, trace) if probe is None or not probe.only \
-                    else ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this "
-                                       "request, and cache 'only' calls no provider")
+                    else only_miss()
         except ProviderError as exc:
             error = exc
         finally:

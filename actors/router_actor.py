@@ -396,6 +396,23 @@ class RouterActor(ChannelServer):
         """The providers this router routes to (`llm-router status` checks each is there)."""
         return list(self.core.providers)
 
+    async def batch_plan(self, reqs: list[RouteRequest]) -> list[Any]:
+        """Decide many backtest requests for provider batches (actors/batch_route.py)."""
+        await self._ensure_started()
+        return [await self._desk().plan(r) for r in reqs]
+
+    async def batch_settle(self, items: list[Any]) -> list[Any]:
+        """Record batch items' outcomes like synchronous answers (actors/batch_route.py)."""
+        await self._ensure_started()
+        return [self._desk().settle(s) for s in items]
+
+    def _desk(self) -> Any:
+        if getattr(self, "_batch_desk", None) is None:
+            from actors.batch_route import BatchDesk
+
+            self._batch_desk = BatchDesk(self.core)
+        return self._batch_desk
+
     def active(self, request_ids: list[str]) -> list[str]:
         """Which of these requests are being routed right now (a resumed backtest asks)."""
         return [r for r in request_ids if r in self.core.active]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from actors.cache_route import hit_result
+from actors.cache_route import hit_result, only_miss
 from actors.clients.base import Result
 from actors.clients.stream import Done, Finish, TextDelta, ToolCallDelta, events_of
 from actors.cost import cost_usd, worst_case_cost
@@ -136,12 +136,12 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
             completion, need, order, text = router._plan(req, policy, started, trace, reasons,
                                                           completion)
         for name in order:
-            if probe is not None and (hit := await probe.hit(name, deadline)) is not None:
-                result = hit_result(request_id, hit, trace)
-                break
-            if probe is not None and probe.only:
-                reasons[name] = "cache_miss: no cached answer (cache: only)"
-                continue
+            if probe is not None:
+                if (hit := await probe.answer(name, deadline, reasons)) is not None:
+                    result = hit_result(request_id, hit, trace)
+                    break
+                if probe.only:
+                    continue
             if time.time() >= deadline:
                 reasons[name] = "deadline: request deadline passed before trying it"
                 break
@@ -203,8 +203,7 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
                 break
         if result is None and error is None:
             error = router._give_up(reasons, trace) if probe is None or not probe.only \
-                else ProviderError(ErrorClass.CACHE_MISS, "no cached answer for this request, "
-                                   "and cache 'only' calls no provider")
+                else only_miss()
         if result is not None and result.trace.cached:
             yield StreamStart(request_id=request_id, provider=result.provider,
                               model=result.model, policy=policy, simulated=trace.simulated,

@@ -19,6 +19,15 @@ count), spend and wall time of each, and whether the first paid each distinct (p
 prompt) once.
 
     .venv/bin/python scripts/bench_backtest.py --rerun [--bars 300]
+
+`--batch`: provider batch APIs (issue 14 §2). The demo backtest synchronously, then in batch
+mode, each on a fresh instance (own audit trail, learner and response cache, so neither run
+answers the other's bars; the cache on, as by default): spend of each and the ratio, the spend
+on the bars that went to providers with a batch API and its ratio, the mean paid per request
+per provider in each mode, what the simulator received (requests, batch jobs and items,
+distinct items), and whether every bar is stored once.
+
+    .venv/bin/python scripts/bench_backtest.py --batch [--bars 300] [--batch-delay 2]
 """
 
 from __future__ import annotations
@@ -185,6 +194,73 @@ def rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def batch_vs_sync(args: argparse.Namespace) -> int:
+    """The demo backtest synchronously and in batch mode, side by side."""
+    import httpx
+
+    from actors.api import connect
+    from actors.backtest import BacktestSpec, SeriesSpec, run_backtest
+    from actors.backtest.command import DEMO
+
+    rows = []
+    for mode in ("sync", "batch"):
+        tmp = tempfile.mkdtemp(prefix=f"bench-{mode}-")
+        data = copy.deepcopy(yaml.safe_load(DEFAULT_CONFIG.read_text()))
+        data["simulator"] = {"mode": "always", "latency_scale": 1.0}
+        data["tracker"] = {"db_path": os.path.join(tmp, "audit.sqlite3")}
+        data["state_dir"] = tmp
+        llm = connect(config=data)
+        url = llm.handles.simulator_url
+        try:
+            httpx.put(f"{url}/_sim/batches", json={"delay_s": args.batch_delay},
+                      trust_env=False).raise_for_status()
+            ray.get(llm.simulator.reset_stats.remote())
+            spec = BacktestSpec(run_id=mode, series=[SeriesSpec(source=DEMO["source"])],
+                                start=DEMO["start"], limit=args.bars,
+                                policies=DEMO["policies"], runs_dir=Path(tmp) / "runs",
+                                batch=mode == "batch", batch_poll_s=0.5)
+            out = run_backtest(llm, spec, progress=not args.quiet, write_report=False)
+            sim = ray.get(llm.simulator.stats.remote())["totals"]["requests"]
+            b = httpx.get(f"{url}/_sim/batches/stats", trust_env=False).json()
+        finally:
+            llm.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
+        df = out.results
+        batchable = {p["name"] for p in data["providers"] if p.get("batch_discount")}
+        on_batchable = df[df["provider"].isin(batchable)]
+        rows.append({"mode": mode, "results": len(df), "stored_once": bool(df["key"].is_unique),
+                     "ok": int(df["ok"].sum()), "spend_usd": float(df["cost_usd"].sum()),
+                     "spend_batch_providers_usd": float(on_batchable["cost_usd"].sum()),
+                     "bars_on_batch_providers": len(on_batchable),
+                     "sim_requests": sim,
+                     "batch_jobs": b["jobs"], "batch_items": b["items"],
+                     "batch_distinct_items": b["distinct_items"], "wall_s": out.wall_s,
+                     "providers": df["provider"].value_counts().to_dict(),
+                     "paid_per_request": {p: float(g["cost_usd"].mean()) for p, g in
+                                          df[~df["cached"].fillna(False).astype(bool)]
+                                          .groupby("provider")}})
+    sync, batch = rows
+    print()
+    for r in rows:
+        print(f"{r['mode']:5} {r['results']} results ({r['ok']} ok, stored once: "
+              f"{r['stored_once']})  spend ${r['spend_usd']:.4f} (on batch providers "
+              f"${r['spend_batch_providers_usd']:.4f}, {r['bars_on_batch_providers']} bars)  "
+              f"simulator: {r['sim_requests']} requests (batch items included), "
+              f"{r['batch_jobs']} batch jobs, "
+              f"{r['batch_items']} items ({r['batch_distinct_items']} distinct)  "
+              f"wall {r['wall_s']:.1f} s  providers {r['providers']}")
+    whole = batch["spend_usd"] / sync["spend_usd"]
+    per_bar = lambda r: r["spend_batch_providers_usd"] / max(1, r["bars_on_batch_providers"])  # noqa: E731
+    print(f"batch / sync spend: {whole:.3f}x; per bar on providers with a batch API: "
+          f"{per_bar(batch) / per_bar(sync):.3f}x")
+    for p in sorted(set(sync["paid_per_request"]) & set(batch["paid_per_request"])):
+        a, b = sync["paid_per_request"][p], batch["paid_per_request"][p]
+        print(f"  {p:12} paid per request: sync ${a:.5f}, batch ${b:.5f} = {b / a:.3f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rerun", action="store_true",
@@ -199,7 +275,14 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="write the figures here too")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run's audit DB and results (printed at the end)")
+    ap.add_argument("--batch", action="store_true",
+                    help="measure batch mode: the demo backtest synchronously, then batched")
+    ap.add_argument("--batch-delay", type=float, default=2.0,
+                    help="--batch: seconds the simulator takes to end a batch job (2)")
     args = ap.parse_args()
+    if args.batch:
+        args.bars = args.bars or 300
+        return batch_vs_sync(args)
     if args.rerun:
         args.bars = args.bars or 300
         return rerun(args)

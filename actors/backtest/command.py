@@ -69,6 +69,12 @@ def add_args(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--max-tokens", type=int, default=512, help="output cap per answer (512)")
     p.add_argument("--timeout", type=float, default=300.0, help="per-request deadline, s (300)")
     p.add_argument("--no-feedback", action="store_true", help="do not send outcome scores")
+    p.add_argument("--batch", action="store_true",
+                   help="submit bars as provider batch jobs (about half the price, answers "
+                        "within hours) where the chosen provider has a batch API; the rest "
+                        "go synchronously")
+    p.add_argument("--batch-poll", type=float, default=30.0,
+                   help="seconds between polls of submitted batch jobs (30)")
     add_cache_args(p)
 
 
@@ -101,7 +107,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         tasks=args.task or ["analysis"], policies=args.policy or ["accuracy-first"],
         horizon=args.horizon, flat_threshold=args.flat_threshold, max_tokens=args.max_tokens,
         assign=args.assign, runs_dir=args.runs_dir, timeout=args.timeout,
-        inflight=args.inflight, feedback=not args.no_feedback, cache=cache_mode(args))
+        inflight=args.inflight, feedback=not args.no_feedback, cache=cache_mode(args),
+        batch=args.batch, batch_poll_s=args.batch_poll)
 
 
 def demo_spec(args: argparse.Namespace) -> Any:

@@ -40,6 +40,7 @@ class Progress:
         self.started = clock()
         self._last_show = -1e18
         self._recent: deque[float] = deque(maxlen=200)  # completion times, for the rate
+        self.batch: dict[str, tuple[int, int, int]] = {}  # provider → (sent, running, done)
 
     def update(self, ok: bool, cost_usd: float, error_class: str | None = None) -> None:
         self.done += 1
@@ -57,6 +58,14 @@ class Progress:
         """Count an answer from the response cache (call before `update`)."""
         self.cached += 1
         self.saved += saved_usd
+
+    def batches(self, status: dict[str, tuple[int, int, int]]) -> None:
+        """Batch mode: items submitted / in progress / done per provider; shown when due
+        (jobs can run for hours without a bar finishing)."""
+        self.batch = dict(status)
+        now = self._clock()
+        if now - self._last_show >= self.every_s:
+            self.show(now)
 
     def note(self, label: str) -> None:
         """Count a failure that did not finish a bar (e.g. retried later)."""
@@ -82,6 +91,8 @@ class Progress:
                 f"ETA {_duration(eta)}  elapsed {_duration(now - self.started)}  "
                 f"spend ${self.spend:.4f}  "
                 + (f"cached {self.cached} (saved ${self.saved:.4f})  " if self.cached else "")
+                + "".join(f"batch {p}: {s} submitted/{r} in progress/{d} done  "
+                          for p, (s, r, d) in self.batch.items())
                 + f"failed: {fails}")
 
     def show(self, now: float | None = None, *, final: bool = False) -> None:

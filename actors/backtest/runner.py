@@ -23,7 +23,6 @@ skips stored bars and rebuilds answered-but-unstored ones from the audit trail (
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -37,64 +36,18 @@ import pandas as pd
 from actors.backtest import report as reports
 from actors.backtest.fanout import RateShare, window_size
 from actors.backtest.feedback import FeedbackGate, FeedbackSender, router_send
-from actors.backtest.inputs import Series, load_all
 from actors.backtest.outcome import score
 from actors.backtest.plan import BarJob, Planner
+from actors.backtest.prepare import Prepared, prepare, request_id
 from actors.backtest.progress import Progress
 from actors.backtest.recover import TRANSIENT, Prior, lookup, router_id
 from actors.backtest.spec import BacktestError, BacktestSpec
-from actors.backtest.store import RunStore, fingerprint
+from actors.backtest.store import RunStore
 from actors.errors import ErrorClass
-from actors.idempotency import MAX_ID_LENGTH, safe_id
 from actors.route import RouteResult, RoutingError
-from prompts import OutputError, RegimeRules, get_task, parse_output
+from prompts import OutputError, get_task, parse_output
 
 log = logging.getLogger(__name__)
-MAX_ID = MAX_ID_LENGTH
-
-
-@dataclass
-class Prepared:
-    """Checked inputs and the run's identity, known before any spend."""
-
-    spec: BacktestSpec
-    series: list[Series]
-    defining: dict[str, Any]
-    run_id: str
-    rules: RegimeRules  # the regime rule the series were checked under (config `regime:`)
-
-    @property
-    def total(self) -> int:
-        return sum(s.bars for s in self.series) * len(self.spec.tasks) * len(self.spec.policies)
-
-
-def prepare(spec: BacktestSpec, rules: RegimeRules | None = None) -> Prepared:
-    """Load and check every series under the regime rules the router's config sets (default
-    `RegimeRules()`); raises DataError / BacktestError before any spend."""
-    rules = rules or RegimeRules()
-    series = load_all(spec, rules)
-    defining = {**spec.defining(), "series": [
-        {"symbol": s.symbol, "timeframe": s.timeframe, "first": str(s.frame.index[s.lo]),
-         "last": str(s.frame.index[s.hi]), "bars": s.bars, "data_sha256": s.sha256,
-         **_regime_changes(rules, s.symbol)}
-        for s in series]}
-    run_id = spec.run_id or f"bt-{fingerprint(defining)[:12]}"
-    return Prepared(spec, series, defining, run_id, rules)
-
-
-def _regime_changes(rules: RegimeRules, symbol: str) -> dict[str, Any]:
-    """The series' regime rule where it differs from the defaults: it changes every prompt, so
-    a run id is not resumed under another one (empty for the defaults, keeping their ids)."""
-    changed = rules.for_symbol(symbol).model_dump(exclude={"sessions"}, exclude_defaults=True)
-    return {"regime": changed} if changed else {}
-
-
-def request_id(run_id: str, job: BarJob, policy: str, gen: int = 1) -> str:
-    rid = (f"bt:{run_id}:{policy}:{job.task}:{job.symbol}:{job.timeframe}:"
-           f"{job.ts:%Y%m%dT%H%M%S}")
-    if len(rid) > MAX_ID - 4 or not safe_id(rid):  # e.g. a symbol from a file name with spaces
-        rid = f"bt:{run_id}:{hashlib.sha256(job.key(policy).encode()).hexdigest()[:32]}"
-    return rid if gen <= 1 else f"{rid}~{gen}"
 
 
 @dataclass
@@ -150,6 +103,7 @@ class _Run:
     cached: int = 0
     saved: float = 0.0
     interrupted_inflight: int = 0  # still unanswered when the grace period ended
+    batch_jobs: int = 0  # batch mode: jobs submitted by this invocation
     stopped: str | None = None
     failures: Counter[str] = field(default_factory=Counter)
 
@@ -237,12 +191,16 @@ class _Run:
 
     # -- requests ------------------------------------------------------------------------
 
-    async def one(self, job: BarJob, policy: str, gen: int, slots: asyncio.Semaphore) -> None:
+    async def one(self, job: BarJob, policy: str, gen: int, slots: asyncio.Semaphore,
+                  pin: tuple[str | None, list[str]] | None = None) -> None:
+        """Route one request (`pin`: the providers the router already chose, in order)."""
         try:
             for attempt in range(self.prep.spec.bar_retries + 1):
                 rid = request_id(self.prep.run_id, job, policy, gen)
                 update: dict[str, Any] = {"policy": policy, "request_id": rid}
-                if self.assigner is not None:
+                if pin is not None and attempt == 0:
+                    update["provider"], update["fallbacks"] = pin
+                elif self.assigner is not None:
                     update["provider"], update["fallbacks"] = self.assigner.next()
                 req = job.request.model_copy(update=update)
                 self.store.dispatched(job.key(policy), rid, self.router)
@@ -416,7 +374,10 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
                       spec.chunk_bars, where=spec.planning)
     t0 = time.monotonic()
     try:
-        await run.dispatch(planner, finished, priors)
+        if spec.batch:
+            await _batched(run, client, planner, finished, priors)
+        else:
+            await run.dispatch(planner, finished, priors)
     except (asyncio.CancelledError, KeyboardInterrupt):
         store.flush()  # keep what is done; the rest is rebuilt or re-sent on resume
         store.close()
@@ -452,6 +413,8 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
                 "answered from the response cache": run.cached,
                 "saved by the cache (USD)": round(run.saved, 6), "wall (s)": round(wall, 1),
                 "in-flight window": window, "planner nodes": len(planner.nodes)}
+        if spec.batch:
+            meta["batch jobs submitted"] = run.batch_jobs
         if run.stopped:
             meta["stopped"] = run.stopped
         rep = reports.build(results, list(client.config.names), meta)
@@ -459,6 +422,19 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
         out.report = rep
         out.text = reports.text(rep)
     return out
+
+
+async def _batched(run: _Run, client: Any, planner: Planner, finished: set[str],
+                   priors: dict[str, Prior]) -> None:
+    """Batch mode (actors/backtest/batch_run.py)."""
+    from actors.backtest.batch_setup import batch_run, close
+
+    b = batch_run(run, client)
+    try:
+        await b.dispatch(planner, finished, priors)
+    finally:
+        run.batch_jobs = b.jobs
+        await close(b)
 
 
 def run_backtest(client: Any, spec: BacktestSpec | Prepared, **kw: Any) -> BacktestOutcome:

@@ -132,6 +132,16 @@ class BacktestSpec(BaseModel):
         "calling no provider; a bar without a cached answer fails with cache_miss).")
     grace_s: float = Field(30.0, ge=0, le=600, description="On Ctrl-C: how long to wait for "
                            "the answers in flight (they are paid for) before stopping.")
+    batch: bool = Field(False, description="Send bars as provider batch jobs (about half "
+                        "the price, answers within 24 h) to providers with a batch API "
+                        "(config batch_discount); bars routed elsewhere go synchronously "
+                        "(actors/backtest/batch_run.py).")
+    batch_size: int = Field(1000, ge=1, le=50_000, description="Most items in one batch job.")
+    batch_poll_s: float = Field(30.0, gt=0, le=3600, description="Seconds between polls of "
+                                "the submitted batch jobs.")
+    batch_retries: int = Field(2, ge=0, le=10, description="Times an item that failed "
+                               "transiently (expired, server error) goes into a later batch "
+                               "before it is sent synchronously.")
 
     @field_validator("tasks")
     @classmethod
@@ -142,6 +152,13 @@ class BacktestSpec(BaseModel):
     @classmethod
     def _known_policies(cls, v: list[str]) -> list[str]:
         return _known(v, POLICIES, "policy")
+
+    @model_validator(mode="after")
+    def _batch_by_policy(self) -> BacktestSpec:
+        if self.batch and self.assign == "rate-share":
+            raise ValueError("batch mode sends each bar where the policy chooses; "
+                             "assign: rate-share spreads bars for throughput — choose one")
+        return self
 
     @model_validator(mode="after")
     def _distinct_series(self) -> BacktestSpec:

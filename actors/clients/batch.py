@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -103,6 +104,11 @@ class BatchApi(ABC):
     @abstractmethod
     async def find(self, tag: str) -> list[BatchJob]: ...
 
+    async def unresolved(self, since: float) -> int:
+        """Jobs created at or after `since` (unix time) that `find` cannot see yet: one of
+        them may carry a tag being looked for. 0 where `find` sees running jobs too."""
+        return 0
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -189,6 +195,15 @@ class AnthropicBatch(BatchApi):
                 if first and json.loads(first)["custom_id"].startswith(tag):
                     found.append(self._job(b, tag))
         return found
+
+    async def unresolved(self, since: float) -> int:
+        """Running batches created since `since`: their custom_ids are not readable yet."""
+        n = 0
+        for b in (await self._call("GET", self._url(), params={"limit": 100})).json()["data"]:
+            created = datetime.fromisoformat(b["created_at"]).timestamp()
+            if b["processing_status"] != "ended" and created >= since - 1.0:
+                n += 1
+        return n
 
     async def results(self, job_id: str) -> list[ItemOutcome]:
         b = (await self._call("GET", self._url(job_id))).json()

@@ -138,6 +138,8 @@ class SimulatorApp:
             return _json(200, {"status": "ok", "latency_scale": sim.latency_scale})
         if path == "/_sim/stats" and method == "GET":
             return Reply(200, sim.stats.snapshot().model_dump_json().encode())
+        if path == "/_sim/batches/stats" and method == "GET":
+            return Reply(200, self.batches.stats().model_dump_json().encode())
         if path == "/_sim/batches" and method in ("GET", "PUT"):
             if method == "PUT":
                 try:
@@ -147,6 +149,7 @@ class SimulatorApp:
             return Reply(200, self.batches.settings.model_dump_json().encode())
         if path == "/_sim/stats/reset" and method == "POST":
             sim.stats.reset()
+            self.batches.reset_stats()
             return _json(200, {"status": "ok"})
         if path == "/_sim/profiles" and method == "GET":
             return _json(200, {m: p.model_dump() for m, p in sim.profiles.all().items()})

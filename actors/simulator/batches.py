@@ -82,6 +82,16 @@ def _error(status: int, message: str) -> Reply:
     return _json(status, {"error": {"message": message, "type": "invalid_request_error"}})
 
 
+class BatchStats(BaseModel):
+    """`GET /_sim/batches/stats`: what the simulator received as batch jobs (ground truth
+    for "nothing submitted twice")."""
+
+    jobs: int = Field(0, description="Batch jobs created.")
+    items: int = Field(0, description="Items in them.")
+    distinct_items: int = Field(0, description="Distinct (model, request body) among them.")
+    by_api: dict[str, int] = Field(default_factory=dict, description="Items per wire format.")
+
+
 class Batches:
     """Batch jobs and uploaded files of one simulator (in memory)."""
 
@@ -91,6 +101,7 @@ class Batches:
         self.files: dict[str, tuple[str, bytes]] = {}
         self.jobs: dict[str, Job] = {}
         self._clock = clock
+        self._counted_from = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -102,6 +113,21 @@ class Batches:
                   now + self.settings.delay_s, **kw)
         self.jobs[job.id] = job
         return job
+
+    def stats(self) -> BatchStats:
+        """Counts over every job created since the last `reset_stats`."""
+        jobs = [j for j in self.jobs.values() if j.created >= self._counted_from]
+        by_api: dict[str, int] = {}
+        seen: set[tuple[str | None, int, bytes]] = set()
+        for j in jobs:
+            by_api[j.api] = by_api.get(j.api, 0) + len(j.items)
+            for _, body in j.items:
+                seen.add((j.model, len(body), body))
+        return BatchStats(jobs=len(jobs), items=sum(by_api.values()), distinct_items=len(seen),
+                          by_api=by_api)
+
+    def reset_stats(self) -> None:
+        self._counted_from = self._clock()
 
     async def _settle(self, job: Job, headers: dict[str, str], query: str) -> None:
         """Answer every item once the job's time has come (on the first poll after it)."""
@@ -121,6 +147,12 @@ class Batches:
                 job.results.append((cid, "succeeded" if r.status == 200 else "errored",
                                     r.status, obj))
         job.ended = self._clock()
+
+    async def _settle_due(self, api: wire.Api, headers: dict[str, str], query: str) -> None:
+        """A listing shows every job as of now, as the vendors' do."""
+        for job in list(self.jobs.values()):
+            if job.api == api:
+                await self._settle(job, headers, query)
 
     def counts(self, job: Job) -> dict[str, int]:
         out = {"succeeded": 0, "errored": 0, "expired": 0, "canceled": 0}
@@ -187,6 +219,7 @@ class Batches:
                             input_file_id=req["input_file_id"])
             return _json(200, self._openai_batch(job))
         if method == "GET" and len(parts) == 2:
+            await self._settle_due("openai", headers, query)
             data = [self._openai_batch(j) for j in reversed(self.jobs.values())
                     if j.api == "openai"]
             return _json(200, {"object": "list", "data": data, "has_more": False,
@@ -278,6 +311,7 @@ class Batches:
                 return _error(400, "requests: at least one request")
             return _json(200, self._anthropic_batch(self._new("anthropic", None, items), base))
         if method == "GET" and len(parts) == 3:
+            await self._settle_due("anthropic", headers, query)
             data = [self._anthropic_batch(j, base) for j in reversed(self.jobs.values())
                     if j.api == "anthropic"]
             return _json(200, {"data": data, "has_more": False,
@@ -340,6 +374,7 @@ class Batches:
                             or "")
             return _json(200, self._gemini_op(job))
         if method == "GET" and path.rstrip("/") == "/v1beta/batches":
+            await self._settle_due("gemini", headers, query)
             return _json(200, {"operations": [self._gemini_op(j) for j in
                                               reversed(self.jobs.values()) if j.api == "gemini"]})
         name = path[len("/v1beta/"):]
