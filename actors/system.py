@@ -116,7 +116,14 @@ def start_system(config: Config) -> Handles:
         cause = getattr(exc, "cause", None)
         raise (cause if isinstance(cause, Exception) else exc) from None
     tracker = get_or_create_tracker(config)
-    ray.get([p.ready.remote() for p in providers.values()] + [tracker.ready.remote()])
+    try:
+        ray.get([p.ready.remote() for p in providers.values()] + [tracker.ready.remote()])
+    except ray.exceptions.RayTaskError as exc:  # e.g. another system's tracker owns the state
+        ray.get(router.release_lease.remote())
+        for h in [tracker, router, *providers.values(), *([sim] if sim is not None else [])]:
+            ray.kill(h, no_restart=True)
+        cause = getattr(exc, "cause", None)
+        raise (cause if isinstance(cause, Exception) else exc) from None
     return Handles(router, tracker, providers, sim, sim_url, config)
 
 
@@ -160,6 +167,11 @@ def stop_system() -> None:
                 ray.get(handle.stop.remote(), timeout=10)
             except Exception as exc:
                 log.debug("simulator stop: %s", exc)
+        elif name in ("router", "tracker"):  # free the deployment's lease for a successor
+            try:
+                ray.get(handle.release_lease.remote(), timeout=10)
+            except Exception as exc:
+                log.debug("%s lease release: %s", name, exc)
         ray.kill(handle, no_restart=True)
 
 
