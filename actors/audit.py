@@ -97,6 +97,13 @@ class AuditStore(AuditBackend):
         with self._lock:
             self._conn.close()
 
+    @property
+    def where(self) -> str:
+        return f"SQLite at {self.path}"
+
+    def _script(self, sql: str) -> None:
+        self._conn.execute(sql)
+
     def _fetch(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
 

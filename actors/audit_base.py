@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -29,6 +29,7 @@ from typing import Annotated, Any
 import pandas as pd
 from pydantic import Field, TypeAdapter
 
+from actors.lease import Fence
 from actors.privacy import TextPolicy
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord, WarningRecord
 
@@ -108,6 +109,17 @@ def as_record(obj: Record | dict[str, Any]) -> Record:
     return _RECORD.validate_python(obj)
 
 
+@dataclass(frozen=True)
+class StoreSql:
+    """A store's connection primitives under its lock's name (`actors.lease.Sql`)."""
+
+    lock: Any
+    fetch: Callable[..., list[dict[str, Any]]]
+    exec: Callable[..., int]
+    script: Callable[[str], None]
+    transaction: Callable[[], AbstractContextManager[None]]
+
+
 @dataclass
 class Written:
     """What one committed batch changed; the tracker feeds only this to its aggregates."""
@@ -135,12 +147,25 @@ class AuditBackend:
 
     ROWID = "rowid"
     PERIOD = "CAST(ts / ? AS INTEGER) * ?"
+    POSTGRES = False
     text: TextPolicy
+    fence: Fence | None = None
+    """Set once the tracker holds its lease: every batch checks it in its transaction, so a
+    replaced tracker's writes are refused (actors/lease.py)."""
 
     def __init__(self, text: TextPolicy) -> None:
         self.text = text
         self.store_text = text.mode
         self._lock = threading.Lock()
+
+    def sql(self) -> StoreSql:
+        """This store's connection as `actors/lease.py` uses it (the lease lives here)."""
+        return StoreSql(self._lock, self._fetch, self._exec, self._script, self._transaction)
+
+    @property
+    def where(self) -> str:
+        """The database, for messages (never a password)."""
+        raise NotImplementedError
 
     # -- what a backend supplies ---------------------------------------------------------
 
@@ -153,6 +178,10 @@ class AuditBackend:
 
     def _transaction(self) -> AbstractContextManager[None]:
         """Commit on leaving, roll back on an exception."""
+        raise NotImplementedError
+
+    def _script(self, sql: str) -> None:
+        """Statements without parameters (schema creation)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -169,6 +198,8 @@ class AuditBackend:
         recs = [as_record(r) for r in records]
         out = Written()
         with self._lock, self._transaction():
+            if self.fence is not None:
+                self.fence.check(self._fetch)
             for r in recs:
                 if isinstance(r, AttemptRecord):
                     if self._insert_attempt(r):

@@ -37,6 +37,7 @@ class PgAuditStore(AuditBackend):
 
     ROWID = "seq"
     PERIOD = "FLOOR(ts / ?) * ?"
+    POSTGRES = True
 
     def __init__(self, target: PgTarget, *, store_text: StoreText = "full",
                  text: TextPolicy | None = None) -> None:
@@ -58,6 +59,13 @@ class PgAuditStore(AuditBackend):
 
     def close(self) -> None:
         self.db.close()
+
+    @property
+    def where(self) -> str:
+        return self.db.target.where
+
+    def _script(self, sql: str) -> None:
+        self.db.script(sql)
 
     def _fetch(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         return self.db.fetch(sql, params)

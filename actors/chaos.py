@@ -32,15 +32,21 @@ import aiohttp
 import ray
 import yaml
 
+from actors.audit import open_store
 from actors.config import DEFAULT_CONFIG, parse_config
 from actors.reconcile import ChaosReport, audit_invariants
+from actors.tracker import TrackerSpec
 
 
-def chaos_config(workdir: Path, latency_scale: float = 0.05) -> dict[str, Any]:
-    """The shipped providers, simulated, with short breaker/retry timings and a private DB."""
+def chaos_config(workdir: Path, latency_scale: float = 0.05,
+                 db_url: str | None = None) -> dict[str, Any]:
+    """The shipped providers, simulated, with short breaker/retry timings and a private DB
+    (SQLite in `workdir`, or the PostgreSQL database `db_url` names)."""
     data = copy.deepcopy(yaml.safe_load(DEFAULT_CONFIG.read_text()))
     data["simulator"] = {"mode": "always", "latency_scale": latency_scale}
     data["tracker"] = {"db_path": str(workdir / "audit.sqlite3")}
+    if db_url is not None:
+        data["tracker"]["db_url"] = db_url
     data["serve"] = {"auth": {"token_file": str(_token_file(workdir))}}
     for p in data["providers"]:
         p.update(timeout_s=2.0, rpm=min(p["rpm"], 1200))
@@ -82,7 +88,7 @@ class Chaos:
 
     def __init__(self, workdir: Path, *, duration_s: float = 150.0, http_concurrency: int = 6,
                  bars: int = 600, latency_scale: float = 0.05, down_s: float = 60.0,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, db_url: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.duration = duration_s
@@ -90,7 +96,7 @@ class Chaos:
         self.bars = bars
         self.down_s = down_s
         self.log = log
-        self.config = parse_config(chaos_config(self.workdir, latency_scale))
+        self.config = parse_config(chaos_config(self.workdir, latency_scale, db_url))
         self.t0 = 0.0
         self.events: list[tuple[float, str]] = []
         self.http_outcomes: list[tuple[str, str]] = []  # (request_id, class)
@@ -354,8 +360,12 @@ class Chaos:
         llm = self.llm
         await asyncio.to_thread(llm.flush)
         results = bt["outcome"].results if "outcome" in bt else None
-        audit = audit_invariants(Path(self.config.tracker["db_path"]), self.http_outcomes,
-                                 results, self.budget_usd)
+        store = open_store(TrackerSpec.from_config(self.config))  # SQLite or PostgreSQL
+        try:
+            audit = await asyncio.to_thread(audit_invariants, store, self.http_outcomes,
+                                            results, self.budget_usd)
+        finally:
+            store.close()
         problems = audit.problems
         backtest: dict[str, Any] = {}
         if results is not None:

@@ -47,12 +47,38 @@ def check_db_url(url: str) -> str:
     return url
 
 
+def redacted(url: str) -> str:
+    """`url` fit for a message: any password in it replaced (ours never hold one)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    except ValueError:
+        return "<unparsable PostgreSQL URL>"
+
+
+def deployment_schema(deployment: str) -> str | None:
+    """The schema a deployment's tables live in: `public` (None) for "default", as before
+    deployments had names; `llm_router_<name>` for any other."""
+    return None if deployment == "default" else f"llm_router_{deployment}"
+
+
 @dataclass(frozen=True)
 class PgTarget:
-    """Where to connect: the URL from the config and the variable holding the password."""
+    """Where to connect: the URL from the config, the variable holding the password, and
+    the schema of the deployment (None: the database's default, `public`)."""
 
     url: str
     password_env: str = ENV_DB_PASSWORD
+    schema: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The database (and schema) for messages, without any password."""
+        return f"PostgreSQL at {redacted(self.url)}" + (
+            f" (schema {self.schema})" if self.schema else "")
 
     def connect(self) -> Any:
         """An autocommit connection returning dict rows (we open transactions ourselves)."""
@@ -65,11 +91,17 @@ class PgTarget:
             conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
                                    connect_timeout=10, application_name="llm-router", **kw)
             conn.execute("SET synchronous_commit = on")
+            if self.schema is not None:
+                from psycopg import sql
+
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(self.schema)))
+                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         except psycopg.Error as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if password:
                 detail = detail.replace(password, "***")
-            raise DatabaseError(f"PostgreSQL at {self.url}: {detail}") from None
+            raise DatabaseError(f"{self.where}: {detail}") from None
         return conn
 
 

@@ -25,10 +25,11 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from actors.journal import ADAPTER, Record, encode_entry
+from actors.lease import Fence, Fenced
 from actors.pg import PgSession, PgTarget
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,14 @@ CHUNK = 1000  # entries per INSERT statement
 class PgJournal:
     """`Journal`'s interface (`seq`, `append`, `ack`, `pending`, `close`) plus `synced()`."""
 
-    def __init__(self, target: PgTarget) -> None:
+    def __init__(self, target: PgTarget, fence: Fence | None = None,
+                 on_fenced: Callable[[Fenced], None] | None = None) -> None:
+        """`fence`: the router's lease; every commit checks it in the same statement, so a
+        replaced router's entries never reach the table (`on_fenced` is told, once)."""
         # its own session, with asynchronous commits (see the module docstring)
         self.db = PgSession(target, settings=("SET synchronous_commit = off",))
+        self.fence, self._on_fenced = fence, on_fenced
+        self.fenced: Fenced | None = None
         with self.db.lock:
             self.db.script("CREATE TABLE IF NOT EXISTS router_journal "
                            "(seq BIGINT PRIMARY KEY, records TEXT NOT NULL)")
@@ -71,7 +77,10 @@ class PgJournal:
             self._cond.notify()
 
     async def synced(self) -> None:
-        """Return once every entry appended so far is committed (raises if it cannot be)."""
+        """Return once every entry appended so far is committed (raises `Fenced` once this
+        router was replaced: its entries are never committed)."""
+        if self.fenced is not None:
+            raise self.fenced
         target = self.seq
         if self.committed >= target:
             return
@@ -101,12 +110,12 @@ class PgJournal:
             try:  # one statement each (one round trip, atomic); inserts before deletes
                 with self.db.lock:
                     for i in range(0, len(queue), CHUNK):
-                        part = queue[i:i + CHUNK]
-                        self.db.exec("INSERT INTO router_journal (seq, records) VALUES "
-                                     + ", ".join(["(?, ?)"] * len(part))
-                                     + " ON CONFLICT DO NOTHING", [v for row in part for v in row])
+                        self._insert(queue[i:i + CHUNK])
                     if acked:
-                        self.db.exec("DELETE FROM router_journal WHERE seq = ANY(?)", (acked,))
+                        self._delete(acked)
+            except Fenced as exc:  # replaced: nothing more of ours may be written
+                self._fence(exc)
+                return
             except Exception as exc:  # keep them queued and try again; waiters keep waiting
                 log.warning("journal commit failed (%s); retrying", exc)
                 self.error = exc
@@ -117,6 +126,44 @@ class PgJournal:
             self.error = None
             if queue:
                 self._release(queue[-1][0])
+
+    def _insert(self, part: list[tuple[int, str]]) -> None:
+        values = [v for row in part for v in row]
+        if self.fence is None:
+            self.db.exec("INSERT INTO router_journal (seq, records) VALUES "
+                         + ", ".join(["(?, ?)"] * len(part)) + " ON CONFLICT DO NOTHING", values)
+            return
+        rows = ", ".join(["(?::bigint, ?::text)"] * len(part))
+        self._fenced(f"ins AS (INSERT INTO router_journal (seq, records) SELECT v.seq, v.records "
+                     f"FROM (VALUES {rows}) AS v (seq, records) WHERE (SELECT epoch FROM lease) "
+                     "= ? ON CONFLICT DO NOTHING)", values)
+
+    def _delete(self, acked: list[int]) -> None:
+        if self.fence is None:
+            self.db.exec("DELETE FROM router_journal WHERE seq = ANY(?)", (acked,))
+            return
+        self._fenced("del AS (DELETE FROM router_journal WHERE seq = ANY(?) "
+                     "AND (SELECT epoch FROM lease) = ?)", [acked])
+
+    def _fenced(self, write: str, params: list[Any]) -> None:
+        """One statement: read the lease's epoch under KEY SHARE (a claim waits for us),
+        write only if it is still ours, and say which epoch it was."""
+        assert self.fence is not None
+        rows = self.db.fetch(f"WITH lease AS ({self.fence.sql}), {write} "
+                             "SELECT (SELECT epoch FROM lease) AS epoch",
+                             [self.fence.role.value, *params, self.fence.epoch])
+        epoch = rows[0]["epoch"]
+        self.fence.verify(None if epoch is None else int(epoch))
+
+    def _fence(self, exc: Fenced) -> None:
+        log.error("router journal: %s", exc)
+        self.fenced = self.error = exc
+        with self._cond:
+            waiters, self._waiters = self._waiters, []
+        for _, fut in waiters:
+            fut.get_loop().call_soon_threadsafe(_fail, fut, exc)
+        if self._on_fenced is not None:
+            self._on_fenced(exc)
 
     def _release(self, upto: int) -> None:
         with self._cond:
@@ -137,3 +184,8 @@ class PgJournal:
 def _done(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _fail(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

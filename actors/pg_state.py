@@ -14,6 +14,7 @@ import secrets
 import time
 
 from actors.idempotency import Entry
+from actors.lease import Fence
 from actors.pg import PgSession, PgTarget
 from actors.privacy import ENV_HMAC_KEY, StoreText, TextPolicy
 
@@ -24,8 +25,11 @@ BUDGET_OVERRIDES = "budget_overrides"
 class PgKeyValue:
     """Small named texts (budget overrides, the HMAC key), each written in one commit."""
 
-    def __init__(self, target: PgTarget, session: PgSession | None = None) -> None:
+    def __init__(self, target: PgTarget, session: PgSession | None = None,
+                 fence: Fence | None = None) -> None:
+        """`fence`: the router's lease — writes from a replaced router are refused."""
         self.db = session or PgSession(target)
+        self.fence = fence
         with self.db.lock:
             self.db.script("CREATE TABLE IF NOT EXISTS llm_router_state (key TEXT PRIMARY KEY, "
                            "value TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)")
@@ -37,14 +41,20 @@ class PgKeyValue:
         return (rows[0]["value"], rows[0]["ts"]) if rows else None
 
     def put(self, key: str, value: str) -> None:
-        with self.db.lock:
+        with self.db.lock, self.db.transaction():
+            self._check()
             self.db.exec("INSERT INTO llm_router_state (key, value, ts) VALUES (?, ?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, ts = excluded.ts",
                          (key, value, time.time()))
 
     def delete(self, key: str) -> None:
-        with self.db.lock:
+        with self.db.lock, self.db.transaction():
+            self._check()
             self.db.exec("DELETE FROM llm_router_state WHERE key = ?", (key,))
+
+    def _check(self) -> None:
+        if self.fence is not None:
+            self.fence.check(self.db.fetch)
 
     def setdefault(self, key: str, value: str) -> str:
         """The stored text, storing `value` first if there is none (first writer wins)."""
@@ -96,7 +106,9 @@ class PgIdempotencyStore:
 
     remote = True
 
-    def __init__(self, target: PgTarget) -> None:
+    def __init__(self, target: PgTarget, fence: Fence | None = None) -> None:
+        """`fence`: the router's lease — outcomes from a replaced router are refused."""
+        self.fence = fence
         self.db = PgSession(target)  # writes (the book's writer thread)
         self._read = PgSession(target)  # lookups (its reader thread): never behind a write
         with self.db.lock:
@@ -118,13 +130,17 @@ class PgIdempotencyStore:
 
     def put_many(self, rows: list[tuple[str, str, float, bool, bytes | None]]) -> None:
         with self.db.lock, self.db.transaction():
+            if self.fence is not None:
+                self.fence.check(self.db.fetch)
             self.db.executemany(
                 "INSERT INTO idempotency_outcomes VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id) "
                 "DO UPDATE SET fingerprint = excluded.fingerprint, ts = excluded.ts, "
                 "ok = excluded.ok, outcome = excluded.outcome", rows)
 
     def purge(self, before: float) -> int:
-        with self.db.lock:
+        with self.db.lock, self.db.transaction():
+            if self.fence is not None:
+                self.fence.check(self.db.fetch)
             return self.db.exec("DELETE FROM idempotency_outcomes WHERE ts < ?", (before,))
 
     def count(self) -> int:
@@ -140,7 +156,8 @@ def drop_state(target: PgTarget) -> None:
     """Remove the router's state tables (tests reuse one database)."""
     db = PgSession(target)
     try:
-        db.script("DROP TABLE IF EXISTS llm_router_state, idempotency_outcomes, router_journal")
+        db.script("DROP TABLE IF EXISTS llm_router_state, idempotency_outcomes, router_journal, "
+                  "llm_router_lease")
     finally:
         db.close()
 

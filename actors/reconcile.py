@@ -1,15 +1,16 @@
 """Reconciling a chaos run: what the audit trail must say after faults and kills, and the
-report table. Plain Python over the audit database, so it is tested without Ray."""
+report table. Plain Python over the audit store interface (`actors/audit_base.py`), so it
+reads SQLite and PostgreSQL alike and is tested without Ray."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from actors.audit_base import AuditBackend
 
 
 @dataclass
@@ -23,9 +24,10 @@ class AuditCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def audit_invariants(db_path: Path, http_outcomes: list[tuple[str, str]], results: Any,
+def audit_invariants(store: AuditBackend, http_outcomes: list[tuple[str, str]], results: Any,
                      budget_usd: float | None, *, now: float | None = None) -> AuditCheck:
-    """Check every request against the audit database.
+    """Check every request against the audit store (either backend: the queries are the
+    shared SQL the store runs).
 
     `http_outcomes`: (request_id, outcome class) per HTTP request, "200" when answered.
     `results`: the backtest's stored bars (a DataFrame with key, request_id) or None.
@@ -33,17 +35,17 @@ def audit_invariants(db_path: Path, http_outcomes: list[tuple[str, str]], result
     request that reached a provider (has attempt rows) without a terminal row.
     """
     problems: list[str] = []
-    with sqlite3.connect(str(db_path)) as db:
-        terminal = dict(db.execute(
-            "SELECT request_id, COUNT(*) FROM requests GROUP BY request_id"))
-        dup_requests = sum(n - 1 for n in terminal.values() if n > 1)
-        dup_attempts = db.execute(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM attempts "
-            "GROUP BY request_id, execution, attempt, provider HAVING n > 1)").fetchone()[0]
-        attempted = {r for (r,) in db.execute("SELECT DISTINCT request_id FROM attempts")}
-        hour = ((time.time() if now is None else now) // 3600) * 3600
-        spend = float(db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM attempts "
-                                 "WHERE ts >= ?", (hour,)).fetchone()[0])
+    terminal = {r["request_id"]: int(r["n"]) for r in store.query(
+        "SELECT request_id, COUNT(*) AS n FROM requests GROUP BY request_id")}
+    dup_requests = sum(n - 1 for n in terminal.values() if n > 1)
+    dup_attempts = int(store.query(
+        "SELECT COALESCE(SUM(n - 1), 0) AS n FROM (SELECT COUNT(*) AS n FROM attempts "
+        "GROUP BY request_id, execution, attempt, provider HAVING COUNT(*) > 1) AS d")[0]["n"])
+    attempted = {r["request_id"] for r in store.query(
+        "SELECT DISTINCT request_id FROM attempts")}
+    hour = ((time.time() if now is None else now) // 3600) * 3600
+    spend = float(store.query("SELECT COALESCE(SUM(cost_usd), 0) AS usd FROM attempts "
+                              "WHERE ts >= ?", (hour,))[0]["usd"])
     lost = 0
     for rid, cls in http_outcomes:
         if cls == "200" and terminal.get(rid) != 1:

@@ -67,7 +67,8 @@ class RouterActor(ChannelServer):
         try:
             self._state = RouterState(self.config, self.core.spec.journal_path,
                                       self.core.spec.store_text,
-                                      owner=ray.get_runtime_context().get_actor_id() or "")
+                                      owner=ray.get_runtime_context().get_actor_id() or "",
+                                      on_fenced=self._fenced)
         except Exception as exc:  # another instance holds it: refuse, via ready()
             self._refused: Exception | None = exc
             log.error("%s", exc)
@@ -416,6 +417,16 @@ class RouterActor(ChannelServer):
     def active(self, request_ids: list[str]) -> list[str]:
         """Which of these requests are being routed right now (a resumed backtest asks)."""
         return [r for r in request_ids if r in self.core.active]
+
+    def _fenced(self, exc: Exception) -> None:
+        """Another router took this deployment's state over (actors/lease.py): refuse
+        every request from now on, as at a refused start."""
+        self._refused = exc
+
+    def release_lease(self) -> None:
+        """Before a deliberate stop (stop_system): free the lease at once."""
+        if self._refused is None:
+            self._state.release_lease()
 
     def ready(self) -> bool:
         if self._refused is not None:

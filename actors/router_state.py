@@ -5,11 +5,15 @@ The router actor's process locks the directory first (`actors/state.py`), so not
 is ever shared with another instance: the journal of unacknowledged records, budget
 overrides, the idempotency store and the HMAC key. With PostgreSQL they live in the
 database instead (`actors/pg_state.py`, `actors/pg_journal.py`), where a router restarted
-on any node finds them; one database serves one instance.
+on any node finds them. There the router first claims the deployment's router lease
+(`actors/lease.py`): a second live system on the same database and deployment is refused,
+and every write below carries the lease's epoch, so a replaced router cannot clobber its
+successor's state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,13 +23,15 @@ from actors.budget_overrides import BudgetOverrides
 from actors.config import Config, ConfigError
 from actors.idempotency import STORE_FILE, IdempotencyBook, IdempotencySpec, IdempotencyStore
 from actors.journal import Journal
+from actors.lease import Fenced, Lease, Role
+from actors.pg import PgSession
 from actors.pg_journal import PgJournal
 from actors.pg_state import BUDGET_OVERRIDES, PgIdempotencyStore, PgKeyValue
 from actors.privacy import TextPolicy, load_key
 from actors.response_cache import CACHE_FILE, CacheSpec, ResponseCache
 from actors.route import RouteResult, RoutingError, RoutingTrace
 from actors.state import StateLock
-from actors.tracker import TrackerSpec
+from actors.tracker import TrackerSpec, claim_lease
 
 JOURNAL_FILE = "router-journal.jsonl"
 M = TypeVar("M", bound=BaseModel)
@@ -64,20 +70,32 @@ class RouterState:
     """
 
     def __init__(self, config: Config, journal_path: str | None, keep_text: bool, *,
-                 lock_wait_s: float = 10.0, owner: str = "") -> None:
-        """`owner`: the router actor's id, the same across its restarts (see StateLock)."""
+                 lock_wait_s: float = 10.0, owner: str = "",
+                 on_fenced: Callable[[Fenced], None] | None = None) -> None:
+        """`owner`: the router actor's id, the same across its restarts (see StateLock and
+        actors/lease.py); `on_fenced`: told once another router took the state over."""
         self.dir = config.state_path
         self.lock = StateLock(self.dir, wait_s=lock_wait_s, owner=owner)
         tracker = TrackerSpec.from_config(config)
         spec = _section(IdempotencySpec, "idempotency", config.idempotency)
         self.db = tracker.connection() if tracker.db_url is not None else None
+        self.lease: Lease | None = None
+        self.on_fenced = on_fenced
         store: IdempotencyStore | PgIdempotencyStore
         if self.db is not None:
-            self.kv: PgKeyValue | None = PgKeyValue(self.db)
+            # The deployment's router lease first: nothing is read or written before it.
+            try:
+                self.lease = claim_lease(PgSession(self.db), Role.ROUTER, tracker, owner,
+                                         self.db.where, True, on_fenced)
+            except BaseException:
+                self.lock.release()
+                raise
+            fence = self.lease.fence
+            self.kv: PgKeyValue | None = PgKeyValue(self.db, fence=fence)
             key = self.kv.hmac_key()
             self.overrides = BudgetOverrides(config.budgets, self.dir,
                                              saved=self.kv.slot(BUDGET_OVERRIDES))
-            store = PgIdempotencyStore(self.db)
+            store = PgIdempotencyStore(self.db, fence=fence)
         else:
             self.kv, key = None, load_key(self.dir)
             self.overrides = BudgetOverrides(config.budgets, self.dir)
@@ -95,7 +113,14 @@ class RouterState:
     def open_journal(self) -> Journal | PgJournal:
         """The journal of unacknowledged records: a table in the cluster's database with
         PostgreSQL (it must outlive the node), else a file in the state directory."""
-        return PgJournal(self.db) if self.db is not None else Journal(self.journal_path)
+        if self.db is None:
+            return Journal(self.journal_path)
+        return PgJournal(self.db, self.lease.fence if self.lease else None, self.on_fenced)
+
+    def release_lease(self) -> None:
+        """Before a deliberate stop: a successor of another owner need not wait for it."""
+        if self.lease is not None:
+            self.lease.release()
 
     def close(self) -> None:
         if self.cache is not None:
@@ -103,6 +128,9 @@ class RouterState:
         self.book.close()
         if self.kv is not None:
             self.kv.close()
+        self.release_lease()
+        if self.lease is not None:
+            self.lease.db.close()
         self.lock.release()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from actors.config import Config, ConfigError, parse_config
+from actors.lease import LeaseRefused
 from actors.placement import state_actor_options
 from actors.provider import ProviderActor
 from actors.router_actor import NAMESPACE, RouterActor, provider_actor_name
@@ -79,7 +80,7 @@ def start_system(config: Config) -> Handles:
     from actors.keys import MissingKeys, left_out_warning
     from actors.tracker import get_or_create_tracker
 
-    _same_kind_as_running(config)
+    fresh = _same_kind_as_running(config)
     sim = sim_url = None
     if config.simulate:
         s = config.simulator
@@ -116,7 +117,21 @@ def start_system(config: Config) -> Handles:
         cause = getattr(exc, "cause", None)
         raise (cause if isinstance(cause, Exception) else exc) from None
     tracker = get_or_create_tracker(config)
-    ray.get([p.ready.remote() for p in providers.values()] + [tracker.ready.remote()])
+    try:
+        ray.get(tracker.ready.remote())
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, LeaseRefused):
+            raise
+        # another system's live tracker owns the deployment's audit database: undo what
+        # this call started (a router that was already running stays)
+        ray.kill(tracker, no_restart=True)
+        if fresh:
+            ray.get(router.release_lease.remote())
+            for h in [router, *providers.values(), *([sim] if sim is not None else [])]:
+                ray.kill(h, no_restart=True)
+        raise cause from None
+    ray.get([p.ready.remote() for p in providers.values()])
     return Handles(router, tracker, providers, sim, sim_url, config)
 
 
@@ -129,19 +144,21 @@ def _mixing(config: Config, running: str) -> str:
             "or stop the running router first.")
 
 
-def _same_kind_as_running(config: Config) -> None:
-    """Refuse, before creating anything, to join a running system of the other kind."""
+def _same_kind_as_running(config: Config) -> bool:
+    """Refuse, before creating anything, to join a running system of the other kind;
+    True when no router is running (this call starts the system)."""
     try:
         router = ray.get_actor("router", namespace=NAMESPACE)
     except ValueError:
-        return  # nothing running
+        return True  # nothing running
     try:
         running = parse_config(ray.get(router.config_data.remote(), timeout=60), "router")
     except Exception as exc:  # a router that cannot answer: the checks below still hold
         log.warning("could not ask the running router for its configuration: %s", exc)
-        return
+        return False
     if running.simulate != config.simulate:
         raise ConfigError(_mixing(config, ", ".join(running.names)))
+    return False
 
 
 def stop_system() -> None:
@@ -160,6 +177,11 @@ def stop_system() -> None:
                 ray.get(handle.stop.remote(), timeout=10)
             except Exception as exc:
                 log.debug("simulator stop: %s", exc)
+        elif name in ("router", "tracker"):  # free the deployment's lease for a successor
+            try:
+                ray.get(handle.release_lease.remote(), timeout=10)
+            except Exception as exc:
+                log.debug("%s lease release: %s", name, exc)
         ray.kill(handle, no_restart=True)
 
 

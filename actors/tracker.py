@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ from actors.audit import AuditBackend, Record, Written, as_record, open_store
 from actors.channel import ChannelServer
 from actors.config import AUDIT_DB, DEFAULT_STATE_DIR, Config, ConfigError
 from actors.contexts import DEFAULT_KEYS
+from actors.lease import Fenced, Lease, LeaseRefused, Role, Sql
 from actors.performance import Performance
-from actors.pg import ENV_DB_PASSWORD, PgTarget, check_db_url
+from actors.pg import ENV_DB_PASSWORD, PgTarget, check_db_url, deployment_schema
 from actors.placement import state_actor_options
 from actors.privacy import StoreText
 from actors.records import FeedbackRecord
@@ -63,6 +64,17 @@ class TrackerSpec(BaseModel):
     db_password_env: str = Field(
         ENV_DB_PASSWORD, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable holding the database password (on every node).")
+    deployment: str = Field(
+        "default", pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="The name this system's state is owned under (actors/lease.py): one live "
+                    "system per deployment and database. With PostgreSQL each name has its own "
+                    "schema (`default`: public), so systems of different names share a database.")
+    take_over: bool = Field(
+        False, description="Claim the deployment's state even from a live owner (whose writes "
+                           "are then refused): only once the other system is stopped.")
+    lease_ttl_s: float = Field(
+        15.0, gt=0, le=600, description="A lease whose holder sent no heartbeat for this long "
+                                        "is taken over (heartbeats every quarter of it).")
     store_text: StoreText = Field(
         "full", description="Prompt/response text: as is, an HMAC-SHA256 only, or not at all "
                             "(the router's journal follows the same setting).")
@@ -91,7 +103,7 @@ class TrackerSpec(BaseModel):
     def connection(self) -> PgTarget:
         """Where the PostgreSQL store is (only with `db_url`)."""
         assert self.db_url is not None
-        return PgTarget(self.db_url, self.db_password_env)
+        return PgTarget(self.db_url, self.db_password_env, deployment_schema(self.deployment))
 
     @classmethod
     def from_config(cls, config: Config | dict[str, Any] | None) -> TrackerSpec:
@@ -102,13 +114,35 @@ class TrackerSpec(BaseModel):
             raise ConfigError(_section_errors("tracker", exc)) from None
 
 
+def claim_lease(db: Sql, role: Role, spec: TrackerSpec, owner: str, where: str,
+                postgres: bool, on_lost: Callable[[Fenced], None] | None = None) -> Lease:
+    """Claim `role`'s lease of the deployment `spec` names and keep it beating."""
+    lease = Lease(db, role, spec.deployment, owner, where=where, ttl_s=spec.lease_ttl_s,
+                  take_over=spec.take_over, postgres=postgres)
+    lease.claim()
+    lease.keep(on_lost)
+    return lease
+
+
 class Tracker:
     """Audit store + performance aggregates. Not thread-safe: one owner calls it."""
 
-    def __init__(self, spec: TrackerSpec | None = None, *, clock=time.time) -> None:
+    def __init__(self, spec: TrackerSpec | None = None, *, clock=time.time,
+                 owner: str | None = None) -> None:
+        """`owner` (the tracker actor's id): claim the deployment's tracker lease under it
+        first (actors/lease.py) — raises `LeaseRefused` if another live tracker holds it."""
         self.spec = spec or TrackerSpec()
         self._clock = clock
         self.store: AuditBackend = open_store(self.spec)
+        self.lease: Lease | None = None
+        if owner is not None:
+            try:
+                self.lease = claim_lease(self.store.sql(), Role.TRACKER, self.spec, owner,
+                                         self.store.where, self.store.POSTGRES)
+            except BaseException:
+                self.store.close()
+                raise
+            self.store.fence = self.lease.fence
         self.perf = Performance(
             min_context_samples=self.spec.min_context_samples,
             window_size=self.spec.window_size,
@@ -120,6 +154,8 @@ class Tracker:
         self.invalid = 0  # records dropped by validation since this process started
 
     def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
         self.store.close()
 
     # -- writes (persist, then apply; the actor runs persist in a thread) ---------------
@@ -224,15 +260,28 @@ class TrackerActor(ChannelServer):
         # A restarted actor runs this again: the core rebuilds its figures from the store.
         if not isinstance(spec, TrackerSpec):
             spec = TrackerSpec.model_validate(spec or {})
-        self._core = Tracker(spec)
         self._write = asyncio.Lock()  # FIFO: batches apply in the order they arrived
+        self._refused: Exception | None = None
+        try:
+            self._core = Tracker(spec, owner=ray.get_runtime_context().get_actor_id() or "")
+        except LeaseRefused as exc:  # another live system's tracker: refuse, via ready()
+            self._refused = exc
+            log.error("%s", exc)
 
     def ready(self) -> bool:
         """Answers once the actor is up (start-up waits for it, as for the others)."""
+        if self._refused is not None:
+            raise self._refused  # the caller kills this actor
         return True
 
     async def _chan_handle(self, records: list[Record | dict[str, Any]]) -> int:
         return await self.record(records)
+
+    def release_lease(self) -> None:
+        """Mark the tracker lease free before a deliberate stop (a successor need not wait
+        for it to expire)."""
+        if self._refused is None and self._core.lease is not None:
+            self._core.lease.release()
 
     async def record(self, records: list[Record | dict[str, Any]]) -> int:
         async with self._write:

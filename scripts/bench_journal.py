@@ -5,6 +5,8 @@ Arms, each over the same records (one request's attempt + request record):
   file        Journal.append (a write(2), no fsync): what the router does on one machine
   pg-sync     PgJournal.append + await synced(): an answer waiting for its group commit
               (router.journal_sync, the default with PostgreSQL; asynchronous commit)
+  pg-fenced   the same, each commit checking the router's lease epoch in its statement
+              (what a router with PostgreSQL runs: actors/lease.py)
   pg-fsync    the same with synchronous_commit on: waiting for the server's WAL flush too
 At concurrency 1 (sequential answers) and 32 (answers in flight together share commits).
 A throwaway PostgreSQL server is started (tests/pg_server.py).
@@ -27,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.journal import Journal  # noqa: E402
+from actors.lease import Lease, Role  # noqa: E402
 from actors.pg import PgSession, PgTarget  # noqa: E402
 from actors.pg_journal import PgJournal  # noqa: E402
 from actors.records import AttemptRecord, RequestRecord  # noqa: E402
@@ -82,7 +85,11 @@ async def run(seconds: float, url: str) -> dict[str, dict]:
         return answer
 
     pg, fsync = PgJournal(PgTarget(url)), FsyncJournal(PgTarget(url))
-    arms = {"file": file_answer, "pg-sync": pg_answer(pg), "pg-fsync": pg_answer(fsync)}
+    lease = Lease(PgSession(PgTarget(url)), Role.ROUTER, "default", "bench", where="bench")
+    fenced = PgJournal(PgTarget(url), lease.claim())
+    fenced.seq, fsync.seq = 1 << 40, 2 << 40  # one table: each arm its own, fresh keys
+    arms = {"file": file_answer, "pg-sync": pg_answer(pg), "pg-fenced": pg_answer(fenced),
+            "pg-fsync": pg_answer(fsync)}
     out = {}
     for conc in (1, 32):
         for name, answer in arms.items():
@@ -90,6 +97,8 @@ async def run(seconds: float, url: str) -> dict[str, dict]:
             print(f"  {name:<9} c={conc:<3} {r['rps']:8.0f} answers/s  p50 {r['p50_ms']:7.3f} ms"
                   f"  p99 {r['p99_ms']:7.3f} ms", flush=True)
     pg.close()
+    fenced.close()
+    lease.release()
     fsync.close()
     file_journal.close()
     return out
@@ -112,7 +121,7 @@ def main() -> int:
         server.stop()
     print("\n| arm | c=1 answers/s | c=1 p50 ms | c=1 p99 ms | c=32 answers/s | c=32 p50 ms |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name in ("file", "pg-sync", "pg-fsync"):
+    for name in ("file", "pg-sync", "pg-fenced", "pg-fsync"):
         a, b = res[f"{name}@1"], res[f"{name}@32"]
         print(f"| {name} | {a['rps']:.0f} | {a['p50_ms']:.3f} | {a['p99_ms']:.3f} | "
               f"{b['rps']:.0f} | {b['p50_ms']:.3f} |")

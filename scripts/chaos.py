@@ -5,6 +5,7 @@ Serve replica, and lets a budget run out. Prints the reconciliation table; exits
 invariant fails.
 
     .venv/bin/python scripts/chaos.py [--duration 150] [--http 6] [--bars 600] [--json out.json]
+        [--db-url postgresql://USER@HOST:PORT/DB]
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def main() -> int:
     ap.add_argument("--latency-scale", type=float, default=0.05)
     ap.add_argument("--workdir", default=None, help="keep the audit DB and runs here")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--db-url", default=None,
+                    help="keep the audit trail and router state in this PostgreSQL database "
+                         "(postgresql://USER@HOST:PORT/DB; password from $LLM_ROUTER_DB_PASSWORD) "
+                         "instead of SQLite in the workdir")
     args = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -41,7 +46,7 @@ def main() -> int:
     try:
         report = asyncio.run(run_chaos(
             workdir, duration_s=args.duration, http_concurrency=args.http, bars=args.bars,
-            down_s=args.down, latency_scale=args.latency_scale))
+            down_s=args.down, latency_scale=args.latency_scale, db_url=args.db_url))
     finally:
         ray.shutdown()
     print()
