@@ -18,6 +18,7 @@ DIFFICULTY_WEIGHT = 5.0
 #: and a context with plenty of its own evidence is never held back by it.
 MIN_CONTEXT_WEIGHT, MAX_CONTEXT_WEIGHT = 8.0, 200.0
 Cell = dict[str, tuple[float, float]]
+LEVEL_BOUNDS = (0.01, 0.99)
 
 
 def difficulty(cell: Cell, level: dict[str, float], without: str | None = None) -> float:
@@ -44,7 +45,8 @@ def fit_levels(cells: list[Cell], providers: Iterable[str], start: dict[str, flo
                     n, m = cell[p]
                     num += n * (m - d)
                     den += n
-            level[p] = num / den
+            # a level is a rate: a context's difficulty can push m - d past 0..1
+            level[p] = min(max(num / den, LEVEL_BOUNDS[0]), LEVEL_BOUNDS[1])
     return level
 
 

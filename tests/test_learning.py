@@ -134,3 +134,15 @@ def test_same_records_same_estimates():
         for p in ("a", "b"):
             assert again.belief(p, key(f"t{t}")) == lr.belief(p, key(f"t{t}"))
     assert again.prices_table() == lr.prices_table()
+
+
+def test_a_level_fit_from_odd_evidence_stays_a_rate():
+    """One provider right everywhere, another right only where the first was wrong: the
+    difficulty pushed the second's level past 1 and the stream's error bar raised
+    'math domain error' on the next refresh (found writing the warm-up tests)."""
+    lr = Learner(["strong", "cheap"], keys=KEYS)
+    feed(lr, "strong", "known", [1.0] * 30)
+    feed(lr, "strong", "new", [0.0], start=100)
+    feed(lr, "cheap", "new", [1.0] * 3, start=200)
+    lr.refresh()
+    assert all(0.0 < c < 1.0 for c in lr._center.values())
