@@ -161,27 +161,35 @@ def _same_kind_as_running(config: Config) -> bool:
     return False
 
 
+STOP_WAIT_S = 3.0  # lease release and simulator stop, together, before the kills
+
+
 def stop_system() -> None:
-    """Kill every named actor of the system (the audit database stays on disk)."""
+    """Kill every named actor of the system (the audit database stays on disk).
+
+    The leases are released first, together and briefly: a successor on this host takes a
+    lease whose holder's process ended anyway, so a busy actor must not hold up the stop."""
     names = ["router", "tracker", "simulator"]
     for info in ray.util.list_named_actors(all_namespaces=True):
         if info.get("namespace") == NAMESPACE and info["name"].startswith("provider:"):
             names.append(info["name"])
+    handles = {}
     for name in names:
         try:
-            handle = ray.get_actor(name, namespace=NAMESPACE)
+            handles[name] = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
             continue
-        if name == "simulator":
+    asks = [handles[n].release_lease.remote() for n in ("router", "tracker") if n in handles]
+    if "simulator" in handles:
+        asks.append(handles["simulator"].stop.remote())
+    if asks:
+        ready, _ = ray.wait(asks, num_returns=len(asks), timeout=STOP_WAIT_S)
+        for ref in ready:
             try:
-                ray.get(handle.stop.remote(), timeout=10)
+                ray.get(ref)
             except Exception as exc:
-                log.debug("simulator stop: %s", exc)
-        elif name in ("router", "tracker"):  # free the deployment's lease for a successor
-            try:
-                ray.get(handle.release_lease.remote(), timeout=10)
-            except Exception as exc:
-                log.debug("%s lease release: %s", name, exc)
+                log.debug("stop: %s", exc)
+    for handle in handles.values():
         ray.kill(handle, no_restart=True)
 
 
