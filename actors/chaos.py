@@ -320,7 +320,10 @@ class Chaos:
             await step.start(self)
             if step.end is not None and step.hold is not None:
                 pending_ends.append((step.at + step.hold, step))
-        await self._sleep_until(self.duration, pending_ends)
+        # the load runs on for a tenth of the run after the last step took effect, however
+        # late a loaded machine made it (e.g. the budget set only once the router was back)
+        tail = time.monotonic() - self.t0 + 0.1 * self.duration
+        await self._sleep_until(max(self.duration, tail), pending_ends)
         for _, step in sorted(pending_ends, key=lambda t: t[0]):
             self.note(f"end: {step.name}")
             await step.end(self)  # type: ignore[misc]
