@@ -161,14 +161,16 @@ def _same_kind_as_running(config: Config) -> bool:
     return False
 
 
-STOP_WAIT_S = 3.0  # lease release and simulator stop, together, before the kills
+LEASE_RELEASE_WAIT_S = 3.0  # a successor on this host takes a dead holder's lease anyway
+SIMULATOR_STOP_WAIT_S = 10.0  # its stop escalates SIGTERM to SIGKILL after 5 s
 
 
 def stop_system() -> None:
     """Kill every named actor of the system (the audit database stays on disk).
 
-    The leases are released first, together and briefly: a successor on this host takes a
-    lease whose holder's process ended anyway, so a busy actor must not hold up the stop."""
+    First, at once: the leases are released (briefly: a busy actor must not hold up the
+    stop) and the simulator stops its server process (given the time its stop needs to
+    escalate, so no process is left behind)."""
     names = ["router", "tracker", "simulator"]
     for info in ray.util.list_named_actors(all_namespaces=True):
         if info.get("namespace") == NAMESPACE and info["name"].startswith("provider:"):
@@ -179,18 +181,24 @@ def stop_system() -> None:
             handles[name] = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
             continue
-    asks = [handles[n].release_lease.remote() for n in ("router", "tracker") if n in handles]
-    if "simulator" in handles:
-        asks.append(handles["simulator"].stop.remote())
-    if asks:
-        ready, _ = ray.wait(asks, num_returns=len(asks), timeout=STOP_WAIT_S)
-        for ref in ready:
-            try:
-                ray.get(ref)
-            except Exception as exc:
-                log.debug("stop: %s", exc)
+    releases = [handles[n].release_lease.remote() for n in ("router", "tracker") if n in handles]
+    sim_stop = [handles["simulator"].stop.remote()] if "simulator" in handles else []
+    _await_briefly(releases, LEASE_RELEASE_WAIT_S, "lease release")
+    _await_briefly(sim_stop, SIMULATOR_STOP_WAIT_S, "simulator stop")
     for handle in handles.values():
         ray.kill(handle, no_restart=True)
+
+
+def _await_briefly(refs: list[Any], timeout_s: float, what: str) -> None:
+    """Wait up to `timeout_s` for the calls; their failures only go to the debug log."""
+    if not refs:
+        return
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except Exception as exc:
+            log.debug("%s: %s", what, exc)
 
 
 def attach_system(config: Config) -> Handles:
