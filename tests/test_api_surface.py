@@ -330,11 +330,12 @@ SLOW = {"base_ms": 1000, "jitter": 0, "ms_per_token": 0, "stream_chunks": 12,
         "stream_interval_ms": 10000}  # ×0.02 latency_scale: 20 ms to the first, 200 ms apart
 
 
-def _cancelled(llm, model: str) -> int:
+def _sim_count(llm, model: str, what: str) -> int:
+    """One of the simulator's own counts for `model` (requests, streams_cancelled...)."""
     import ray
 
     stats = ray.get(llm.simulator.stats.remote())
-    return stats["models"].get(model, {}).get("streams_cancelled", 0)
+    return stats["models"].get(model, {}).get(what, 0)
 
 
 def test_sdk_stream_arrives_while_the_provider_is_still_generating(oai, llm):
@@ -385,7 +386,7 @@ def test_a_client_that_disconnects_cancels_the_provider_and_the_bill_is_recorded
 
     model = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
     sim(llm, model, **SLOW)
-    before = _cancelled(llm, model)
+    before = _sim_count(llm, model, "streams_cancelled")
     try:
         with httpx.Client(base_url=stack[0], headers=AUTH, timeout=30) as c:
             with c.stream("POST", "/v1/chat/completions", json={
@@ -396,7 +397,7 @@ def test_a_client_that_disconnects_cancels_the_provider_and_the_bill_is_recorded
                 lines = r.iter_lines()
                 assert next(line for line in lines if line.startswith("data: "))
             # leaving the block closes the connection mid-stream
-        wait_until(lambda: _cancelled(llm, model) > before, timeout=30)
+        wait_until(lambda: _sim_count(llm, model, "streams_cancelled") > before, timeout=30)
     finally:
         sim_reset(llm, model)
 
@@ -537,13 +538,6 @@ def test_sdk_stream_with_n_choices_relays_each_choice_with_its_index(oai, llm):
     assert usage is not None and attempt["output_tokens"] == usage.completion_tokens > 0
 
 
-def _sim_requests(llm, model: str) -> int:
-    import ray
-
-    stats = ray.get(llm.simulator.stats.remote())
-    return stats["models"].get(model, {}).get("requests", 0)
-
-
 def test_a_streamed_request_uses_the_response_cache_like_a_plain_one(llm, oai):
     """cache both: the first stream pays and is kept, the second streams the kept answer
     with no provider call and no cost; cache only on a miss fails without calling one;
@@ -560,9 +554,9 @@ def test_a_streamed_request_uses_the_response_cache_like_a_plain_one(llm, oai):
         return s, events
 
     first, _ = asyncio.run(once(cache="both"))
-    before = _sim_requests(llm, first.result.model)
+    before = _sim_count(llm, first.result.model, "requests")
     second, events = asyncio.run(once(cache="both"))
-    assert _sim_requests(llm, first.result.model) == before  # no provider call
+    assert _sim_count(llm, first.result.model, "requests") == before  # no provider call
     assert second.start.cached and second.result.trace.cached
     assert second.result.cost_usd == 0 and second.result.trace.saved_usd == first.result.cost_usd
     assert second.text == first.text and events and events[-1].type == "finish"
@@ -581,4 +575,4 @@ def test_a_streamed_request_uses_the_response_cache_like_a_plain_one(llm, oai):
                 for line in r.iter_lines()
                 if line.startswith("data: {") and json.loads(line[6:])["choices"])
     assert text == first.text
-    assert _sim_requests(llm, first.result.model) == before
+    assert _sim_count(llm, first.result.model, "requests") == before
