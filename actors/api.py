@@ -27,6 +27,7 @@ from actors.channel import ChannelBroken, ChannelPool
 from actors.clients.base import Message
 from actors.config import Config, load_config, parse_config
 from actors.errors import ErrorClass
+from actors.feedback import FeedbackAck, FeedbackItem
 from actors.keys import SIMULATED_WARNING
 from actors.outputs import OutputLike, as_model, builtin_model, request_fields
 from actors.response_cache import CacheMode
@@ -373,6 +374,14 @@ class RouterClient:
         """The async twin of `feedback`."""
         try:
             await self._h.router.feedback.remote(request_id, float(score))
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    async def afeedback_many(self, items: list[FeedbackItem]) -> list[FeedbackAck]:
+        """Many outcomes in one router call (what a backtest sends): each acknowledged on
+        its own — recorded, unknown (not recorded yet: ask again), invalid or failed."""
+        try:
+            return await self._h.router.feedback_many.remote(items)
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -128,6 +129,28 @@ class CacheProbe:
             provider=r.provider, model=r.model, text=r.text, finish_reason=r.finish_reason,
             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cost_usd=r.cost_usd,
             parsed=r.parsed, simulated=simulated))
+
+
+class AnsweredHits:
+    """Request ids this router answered from the cache, most recent `size` of them.
+
+    The learner keeps no memo of a hit (no new evidence), so without this a hit's feedback
+    went to the tracker: one Ray call, an audit-trail lookup and a commit each, retried
+    while the request's own rows were still on their way — the whole cost of a backtest
+    re-run. The router recorded the hit itself, so it records the feedback after it,
+    through the same journal and batches; the learner ignores it as before."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, request_id: str) -> None:
+        self._ids[request_id] = None
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._ids
 
 
 def only_miss() -> ProviderError:

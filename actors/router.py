@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.budget import BudgetLedger, BudgetSpec, BudgetWarning, Reservation
-from actors.cache_route import CacheProbe, hit_result, only_miss
+from actors.cache_route import AnsweredHits, CacheProbe, hit_result, only_miss
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
@@ -133,6 +133,7 @@ class Router:
         self.inflight = 0
         self.active: set[str] = set()  # request ids being routed right now
         self.cache: ResponseCache | None = None  # set by the actor (actors/router_state.py)
+        self.hits = AnsweredHits(self.spec.learning.max_tracked_requests)
         self.outstanding: dict[str, int] = {}  # calls in flight per provider
         # Set by the actor: request ids as idempotency keys, and text as store_text allows.
         self.idempotency: IdempotencyBook | None = None
@@ -182,10 +183,11 @@ class Router:
 
     def feedback(self, request_id: str, score: float) -> FeedbackRecord | None:
         """A realized outcome (0..1) of a request this router answered: learned at once and
-        recorded. None when the request is not remembered (the tracker then checks it)."""
+        recorded (a cache hit: recorded, and ignored by the learner as before). None when
+        the request is not remembered (the tracker then checks it)."""
         if not 0.0 <= score <= 1.0:  # also refuses NaN
             raise ValueError(f"feedback score must be within 0..1, got {score}")
-        if not self.learner.knows(request_id):
+        if not self.learner.knows(request_id) and request_id not in self.hits:
             return None
         rec = FeedbackRecord(request_id=request_id, ts=time.time(), score=score)
         self._sink([rec])
@@ -364,6 +366,8 @@ class Router:
                   started: float) -> None:
         """The request's own record, with its attempts' records, to the sink."""
         trace.latency_s = time.time() - started
+        if trace.cached:
+            self.hits.add(request_id)
         records.append(self._request_record(request_id, policy, req, trace, result, error))
         self._sink(records)
 

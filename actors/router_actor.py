@@ -17,6 +17,7 @@ import ray
 from actors.budget import BudgetWarning
 from actors.channel import ChannelBroken, ChannelPool, ChannelServer
 from actors.config import parse_config
+from actors.feedback import FeedbackAck, FeedbackItem, record_all
 from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.pg_journal import PgJournal
@@ -333,6 +334,15 @@ class RouterActor(ChannelServer):
         await self._ensure_started()
         if self.core.feedback(request_id, float(score)) is not None:
             return
+        await self._tracker_feedback(request_id, score)
+
+    async def feedback_many(self, items: list[FeedbackItem]) -> list[FeedbackAck]:
+        """Many outcomes in one call, in order, each as `feedback` takes it, each
+        acknowledged on its own (actors/feedback.py)."""
+        await self._ensure_started()
+        return await record_all(items, self.core.feedback, self._tracker_feedback)
+
+    async def _tracker_feedback(self, request_id: str, score: float) -> None:
         try:
             await self._tracker_handle().feedback.remote(request_id, float(score))
         except ray.exceptions.RayTaskError as exc:  # the tracker's own error, unwrapped

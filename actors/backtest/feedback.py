@@ -6,11 +6,11 @@ accuracy-first policy learns the realized hit rate as the backtest walks forward
 seeing the future of bars it has not routed yet. Whatever is held when the run ends is
 released then.
 
-`FeedbackSender` sends released scores with a few concurrent workers, through the router
-(`client.afeedback`): the router learns from each at once and records it after the
-request's own records. A request the router does not remember (e.g. one answered before
-a restart whose records are still on their way) goes to the tracker, which may answer
-"unknown request id" for a moment — so that case is retried for a while.
+`FeedbackSender` sends released scores in batches through the router
+(`client.afeedback_many`, actors/feedback.py): the router learns from each at once and
+records it after the request's own records. A request the router does not remember (e.g.
+one answered before a restart whose records are still on their way) goes to the tracker,
+which may answer "unknown request id" for a moment — so that case is retried for a while.
 """
 
 from __future__ import annotations
@@ -20,10 +20,18 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
+
+from actors.feedback import FeedbackAck, FeedbackItem, FeedbackOutcome
 
 log = logging.getLogger(__name__)
-Send = Callable[[str, float], Awaitable[None]]
+Send = Callable[[list[FeedbackItem]], Awaitable[list[FeedbackAck]]]
+
+
+class Item(NamedTuple):
+    request_id: str
+    score: float
+    since: float  # monotonic time it was released (for giving up)
 
 
 class FeedbackGate:
@@ -62,61 +70,93 @@ class FeedbackGate:
 
 
 def router_send(client: Any) -> Send:
-    return client.afeedback
+    return client.afeedback_many
 
 
 class FeedbackSender:
-    """Concurrent sending with retries of "unknown request id" (records not flushed yet)."""
+    """Sends released scores to the router in batches (one actor call for up to `batch`),
+    in the order they were released, one batch at a time. An item the router reports
+    unknown (its request's records not flushed yet) is asked again after `retry_s`, one
+    that failed (tracker restarting) after 4 × `retry_s`, each given up after
+    `give_up_s`; they ride along with the next batch, so they never hold up the rest."""
 
-    def __init__(self, send: Send, on_ack: Callable[[str], None], *, workers: int = 4,
+    def __init__(self, send: Send, on_ack: Callable[[str], None], *, batch: int = 256,
                  retry_s: float = 0.25, give_up_s: float = 60.0) -> None:
         self._send = send
         self._on_ack = on_ack
-        self._queue: asyncio.Queue[tuple[str, float, float] | None] = asyncio.Queue()
+        self._batch = batch
+        self._queue: asyncio.Queue[Item | None] = asyncio.Queue()
+        self._retry: list[tuple[float, Item]] = []  # (due, item)
+        self._closing = False
         self._retry_s = retry_s
         self._give_up_s = give_up_s
-        self._workers = [asyncio.ensure_future(self._work()) for _ in range(workers)]
+        self._worker = asyncio.ensure_future(self._work())
         self.sent = 0
         self.failed = 0
 
     def put(self, request_id: str, score: float) -> None:
-        self._queue.put_nowait((request_id, score, time.monotonic()))
+        self._queue.put_nowait(Item(request_id, score, time.monotonic()))
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._retry)
+
+    async def _next(self) -> list[Item] | None:
+        """The next batch: retries now due, then queued items; None once closed and done."""
+        while True:
+            now = time.monotonic()
+            out = [it for due, it in self._retry if due <= now]
+            self._retry = [(due, it) for due, it in self._retry if due > now]
+            while len(out) < self._batch and not self._queue.empty():
+                it = self._queue.get_nowait()
+                if it is None:
+                    self._closing = True
+                else:
+                    out.append(it)
+            if out:
+                return out
+            if self._closing and not self._retry:
+                return None
+            wait = min(d for d, _ in self._retry) - now if self._retry else None
+            try:
+                it = await asyncio.wait_for(self._queue.get(), wait)
+            except TimeoutError:
+                continue
+            if it is None:
+                self._closing = True
+            else:
+                return [it]
 
     async def _work(self) -> None:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            rid, score, since = item
-            while True:
-                try:
-                    await self._send(rid, score)
+        while (items := await self._next()) is not None:
+            try:
+                acks = await self._send([FeedbackItem(request_id=i.request_id, score=i.score)
+                                         for i in items])
+            except Exception as exc:  # router restarting etc.: never stop the run
+                for it in items:
+                    self._again(it, FeedbackOutcome.FAILED, str(exc))
+                continue
+            for it, ack in zip(items, acks, strict=True):
+                if ack.outcome == FeedbackOutcome.RECORDED:
                     self.sent += 1
-                    self._on_ack(rid)
-                    break
-                except KeyError:
-                    if time.monotonic() - since > self._give_up_s:
-                        self.failed += 1
-                        log.warning("feedback for %s dropped: request never recorded", rid)
-                        break
-                    await asyncio.sleep(self._retry_s)
-                except Exception as exc:  # tracker restarting etc.: never stop the run
-                    if time.monotonic() - since > self._give_up_s:
-                        self.failed += 1
-                        log.warning("feedback for %s dropped: %s", rid, exc)
-                        break
-                    await asyncio.sleep(self._retry_s * 4)
+                    self._on_ack(it.request_id)
+                else:
+                    self._again(it, ack.outcome, ack.error)
+
+    def _again(self, it: Item, outcome: FeedbackOutcome, error: str | None) -> None:
+        now = time.monotonic()
+        if outcome == FeedbackOutcome.INVALID or now - it.since > self._give_up_s:
+            self.failed += 1
+            why = "request never recorded" if outcome == FeedbackOutcome.UNKNOWN else error
+            log.warning("feedback for %s dropped: %s", it.request_id, why)
+            return
+        wait = self._retry_s if outcome == FeedbackOutcome.UNKNOWN else self._retry_s * 4
+        self._retry.append((now + wait, it))
 
     async def close(self) -> None:
         """Wait until everything queued was sent (or given up)."""
-        for _ in self._workers:
-            self._queue.put_nowait(None)
-        await asyncio.gather(*self._workers)
+        self._queue.put_nowait(None)
+        await self._worker
 
     def abort(self) -> None:
-        for w in self._workers:
-            w.cancel()
+        self._worker.cancel()
