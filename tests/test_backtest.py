@@ -292,11 +292,34 @@ def _requests(llm) -> int:
     return int(costs["requests"].sum()) if len(costs) else 0
 
 
-def test_killed_run_resumes_without_losing_duplicating_or_paying_twice(llm, tmp_path):
+class _Killed(Exception):
+    """The driver's process ended here, as by SIGKILL: nothing after it runs."""
+
+
+def _die_after(monkeypatch, rows: int) -> None:
+    """From outside the runner: the process "dies" as its `rows`-th result is stored —
+    no flush, no close, no feedback drained (the runner only sees an exception it does
+    not handle, so it cleans nothing up)."""
+    added = [0]
+    add = RunStore.add
+
+    def dying_add(self, row):
+        if added[0] >= rows - 1:
+            raise _Killed()
+        added[0] += 1
+        add(self, row)
+
+    monkeypatch.setattr(RunStore, "add", dying_add)
+
+
+def test_killed_run_resumes_without_losing_duplicating_or_paying_twice(llm, tmp_path,
+                                                                        monkeypatch):
     spec = _spec(tmp_path)
     before = _requests(llm)
-    first = run_backtest(llm, spec, progress=False, _kill_after=25)
-    assert first.stopped == "killed"
+    with monkeypatch.context() as m:
+        _die_after(m, 25)
+        with pytest.raises(_Killed):  # the 25th result gone with its process
+            run_backtest(llm, spec, progress=False)
     stored = RunStore(tmp_path, "t1").load()
     assert 8 <= len(stored) < 60  # some parts were written before the "kill"
     out = run_backtest(llm, spec, progress=False)

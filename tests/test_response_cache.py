@@ -335,3 +335,27 @@ async def test_a_cached_answer_teaches_the_learner_nothing_new(cache):
     assert hit.cached
     assert router.learner.knows(paid.request_id)  # its feedback counts
     assert not router.learner.knows(hit.request_id)  # the same answer's again would not
+
+
+async def test_a_hits_feedback_is_recorded_by_the_router_and_teaches_nothing(cache):
+    """A re-run's scores are for hits: the router that answered records them after the
+    hit's own record (before: each went to the tracker — a Ray call, a lookup and a
+    commit, retried until the hit's row had arrived), and the learner ignores them."""
+    from actors.records import FeedbackRecord
+
+    fake = Fake()
+    router, sink = make(fake, cache)
+    paid = await router.route(RouteRequest(messages=MSG, cache="both", policy="cost-aware",
+                                           context={"task": "risk"}))
+    assert router.feedback(paid.request_id, 1.0) is not None
+    await cache.flush()
+    sink.clear()
+    hit = await router.route(RouteRequest(messages=MSG, cache="both", policy="cost-aware",
+                                          context={"task": "risk"}))
+    assert hit.cached and len(fake.calls) == 1
+    learned = router.learner.table()
+    rec = router.feedback(hit.request_id, 0.0)
+    assert isinstance(rec, FeedbackRecord) and rec.request_id == hit.request_id
+    assert [type(x).__name__ for x in sink] == ["RequestRecord", "FeedbackRecord"]
+    assert router.learner.table() == learned  # a hit is no new evidence, nor its score
+    assert router.feedback("never-routed", 1.0) is None  # the tracker still checks those

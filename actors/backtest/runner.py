@@ -80,10 +80,6 @@ class BacktestOutcome:
         return self.finished == self.total
 
 
-class _Killed(Exception):
-    """Test hook: abandon the run abruptly, as a SIGKILL would."""
-
-
 @dataclass
 class _Run:
     prep: Prepared
@@ -94,7 +90,6 @@ class _Run:
     sender: FeedbackSender | None
     window: int
     assigner: RateShare | None
-    kill_after: int | None = None
     router: str = ""
     sent: int = 0
     recovered: int = 0
@@ -138,8 +133,6 @@ class _Run:
         if row["score"] is not None and self.sender is not None:
             for rid, s in self.gate.hold(job.series, job.bar, row["request_id"], row["score"]):
                 self.sender.put(rid, s)
-        if self.kill_after is not None and self.new_rows >= self.kill_after:
-            raise _Killed()
 
     def from_result(self, job: BarJob, policy: str, r: RouteResult) -> None:
         ok_att = [a for a in r.trace.attempts if a.ok]
@@ -342,7 +335,7 @@ def _observed_latency(client: Any) -> float | None:
 
 async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress: bool = True,
                         stream: TextIO | None = None, write_report: bool = True,
-                        _kill_after: int | None = None) -> BacktestOutcome:
+                        ) -> BacktestOutcome:
     """Run (or resume) a backtest; the async twin of `run_backtest`."""
     prep = spec if isinstance(spec, Prepared) else prepare(spec, client.config.regime)
     if prep.rules != client.config.regime:
@@ -363,7 +356,7 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
     sender = FeedbackSender(router_send(client), store.feedback_sent) if spec.feedback else None
     run = _Run(prep, client, store, bar, gate, sender, window,
                RateShare(client.config) if spec.assign == "rate-share" else None,
-               kill_after=_kill_after, router=router_id(client))
+               router=router_id(client))
     if sender is not None:  # scores stored earlier whose feedback never got through
         todo = stored[stored["score"].notna() & ~stored["request_id"].isin(fed)]
         for r in todo.itertuples():
@@ -382,14 +375,6 @@ async def arun_backtest(client: Any, spec: BacktestSpec | Prepared, *, progress:
         store.flush()  # keep what is done; the rest is rebuilt or re-sent on resume
         store.close()
         raise
-    except _Killed:
-        if sender is not None:
-            sender.abort()
-        store.close()
-        return BacktestOutcome(prep.run_id, store.dir, stored, prep.total, len(finished),
-                               run.sent, run.recovered, dict(run.failures), run.spend,
-                               time.monotonic() - t0, window, sorted(planner.nodes),
-                               sender.sent if sender else 0, stopped="killed")
     store.flush()
     if sender is not None:
         for rid, s in gate.drain():
