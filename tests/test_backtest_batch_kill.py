@@ -47,15 +47,13 @@ def backtest(config: Path, runs: Path, run_id: str, start: str,
              kill_at: str | None = None) -> subprocess.Popen[str]:
     import ray
 
-    argv = [sys.executable, "-m", "actors.cli", "--config", str(config), "backtest",
+    driver = ["-m", "tests.kill_driver", kill_at] if kill_at else ["-m", "actors.cli"]
+    argv = [sys.executable, *driver, "--config", str(config), "backtest",
             "--address", ray.get_runtime_context().gcs_address, "--run-id", run_id,
             "--runs-dir", str(runs), "--data", "sample:sp500", "--start", start,
             "--limit", str(BARS), "--batch", "--batch-poll", "0.1", "--no-cache",
             "--no-progress", "--no-feedback"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("LLM_ROUTER_BATCH_KILL", None)
-    if kill_at:
-        env["LLM_ROUTER_BATCH_KILL"] = kill_at
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,13 +172,3 @@ def still_open(intents: dict[int, Intent], finished: set[str],
         out.append((it, waiting))
     return out
 
-
-#: Test hook: SIGKILL this process right after the first job's intent is journaled
-#: ("intent") or right after it was submitted, before its id is ("submitted").
-KILL_ENV = "LLM_ROUTER_BATCH_KILL"
-
-
-def maybe_die(point: str) -> None:
-    if os.environ.get(KILL_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(10)  # the signal is on its way

@@ -15,10 +15,6 @@ Every retry is a new request id (`…~<n>`), as in synchronous mode.
 Resuming (the same run id): an intent with no job id is looked for by its tag — found,
 it is polled; provably never submitted, it is submitted now; bars already recorded (stored,
 or in the audit trail) are never submitted again.
-
-Test hook (batch_journal.py `maybe_die`): LLM_ROUTER_BATCH_KILL=intent|submitted SIGKILLs
-this process right after the first job's intent is journaled / right after it was
-submitted (before its id is).
 """
 
 from __future__ import annotations
@@ -34,7 +30,6 @@ from actors.backtest.batch_journal import (
     ItemRef,
     Waiting,
     custom_id,
-    maybe_die,
     prompt_of,
     run_tag,
     still_open,
@@ -251,7 +246,6 @@ class BatchRun:
             self.open[seq] = it
             self.run.sent += len(refs)
             self._count(provider, submitted=len(refs))
-            maybe_die("intent")
             await self._send(it)
 
     async def _send(self, it: Intent) -> None:
@@ -265,7 +259,6 @@ class BatchRun:
             self.submits[it.seq] = self.submits.get(it.seq, 0) + 1
             log.warning("batch job %s for %s not submitted (%s)", it.tag, it.provider, exc)
             return
-        maybe_die("submitted")
         self.journal.submitted(it, job.id)
         self.jobs += 1
         log.info("batch job %s (%s, %d items) submitted as %s", it.tag, it.provider,
