@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 class BacktestOutcome:
     run_id: str
     run_dir: Path
-    results: pd.DataFrame
+    # not in the repr: asyncio.run reprs the finished task (Python 3.11's signal-handler
+    # check formats it), and a DataFrame's repr took ~0.2 s of a one-second re-run
+    results: pd.DataFrame = field(repr=False)
     total: int
     skipped: int  # already stored when this invocation started
     sent: int  # requests sent by this invocation (retries included)
@@ -66,8 +68,8 @@ class BacktestOutcome:
     nodes: list[str]
     feedback_sent: int
     stopped: str | None = None
-    report: reports.Report | None = None
-    text: str = ""
+    report: reports.Report | None = field(default=None, repr=False)
+    text: str = field(default="", repr=False)
     cached: int = 0  # answered from the response cache by this invocation (not paid)
     saved_usd: float = 0.0  # what those answers cost when they were paid
 
