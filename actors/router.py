@@ -133,7 +133,7 @@ class Router:
         self.inflight = 0
         self.active: set[str] = set()  # request ids being routed right now
         self.cache: ResponseCache | None = None  # set by the actor (actors/router_state.py)
-        self.hits = AnsweredHits(self.spec.learning.max_tracked_requests)
+        self.hit_ids = AnsweredHits(self.spec.learning.max_tracked_requests)
         self.outstanding: dict[str, int] = {}  # calls in flight per provider
         # Set by the actor: request ids as idempotency keys, and text as store_text allows.
         self.idempotency: IdempotencyBook | None = None
@@ -187,7 +187,7 @@ class Router:
         the request is not remembered (the tracker then checks it)."""
         if not 0.0 <= score <= 1.0:  # also refuses NaN
             raise ValueError(f"feedback score must be within 0..1, got {score}")
-        if not self.learner.knows(request_id) and request_id not in self.hits:
+        if not self.learner.knows(request_id) and request_id not in self.hit_ids:
             return None
         rec = FeedbackRecord(request_id=request_id, ts=time.time(), score=score)
         self._sink([rec])
@@ -367,7 +367,7 @@ class Router:
         """The request's own record, with its attempts' records, to the sink."""
         trace.latency_s = time.time() - started
         if trace.cached:
-            self.hits.add(request_id)
+            self.hit_ids.add(request_id)
         records.append(self._request_record(request_id, policy, req, trace, result, error))
         self._sink(records)
 
