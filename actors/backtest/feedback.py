@@ -157,6 +157,3 @@ class FeedbackSender:
         """Wait until everything queued was sent (or given up)."""
         self._queue.put_nowait(None)
         await self._worker
-
-    def abort(self) -> None:
-        self._worker.cancel()
