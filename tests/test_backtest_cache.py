@@ -53,7 +53,7 @@ def test_a_rerun_pays_nothing_and_three_policies_pay_each_provider_and_prompt_on
     assert first.cached == len(first.results) - len(distinct)
 
     sim1, paid1 = _sim_requests(llm), _paid(llm)
-    learned = llm.estimates()["score"].round(3)
+    evidence = llm.estimates()["evidence"]
     again = run_backtest(llm, _spec(tmp_path, "again"), progress=False)
     assert again.complete and again.cached == 36 and again.spend_usd == 0.0
     assert _sim_requests(llm) == sim1 and _paid(llm) == paid1  # no provider called
@@ -62,7 +62,8 @@ def test_a_rerun_pays_nothing_and_three_policies_pay_each_provider_and_prompt_on
     for rid in again.results["request_id"].head(5):
         audit = llm.audit(rid)
         assert [r["kind"] for r in audit] == ["request", "feedback"] and audit[0]["cached"]
-    assert llm.estimates()["score"].round(3).equals(learned)
+    # (hits only age what was learned; a score learned again would add evidence)
+    assert (llm.estimates()["evidence"].reindex(evidence.index) <= evidence + 1e-9).all()
     df = again.results.set_index(["policy", "ts"]).sort_index()
     was = first.results.set_index(["policy", "ts"]).sort_index()
     assert (df["answer"] == was["answer"]).all() and (df["provider"] == was["provider"]).all()
