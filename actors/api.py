@@ -33,6 +33,7 @@ from actors.response_cache import CacheMode
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.route_streams import RouteStream, SyncRouteStream
 from actors.router_actor import NAMESPACE, provider_actor_name
+from actors.router_recovery import ROUTER_WAIT_S, RouterRecovery
 from actors.spend import TimeLike
 from actors.system import Handles, start_system, stop_system
 
@@ -144,6 +145,8 @@ class RouterClient:
         self._h = handles
         self.config = config
         self._router_channel = ChannelPool(lambda: self._h.router, "router")
+        self._router_recovery = RouterRecovery(lambda: self._h.router.ready.remote(),
+                                               (ray.exceptions.RayActorError,))
 
     def _request(self, messages: MessagesLike, output: OutputLike = "text",
                  **kw: Any) -> tuple[RouteRequest, type[BaseModel] | None]:
@@ -234,9 +237,12 @@ class RouterClient:
         """
         if req.request_id is None:
             req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        if self._router_recovery.down:  # a call found it gone: wait for its restart first
+            await self._router_recovery.back(req.timeout or ROUTER_WAIT_S)
         try:
             return await self._router_channel.call(req)
         except ChannelBroken as exc:
+            self._router_recovery.lost()
             message = (f"{exc}; request {req.request_id} has an unknown outcome "
                        "(its audit rows say what happened)")
             await self._record_unknown(req, message)
