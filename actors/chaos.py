@@ -33,6 +33,7 @@ import ray
 import yaml
 
 from actors.audit import open_store
+from actors.chaos_budget import committed_usd, lower_budget
 from actors.config import DEFAULT_CONFIG, parse_config
 from actors.reconcile import ChaosReport, audit_invariants
 from actors.tracker import TrackerSpec
@@ -227,11 +228,10 @@ class Chaos:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-        row = status[(status.scope == "*") & (status.window == "hourly")].iloc[0]
-        self.budget_usd = float(row.spent_usd + row.reserved_usd) + 0.0005  # a few cheap answers
-        self.llm.set_budgets({"hourly_usd": self.budget_usd})
+        spent, committed = committed_usd(status)
+        self.budget_usd = await asyncio.to_thread(lower_budget, self.llm, committed)
         self.note(f"global hourly budget set to ${self.budget_usd:.4f} (spent so far "
-                  f"${row.spent_usd:.4f})")
+                  f"${spent:.4f})")
 
     # -- load ------------------------------------------------------------------------------
 

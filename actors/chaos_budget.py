@@ -1,0 +1,43 @@
+"""The chaos run's budget step: the global hourly budget set just above what is already
+committed, so that it runs out mid-run — and the run can check that spend stayed within it.
+
+Requests keep reserving their worst-case cost between reading the budgets and setting one
+(a burst right after a router restart reserves dollars within milliseconds). A limit set
+below what in-flight requests already reserved cannot stop them: they finish and spend past
+it, which the PostgreSQL chaos run once reported as an overspend of $0.0003 (the router's
+recovery probe, reserved a moment before the lower limit landed). So the limit is checked
+against the ledger as it was when it took effect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: What the budget leaves above the spend already committed: a few cheap answers.
+BUDGET_MARGIN_USD = 0.0005
+
+
+def committed_usd(status: Any) -> tuple[float, float]:
+    """(settled, settled + reserved) of the global hourly window in a budgets table."""
+    row = status[(status.scope == "*") & (status.window == "hourly")].iloc[0]
+    return float(row.spent_usd), float(row.spent_usd + row.reserved_usd)
+
+
+def lower_budget(llm: Any, committed: float, margin: float = BUDGET_MARGIN_USD,
+                 tries: int = 20) -> float:
+    """Set the global hourly budget just above the spend committed *when it takes effect*.
+
+    Requests keep reserving between reading the budgets and setting one (a burst right
+    after a router restart reserves dollars in milliseconds), and a limit set below what
+    in-flight requests already reserved cannot stop them: they finish and spend past it.
+    `set_budgets` answers with the ledger as it was when the limit took effect, so set,
+    look, and raise it until it covers everything committed by then; every reservation
+    after that is checked against it. Returns the limit in force."""
+    budget = committed + margin
+    for _ in range(tries):
+        _, now_committed = committed_usd(llm.set_budgets({"hourly_usd": budget}))
+        if now_committed <= budget:
+            return budget
+        budget = now_committed + margin
+    raise RuntimeError(f"could not set a budget above the committed spend in {tries} tries "
+                       f"(last ${budget:.4f})")

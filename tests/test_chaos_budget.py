@@ -1,0 +1,71 @@
+"""The chaos run's budget step (actors/chaos_budget.py) against the real budget ledger:
+requests that reserve between reading the budgets and setting one must not be able to
+spend past it (the PostgreSQL chaos run's $0.0003 overspend)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from actors.budget import BudgetLedger, BudgetSpec
+from actors.chaos_budget import BUDGET_MARGIN_USD, committed_usd, lower_budget
+
+NOW = 1_800_000_000.0
+
+
+class Router:
+    """`budgets`/`set_budgets` as the router answers them, over a real BudgetLedger; a
+    burst of requests reserves right after the first read (a router just back from a
+    restart releasing the requests that waited for it)."""
+
+    def __init__(self, burst: int) -> None:
+        self.ledger = BudgetLedger(BudgetSpec())
+        self.ledger.seed("*", "hourly", 0.0759, NOW)
+        self.burst, self.held = burst, []
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.ledger.status(NOW))
+
+    def budgets(self) -> pd.DataFrame:
+        out = self.table()
+        for _ in range(self.burst):  # reserved after the table above was read
+            self.held.append(self.ledger.reserve("claude", 0.04, NOW))
+        self.burst = 0
+        return out
+
+    def set_budgets(self, patch: dict) -> pd.DataFrame:
+        self.ledger.spec = BudgetSpec(hourly_usd=patch["hourly_usd"])
+        return self.table()
+
+    def finish(self, actual: float) -> float:
+        """The requests in flight settle (each below its worst case); spend in the end."""
+        for res in self.held:
+            self.ledger.settle(res, actual, NOW)
+        return committed_usd(self.table())[0]
+
+
+def test_a_budget_set_from_a_stale_reading_is_raised_to_what_was_committed() -> None:
+    router = Router(burst=24)
+    _, committed = committed_usd(router.budgets())
+    stale = committed + BUDGET_MARGIN_USD
+    assert router.finish(0.0) <= stale  # nothing in flight spends: fine either way
+    router = Router(burst=24)
+    _, committed = committed_usd(router.budgets())
+    budget = lower_budget(router, committed)
+    assert budget > stale  # the burst's reservations are covered
+    assert router.finish(0.04) <= budget + 1e-12  # every request spent its worst case
+
+
+def test_the_old_way_overspends_the_same_burst() -> None:
+    """What the run did before: set spent + reserved (as read) + margin, once."""
+    router = Router(burst=24)
+    _, committed = committed_usd(router.budgets())
+    budget = committed + BUDGET_MARGIN_USD
+    router.set_budgets({"hourly_usd": budget})
+    assert router.finish(0.000711) > budget  # one cheap answer each is already too much
+
+
+def test_without_a_burst_the_budget_is_the_committed_spend_plus_the_margin() -> None:
+    router = Router(burst=0)
+    _, committed = committed_usd(router.budgets())
+    assert lower_budget(router, committed) == pytest.approx(0.0759 + BUDGET_MARGIN_USD)
