@@ -33,7 +33,7 @@ import ray
 import yaml
 
 from actors.audit import open_store
-from actors.chaos_budget import committed_usd, lower_budget
+from actors.chaos_steps import committed_usd, lower_budget, router_answers
 from actors.config import DEFAULT_CONFIG, parse_config
 from actors.reconcile import ChaosReport, audit_invariants
 from actors.tracker import TrackerSpec
@@ -108,6 +108,7 @@ class Chaos:
         token = _token_file(self.workdir).read_text().strip()
         self.auth = {"authorization": f"Bearer {token}"}
         self._stop = asyncio.Event()
+        self._router_killed = False
 
     # -- schedule --------------------------------------------------------------------------
 
@@ -188,9 +189,8 @@ class Chaos:
     async def kill_router(self) -> None:
         since = time.monotonic()
         ray.kill(self.llm.handles.router, no_restart=False)
-        asyncio.ensure_future(self._recover(
-            "router", lambda: self.llm.acomplete("probe", timeout=5, context={"task": "probe"}),
-            since))
+        self._router_killed = True
+        asyncio.ensure_future(self._recover("router", lambda: router_answers(self.llm), since))
 
     async def kill_replica(self) -> None:
         replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
@@ -218,8 +218,12 @@ class Chaos:
         asyncio.ensure_future(self._recover("serve replica", probe, since))
 
     async def exhaust_budget(self) -> None:
-        # the router may still be restarting from the kill before (slow on a loaded machine)
+        # After a router kill, the budget runs out once the router routes again: what waited
+        # for its restart (bars in flight at the kill) is in and reserved first, not refused.
         deadline = time.monotonic() + 60
+        while self._router_killed and "router" not in self.recovery and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         while True:
             try:
                 status = self.llm.budgets()

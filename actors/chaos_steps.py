@@ -1,5 +1,11 @@
-"""The chaos run's budget step: the global hourly budget set just above what is already
-committed, so that it runs out mid-run — and the run can check that spend stayed within it.
+"""Steps of the chaos run that race the system they test (actors/chaos.py).
+
+Whether the router is back after its kill: it is once it *answers* a routed request — a
+refusal for budget is an answer too (the run's budget may already have run out by then;
+counting only successes, the PostgreSQL run reported a router that never recovered).
+
+The budget step: the global hourly budget set just above what is already committed, so
+that it runs out mid-run — and the run can check that spend stayed within it.
 
 Requests keep reserving their worst-case cost between reading the budgets and setting one
 (a burst right after a router restart reserves dollars within milliseconds). A limit set
@@ -12,6 +18,20 @@ against the ledger as it was when it took effect.
 from __future__ import annotations
 
 from typing import Any
+
+from actors.errors import ErrorClass
+from actors.route import RoutingError
+
+
+async def router_answers(llm: Any) -> None:
+    """Route one small request; returns once a live router decided it (raises while the
+    router is restarting or unreachable)."""
+    try:
+        await llm.acomplete("probe", timeout=5, context={"task": "probe"})
+    except RoutingError as exc:
+        if exc.error_class is not ErrorClass.BUDGET_EXCEEDED:
+            raise
+
 
 #: What the budget leaves above the spend already committed: a few cheap answers.
 BUDGET_MARGIN_USD = 0.0005

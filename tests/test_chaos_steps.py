@@ -1,14 +1,18 @@
-"""The chaos run's budget step (actors/chaos_budget.py) against the real budget ledger:
+"""The chaos run's budget step (actors.chaos_steps.py) against the real budget ledger:
 requests that reserve between reading the budgets and setting one must not be able to
 spend past it (the PostgreSQL chaos run's $0.0003 overspend)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pandas as pd
 import pytest
 
 from actors.budget import BudgetLedger, BudgetSpec
-from actors.chaos_budget import BUDGET_MARGIN_USD, committed_usd, lower_budget
+from actors.chaos_steps import BUDGET_MARGIN_USD, committed_usd, lower_budget, router_answers
+from actors.errors import ErrorClass
+from actors.route import RoutingError, RoutingTrace
 
 NOW = 1_800_000_000.0
 
@@ -69,3 +73,22 @@ def test_without_a_burst_the_budget_is_the_committed_spend_plus_the_margin() -> 
     router = Router(burst=0)
     _, committed = committed_usd(router.budgets())
     assert lower_budget(router, committed) == pytest.approx(0.0759 + BUDGET_MARGIN_USD)
+
+
+class _Router:
+    def __init__(self, error: ErrorClass | None) -> None:
+        self.error = error
+
+    async def acomplete(self, *_a, **_kw) -> str:
+        if self.error is not None:
+            raise RoutingError(self.error, "refused", RoutingTrace(request_id="probe", policy=""))
+        return "ok"
+
+
+def test_a_router_refusing_for_budget_has_recovered_one_unreachable_has_not() -> None:
+    """The run's budget may have run out before the killed router came back: its refusal
+    is still an answer (the PG run reported a router that "never recovered")."""
+    asyncio.run(router_answers(_Router(None)))
+    asyncio.run(router_answers(_Router(ErrorClass.BUDGET_EXCEEDED)))
+    with pytest.raises(RoutingError):
+        asyncio.run(router_answers(_Router(ErrorClass.INTERNAL)))
