@@ -347,7 +347,9 @@ class RouterClient:
         """Change budget limits at run time by merging, e.g. {"hourly_usd": 5} keeps every
         other limit; null removes one ({"per_provider": {"claude": None}}). Spend so far
         counts against the new limits; the change is kept in this instance's state
-        directory and re-applied (and reported) at every start."""
+        directory and re-applied (and reported) at every start. Requests already in flight
+        keep their reservations: a limit lowered below spent + reserved cannot stop them
+        (the table returned is the ledger as the new limit took effect — check it)."""
         return pd.DataFrame(_get(self._h.router.set_budgets.remote(budgets)))
 
     def reset_budgets(self) -> pd.DataFrame:
