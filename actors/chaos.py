@@ -33,7 +33,7 @@ import ray
 import yaml
 
 from actors.audit import open_store
-from actors.chaos_steps import committed_usd, lower_budget, router_answers
+from actors.chaos_steps import committed_usd, router_answers, run_out_budget
 from actors.config import DEFAULT_CONFIG, parse_config
 from actors.reconcile import ChaosReport, audit_invariants
 from actors.tracker import TrackerSpec
@@ -233,7 +233,7 @@ class Chaos:
                     raise
                 await asyncio.sleep(0.5)
         spent, committed = committed_usd(status)
-        self.budget_usd = await asyncio.to_thread(lower_budget, self.llm, committed)
+        self.budget_usd = await asyncio.to_thread(run_out_budget, self.llm, committed)
         self.note(f"global hourly budget set to ${self.budget_usd:.4f} (spent so far "
                   f"${spent:.4f})")
 

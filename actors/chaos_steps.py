@@ -17,6 +17,8 @@ against the ledger as it was when it took effect.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from actors.errors import ErrorClass
@@ -61,3 +63,20 @@ def lower_budget(llm: Any, committed: float, margin: float = BUDGET_MARGIN_USD,
         budget = now_committed + margin
     raise RuntimeError(f"could not set a budget above the committed spend in {tries} tries "
                        f"(last ${budget:.4f})")
+
+
+def run_out_budget(llm: Any, committed: float, margin: float = BUDGET_MARGIN_USD,
+                   rounds: int = 10, every_s: float = 0.3,
+                   sleep: Callable[[float], None] = time.sleep) -> float:
+    """`lower_budget`, then tighten it while what was in flight settles: reservations are
+    worst cases (a burst of them can hold dollars that end up cents), so a limit covering
+    them would not run out for the rest of the run. Each lower limit again covers what is
+    committed when it takes effect, so spend never passes the last one. Returns it."""
+    budget = lower_budget(llm, committed, margin)
+    for _ in range(rounds):
+        sleep(every_s)
+        _, now = committed_usd(llm.budgets())
+        if now + margin >= budget - 1e-12:  # as tight as it gets
+            break
+        budget = lower_budget(llm, now, margin)  # the limit in force from now on
+    return budget

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from actors.budget import BudgetLedger, BudgetSpec
-from actors.chaos_steps import BUDGET_MARGIN_USD, committed_usd, lower_budget, router_answers
+from actors.chaos_steps import (
+    BUDGET_MARGIN_USD,
+    committed_usd,
+    lower_budget,
+    router_answers,
+    run_out_budget,
+)
 from actors.errors import ErrorClass
 from actors.route import RoutingError, RoutingTrace
 
@@ -92,3 +98,21 @@ def test_a_router_refusing_for_budget_has_recovered_one_unreachable_has_not() ->
     asyncio.run(router_answers(_Router(ErrorClass.BUDGET_EXCEEDED)))
     with pytest.raises(RoutingError):
         asyncio.run(router_answers(_Router(ErrorClass.INTERNAL)))
+
+
+def test_the_budget_tightens_once_the_burst_settles_and_then_runs_out() -> None:
+    """Covering the burst's worst cases alone left a budget that never ran out (a PG run
+    had no 402 at all); as the burst settles at what it spent, the limit comes down."""
+    router = Router(burst=24)
+    _, committed = committed_usd(router.budgets())
+    settled = []
+
+    def sleep(_s: float) -> None:  # the burst finishes while the run waits
+        if not settled:
+            settled.append(router.finish(0.000711))
+
+    budget = run_out_budget(router, committed, sleep=sleep)
+    spent = committed_usd(router.table())[0]
+    assert spent <= budget <= spent + BUDGET_MARGIN_USD + 1e-12  # tight again
+    assert router.ledger.spec.hourly_usd == budget  # the limit in force is the one reported
+    assert router.ledger.blocked_reason("claude", 0.04, NOW)  # the next dear request: refused
