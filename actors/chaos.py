@@ -224,6 +224,7 @@ class Chaos:
         while self._router_killed and "router" not in self.recovery and \
                 time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 60  # then as long again for an answer to budgets()
         while True:
             try:
                 status = self.llm.budgets()
