@@ -34,6 +34,7 @@ from actors.response_cache import CacheMode
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.route_streams import RouteStream, SyncRouteStream
 from actors.router_actor import NAMESPACE, provider_actor_name
+from actors.router_recovery import ROUTER_WAIT_S, RouterRecovery
 from actors.spend import TimeLike
 from actors.system import Handles, start_system, stop_system
 
@@ -145,6 +146,8 @@ class RouterClient:
         self._h = handles
         self.config = config
         self._router_channel = ChannelPool(lambda: self._h.router, "router")
+        self._router_recovery = RouterRecovery(lambda: self._h.router.ready.remote(),
+                                               (ray.exceptions.RayActorError,))
 
     def _request(self, messages: MessagesLike, output: OutputLike = "text",
                  **kw: Any) -> tuple[RouteRequest, type[BaseModel] | None]:
@@ -235,9 +238,12 @@ class RouterClient:
         """
         if req.request_id is None:
             req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        if self._router_recovery.down:  # a call found it gone: wait for its restart first
+            await self._router_recovery.back(req.timeout or ROUTER_WAIT_S)
         try:
             return await self._router_channel.call(req)
         except ChannelBroken as exc:
+            self._router_recovery.lost()
             message = (f"{exc}; request {req.request_id} has an unknown outcome "
                        "(its audit rows say what happened)")
             await self._record_unknown(req, message)
@@ -342,7 +348,9 @@ class RouterClient:
         """Change budget limits at run time by merging, e.g. {"hourly_usd": 5} keeps every
         other limit; null removes one ({"per_provider": {"claude": None}}). Spend so far
         counts against the new limits; the change is kept in this instance's state
-        directory and re-applied (and reported) at every start."""
+        directory and re-applied (and reported) at every start. Requests already in flight
+        keep their reservations: a limit lowered below spent + reserved cannot stop them
+        (the table returned is the ledger as the new limit took effect — check it)."""
         return pd.DataFrame(_get(self._h.router.set_budgets.remote(budgets)))
 
     def reset_budgets(self) -> pd.DataFrame:

@@ -33,6 +33,7 @@ import ray
 import yaml
 
 from actors.audit import open_store
+from actors.chaos_steps import committed_usd, router_answers, run_out_budget
 from actors.config import DEFAULT_CONFIG, parse_config
 from actors.reconcile import ChaosReport, audit_invariants
 from actors.tracker import TrackerSpec
@@ -107,6 +108,7 @@ class Chaos:
         token = _token_file(self.workdir).read_text().strip()
         self.auth = {"authorization": f"Bearer {token}"}
         self._stop = asyncio.Event()
+        self._router_killed = False
 
     # -- schedule --------------------------------------------------------------------------
 
@@ -187,9 +189,8 @@ class Chaos:
     async def kill_router(self) -> None:
         since = time.monotonic()
         ray.kill(self.llm.handles.router, no_restart=False)
-        asyncio.ensure_future(self._recover(
-            "router", lambda: self.llm.acomplete("probe", timeout=5, context={"task": "probe"}),
-            since))
+        self._router_killed = True
+        asyncio.ensure_future(self._recover("router", lambda: router_answers(self.llm), since))
 
     async def kill_replica(self) -> None:
         replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
@@ -217,8 +218,13 @@ class Chaos:
         asyncio.ensure_future(self._recover("serve replica", probe, since))
 
     async def exhaust_budget(self) -> None:
-        # the router may still be restarting from the kill before (slow on a loaded machine)
+        # After a router kill, the budget runs out once the router routes again: what waited
+        # for its restart (bars in flight at the kill) is in and reserved first, not refused.
         deadline = time.monotonic() + 60
+        while self._router_killed and "router" not in self.recovery and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 60  # then as long again for an answer to budgets()
         while True:
             try:
                 status = self.llm.budgets()
@@ -227,11 +233,10 @@ class Chaos:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-        row = status[(status.scope == "*") & (status.window == "hourly")].iloc[0]
-        self.budget_usd = float(row.spent_usd + row.reserved_usd) + 0.0005  # a few cheap answers
-        self.llm.set_budgets({"hourly_usd": self.budget_usd})
+        spent, committed = committed_usd(status)
+        self.budget_usd = await asyncio.to_thread(run_out_budget, self.llm, committed)
         self.note(f"global hourly budget set to ${self.budget_usd:.4f} (spent so far "
-                  f"${row.spent_usd:.4f})")
+                  f"${spent:.4f})")
 
     # -- load ------------------------------------------------------------------------------
 
