@@ -31,6 +31,7 @@ from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors.chanstream import StreamConns
 from actors.localsock import SocketBroken, SocketClient, SocketServer
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ChannelClient:
         self._sock_connecting: asyncio.Future | None = None
         self._sock_retry_at = 0.0
         self._endpoint: dict[str, str] | None = None
+        self.stream_conns = StreamConns()  # stream connections between streams
         self._retired = False
         self._outbox: list[tuple[int, Any]] = []
         self._pending: dict[int, _Pending] = {}
@@ -233,6 +235,7 @@ class ChannelClient:
     def retire(self) -> None:
         """Replaced by a new client: close the socket once calls in flight finished."""
         self._retired = True
+        self.stream_conns.close()
         if self._sock is not None and not self._sock.inflight:
             self._sock.close()
 
@@ -240,6 +243,7 @@ class ChannelClient:
         """Stop the parked collect and the socket (calls still in flight fail)."""
         if self._collector is not None:
             self._collector.cancel()
+        self.stream_conns.close()
         if self._sock is not None:
             self._sock.close()
         self._fail(list(self._pending), ChannelBroken(f"{self.name} channel closed"))

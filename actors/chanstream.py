@@ -1,7 +1,11 @@
 """The caller side of a streaming channel call (actors/channel.py, `ChannelClient.stream`).
 
 Same node: a connection of its own to the callee's Unix socket (actors/localsock.py
-`StreamOpen`), values framed as they come; closing it cancels the stream in the callee.
+`StreamOpen`), values framed as they come; closing it cancels the stream in the callee. A
+connection whose stream ended is kept for the caller's next stream to that socket
+(`StreamConns`): opening one costs an accept, a task and a token handshake on each side,
+about a loop turn per side per hop before the callee even sees the call — time that every
+streamed request's first token waited on, twice (caller → router → provider).
 Elsewhere (another node, `LLM_ROUTER_LOCAL_SOCKETS=0`): the callee's `chan_stream`, a Ray
 streaming-generator method; closing cancels that task with `ray.cancel`. Either way a
 callee that dies mid-stream is a ChannelBroken, and the caller stopping early (or being
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from actors.channel import ChannelClient
 
 CONNECT_S = 2.0
+#: Stream connections kept open between streams, per caller loop and callee.
+IDLE_STREAM_CONNS = 8
 _LOST = "lost"
 
 
@@ -30,7 +36,8 @@ async def open_stream(client: ChannelClient, item: Any) -> AsyncIterator[Any]:
     from actors.channel import ChannelBroken
 
     endpoint = await client.stream_endpoint()
-    source = _via_socket(endpoint, item) if endpoint else _via_ray(client.handle, item)
+    source = _via_socket(endpoint, item, client.stream_conns) if endpoint \
+        else _via_ray(client.handle, item)
     try:
         async for value in source:
             yield value
@@ -66,29 +73,85 @@ class _StreamConn(_Framed):
         self.values.put_nowait((_LOST, exc))
 
 
-async def _via_socket(endpoint: dict[str, str], item: Any) -> AsyncIterator[Any]:
-    loop = asyncio.get_running_loop()
-    _, conn = await asyncio.wait_for(
-        loop.create_unix_connection(_StreamConn, endpoint["path"]), CONNECT_S)
+class StreamConns:
+    """One caller's idle stream connections (bound to its event loop), each kept with the
+    socket path it goes to: a stream that ended cleanly hands its connection back, the
+    next stream to that socket takes it instead of connecting."""
+
+    def __init__(self, keep: int = IDLE_STREAM_CONNS) -> None:
+        self._keep = keep
+        self._idle: list[tuple[str, _StreamConn]] = []
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def take(self, path: str) -> _StreamConn | None:
+        """An open connection to `path` (None: connect a new one); others are closed."""
+        while self._idle:
+            where, conn = self._idle.pop()
+            if where == path and _usable(conn):
+                return conn
+            _close(conn)
+        return None
+
+    def give(self, path: str, conn: _StreamConn) -> None:
+        if _usable(conn) and conn.values.empty() and len(self._idle) < self._keep:
+            self._idle.append((path, conn))
+        else:
+            _close(conn)
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, conn in idle:
+            _close(conn)
+
+
+def _usable(conn: _StreamConn) -> bool:
+    return not conn.closed and conn.transport is not None and not conn.transport.is_closing()
+
+
+def _close(conn: _StreamConn) -> None:
+    if conn.transport is not None:
+        conn.transport.close()  # before a stream's end: the callee cancels the stream
+
+
+async def _via_socket(endpoint: dict[str, str], item: Any,
+                      conns: StreamConns) -> AsyncIterator[Any]:
+    path = endpoint["path"]
+    conn = conns.take(path)
+    if conn is None:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_unix_connection(_StreamConn, path), CONNECT_S)
+    ended = False
     try:
-        # Token and call back to back: the callee unpickles nothing before the token
-        # matched, and one round trip less is ~a loop turn on each side per hop.
-        conn.send_frame(endpoint["token"].encode())
-        conn.send_frame(_dumps(StreamOpen(item)))
-        await asyncio.wait_for(asyncio.shield(conn.instance), CONNECT_S)
+        if conn.instance.done():  # kept from an earlier stream: authenticated already
+            conn.send_frame(_dumps(StreamOpen(item)))
+        else:
+            # Token and call back to back: the callee unpickles nothing before the token
+            # matched, and one round trip less is ~a loop turn on each side per hop.
+            conn.send_frame(endpoint["token"].encode())
+            conn.send_frame(_dumps(StreamOpen(item)))
+            await asyncio.wait_for(asyncio.shield(conn.instance), CONNECT_S)
         while True:
             kind, value = await conn.values.get()
             if kind == "item":
                 yield value
             elif kind == "end":
+                ended = True
                 return
             elif kind == "error":
+                ended = True
                 raise value
             else:
                 raise SocketBroken(f"stream connection lost{f': {value}' if value else ''}")
     finally:
-        if conn.transport is not None:
-            conn.transport.close()  # before the end: the callee cancels its stream
+        if not ended and conn.values.qsize() == 1:  # left after the last value (a reply
+            ended = conn.values.get_nowait()[0] == "end"  # ends it), its end already here
+        if ended:  # the callee's stream is over: the connection can carry the next one
+            conns.give(path, conn)
+        else:
+            _close(conn)
 
 
 async def _via_ray(handle: Any, item: Any) -> AsyncIterator[Any]:

@@ -234,15 +234,17 @@ class IdempotencyBook:
             done.set_result(None)
         return outcome, False
 
-    async def claim(self, request_id: str, fp: str) -> Any | None:
+    async def claim(self, request_id: str, fp: str, *, fresh: bool = False) -> Any | None:
         """For a streamed request, which cannot wait for an original and replay midway:
         the stored outcome to replay (returned), or None once the id is claimed (call
-        `release`). An id in flight is an IdempotencyConflict."""
+        `release`). An id in flight is an IdempotencyConflict. `fresh`: as for `run`."""
         if request_id in self._inflight:
             raise IdempotencyConflict(f"request id {request_id!r} is in flight; a streamed "
                                       "request cannot share it (retry once it finished)")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[request_id] = (fp, done)  # before a lookup that may await a database
+        if fresh:
+            return None
         try:
             entry = await self._lookup(request_id)
         except BaseException:

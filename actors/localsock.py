@@ -36,9 +36,10 @@ MAX_FRAME = 1 << 30  # a frame claiming more than this is a broken peer, not dat
 
 
 class StreamOpen:
-    """The one frame a stream connection sends after the token: run the callee's streamer
-    on `item`; its values come back as ("item", v) … ("end", None) or ("error", exc), and
-    closing the connection cancels it (actors/chanstream.py is the caller side)."""
+    """A stream connection's call (after the token): run the callee's streamer on `item`;
+    its values come back as ("item", v) … ("end", None) or ("error", exc), and closing the
+    connection cancels it. Once a stream ended, the connection may open the next one (one
+    at a time; actors/chanstream.py is the caller side)."""
 
     __slots__ = ("item",)
 
@@ -178,6 +179,9 @@ class _ServerConn(_Framed):
             return
         loop = asyncio.get_running_loop()
         if isinstance(batch, StreamOpen):
+            if self.stream is not None and not self.stream.done():
+                self._abort("a stream opened while another runs on the connection")
+                return
             self.stream = loop.create_task(self._stream(batch.item))
             self.server.tasks.add(self.stream)
             self.stream.add_done_callback(self.server.tasks.discard)

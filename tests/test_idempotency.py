@@ -190,3 +190,30 @@ def test_request_id_character_set(rid: str, ok: bool):
     else:
         with pytest.raises(ValueError, match="request id"):
             RouteRequest(messages=MSG, request_id=rid)
+
+
+async def test_a_streamed_request_without_an_id_reads_no_store(tmp_path):
+    """The router made its id up: no store can hold it, so the first token does not wait
+    on a lookup (as for a plain request); an id the caller chose is still looked up."""
+    from actors.clients.base import Result
+    from actors.clients.stream import TextDelta
+    from actors.messages import ProviderReply
+
+    b = book(tmp_path)
+    reads: list[str] = []
+    get = b.store.get
+    b.store.get = lambda rid: reads.append(rid) or get(rid)  # type: ignore[method-assign]
+    router, _ = routed(Fake(), b)
+
+    async def stream_provider(name, call):
+        yield TextDelta(choice=0, text="long")
+        res = Result(provider=name, model="m", text="long", input_tokens=10, output_tokens=1,
+                     finish_reason="stop", latency_s=0.01)
+        yield ProviderReply(provider=name, model="m", result=res, attempts=[])
+
+    router.stream_provider = stream_provider
+    made_up = [x async for x in router.route_stream(req(rid=None))]
+    assert [x.text for x in made_up if isinstance(x, TextDelta)] == ["long"]
+    assert reads == []
+    [x async for x in router.route_stream(req(rid="order-7"))]
+    assert reads == ["order-7"]
