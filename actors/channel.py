@@ -31,6 +31,7 @@ from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors.errors import task_cause
 from actors.localsock import SocketBroken, SocketClient, SocketServer
 
 log = logging.getLogger(__name__)
@@ -170,10 +171,10 @@ class ChannelClient:
         try:
             return await self.handle.chan_one.remote(item)
         except RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
+            cause = task_cause(exc)
             if isinstance(cause, asyncio.CancelledError):
                 raise ChannelBroken("call cancelled in the callee") from None
-            raise (cause if isinstance(cause, BaseException) else exc) from None
+            raise cause from None
         except RayActorError as exc:
             raise ChannelBroken(f"{self.name} unavailable: {type(exc).__name__}") from None
         finally:

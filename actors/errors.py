@@ -108,6 +108,14 @@ def _rebuild(cls: str, message: str, provider, status, retry_after) -> ProviderE
     return ProviderError(cls, message, provider=provider, status=status, retry_after=retry_after)
 
 
+def task_cause(exc: BaseException) -> BaseException:
+    """The callee's own exception inside Ray's RayTaskError wrapper (which keeps it as
+    `.cause`), so callers see the router's or tracker's error; the wrapper itself when it
+    carries none."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
 class Refusal(str):
     """Why a provider was not tried, as a typed value: its error class and scope (`*` for
     every provider, else the provider's name). It reads as its message, so traces, records
