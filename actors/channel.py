@@ -1,7 +1,8 @@
 """Batched calls between actors: many logical calls ride on few Ray calls.
 
-One Ray actor call costs ≈0.5 ms of CPU on each side on this kind of machine, so a request
-that crossed two actors one call at a time capped the whole system near 400 req/s. A
+One Ray actor call costs a share of a millisecond of CPU on each side (BENCHMARKS.md,
+"Costs quoted in the code"), so a request that crossed two actors one call at a time
+capped the whole system at a few hundred requests a second. A
 channel coalesces every call made in one event-loop tick into one `chan_submit`, and the
 callee hands finished results back in batches through a parked long-poll `chan_collect`.
 With nothing else in flight a call goes as one plain Ray call (the shortest round trip);
@@ -9,7 +10,7 @@ under load both directions are amortized.
 
 Callers on the callee's node skip Ray calls altogether: they fetch the callee's Unix socket
 endpoint once (`chan_endpoint`) and send batched frames there (actors/localsock.py), which
-cuts a hop from ≈1.4 ms to ≈0.1 ms. Anything that can't connect keeps the Ray path;
+cuts a hop's round trip by an order of magnitude. Anything that can't connect keeps the Ray path;
 `LLM_ROUTER_LOCAL_SOCKETS=0` in the cluster's environment keeps it everywhere.
 
 If the callee dies or restarts, every call it had accepted fails with `ChannelBroken`

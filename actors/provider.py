@@ -287,7 +287,7 @@ class ProviderActor(ChannelServer):
     """
 
     def __init__(self, spec: dict[str, Any], simulator_url: str | None, simulate: bool) -> None:
-        import prompts.parse  # noqa: F401  (else the first answer imports it: a ~1 s loop stall)
+        import prompts.parse  # noqa: F401  (else the first answer imports it, stalling the loop)
 
         p = ProviderSpec.model_validate(spec)
         # The key is read here, in the process whose HTTP client uses it; whoever started
