@@ -113,7 +113,7 @@ def test_complete_on_a_router_that_dies_records_the_unknown_outcome(ray_cluster)
     out: list = []
     caller = threading.Thread(target=lambda: out.append(_outcome(client)))
     caller.start()
-    from tests.conftest import wait_until
+    from tests.waiting import wait_until
 
     wait_until(lambda: ray.get(router.begun.remote()), timeout=30)  # the request is in flight
     ray.kill(router, no_restart=True)
