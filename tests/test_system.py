@@ -322,7 +322,8 @@ def test_attempts_in_flight_when_the_router_dies_are_still_recorded(llm):
     records those attempts with the tracker itself, so spend and budgets still see them."""
     from actors.provider import ORPHAN_POLICY
 
-    sim(llm, "open-mixtral-8x7b", base_ms=150_000, jitter=0)  # × latency_scale 0.02 = 3 s
+    # × latency_scale 0.02 = 10 s: the kill lands well before any answer, even under load
+    sim(llm, "open-mixtral-8x7b", base_ms=500_000, jitter=0)
     ids = [f"orphan-{i}" for i in range(6)]
 
     def hourly_spent() -> float:
@@ -343,7 +344,7 @@ def test_attempts_in_flight_when_the_router_dies_are_still_recorded(llm):
                                                      request_id=rid)) for rid in ids]
         await async_wait_until(  # all six are at the simulator now, none answered yet
             lambda: sim_count(llm, "open-mixtral-8x7b", "requests") >= sent + len(ids), 30,
-            what="the six calls at the simulator")
+            every=0.2, what="the six calls at the simulator")
         assert not any(c.done() for c in calls), "the kill must land mid-flight"
         ray.kill(llm.handles.router, no_restart=False)
         out = await asyncio.gather(*calls, return_exceptions=True)
