@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.errors import ErrorClass, ProviderError
+from actors.errors import ErrorClass, Refusal
 
 WINDOWS: dict[str, float] = {"hourly": 3600.0, "daily": 86400.0}
 GLOBAL = "*"
@@ -94,8 +94,9 @@ class BudgetLedger:
         """Start from spend already recorded in this window (e.g. after a router restart)."""
         self._bucket(scope, window, now).settled = spent
 
-    def blocked_reason(self, provider: str, amount: float, now: float) -> str | None:
-        """Why reserving `amount` for `provider` would break a limit, or None."""
+    def blocked_reason(self, provider: str, amount: float, now: float) -> Refusal | None:
+        """Why reserving `amount` for `provider` would break a limit (a BUDGET_EXCEEDED
+        refusal of the scope whose limit it is), or None."""
         for scope, limits in self.spec.scopes(provider):
             for window in WINDOWS:
                 limit = limits.limit(window)
@@ -104,17 +105,17 @@ class BudgetLedger:
                 b = self._bucket(scope, window, now)
                 if b.settled + b.reserved + amount > limit + 1e-12:
                     who = "global" if scope == GLOBAL else f"provider {scope}"
-                    return (
+                    return Refusal(
                         f"budget_exceeded: {who} {window} budget ${limit:.4f} "
                         f"(spent ${b.settled:.4f}, reserved ${b.reserved:.4f}, "
-                        f"this request needs up to ${amount:.4f})"
-                    )
+                        f"this request needs up to ${amount:.4f})",
+                        ErrorClass.BUDGET_EXCEEDED, scope)
         return None
 
     def reserve(self, provider: str, amount: float, now: float) -> Reservation:
         reason = self.blocked_reason(provider, amount, now)
         if reason:
-            raise ProviderError(ErrorClass.BUDGET_EXCEEDED, reason, provider=provider)
+            raise reason.error(provider)
         res = Reservation(provider, amount)
         for scope, _ in self.spec.scopes(provider):
             for window in WINDOWS:

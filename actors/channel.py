@@ -1,7 +1,8 @@
 """Batched calls between actors: many logical calls ride on few Ray calls.
 
-One Ray actor call costs ≈0.5 ms of CPU on each side on this kind of machine, so a request
-that crossed two actors one call at a time capped the whole system near 400 req/s. A
+One Ray actor call costs a share of a millisecond of CPU on each side (BENCHMARKS.md,
+"Costs quoted in the code"), so a request that crossed two actors one call at a time
+capped the whole system at a few hundred requests a second. A
 channel coalesces every call made in one event-loop tick into one `chan_submit`, and the
 callee hands finished results back in batches through a parked long-poll `chan_collect`.
 With nothing else in flight a call goes as one plain Ray call (the shortest round trip);
@@ -9,7 +10,7 @@ under load both directions are amortized.
 
 Callers on the callee's node skip Ray calls altogether: they fetch the callee's Unix socket
 endpoint once (`chan_endpoint`) and send batched frames there (actors/localsock.py), which
-cuts a hop from ≈1.4 ms to ≈0.1 ms. Anything that can't connect keeps the Ray path;
+cuts a hop's round trip by an order of magnitude. Anything that can't connect keeps the Ray path;
 `LLM_ROUTER_LOCAL_SOCKETS=0` in the cluster's environment keeps it everywhere.
 
 If the callee dies or restarts, every call it had accepted fails with `ChannelBroken`
@@ -32,6 +33,7 @@ from typing import Any
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.chanstream import StreamConns
+from actors.errors import task_cause
 from actors.localsock import SocketBroken, SocketClient, SocketServer
 
 log = logging.getLogger(__name__)
@@ -172,10 +174,10 @@ class ChannelClient:
         try:
             return await self.handle.chan_one.remote(item)
         except RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
+            cause = task_cause(exc)
             if isinstance(cause, asyncio.CancelledError):
                 raise ChannelBroken("call cancelled in the callee") from None
-            raise (cause if isinstance(cause, BaseException) else exc) from None
+            raise cause from None
         except RayActorError as exc:
             raise ChannelBroken(f"{self.name} unavailable: {type(exc).__name__}") from None
         finally:

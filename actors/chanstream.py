@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
+from actors.errors import task_cause
 from actors.localsock import SocketBroken, StreamOpen, _dumps, _Framed
 
 if TYPE_CHECKING:
@@ -162,8 +163,7 @@ async def _via_ray(handle: Any, item: Any) -> AsyncIterator[Any]:
             try:
                 value = await ref
             except RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                raise (cause if isinstance(cause, BaseException) else exc) from None
+                raise task_cause(exc) from None
             yield value
         finished = True
     except TaskCancelledError:

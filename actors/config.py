@@ -7,12 +7,23 @@ e.g. ``providers[2] (gpt-4-turbo).rpm: Input should be greater than 0``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import CoreSchema
 
+from actors.budget import BudgetSpec
 from actors.metrics import MetricsSpec
 from actors.placement import PlacementSpec
 from prompts.regime import RegimeRules
@@ -172,15 +183,63 @@ class SimulatorSpec(_Strict):
         return v
 
 
+class _Section:
+    """A config section whose model lives in a module that itself imports this one (the
+    router, the tracker, the endpoint): the model is looked up when `Config`'s validator is
+    first built, so a bad key still fails at load, with its full path, and `Config` holds
+    the typed section."""
+
+    def __init__(self, model: Callable[[], type[BaseModel]]) -> None:
+        self.model = model
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return handler.generate_schema(self.model())
+
+
+def _router_spec() -> type[BaseModel]:
+    from actors.router import RouterSpec
+
+    return RouterSpec
+
+
+def _tracker_spec() -> type[BaseModel]:
+    from actors.tracker import TrackerSpec
+
+    return TrackerSpec
+
+
+def _serve_spec() -> type[BaseModel]:
+    from serve.spec import ServeSpec
+
+    return ServeSpec
+
+
+if TYPE_CHECKING:
+    from actors.router import RouterSpec
+    from actors.tracker import TrackerSpec
+    from serve.spec import ServeSpec
+
+    RouterSection, TrackerSection, ServeSection = RouterSpec, TrackerSpec, ServeSpec
+else:
+    RouterSection = Annotated[Any, _Section(_router_spec)]
+    TrackerSection = Annotated[Any, _Section(_tracker_spec)]
+    ServeSection = Annotated[Any, _Section(_serve_spec)]
+
+
 class Config(_Strict):
-    """The whole router configuration."""
+    """The whole router configuration, every section validated here, once, at load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     providers: list[ProviderSpec] = Field(min_length=1)
     simulator: SimulatorSpec = Field(default_factory=SimulatorSpec)
-    router: dict[str, Any] = Field(default_factory=dict, description="Router settings.")
-    tracker: dict[str, Any] = Field(default_factory=dict, description="Tracker settings.")
-    budgets: dict[str, Any] = Field(default_factory=dict, description="Spend limits.")
-    serve: dict[str, Any] = Field(default_factory=dict, description="HTTP endpoint settings.")
+    router: RouterSection = Field(default_factory=dict, validate_default=True,
+                                  description="Router settings (actors.router.RouterSpec).")
+    tracker: TrackerSection = Field(default_factory=dict, validate_default=True,
+                                    description="Tracker settings (actors.tracker.TrackerSpec).")
+    budgets: BudgetSpec = Field(default_factory=BudgetSpec, description="Spend limits.")
+    serve: ServeSection = Field(default_factory=dict, validate_default=True,
+                                description="HTTP endpoint settings (serve.spec.ServeSpec).")
     regime: RegimeRules = Field(
         default_factory=RegimeRules,
         description="Market regime rule of every context built from bars (prompts.regime).",
@@ -262,9 +321,9 @@ class Config(_Strict):
     def with_state_dir(self, path: str | os.PathLike[str]) -> Config:
         """This configuration as another instance: its own state directory and audit DB."""
         state = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude_unset=True)
         data["state_dir"] = state
-        data["tracker"] = {**data["tracker"], "db_path": os.path.join(state, AUDIT_DB)}
+        data["tracker"] = {**data.get("tracker", {}), "db_path": os.path.join(state, AUDIT_DB)}
         return Config.model_validate(data)
 
     def simulating(self) -> Config:

@@ -67,11 +67,9 @@ def context_key(context: Mapping[str, Any] | None, keys: Iterable[str] = DEFAULT
 
 
 def configured_keys(config: Any) -> tuple[str, ...]:
-    """The context keys a Config names (`tracker.context_keys`), for router and tracker alike."""
-    keys = (config.tracker or {}).get("context_keys") or DEFAULT_KEYS
-    if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
-        raise ValueError(f"tracker.context_keys: a list of key names, not {keys!r}")
-    return tuple(keys)
+    """The context keys a Config names (`tracker.context_keys`, validated at load), for router
+    and tracker alike."""
+    return tuple(config.tracker.context_keys)
 
 
 def label(key: ContextKey) -> str:

@@ -7,7 +7,7 @@ open the breaker, or give up), so callers never parse status codes or messages t
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
@@ -106,6 +106,46 @@ class ProviderError(Exception):
 
 def _rebuild(cls: str, message: str, provider, status, retry_after) -> ProviderError:
     return ProviderError(cls, message, provider=provider, status=status, retry_after=retry_after)
+
+
+def task_cause(exc: BaseException) -> BaseException:
+    """The callee's own exception inside Ray's RayTaskError wrapper (which keeps it as
+    `.cause`), so callers see the router's or tracker's error; the wrapper itself when it
+    carries none."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+class Refusal(str):
+    """Why a provider was not tried, as a typed value: its error class and scope (`*` for
+    every provider, else the provider's name). It reads as its message, so traces, records
+    and the HTTP error keep their text, while code decides by its fields, never by parsing
+    the words."""
+
+    error_class: ErrorClass
+    scope: str
+
+    def __new__(cls, message: str, error_class: ErrorClass, scope: str) -> Refusal:
+        self = super().__new__(cls, message)
+        self.error_class, self.scope = error_class, scope
+        return self
+
+    def __getnewargs__(self) -> tuple[str, ErrorClass, str]:  # across Ray's pickling
+        return str(self), self.error_class, self.scope
+
+    def error(self, provider: str | None = None) -> ProviderError:
+        """The refusal raised: the message keeps the typed value (`ProviderError.message`)."""
+        return ProviderError(self.error_class, self, provider=provider)
+
+
+def refused_for(reasons: Iterable[str], error_class: ErrorClass) -> bool:
+    """Whether every reason is a `Refusal` of this class (none: False)."""
+    found = False
+    for r in reasons:
+        if not (isinstance(r, Refusal) and r.error_class is error_class):
+            return False
+        found = True
+    return found
 
 
 def classify_status(status: int) -> ErrorClass:

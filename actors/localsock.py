@@ -1,7 +1,8 @@
 """Same-node fast path for channels: batched, framed pickles over a Unix socket.
 
-A Ray actor call costs ≈0.5 ms of CPU on each side here and ≈1.4 ms of round trip; a frame
-on a Unix socket between two processes of one node costs tens of microseconds. So a callee
+A Ray actor call costs far more CPU on each side, and a longer round trip, than a frame on
+a Unix socket between two processes of one node (BENCHMARKS.md, "Costs quoted in the
+code"). So a callee
 actor also listens on a Unix socket, and callers on the same node talk to it there; callers
 elsewhere (another node, a `ray://` client on another machine) keep the Ray-call channel.
 

@@ -6,7 +6,8 @@ dashboard test and the Prometheus names all come from it. Ray exports every metr
 (`prometheus_names`).
 
 `Metrics` sums values locally and pushes them to Ray at most once per `FLUSH_S`: a
-`ray.util.metrics` call costs ~10 µs and a request touches several. The push is a timer
+`ray.util.metrics` call is not free (BENCHMARKS.md, "Costs quoted in the code") and a
+request touches several. The push is a timer
 armed by the first value after a flush, so the last values of a burst reach Prometheus
 within `FLUSH_S` even when nothing follows them. Outside a Ray worker every call is a
 cheap no-op, so the plain cores stay testable without Ray.

@@ -26,7 +26,7 @@ from actors.limiter import AsyncLimiter, RateLimits
 from actors.messages import AttemptInfo, OutputKind, ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.records import AttemptRecord
-from actors.retry import call_with_retry
+from actors.retry import call_with_retry, retry_hop
 from actors.snapshot import Snapshot
 from actors.tokens import estimate_messages, estimate_tools
 from actors.window import Outcome, RollingWindow
@@ -287,7 +287,7 @@ class ProviderActor(ChannelServer):
     """
 
     def __init__(self, spec: dict[str, Any], simulator_url: str | None, simulate: bool) -> None:
-        import prompts.parse  # noqa: F401  (else the first answer imports it: a ~1 s loop stall)
+        import prompts.parse  # noqa: F401  (else the first answer imports it, stalling the loop)
 
         p = ProviderSpec.model_validate(spec)
         # The key is read here, in the process whose HTTP client uses it; whoever started
@@ -329,17 +329,13 @@ class ProviderActor(ChannelServer):
     async def _send_orphans(self, records: list[AttemptRecord], cost: float,
                             tries: int = 10) -> None:
         """To the tracker directly (it may be restarting too: retry for a while)."""
+        async def send() -> None:
+            await ray.get_actor(TRACKER, namespace=NAMESPACE).record.remote(records)
+
         try:
-            for n in range(tries):
-                try:
-                    tracker = ray.get_actor(TRACKER, namespace=NAMESPACE)
-                    await tracker.record.remote(records)
-                    return
-                except Exception as exc:
-                    if n == tries - 1:
-                        log.warning("could not record %d orphaned attempts: %s",
-                                    len(records), exc)
-                    await asyncio.sleep(min(0.5 * 2 ** n, 5.0))
+            await retry_hop(send, tries=tries)
+        except Exception as exc:
+            log.warning("could not record %d orphaned attempts: %s", len(records), exc)
         finally:
             self._orphaned_usd = max(0.0, self._orphaned_usd - cost)
 

@@ -72,7 +72,7 @@ class RouteRequest(ChoiceOptions, Completion):
         """The provider-neutral payload, already validated by this model's own checks.
 
         Built the way `model_construct` does, without its per-field work: this is on every
-        request's path (~3 µs instead of ~35)."""
+        request's path (a tenth of the cost: BENCHMARKS.md, "Costs quoted in the code")."""
         c = Completion.__new__(Completion)
         values = self.__dict__
         object.__setattr__(c, "__dict__", {f: values[f] for f in _COMPLETION_FIELDS})

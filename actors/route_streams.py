@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from actors.channel import ChannelBroken
 from actors.clients.stream import TextDelta
-from actors.errors import ErrorClass
+from actors.errors import ErrorClass, task_cause
 from actors.outputs import as_model
 from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
 from actors.router_stream import StreamStart
@@ -106,8 +106,7 @@ class SyncRouteStream:
                 try:
                     item = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:
-                    cause = getattr(exc, "cause", None)
-                    raise (cause if isinstance(cause, BaseException) else exc) from None
+                    raise task_cause(exc) from None
                 if isinstance(item, StreamStart):
                     self.start = item
                 elif isinstance(item, RouteResult):

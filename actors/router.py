@@ -23,7 +23,7 @@ from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
 from actors.cost import cost_usd, worst_case_cost
-from actors.errors import FALLBACK, ErrorClass, ProviderError
+from actors.errors import FALLBACK, ErrorClass, ProviderError, refused_for
 from actors.estimates import Belief, LearningSpec
 from actors.explore import ExplorationBudget, ExplorationSpec
 from actors.idempotency import IdempotencyBook, IdempotencyConflict
@@ -508,7 +508,7 @@ class Router:
         if not reasons:
             return ProviderError(ErrorClass.NO_PROVIDER, "no provider is configured or enabled")
         detail = "; ".join(f"{n}: {r}" for n, r in reasons.items())
-        if all(r.startswith("budget_exceeded") for r in reasons.values()):
+        if refused_for(reasons.values(), ErrorClass.BUDGET_EXCEEDED):
             return ProviderError(ErrorClass.BUDGET_EXCEEDED, f"every provider is over budget — {detail}")
         return ProviderError(ErrorClass.NO_PROVIDER, f"no provider could answer — {detail}")
 

@@ -78,6 +78,7 @@ class RouterState:
         self.lock = StateLock(self.dir, wait_s=lock_wait_s, owner=owner)
         tracker = TrackerSpec.from_config(config)
         spec = _section(IdempotencySpec, "idempotency", config.idempotency)
+        configured = config.budgets.model_dump(exclude_unset=True)  # what the overrides patch
         self.db = tracker.connection() if tracker.db_url is not None else None
         self.lease: Lease | None = None
         self.on_fenced = on_fenced
@@ -93,12 +94,12 @@ class RouterState:
             fence = self.lease.fence
             self.kv: PgKeyValue | None = PgKeyValue(self.db, fence=fence)
             key = self.kv.hmac_key()
-            self.overrides = BudgetOverrides(config.budgets, self.dir,
+            self.overrides = BudgetOverrides(configured, self.dir,
                                              saved=self.kv.slot(BUDGET_OVERRIDES))
             store = PgIdempotencyStore(self.db, fence=fence)
         else:
             self.kv, key = None, load_key(self.dir)
-            self.overrides = BudgetOverrides(config.budgets, self.dir)
+            self.overrides = BudgetOverrides(configured, self.dir)
             store = IdempotencyStore(self.dir / STORE_FILE)
         self.text = TextPolicy(tracker.store_text, key if tracker.store_text == "hash" else None)
         answers_on_disk = tracker.store_text == "full" and keep_text

@@ -1,7 +1,7 @@
 """A provider's state as the router sees it, and the per-request view policies rank.
 
-Snapshots are pushed by provider actors when they change (and refreshed at most every
-~250 ms otherwise), so the router decides without asking every provider per request.
+Snapshots are pushed by provider actors when they change (and refreshed every
+`router.snapshot_refresh_s` otherwise), so the router decides without asking every provider per request.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from actors.config import Config, ConfigError, parse_config
+from actors.errors import task_cause
 from actors.lease import LeaseRefused
 from actors.placement import state_actor_options
 from actors.provider import ProviderActor
@@ -114,13 +115,12 @@ def start_system(config: Config) -> Handles:
     except ray.exceptions.RayTaskError as exc:  # e.g. the state directory is in use
         for h in [router, *providers.values(), *([sim] if sim is not None else [])]:
             ray.kill(h, no_restart=True)
-        cause = getattr(exc, "cause", None)
-        raise (cause if isinstance(cause, Exception) else exc) from None
+        raise task_cause(exc) from None
     tracker = get_or_create_tracker(config)
     try:
         ray.get(tracker.ready.remote())
     except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
+        cause = task_cause(exc)
         if not isinstance(cause, LeaseRefused):
             raise
         # another system's live tracker owns the deployment's audit database: undo what

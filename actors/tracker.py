@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 import ray
@@ -82,7 +82,7 @@ class TrackerSpec(BaseModel):
         20, ge=1, description="Samples a context needs before its own figures are used.")
     window_size: int = Field(
         500, ge=10, description="Recent latencies kept per provider/context for p50/p95.")
-    context_keys: tuple[str, ...] = Field(
+    context_keys: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
         DEFAULT_KEYS, min_length=1, description="Context entries that make a context key "
                                                 "(for the router's estimates too).")
     max_contexts: int = Field(
@@ -107,9 +107,12 @@ class TrackerSpec(BaseModel):
 
     @classmethod
     def from_config(cls, config: Config | dict[str, Any] | None) -> TrackerSpec:
-        data = config.tracker if isinstance(config, Config) else (config or {})
+        """A loaded `Config` already holds the section, validated at load; a bare mapping
+        (tests, tools) is validated here."""
+        if isinstance(config, Config):
+            return config.tracker
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(config or {})
         except ValidationError as exc:
             raise ConfigError(_section_errors("tracker", exc)) from None
 

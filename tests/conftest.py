@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from actors.config import DEFAULT_CONFIG, ENV_CONFIG
+from tests.waiting import wait_until  # noqa: F401  (the one helper; older tests import it here)
 
 #: A fake key in every worker's environment, so key-leak tests can look for it.
 SECRET = "sk-ant-test-SECRET-7f3a9c"
@@ -60,47 +61,37 @@ def sim(llm: Any, model: str, **fields: Any) -> None:
     ray.get(llm.simulator.set_profile.remote(model, fields))
 
 
+def sim_count(llm: Any, model: str, what: str) -> int:
+    """One of the simulator's own counts for `model` (requests, streams_cancelled...)."""
+    import ray
+
+    stats = ray.get(llm.simulator.stats.remote())
+    return stats["models"].get(model, {}).get(what, 0)
+
+
 def sim_reset(llm: Any, model: str) -> None:
     import ray
 
     ray.get(llm.simulator.reset_profile.remote(model))
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout`."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:g} s")
-        time.sleep(interval)
-
-
 def restart_router(llm: Any, timeout_s: float = 60.0) -> None:
     """Kill the router actor and wait until its restarted process answers (a new pid)."""
-    import time
-
     import ray
 
-    def pid() -> int:
-        return ray.get(llm.handles.router.__ray_call__.remote(lambda self: os.getpid()),
-                       timeout=5)
+    def pid() -> int | None:
+        """The router's pid; None while it restarts (only Ray's "not answering" errors)."""
+        try:
+            return ray.get(llm.handles.router.__ray_call__.remote(lambda self: os.getpid()),
+                           timeout=5)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return None
 
     old = pid()
+    assert old is not None, "the router was not running before the kill"
     ray.kill(llm.handles.router, no_restart=False)
-    deadline = time.time() + timeout_s
-    while True:
-        try:
-            if pid() != old:
-                return
-        except Exception:  # restarting: not answering yet
-            pass
-        assert time.time() < deadline, "router did not restart"
-        time.sleep(0.2)
+    wait_until(lambda: pid() not in (None, old), timeout_s, every=0.2,
+               what="the router restarted (a new pid answering)")
 
 
 # -- PostgreSQL: a real server started by the tests themselves (tests/pg_server.py) -----------

@@ -178,7 +178,7 @@ def slow_sim():
 
 
 async def test_a_caller_that_goes_away_closes_the_provider_stream_and_keeps_the_bill(slow_sim):
-    from tests.conftest import wait_until
+    from tests.waiting import wait_until
 
     sim = slow_sim
     sim.set_profile("gpt-4-turbo", base_ms=10, jitter=0, ms_per_token=0, stream_chunks=20,

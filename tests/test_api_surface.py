@@ -17,7 +17,7 @@ from actors.api import RouterClient, connect
 from actors.config import parse_config
 from actors.errors import ErrorClass
 from actors.route import RoutingError
-from tests.conftest import make_config, sim, sim_reset
+from tests.conftest import make_config, sim, sim_count, sim_reset
 from tests.test_serve import free_port
 
 TOKEN = "api13-client-token-5e1f0c"
@@ -330,14 +330,6 @@ SLOW = {"base_ms": 1000, "jitter": 0, "ms_per_token": 0, "stream_chunks": 12,
         "stream_interval_ms": 10000}  # ×0.02 latency_scale: 20 ms to the first, 200 ms apart
 
 
-def _sim_count(llm, model: str, what: str) -> int:
-    """One of the simulator's own counts for `model` (requests, streams_cancelled...)."""
-    import ray
-
-    stats = ray.get(llm.simulator.stats.remote())
-    return stats["models"].get(model, {}).get(what, 0)
-
-
 def test_sdk_stream_arrives_while_the_provider_is_still_generating(oai, llm):
     sim(llm, "meta-llama/Llama-3.3-70B-Instruct-Turbo", **SLOW)
     try:
@@ -382,11 +374,11 @@ def test_sdk_stream_of_tool_calls(oai):
 
 
 def test_a_client_that_disconnects_cancels_the_provider_and_the_bill_is_recorded(stack, llm):
-    from tests.conftest import wait_until
+    from tests.waiting import wait_until
 
     model = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
     sim(llm, model, **SLOW)
-    before = _sim_count(llm, model, "streams_cancelled")
+    before = sim_count(llm, model, "streams_cancelled")
     try:
         with httpx.Client(base_url=stack[0], headers=AUTH, timeout=30) as c:
             with c.stream("POST", "/v1/chat/completions", json={
@@ -397,7 +389,7 @@ def test_a_client_that_disconnects_cancels_the_provider_and_the_bill_is_recorded
                 lines = r.iter_lines()
                 assert next(line for line in lines if line.startswith("data: "))
             # leaving the block closes the connection mid-stream
-        wait_until(lambda: _sim_count(llm, model, "streams_cancelled") > before, timeout=30)
+        wait_until(lambda: sim_count(llm, model, "streams_cancelled") > before, timeout=30)
     finally:
         sim_reset(llm, model)
 
@@ -554,9 +546,9 @@ def test_a_streamed_request_uses_the_response_cache_like_a_plain_one(llm, oai):
         return s, events
 
     first, _ = asyncio.run(once(cache="both"))
-    before = _sim_count(llm, first.result.model, "requests")
+    before = sim_count(llm, first.result.model, "requests")
     second, events = asyncio.run(once(cache="both"))
-    assert _sim_count(llm, first.result.model, "requests") == before  # no provider call
+    assert sim_count(llm, first.result.model, "requests") == before  # no provider call
     assert second.start.cached and second.result.trace.cached
     assert second.result.cost_usd == 0 and second.result.trace.saved_usd == first.result.cost_usd
     assert second.text == first.text and events and events[-1].type == "finish"
@@ -575,4 +567,4 @@ def test_a_streamed_request_uses_the_response_cache_like_a_plain_one(llm, oai):
                 for line in r.iter_lines()
                 if line.startswith("data: {") and json.loads(line[6:])["choices"])
     assert text == first.text
-    assert _sim_count(llm, first.result.model, "requests") == before
+    assert sim_count(llm, first.result.model, "requests") == before

@@ -92,7 +92,7 @@ def test_state_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("LLM_ROUTER_STATE_DIR", str(tmp_path / "env"))
     cfg = parse_config(base)
     assert cfg.state_dir == str(tmp_path / "env")
-    assert cfg.tracker["db_path"] == str(tmp_path / "env" / "audit.sqlite3")
+    assert cfg.tracker.db_path == (tmp_path / "env" / "audit.sqlite3")
     # an explicit audit DB puts the state next to it (as before), an explicit state_dir wins
     cfg = parse_config({**base, "tracker": {"db_path": str(tmp_path / "db" / "x.sqlite3")}})
     assert cfg.state_dir == str(tmp_path / "db")
@@ -103,7 +103,7 @@ def test_state_dir_resolution(monkeypatch, tmp_path):
     assert rel.state_dir == str(tmp_path / "rel")  # absolute: actors elsewhere agree
     assert parse_config(rel.model_dump(mode="json")).state_dir == rel.state_dir
     moved = rel.with_state_dir(tmp_path / "other")
-    assert moved.tracker["db_path"] == str(tmp_path / "other" / "audit.sqlite3")
+    assert moved.tracker.db_path == (tmp_path / "other" / "audit.sqlite3")
 
 
 def test_config_path_precedence(monkeypatch, tmp_path):

@@ -6,17 +6,16 @@ the same estimates, rebuilt from the audit trail."""
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 
 import numpy as np
 import pytest
-import ray
 
 from actors.api import RouterClient, connect
 from actors.evaluate.generate import generate
 from actors.evaluate.replay import prompt_of, replay
 from actors.evaluate.table import from_frame
+from tests.conftest import restart_router
+from tests.waiting import wait_until
 
 N = 600
 
@@ -52,18 +51,6 @@ async def stream(llm: RouterClient, g, n: int) -> list[tuple[str, str, float, fl
     return out
 
 
-def wait_until(pred, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if pred():
-                return
-        except ray.exceptions.RayError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def test_live_stream_learns_from_prompt_feedback_and_survives_a_router_restart(live):
     g, llm = live
     out = asyncio.run(stream(llm, g, N))
@@ -88,13 +75,10 @@ def test_live_stream_learns_from_prompt_feedback_and_survives_a_router_restart(l
                - np.mean([p == "cheap" for p in rep.chosen])) < 0.25
 
     before = llm.estimates()
-    router = llm.handles.router
-    pid = ray.get(router.__ray_call__.remote(lambda self: os.getpid()))
-    ray.kill(router, no_restart=False)
-    wait_until(lambda: ray.get(router.__ray_call__.remote(lambda self: os.getpid()),
-                               timeout=5) != pid)
+    restart_router(llm)
     llm.budgets()  # first call on the restarted router: it rebuilds from the trail
-    wait_until(lambda: len(llm.estimates()) == len(before))
+    wait_until(lambda: len(llm.estimates()) == len(before), 30,
+               what="the restarted router's estimates rebuilt from the trail")
     after = llm.estimates().loc[before.index]
     assert np.allclose(after["score"], before["score"], atol=1e-6)
     assert np.allclose(after["evidence"], before["evidence"], atol=1e-6)

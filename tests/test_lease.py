@@ -16,8 +16,9 @@ from actors.lease import Fenced, Holder, Lease, LeaseRefused, Role, Verdict, dec
 from actors.pg import PgSession, PgTarget, redacted
 from actors.router_state import RouterState
 from actors.tracker import Tracker, TrackerSpec
-from tests.conftest import PG_PASSWORD, make_config, wait_until
+from tests.conftest import PG_PASSWORD, make_config
 from tests.test_journal import recs
+from tests.waiting import wait_until
 
 NOW = 1_000_000.0
 

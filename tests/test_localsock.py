@@ -11,8 +11,9 @@ import pytest
 
 import actors.channel as channel
 from actors.channel import ChannelBroken, ChannelClient
-from actors.localsock import SocketClient
+from actors.localsock import SocketBroken, SocketClient
 from tests.test_channel import Echo, Handle
+from tests.waiting import async_wait_until
 
 TRIPPED: list[str] = []
 
@@ -77,13 +78,16 @@ async def test_wrong_token_is_refused_before_anything_is_unpickled():
 
 async def test_lost_callee_fails_inflight_calls_and_the_next_call_reconnects():
     class Stuck(Echo):
+        entered = 0
+
         async def _chan_handle(self, item):
+            Stuck.entered += 1
             await asyncio.Event().wait()
 
     h = Handle(Stuck())
     ch = ChannelClient(h, "echo")
     calls = [asyncio.ensure_future(ch.call(i)) for i in range(5)]
-    await asyncio.sleep(0.05)
+    await async_wait_until(lambda: Stuck.entered == 5, what="five calls inside the callee")
     old = h.server
     h.server = Echo()  # the restarted actor: a new socket, a new instance
     old._chan_sock.close()
@@ -122,8 +126,7 @@ async def test_retired_client_closes_its_socket_when_idle():
     ch.retire()
     assert not ch._sock.closed  # a call is still in flight
     assert await slow == 4
-    await asyncio.sleep(0.01)
-    assert ch._sock.closed
+    await async_wait_until(lambda: ch._sock.closed, what="the retired client's socket closed")
     h.server._chan_sock.close()
 
 
@@ -193,17 +196,23 @@ async def test_a_result_whose_caller_went_away_goes_to_the_orphan_hook():
     orphans: list = []
 
     class Keeper(Echo):
+        entered = 0
+
+        async def _chan_handle(self, item):
+            Keeper.entered += 1
+            return await super()._chan_handle(item)
+
         def _chan_orphan(self, item, ok, value):
             orphans.append((item, ok, value))
 
     server = Keeper(delay=0.05)
     client = await SocketClient.connect(await server.chan_endpoint())
     calls = [asyncio.ensure_future(client.call(i)) for i in (1, 2)]
-    await asyncio.sleep(0.01)
+    await async_wait_until(lambda: Keeper.entered == 2, what="both calls inside the callee")
     client.close()  # the caller dies with both calls running
     res = await asyncio.gather(*calls, return_exceptions=True)
-    assert all(isinstance(r, ConnectionError) for r in res)
-    await asyncio.sleep(0.1)
+    assert all(isinstance(r, SocketBroken) and "connection lost" in str(r) for r in res), res
+    await async_wait_until(lambda: len(orphans) == 2, what="both results at the orphan hook")
     assert sorted(orphans) == [(1, True, 2), (2, True, 4)]
     server._chan_sock.close()
 

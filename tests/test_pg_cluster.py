@@ -55,7 +55,8 @@ def _job(tmp: Path) -> dict:
     import ray
 
     from actors.api import connect
-    from tests.conftest import make_config, wait_until
+    from tests.conftest import make_config
+    from tests.waiting import wait_until
 
     url = os.environ[ENV_URL]
     cluster = _start_cluster()

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 import actors.api as api
+import actors.client as client
+import actors.ray_calls as ray_calls
 from actors.config import ConfigError, load_config, parse_config
 from prompts import RegimeRules, load_sample
 from serve import native
@@ -49,8 +51,8 @@ def test_bad_regime_section_names_the_key(tmp_path, regime, message):
 
 
 def test_python_api_analyze_builds_contexts_with_the_configured_rule(tmp_path, bars, monkeypatch):
-    monkeypatch.setattr(api, "_get", lambda request: request)  # hand back what would be routed
-    monkeypatch.setattr(api, "as_model", lambda request, cls: request)
+    monkeypatch.setattr(ray_calls, "get", lambda request: request)  # hand back what would be routed
+    monkeypatch.setattr(client, "as_model", lambda request, cls: request)
     handles = SimpleNamespace(router=SimpleNamespace(route=SimpleNamespace(remote=lambda r: r)))
 
     def regime(cfg) -> str:

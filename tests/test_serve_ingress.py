@@ -19,7 +19,7 @@ import pytest
 from serve.haproxy_launch import pin_listeners
 from serve.ingress import PREFIX, prepare, sweep
 from serve.spec import IngressSpec
-from tests.conftest import wait_until
+from tests.waiting import wait_until
 
 #: The listener lines of Ray's HAProxy template (ray/serve/_private/haproxy_templates.py).
 RAY_CONFIG = """global

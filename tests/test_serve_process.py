@@ -24,22 +24,14 @@ import yaml
 
 from serve.ingress import real_haproxy
 from tests.conftest import make_config
-from tests.conftest import wait_until as _wait_until
 from tests.test_serve import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 420  # a shared 2-core machine under load
 STOP_BUDGET_S = 15  # the issue's bound for Ctrl-C / SIGTERM: every process gone
 
 pytestmark = pytest.mark.skipif(real_haproxy() is None, reason="no HAProxy binary")
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """conftest's wait_until, failing with what was awaited (and the server's log)."""
-    try:
-        _wait_until(predicate, timeout, interval=0.2)
-    except AssertionError:
-        raise AssertionError(f"not within {timeout:g} s: {what}") from None
 
 
 def _secret(path: Path, value: str) -> Path:
@@ -88,7 +80,8 @@ class Server:
             return "==> serving on" in self.text()
 
         try:
-            wait_until(ready, START_TIMEOUT_S, f"serve on {self.port} ready\n{self.text()}")
+            wait_until(ready, START_TIMEOUT_S, every=0.2,
+                       what=lambda: f"serve on {self.port} ready\n{self.text()}")
         except AssertionError:
             # Ray's own start-up can time out when this shared machine is overloaded
             # (`ray.init`: "Failed to get node info ... Deadline Exceeded"): not what is
@@ -98,7 +91,8 @@ class Server:
             print(f"serve on {self.port}: Ray did not start, trying again")
             self.kill_all()
             self._start()
-            wait_until(ready, START_TIMEOUT_S, f"serve on {self.port} ready\n{self.text()}")
+            wait_until(ready, START_TIMEOUT_S, every=0.2,
+                       what=lambda: f"serve on {self.port} ready\n{self.text()}")
 
     def processes(self) -> list[psutil.Process]:
         """Every live process of this server's session, whoever its parent is now."""
@@ -160,7 +154,8 @@ def _stop_within_budget(server: Server, send: Callable[[], None]) -> None:
     t0 = time.monotonic()
     send()
     wait_until(lambda: server.proc.poll() is not None and not server.processes(),
-               STOP_BUDGET_S, f"every process of serve on {server.port} gone after the signal "
+               STOP_BUDGET_S, every=0.2,
+               what=lambda: f"every process of serve on {server.port} gone after the signal "
                f"(left: {[p.info for p in server.processes()]})\n{server.text()[-2000:]}")
     assert server.proc.returncode == 0, server.text()[-2000:]
     assert "==> stopped" in server.text()
@@ -192,8 +187,8 @@ def test_two_instances_coexist_survive_a_sigkill_and_stop_on_signals(tmp_path):
 
         os.kill(a.proc.pid, signal.SIGKILL)  # the OOM killer, `kill -9`
         a.proc.wait(timeout=30)
-        wait_until(lambda: not a.haproxies() and _port_free(a.port), 60,
-                   "the killed server's HAProxy gone and its port free")
+        wait_until(lambda: not a.haproxies() and _port_free(a.port), 60, every=0.2,
+                   what="the killed server's HAProxy gone and its port free")
         assert b.get("/healthz").status_code == 200  # the other instance did not notice
 
         c = Server(tmp_path, "c", a.port)  # the next start, on the same port

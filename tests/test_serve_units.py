@@ -276,8 +276,7 @@ def test_serve_yaml_is_a_valid_serve_config_with_autoscaling():
 
 
 def test_serve_spec_errors_name_the_key(tmp_path):
-    cfg = parse_config(make_config(tmp_path, serve={"max_body_byte": 5}))
     with pytest.raises(ConfigError, match=r"serve\.max_body_byte: unknown key"):
-        ServeSpec.from_config(cfg)
+        parse_config(make_config(tmp_path, serve={"max_body_byte": 5}))  # at load (issue 17)
     cfg = parse_config(make_config(tmp_path, serve={"max_tokens_limit": 1000}))
     assert ServeSpec.from_config(cfg).token_limit(cfg) == 1000

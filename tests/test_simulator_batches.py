@@ -19,7 +19,7 @@ from openai.types import Batch
 from openai.types.chat import ChatCompletion
 
 from actors.simulator import SimulatorProcess, simulator_base_url
-from tests.conftest import wait_until
+from tests.waiting import wait_until
 
 PROMPT = "Analyse SPY. timeframe: 1d, regime: bull, close: 500.0. Answer as JSON."
 

@@ -182,7 +182,7 @@ def test_the_demo_and_simulated_backtests_never_use_the_users_state(tmp_path, mo
     users = load_config()
     demo = instance_config(users, _args(), tmp_path / "runs" / "demo-1", simulate=True)
     assert demo.simulate and demo.state_path == tmp_path / "runs" / "demo-1" / "state"
-    assert demo.tracker["db_path"] == str(demo.state_path / "audit.sqlite3")
+    assert demo.tracker.db_path == (demo.state_path / "audit.sqlite3")
     real = instance_config(users, _args(), tmp_path / "runs" / "bt-1", simulate=False)
     assert not real.simulate and real.state_dir == users.state_dir  # the user's instance
     mine = instance_config(users, _args(state_dir=str(tmp_path / "s")), tmp_path, simulate=True)

@@ -23,7 +23,7 @@ from actors.clients.stream import Done, Finish, StreamError, StreamParser, TextD
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
 from actors.simulator import SimulatorProcess, simulator_base_url
-from tests.conftest import wait_until
+from tests.waiting import wait_until
 
 MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4-turbo", "gemini": "gemini-2.5-pro"}
 ASK = Completion(messages=[{"role": "user", "content": "Analyse SPY, regime: bull, close: 500"}],

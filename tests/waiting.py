@@ -1,4 +1,7 @@
-"""Waiting on a predicate with a timeout (never a bare sleep to synchronise)."""
+"""The one way tests wait: on a predicate, with a timeout (never a bare sleep to
+synchronise). The predicate's own errors — an AssertionError above all — propagate at
+once; a caller that expects a transient error (an actor restarting) catches exactly that
+one inside its predicate."""
 
 from __future__ import annotations
 
@@ -8,21 +11,25 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
+What = str | Callable[[], str]
 
 
-def _tries(predicate: Callable[[], T], timeout: float, what: str) -> Iterator[T]:
-    """The predicate's values until one is truthy; AssertionError naming `what` once
-    `timeout` s have passed without one."""
+def _tries(predicate: Callable[[], T], timeout: float, what: What) -> Iterator[T]:
+    """The predicate's values until one is truthy; AssertionError naming `what` (a callable
+    is asked only then, e.g. for a server's log as it is at the end) once `timeout` s
+    have passed without one."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         yield value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g} s (last: {value!r})")
+            told = what() if callable(what) else what
+            raise AssertionError(f"{told} not reached within {timeout:g} s (last: {value!r})")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, every: float = 0.2,
-               what: str = "condition") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, every: float = 0.05,
+               what: What = "condition") -> T:
+    """Poll `predicate` until it returns something truthy (returned), or fail."""
     for value in _tries(predicate, timeout, what):
         if value:
             return value
@@ -30,8 +37,9 @@ def wait_until(predicate: Callable[[], T], timeout: float, every: float = 0.2,
     raise AssertionError("unreachable")
 
 
-async def async_wait_until(predicate: Callable[[], T], timeout: float, every: float = 0.02,
-                           what: str = "condition") -> T:
+async def async_wait_until(predicate: Callable[[], T], timeout: float = 10.0, *,
+                           every: float = 0.02, what: What = "condition") -> T:
+    """The asyncio twin of `wait_until`: the event loop runs while it waits."""
     for value in _tries(predicate, timeout, what):
         if value:
             return value

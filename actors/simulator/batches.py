@@ -16,7 +16,8 @@ A job ends `delay_s` after it was created (`PUT /_sim/batches {"delay_s", "item_
 (profiles, faults and billing alike, without rate limits or latency), on the first poll
 after that moment. `item_failure` / `item_expired` make that share of items fail or
 expire, chosen by a hash of (job, custom_id) so a test can count on them. The shapes are
-checked against the official SDKs' own types in tests/test_simulator_batches.py.
+checked against the official SDKs' own types in tests/test_simulator_batches.py. The job
+itself, its settings and counts: actors/simulator/batch_jobs.py.
 """
 
 from __future__ import annotations
@@ -24,72 +25,21 @@ from __future__ import annotations
 import json
 import secrets
 import time
-import zlib
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from actors.simulator import wire
+from actors.simulator.batch_jobs import (
+    BatchSettings,
+    BatchStats,
+    Job,
+    error_reply,
+    iso,
+    json_reply,
+    share,
+)
 from actors.simulator.engine import Reply, Simulator
-
-
-class BatchSettings(BaseModel):
-    """How simulated batch jobs behave (`PUT /_sim/batches`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    delay_s: float = Field(1.0, ge=0, description="Seconds from creation to the end of a job.")
-    item_failure: float = Field(0.0, ge=0, le=1, description="Share of items that fail.")
-    item_expired: float = Field(0.0, ge=0, le=1, description="Share of items that expire.")
-
-
-@dataclass
-class Job:
-    id: str
-    api: wire.Api
-    model: str | None  # Gemini: from the path; the others: per item
-    items: list[tuple[str, bytes]]  # (custom_id, request body)
-    created: float
-    ready: float
-    metadata: dict[str, str] = field(default_factory=dict)
-    display_name: str = ""
-    input_file_id: str = ""
-    cancelled: float | None = None
-    ended: float | None = None
-    results: list[tuple[str, str, int, Any]] = field(default_factory=list)
-    # (custom_id, outcome: succeeded / errored / expired / canceled, status, body or error)
-
-
-def _share(job: str, cid: str, salt: str) -> float:
-    return zlib.crc32(f"{salt}:{job}:{cid}".encode()) / 2**32
-
-
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _json(status: int, obj: Any) -> Reply:
-    return Reply(status, json.dumps(obj).encode())
-
-
-def _error(status: int, message: str) -> Reply:
-    return _json(status, {"error": {"message": message, "type": "invalid_request_error"}})
-
-
-class BatchStats(BaseModel):
-    """`GET /_sim/batches/stats`: what the simulator received as batch jobs (ground truth
-    for "nothing submitted twice")."""
-
-    jobs: int = Field(0, description="Batch jobs created.")
-    items: int = Field(0, description="Items in them.")
-    distinct_items: int = Field(0, description="Distinct (model, request body) among them.")
-    by_api: dict[str, int] = Field(default_factory=dict, description="Items per wire format.")
 
 
 class Batches:
@@ -137,9 +87,9 @@ class Batches:
         for cid, body in job.items:
             if job.cancelled is not None:
                 job.results.append((cid, "canceled", 0, None))
-            elif _share(job.id, cid, "expired") < s.item_expired:
+            elif share(job.id, cid, "expired") < s.item_expired:
                 job.results.append((cid, "expired", 0, None))
-            elif _share(job.id, cid, "failed") < s.item_failure:
+            elif share(job.id, cid, "failed") < s.item_failure:
                 job.results.append((cid, "errored", 500, "Internal server error (simulated)."))
             else:
                 r = await self.sim.handle(job.api, headers, body, query, job.model, batch=True)
@@ -182,7 +132,7 @@ class Batches:
         if api is None:
             return None
         if not wire.authorized(api, headers, query):
-            return _json(401, {"error": {"message": "Missing or invalid API key (simulator)."}})
+            return json_reply(401, {"error": {"message": "Missing or invalid API key (simulator)."}})
         try:
             if api == "openai":
                 return await self._openai(method, path, headers, body, query)
@@ -190,7 +140,7 @@ class Batches:
                 return await self._anthropic(method, path, headers, body, query)
             return await self._gemini(method, path, headers, body, query)
         except (ValueError, KeyError, TypeError) as exc:
-            return _error(400, f"Invalid request: {exc}")
+            return error_reply(400, f"Invalid request: {exc}")
 
     # -- OpenAI -------------------------------------------------------------------------
 
@@ -203,13 +153,13 @@ class Batches:
             if method == "GET" and len(parts) == 4 and parts[3] == "content":
                 f = self.files.get(parts[2])
                 return Reply(200, f[1], [(b"content-type", b"application/jsonl")]) if f else \
-                    _error(404, f"No such File object: {parts[2]}")
-            return _error(404, f"no route for {method} {path}")
+                    error_reply(404, f"No such File object: {parts[2]}")
+            return error_reply(404, f"no route for {method} {path}")
         if method == "POST" and len(parts) == 2:
             req = json.loads(body)
             f = self.files.get(req["input_file_id"])
             if f is None:
-                return _error(400, f"No such File object: {req['input_file_id']}")
+                return error_reply(400, f"No such File object: {req['input_file_id']}")
             items = []
             for line in f[1].splitlines():
                 if line.strip():
@@ -217,21 +167,21 @@ class Batches:
                     items.append((item["custom_id"], json.dumps(item["body"]).encode()))
             job = self._new("openai", None, items, metadata=req.get("metadata") or {},
                             input_file_id=req["input_file_id"])
-            return _json(200, self._openai_batch(job))
+            return json_reply(200, self._openai_batch(job))
         if method == "GET" and len(parts) == 2:
             await self._settle_due("openai", headers, query)
             data = [self._openai_batch(j) for j in reversed(self.jobs.values())
                     if j.api == "openai"]
-            return _json(200, {"object": "list", "data": data, "has_more": False,
+            return json_reply(200, {"object": "list", "data": data, "has_more": False,
                                "first_id": data[0]["id"] if data else None,
                                "last_id": data[-1]["id"] if data else None})
         job = self.jobs.get(parts[2]) if len(parts) > 2 else None
         if job is None or job.api != "openai":
-            return _error(404, f"No batch found with id '{parts[2] if len(parts) > 2 else ''}'")
+            return error_reply(404, f"No batch found with id '{parts[2] if len(parts) > 2 else ''}'")
         if method == "POST" and parts[3:] == ["cancel"]:
             job.cancelled = job.cancelled or self._clock()
         await self._settle(job, headers, query)
-        return _json(200, self._openai_batch(job))
+        return json_reply(200, self._openai_batch(job))
 
     def _upload(self, headers: dict[str, str], body: bytes) -> Reply:
         ctype = headers.get("content-type", "")
@@ -242,11 +192,11 @@ class Batches:
             name = part.get_param("name", header="content-disposition")
             fields[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
         if "file" not in fields or fields.get("purpose", (None, b""))[1] != b"batch":
-            return _error(400, "expected a multipart body with purpose=batch and a file")
+            return error_reply(400, "expected a multipart body with purpose=batch and a file")
         fid = f"file-{secrets.token_hex(12)}"
         name, content = fields["file"]
         self.files[fid] = (name or "batch.jsonl", content)
-        return _json(200, self._file(fid))
+        return json_reply(200, self._file(fid))
 
     def _file(self, fid: str) -> dict[str, Any]:
         name, content = self.files[fid]
@@ -308,25 +258,25 @@ class Batches:
             req = json.loads(body)
             items = [(r["custom_id"], json.dumps(r["params"]).encode()) for r in req["requests"]]
             if not items:
-                return _error(400, "requests: at least one request")
-            return _json(200, self._anthropic_batch(self._new("anthropic", None, items), base))
+                return error_reply(400, "requests: at least one request")
+            return json_reply(200, self._anthropic_batch(self._new("anthropic", None, items), base))
         if method == "GET" and len(parts) == 3:
             await self._settle_due("anthropic", headers, query)
             data = [self._anthropic_batch(j, base) for j in reversed(self.jobs.values())
                     if j.api == "anthropic"]
-            return _json(200, {"data": data, "has_more": False,
+            return json_reply(200, {"data": data, "has_more": False,
                                "first_id": data[0]["id"] if data else None,
                                "last_id": data[-1]["id"] if data else None})
         job = self.jobs.get(parts[3]) if len(parts) > 3 else None
         if job is None or job.api != "anthropic":
-            return _json(404, {"type": "error", "error": {"type": "not_found_error",
+            return json_reply(404, {"type": "error", "error": {"type": "not_found_error",
                                                           "message": "batch not found"}})
         if method == "POST" and parts[4:] == ["cancel"]:
             job.cancelled = job.cancelled or self._clock()
         await self._settle(job, headers, query)
         if method == "GET" and parts[4:] == ["results"]:
             if job.ended is None:
-                return _json(400, {"type": "error", "error": {
+                return json_reply(400, {"type": "error", "error": {
                     "type": "invalid_request_error", "message": "batch still in progress"}})
             lines = []
             for cid, outcome, _st, obj in job.results:
@@ -340,7 +290,7 @@ class Batches:
                     result = {"type": outcome}
                 lines.append(json.dumps({"custom_id": cid, "result": result}) + "\n")
             return Reply(200, "".join(lines).encode(), [(b"content-type", b"application/x-jsonl")])
-        return _json(200, self._anthropic_batch(job, base))
+        return json_reply(200, self._anthropic_batch(job, base))
 
     def _anthropic_batch(self, job: Job, base: str) -> dict[str, Any]:
         c = self.counts(job)
@@ -352,9 +302,9 @@ class Batches:
             "request_counts": {"processing": 0 if ended else len(job.items),
                                "succeeded": c["succeeded"], "errored": c["errored"],
                                "canceled": c["canceled"], "expired": c["expired"]},
-            "ended_at": _iso(job.ended), "created_at": _iso(job.created),
-            "expires_at": _iso(job.created + 86400), "archived_at": None,
-            "cancel_initiated_at": _iso(job.cancelled),
+            "ended_at": iso(job.ended), "created_at": iso(job.created),
+            "expires_at": iso(job.created + 86400), "archived_at": None,
+            "cancel_initiated_at": iso(job.cancelled),
             "results_url": f"{base}/{job.id}/results" if ended else None,
         }
 
@@ -372,22 +322,22 @@ class Batches:
             job = self._new("gemini", model, items,
                             display_name=batch.get("displayName") or batch.get("display_name")
                             or "")
-            return _json(200, self._gemini_op(job))
+            return json_reply(200, self._gemini_op(job))
         if method == "GET" and path.rstrip("/") == "/v1beta/batches":
             await self._settle_due("gemini", headers, query)
-            return _json(200, {"operations": [self._gemini_op(j) for j in
+            return json_reply(200, {"operations": [self._gemini_op(j) for j in
                                               reversed(self.jobs.values()) if j.api == "gemini"]})
         name = path[len("/v1beta/"):]
         job = self.jobs.get(name.removeprefix("batches/").removesuffix(":cancel"))
         if job is None or job.api != "gemini":
-            return _json(404, {"error": {"code": 404, "message": f"{name} not found",
+            return json_reply(404, {"error": {"code": 404, "message": f"{name} not found",
                                          "status": "NOT_FOUND"}})
         if method == "POST" and name.endswith(":cancel"):
             job.cancelled = job.cancelled or self._clock()
             await self._settle(job, headers, query)
-            return _json(200, {})
+            return json_reply(200, {})
         await self._settle(job, headers, query)
-        return _json(200, self._gemini_op(job))
+        return json_reply(200, self._gemini_op(job))
 
     def _gemini_op(self, job: Job) -> dict[str, Any]:
         ended = job.ended is not None
@@ -397,11 +347,11 @@ class Batches:
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
                      "GenerateContentBatch",
             "model": f"models/{job.model}", "displayName": job.display_name,
-            "name": f"batches/{job.id}", "state": state, "createTime": _iso(job.created),
-            "updateTime": _iso(job.ended or job.created),
+            "name": f"batches/{job.id}", "state": state, "createTime": iso(job.created),
+            "updateTime": iso(job.ended or job.created),
             "batchStats": {"requestCount": str(len(job.items))}}
         if ended:
-            meta["endTime"] = _iso(job.ended)
+            meta["endTime"] = iso(job.ended)
             responses = []
             for cid, outcome, st, obj in job.results:
                 if outcome == "succeeded":
