@@ -187,7 +187,7 @@ async def test_a_job_being_submitted_is_not_looked_for_and_submitted_again(tmp_p
             return BatchJob(id="job-1", provider="claude", state="in_progress",
                             total=len(items))
 
-        async def find(self, tag):
+        async def find(self, tag, since=None):
             return []
 
         async def unresolved(self, since):

@@ -267,7 +267,7 @@ class BatchRun:
     async def _resolve(self, it: Intent) -> None:
         """An intent without a job id: find its job by tag, or submit it if it never was."""
         api = self.apis[it.provider]
-        found = await api.find(it.tag)
+        found = await api.find(it.tag, it.at)
         if found:
             self.unsent.discard(it.seq)
             self.journal.submitted(it, found[0].id)

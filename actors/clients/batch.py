@@ -9,14 +9,24 @@ synchronous price × the provider's `batch_discount`.
 Tags (to find a job after the driver that submitted it died): OpenAI batch `metadata`
 {"tag": …}; Gemini the job's `displayName`; Anthropic batches carry no metadata, so the
 tag is the prefix of every item's `custom_id` and `find` can only recognise ended jobs (it
-reads their results) — the caller's journal of submitted job ids is what covers the rest.
+reads their first result line) — the caller's journal of submitted job ids is what covers
+the rest.
+
+Finding walks the provider's whole listing, page after page (an account holds other
+jobs too): OpenAI `after=<last_id>` and Anthropic `after_id=<last_id>` while `has_more`,
+Gemini `pageToken=<nextPageToken>`. OpenAI and Anthropic list newest first, so the walk
+stops at the first job created before the caller's `since` (less `SINCE_MARGIN_S`);
+Gemini documents no order, so its walk goes to the end. Past `MAX_LIST_PAGES` pages it
+raises `BatchListingTooLong` rather than answer "not found" without having looked.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
-from datetime import datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -27,6 +37,25 @@ from actors.clients.registry import CLIENTS
 from actors.clients.wire import WireClient
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
+
+#: Jobs asked for per listing page (OpenAI's maximum; Anthropic and Gemini allow more).
+PAGE_SIZE = 100
+#: Listing pages one walk reads at most: 10,000 jobs (created since `since` where the
+#: provider lists newest first). Past it, `BatchListingTooLong`.
+MAX_LIST_PAGES = 100
+#: The provider's clock against ours: a job created up to this long before `since` (our
+#: clock, just before submitting) may still be the one submitted then.
+SINCE_MARGIN_S = 60.0
+
+
+class BatchListingTooLong(RuntimeError):
+    """A provider's listing went on past the page cap: the job looked for may be further
+    down, so "not found" (and submitting it again, paying twice) cannot be answered."""
+
+
+def stamp(iso: str | None) -> float:
+    """An RFC 3339 time as unix time; a missing one as +inf (never provably too old)."""
+    return datetime.fromisoformat(iso).timestamp() if iso else math.inf
 
 
 class BatchJob(BaseModel):
@@ -102,12 +131,62 @@ class BatchApi(ABC):
     async def results(self, job_id: str) -> list[ItemOutcome]: ...
 
     @abstractmethod
-    async def find(self, tag: str) -> list[BatchJob]: ...
+    def _job(self, b: dict[str, Any]) -> BatchJob:
+        """A job as the provider's JSON describes it."""
+
+    async def find(self, tag: str, since: float | None = None) -> list[BatchJob]:
+        """The jobs tagged `tag` created at or after `since` (unix time, our clock; None:
+        any time), from the whole listing."""
+        return [j for j in [self._job(b) async for b in self.listing(since)] if j.tag == tag]
 
     async def unresolved(self, since: float) -> int:
         """Jobs created at or after `since` (unix time) that `find` cannot see yet: one of
         them may carry a tag being looked for. 0 where `find` sees running jobs too."""
         return 0
+
+    # -- the listing ---------------------------------------------------------------------
+
+    #: Whether the provider documents its listing as newest first (the walk may stop early).
+    newest_first = True
+    max_pages = MAX_LIST_PAGES
+
+    @abstractmethod
+    def _page(self, cursor: str | None) -> tuple[str, dict[str, Any]]:
+        """The URL and query of the listing page after `cursor` (None: the first)."""
+
+    def _listed(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        """A listing page's jobs and the cursor of the next page (None: the last page).
+        OpenAI's and Anthropic's shape: `data`, `has_more`, `last_id`."""
+        data = body["data"]
+        more = body.get("has_more") and data
+        return data, (body.get("last_id") or data[-1]["id"]) if more else None
+
+    @abstractmethod
+    def _created(self, job: dict[str, Any]) -> float:
+        """When a listed job was created (unix time, the provider's clock)."""
+
+    async def listing(self, since: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every listed job (the provider's JSON) that may have been created at or after
+        `since` (None: all), following the pages; `BatchListingTooLong` past the cap."""
+        floor = -math.inf if since is None else since - SINCE_MARGIN_S
+        cursor: str | None = None
+        for _ in range(self.max_pages):
+            url, params = self._page(cursor)
+            jobs, cursor = self._listed((await self._call("GET", url, params=params)).json())
+            for job in jobs:
+                if self._created(job) >= floor:
+                    yield job
+                elif self.newest_first:
+                    return  # the rest is older still
+            if cursor is None:
+                return
+        after = "" if since is None else (
+            f" created since {datetime.fromtimestamp(floor, UTC).isoformat(timespec='seconds')}")
+        raise BatchListingTooLong(
+            f"provider {self.spec.name!r}: its batch jobs{after} fill more than "
+            f"{self.max_pages} listing pages of up to {PAGE_SIZE}; stopped rather than miss "
+            "a job already submitted (and pay for it twice). Cancel or delete finished jobs "
+            "at the provider, or raise actors.clients.batch.MAX_LIST_PAGES.")
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -142,9 +221,12 @@ class OpenAIBatch(BatchApi):
     async def poll(self, job_id: str) -> BatchJob:
         return self._job((await self._call("GET", f"{self.spec.base_url}/batches/{job_id}")).json())
 
-    async def find(self, tag: str) -> list[BatchJob]:
-        r = await self._call("GET", f"{self.spec.base_url}/batches", params={"limit": 100})
-        return [j for j in map(self._job, r.json()["data"]) if j.tag == tag]
+    def _page(self, cursor: str | None) -> tuple[str, dict[str, Any]]:
+        return f"{self.spec.base_url}/batches", {"limit": PAGE_SIZE,
+                                                  **({"after": cursor} if cursor else {})}
+
+    def _created(self, job: dict[str, Any]) -> float:
+        return float(job.get("created_at") or math.inf)
 
     async def results(self, job_id: str) -> list[ItemOutcome]:
         b = (await self._call("GET", f"{self.spec.base_url}/batches/{job_id}")).json()
@@ -186,24 +268,34 @@ class AnthropicBatch(BatchApi):
     async def poll(self, job_id: str) -> BatchJob:
         return self._job((await self._call("GET", self._url(job_id))).json())
 
-    async def find(self, tag: str) -> list[BatchJob]:
+    def _page(self, cursor: str | None) -> tuple[str, dict[str, Any]]:
+        return self._url(), {"limit": PAGE_SIZE, **({"after_id": cursor} if cursor else {})}
+
+    def _created(self, job: dict[str, Any]) -> float:
+        return stamp(job.get("created_at"))
+
+    async def _first_custom_id(self, url: str) -> str:
+        """The first result line's custom_id, without downloading the whole results file."""
+        async with self.http.stream("GET", url, headers=self._headers()) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                raise self.wire.error(self.spec, r.status_code, r.headers, r.content)
+            async for line in r.aiter_lines():
+                if line.strip():
+                    return str(json.loads(line)["custom_id"])
+        return ""
+
+    async def find(self, tag: str, since: float | None = None) -> list[BatchJob]:
         found = []
-        for b in (await self._call("GET", self._url(), params={"limit": 100})).json()["data"]:
+        async for b in self.listing(since):
             if b["processing_status"] == "ended" and b.get("results_url"):
-                r = await self._call("GET", b["results_url"])
-                first = r.text.split("\n", 1)[0]
-                if first and json.loads(first)["custom_id"].startswith(tag):
+                if (await self._first_custom_id(b["results_url"])).startswith(tag):
                     found.append(self._job(b, tag))
         return found
 
     async def unresolved(self, since: float) -> int:
         """Running batches created since `since`: their custom_ids are not readable yet."""
-        n = 0
-        for b in (await self._call("GET", self._url(), params={"limit": 100})).json()["data"]:
-            created = datetime.fromisoformat(b["created_at"]).timestamp()
-            if b["processing_status"] != "ended" and created >= since - 1.0:
-                n += 1
-        return n
+        return sum([b["processing_status"] != "ended" async for b in self.listing(since)])
 
     async def results(self, job_id: str) -> list[ItemOutcome]:
         b = (await self._call("GET", self._url(job_id))).json()
@@ -249,9 +341,17 @@ class GeminiBatch(BatchApi):
     async def poll(self, job_id: str) -> BatchJob:
         return self._job((await self._call("GET", f"{self.spec.base_url}/{job_id}")).json())
 
-    async def find(self, tag: str) -> list[BatchJob]:
-        r = await self._call("GET", f"{self.spec.base_url}/batches", params={"pageSize": 100})
-        return [j for j in map(self._job, r.json().get("operations", [])) if j.tag == tag]
+    newest_first = False  # Gemini documents no order for its listing: walk it all
+
+    def _page(self, cursor: str | None) -> tuple[str, dict[str, Any]]:
+        return f"{self.spec.base_url}/batches", {"pageSize": PAGE_SIZE,
+                                                  **({"pageToken": cursor} if cursor else {})}
+
+    def _listed(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        return body.get("operations", []), body.get("nextPageToken") or None
+
+    def _created(self, job: dict[str, Any]) -> float:
+        return stamp((job.get("metadata") or {}).get("createTime"))
 
     async def results(self, job_id: str) -> list[ItemOutcome]:
         op = (await self._call("GET", f"{self.spec.base_url}/{job_id}")).json()

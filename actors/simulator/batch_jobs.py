@@ -24,6 +24,9 @@ class BatchSettings(BaseModel):
     delay_s: float = Field(1.0, ge=0, description="Seconds from creation to the end of a job.")
     item_failure: float = Field(0.0, ge=0, le=1, description="Share of items that fail.")
     item_expired: float = Field(0.0, ge=0, le=1, description="Share of items that expire.")
+    page_size: int | None = Field(None, ge=1, description=(
+        "Most jobs one listing page returns whatever the request's limit (unset: the "
+        "vendors' own maxima), so tests page through a listing of a few jobs."))
 
 
 @dataclass

@@ -11,8 +11,9 @@
   operation `batches/{id}`; `GET /v1beta/batches/{id}` with `metadata.state` and, when
   done, `metadata.output.inlinedResponses.inlinedResponses`.
 
-A job ends `delay_s` after it was created (`PUT /_sim/batches {"delay_s", "item_failure",
-"item_expired"}`); its items are answered then, by the same engine as synchronous calls
+Listings page as the vendors' do (actors/simulator/batch_pages.py). A job ends `delay_s`
+after it was created (`PUT /_sim/batches {"delay_s", "item_failure", "item_expired",
+"page_size"}`); its items are answered then, by the same engine as synchronous calls
 (profiles, faults and billing alike, without rate limits or latency), on the first poll
 after that moment. `item_failure` / `item_expired` make that share of items fail or
 expire, chosen by a hash of (job, custom_id) so a test can count on them. The shapes are
@@ -39,6 +40,7 @@ from actors.simulator.batch_jobs import (
     json_reply,
     share,
 )
+from actors.simulator.batch_pages import after_token, limit_of, page_of, query_of, token_of
 from actors.simulator.engine import Reply, Simulator
 
 
@@ -103,6 +105,10 @@ class Batches:
         for job in list(self.jobs.values()):
             if job.api == api:
                 await self._settle(job, headers, query)
+
+    def _newest(self, api: wire.Api) -> list[Job]:
+        """One vendor's jobs, newest first, as every listing orders them."""
+        return [j for j in reversed(self.jobs.values()) if j.api == api]
 
     def counts(self, job: Job) -> dict[str, int]:
         out = {"succeeded": 0, "errored": 0, "expired": 0, "canceled": 0}
@@ -170,9 +176,12 @@ class Batches:
             return json_reply(200, self._openai_batch(job))
         if method == "GET" and len(parts) == 2:
             await self._settle_due("openai", headers, query)
-            data = [self._openai_batch(j) for j in reversed(self.jobs.values())
-                    if j.api == "openai"]
-            return json_reply(200, {"object": "list", "data": data, "has_more": False,
+            q = query_of(query)
+            page = page_of(self._newest("openai"),
+                           limit_of(q, "limit", "openai", self.settings.page_size),
+                           after=q.get("after") or None)
+            data = [self._openai_batch(j) for j in page.jobs]
+            return json_reply(200, {"object": "list", "data": data, "has_more": page.has_more,
                                "first_id": data[0]["id"] if data else None,
                                "last_id": data[-1]["id"] if data else None})
         job = self.jobs.get(parts[2]) if len(parts) > 2 else None
@@ -262,9 +271,13 @@ class Batches:
             return json_reply(200, self._anthropic_batch(self._new("anthropic", None, items), base))
         if method == "GET" and len(parts) == 3:
             await self._settle_due("anthropic", headers, query)
-            data = [self._anthropic_batch(j, base) for j in reversed(self.jobs.values())
-                    if j.api == "anthropic"]
-            return json_reply(200, {"data": data, "has_more": False,
+            q = query_of(query)
+            page = page_of(self._newest("anthropic"),
+                           limit_of(q, "limit", "anthropic", self.settings.page_size),
+                           after=q.get("after_id") or None, before=q.get("before_id") or None,
+                           name="after_id")
+            data = [self._anthropic_batch(j, base) for j in page.jobs]
+            return json_reply(200, {"data": data, "has_more": page.has_more,
                                "first_id": data[0]["id"] if data else None,
                                "last_id": data[-1]["id"] if data else None})
         job = self.jobs.get(parts[3]) if len(parts) > 3 else None
@@ -325,8 +338,14 @@ class Batches:
             return json_reply(200, self._gemini_op(job))
         if method == "GET" and path.rstrip("/") == "/v1beta/batches":
             await self._settle_due("gemini", headers, query)
-            return json_reply(200, {"operations": [self._gemini_op(j) for j in
-                                              reversed(self.jobs.values()) if j.api == "gemini"]})
+            q = query_of(query)
+            page = page_of(self._newest("gemini"),
+                           limit_of(q, "pageSize", "gemini", self.settings.page_size),
+                           after=after_token(q.get("pageToken", "")), name="pageToken")
+            listing: dict[str, Any] = {"operations": [self._gemini_op(j) for j in page.jobs]}
+            if page.has_more:
+                listing["nextPageToken"] = token_of(page.jobs[-1])
+            return json_reply(200, listing)
         name = path[len("/v1beta/"):]
         job = self.jobs.get(name.removeprefix("batches/").removesuffix(":cancel"))
         if job is None or job.api != "gemini":
