@@ -118,3 +118,48 @@ def test_a_job_ends_only_after_its_delay_and_needs_a_key(sim):
     bad = httpx.put(f"{sim.url}/_sim/batches", json={"delay_s": -1}, timeout=10,
                     trust_env=False)
     assert bad.status_code == 400
+
+
+def test_listings_page_as_the_sdks_page_them(sim):
+    """Each SDK's own pager walks the simulator's pages (OpenAI `after`, Anthropic
+    `after_id`, Gemini `pageToken`) to every job, newest first; bad paging is a 400."""
+    _settings(sim, delay_s=0.0, page_size=2)
+    oa = openai.OpenAI(base_url=simulator_base_url("openai", sim.url), api_key="x",
+                       max_retries=0)
+    an = anthropic.Anthropic(base_url=sim.url, api_key="x", max_retries=0)
+    gc = genai.Client(api_key="x", http_options=gtypes.HttpOptions(base_url=sim.url,
+                                                                   api_version="v1beta"))
+    line = {"custom_id": "p-0", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4-turbo", "max_tokens": 50,
+                     "messages": [{"role": "user", "content": PROMPT}]}}
+    made: dict[str, list[str]] = {"openai": [], "anthropic": [], "gemini": []}
+    for i in range(5):
+        f = oa.files.create(file=("in.jsonl", io.BytesIO(json.dumps(line).encode())),
+                            purpose="batch")
+        made["openai"].append(oa.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h").id)
+        made["anthropic"].append(an.messages.batches.create(requests=[{
+            "custom_id": f"p-{i}", "params": {"model": "claude-sonnet-4-5", "max_tokens": 50,
+                                              "messages": [{"role": "user",
+                                                            "content": PROMPT}]}}]).id)
+        made["gemini"].append(gc.batches.create(model="gemini-2.5-pro", src=[{
+            "contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}]).name)
+    first = oa.batches.list(limit=100)
+    assert len(first.data) == 2 and first.has_more  # the simulator's page_size
+    listed = [b.id for b in first]  # the SDK fetches the next pages itself
+    assert listed[:5] == made["openai"][::-1] and len(listed) == len(set(listed))
+    page = an.messages.batches.list(limit=100)
+    assert len(page.data) == 2 and page.has_more and page.last_id == page.data[-1].id
+    listed = [b.id for b in page]
+    assert listed[:5] == made["anthropic"][::-1] and len(listed) == len(set(listed))
+    before = an.messages.batches.list(before_id=listed[3], limit=2)
+    assert [b.id for b in before.data] == listed[1:3] and before.has_more
+    listed = [b.name for b in gc.batches.list(config={"page_size": 100})]
+    assert listed[:5] == made["gemini"][::-1] and len(listed) == len(set(listed))
+    for path, key in (("/v1/batches?limit=101", "authorization"),
+                      ("/v1/messages/batches?limit=0", "x-api-key"),
+                      ("/v1/batches?after=batch_nope", "authorization"),
+                      ("/v1beta/batches?pageToken=%25%25", "x-goog-api-key")):
+        r = httpx.get(f"{sim.url}{path}", headers={key: "Bearer x"}, timeout=10,
+                      trust_env=False)
+        assert r.status_code == 400, (path, r.text)
