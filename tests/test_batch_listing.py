@@ -122,3 +122,38 @@ async def test_a_running_anthropic_job_behind_a_page_of_ended_ones_is_unresolved
     r = await api.http.post(api._url(running, "cancel"), headers=api._headers())
     assert r.status_code == 200
     await api.aclose()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_resumed_run_finds_its_job_many_pages_down_and_submits_nothing(
+        sim, provider, tmp_path):
+    """The driver was killed after submitting a job, before journaling its id, and other
+    jobs were created since: the resume records the job found by its tag (to poll it)
+    instead of submitting those bars again."""
+    from types import SimpleNamespace
+
+    from actors.backtest.batch_journal import BatchJournal, ItemRef, custom_id, run_tag
+    from actors.backtest.batch_run import BatchRun
+    from actors.backtest.spec import BacktestSpec, SeriesSpec
+
+    _settings(sim, delay_s=0, page_size=2)
+    api, _ = _api(sim, provider)
+    tag = run_tag(f"resume-{provider}", 0)
+    ref = ItemRef(custom_id=custom_id(tag, 0), key="SPX|1d|1|accuracy-first",
+                  request_id=f"resume-{provider}-1")
+    BatchJournal(tmp_path).intend(0, provider, tag, [ref])
+    mine = await _submit(api, tag)  # …and the kill, before the id reached the journal
+    for i in range(5):
+        await _submit(api, f"llmr-busy-{provider}-{i}")
+    jobs = httpx.get(f"{sim.url}/_sim/batches/stats", trust_env=False).json()["jobs"]
+    spec = BacktestSpec(series=[SeriesSpec(source="sample:sp500")], batch=True,
+                        runs_dir=tmp_path)
+    run = SimpleNamespace(prep=SimpleNamespace(spec=spec, run_id=f"resume-{provider}"),
+                          window=4, router="", sent=0, stopped=None)
+    b = BatchRun(run, {provider: api}, BatchJournal(tmp_path), None, None)
+    b.resume(set(), {})
+    assert b.unsent == {0}
+    await b._resolve(b.open[0])
+    assert BatchJournal(tmp_path).read()[0].batch_id == mine and b.unsent == set()
+    assert httpx.get(f"{sim.url}/_sim/batches/stats", trust_env=False).json()["jobs"] == jobs
+    await api.aclose()
