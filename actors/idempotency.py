@@ -58,6 +58,9 @@ STORE_FILE = "idempotency.sqlite3"
 #: How long a kept outcome may wait for the next group commit (it is replayed from memory
 #: meanwhile); a router killed within it forgets those outcomes (see the module docstring).
 WRITE_DELAY_S = 0.02
+#: Longest a write waits for the records it answers for to be durable; then it is put off
+#: to the next write (the outcomes stay replayable from memory meanwhile).
+DURABLE_WAIT_S = 30.0
 
 
 def safe_id(value: str) -> bool:
@@ -191,6 +194,10 @@ class IdempotencyBook:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="idempotency-read")
         self._last_purge = 0.0
         self.replays = 0
+        # Awaited before outcomes are written: the records they answer for must be durable
+        # first. Else a router lost between the two commits leaves an outcome that a re-send
+        # replays while its audit rows are gone (the router sets the journal's commit here).
+        self.durable_first: Callable[[], Awaitable[None]] | None = None
 
     def fingerprint(self, req: Any, policy: str) -> str:
         return fingerprint(self._key, req, policy)
@@ -320,6 +327,13 @@ class IdempotencyBook:
         loop = asyncio.get_running_loop()
         while self._unwritten and self.store is not None:
             batch = list(self._unwritten.items())
+            if self.durable_first is not None:
+                try:
+                    await asyncio.wait_for(self.durable_first(), DURABLE_WAIT_S)
+                except Exception as exc:  # kept in memory; tried again at the next write
+                    log.warning("%d idempotency outcomes not stored: their records are not "
+                                "durable yet (%s)", len(batch), exc or type(exc).__name__)
+                    return
             try:
                 await loop.run_in_executor(self._pool, self._write_batch, batch)
             except Exception as exc:  # still replayed from memory; say it loudly

@@ -89,6 +89,8 @@ class RouterActor(ChannelServer):
         if journal is not None:
             sync = self.core.spec.journal_sync
             self._sync_journal = isinstance(journal, PgJournal) if sync is None else sync
+        if isinstance(journal, PgJournal):  # an outcome is stored once its records are
+            self._state.book.durable_first = journal.synced
         log.warning("%s%s", "SIMULATED providers; " if self.config.simulate else "",
                     self._state.overrides.summary())
 

@@ -167,6 +167,36 @@ async def test_memory_is_bounded_and_the_disk_answers_the_rest(tmp_path):
     assert (await router.route(req(rid="r0"))).replayed
 
 
+async def test_an_outcome_is_stored_only_once_its_records_are_durable(tmp_path):
+    """A router lost after storing an outcome but before its journal committed the records
+    would leave a re-send replayed with no audit rows: the store waits for the journal."""
+    b = book(tmp_path)
+    durable = asyncio.Event()
+    b.durable_first = durable.wait
+    router, _ = routed(Fake(), b)
+    await router.route(req())
+    writing = asyncio.ensure_future(b.flush())
+    await asyncio.sleep(0.05)  # let the write run as far as it can (a negative check)
+    assert not writing.done() and b.store.get("order-42") is None
+    assert (await router.route(req())).replayed  # replayed from memory meanwhile
+    durable.set()
+    await asyncio.wait_for(writing, 5)
+    assert b.store.get("order-42") is not None
+
+
+async def test_outcomes_whose_records_cannot_be_made_durable_stay_unwritten(tmp_path):
+    b = book(tmp_path)
+
+    async def fenced() -> None:
+        raise RuntimeError("another router took the state over")
+
+    b.durable_first = fenced
+    router, _ = routed(Fake(), b)
+    await router.route(req())
+    await b.flush()
+    assert b.store.get("order-42") is None and "order-42" in b._unwritten
+
+
 async def test_every_execution_has_its_own_token():
     fake = Fake({"claude": ["server", "server"]})
     router, sink = make(fake)  # no book: each call is a new execution
