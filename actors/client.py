@@ -35,6 +35,14 @@ def as_messages(messages: MessagesLike) -> list[Message]:
     return [m if isinstance(m, Message) else Message.model_validate(m) for m in messages]
 
 
+def with_id(req: RouteRequest) -> RouteRequest:
+    """The request with an id of its own (made up when the caller gave none), so a lost
+    router's placeholder row and any replay name it."""
+    if req.request_id is None:
+        return req.model_copy(update={"request_id": uuid.uuid4().hex})
+    return req
+
+
 class RouterClient(Reports):
     """Thin façade over the actors; every call goes through the one router."""
 
@@ -99,8 +107,7 @@ class RouterClient(Reports):
     def _route_sync(self, req: RouteRequest) -> Any:
         """One request, blocking; a router that died holding it fails the way `aroute`
         does (actors/lost_router.py): the unknown outcome recorded, then RoutingError."""
-        if req.request_id is None:
-            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        req = with_id(req)
         try:
             return ray_calls.get(self._h.router.route.remote(req))
         except ray.exceptions.RayActorError as exc:
@@ -120,16 +127,14 @@ class RouterClient(Reports):
         Finish events, `.result` (the RouteResult) once it ended (actors/route_streams.py).
         Takes `complete`'s arguments; use it from asyncio code (`async for`)."""
         req, cls = self._request(messages, output, **kw)
-        if req.request_id is None:
-            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        req = with_id(req)
         return RouteStream(lambda: self.stream_route(req), req, cls)
 
     def stream_sync(self, messages: MessagesLike, output: OutputLike = "text",
                     **kw: Any) -> SyncRouteStream:
         """The blocking twin of `stream`: `for ev in llm.stream_sync(...)`, then `.result`."""
         req, cls = self._request(messages, output, **kw)
-        if req.request_id is None:
-            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        req = with_id(req)
         return SyncRouteStream(self._h.router, req, cls)
 
     def stream_route(self, req: RouteRequest) -> AsyncIterator[Any]:
@@ -144,8 +149,7 @@ class RouterClient(Reports):
         Calls from one event loop share a channel to the router: a local socket on the
         router's node, otherwise batched Ray calls (thousands in flight cost a few).
         """
-        if req.request_id is None:
-            req = req.model_copy(update={"request_id": uuid.uuid4().hex})
+        req = with_id(req)
         if self._router_recovery.down:  # a call found it gone: wait for its restart first
             await self._router_recovery.back(req.timeout or ROUTER_WAIT_S)
         try:
