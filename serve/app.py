@@ -68,6 +68,8 @@ install(app)
 #: Plain ASGI, not a FastAPI route: the hot path, streamed tokens (serve/chat_route.py).
 app.router.add_route("/v1/chat/completions", chat_route.ReplicaRoute("chat_completions"),
                      methods=["POST"], include_in_schema=False)
+chat_route.document(app, "/v1/chat/completions", oai.ChatRequest,
+                    "Chat completions, OpenAI-compatible (stream: true for server-sent events)")
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:

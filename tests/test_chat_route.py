@@ -149,3 +149,15 @@ async def test_a_client_gone_mid_stream_closes_the_source():
     with pytest.raises(OSError):
         await chat_route.send_stream(send, {}, source())
     assert closed.is_set()
+
+
+def test_the_route_stays_in_the_openapi_schema():
+    from serve.app import app
+
+    schema = app.openapi()
+    post = schema["paths"]["/v1/chat/completions"]["post"]
+    ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/ChatRequest"
+    body = schema["components"]["schemas"]["ChatRequest"]
+    assert {"model", "messages", "stream"} <= set(body["properties"])
+    assert "/v1/analyze" in schema["paths"]  # FastAPI's own routes as before
