@@ -45,7 +45,10 @@ class ReplicaRoute:
         self.attr = attr
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await getattr(scope["app"].state, self.attr)(scope, receive, send)
+        try:
+            await getattr(scope["app"].state, self.attr)(scope, receive, send)
+        except ClientDisconnect:  # gone while sending its body: nobody to answer, no error
+            pass
 
 
 async def read_body(receive: Receive) -> bytes:

@@ -161,3 +161,23 @@ def test_the_route_stays_in_the_openapi_schema():
     body = schema["components"]["schemas"]["ChatRequest"]
     assert {"model", "messages", "stream"} <= set(body["properties"])
     assert "/v1/analyze" in schema["paths"]  # FastAPI's own routes as before
+
+
+async def test_a_client_gone_while_sending_its_body_gets_no_answer_and_no_error():
+    _, new = _apps()
+    messages = iter([{"type": "http.request", "body": b'{"model": ', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "raw_path": b"/v1/chat/completions", "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
+                         (b"authorization", f"Bearer {C}".encode())]}
+    await new(scope, receive, send)  # FastAPI answered 400 to nobody; the 500 handler, worse
+    assert sent == []
