@@ -55,6 +55,9 @@ def check(r: dict) -> None:
 def _job(tmp: Path) -> dict:
     import ray
 
+    from serve.ingress import INGRESS_ENV
+
+    os.environ.update(INGRESS_ENV["proxy"])  # Serve's start-up patience, as `llm-router serve`
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="llm-router",
              log_to_driver=False)
     try:
