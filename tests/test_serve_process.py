@@ -150,6 +150,17 @@ def _port_free(port: int) -> bool:
     return False
 
 
+def _ray_worker(server: Server, title: str) -> psutil.Process:
+    """One of the server's Ray workers by its process title (e.g. `ray::ProviderActor`)."""
+    for p in server.processes():
+        try:
+            if " ".join(p.cmdline()).startswith(title):
+                return p
+        except psutil.Error:
+            continue
+    raise AssertionError(f"no {title} process in serve on {server.port}")
+
+
 def _stop_within_budget(server: Server, send: Callable[[], None]) -> None:
     t0 = time.monotonic()
     send()
@@ -198,7 +209,13 @@ def test_two_instances_coexist_survive_a_sigkill_and_stop_on_signals(tmp_path):
         assert c.get("/v1/models").status_code == 200
 
         _stop_within_budget(b, lambda: os.killpg(b.proc.pid, signal.SIGINT))  # Ctrl-C
+        # a Ray worker that does not notice its raylet is gone (as under load, where ~30
+        # outlived the stop): SIGSTOPped, it never exits by itself; the stop must end it
+        stuck = _ray_worker(c, "ray::ProviderActor")
+        stuck.suspend()
         _stop_within_budget(c, lambda: os.kill(c.proc.pid, signal.SIGTERM))
+        assert not stuck.is_running() or stuck.status() == psutil.STATUS_ZOMBIE
+        assert "processes Ray left running were ended" in c.text()
     finally:
         for s in servers:
             s.kill_all()
