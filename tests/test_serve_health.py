@@ -10,9 +10,10 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
-from serve.health import RouterUnreachable, router_answers
+from serve.health import RouterUnreachable, coming_up, router_answers
+from tests.waiting import wait_until
 
 
 def _controller_verdict(ray, ref) -> str:
@@ -25,11 +26,21 @@ def _controller_verdict(ray, ref) -> str:
         return "failed check"
 
 
-def test_a_dead_router_is_a_failed_check_not_the_replicas_crash(ray_cluster):
+def test_a_router_down_is_never_the_replicas_crash_and_a_restart_keeps_it(ray_cluster,
+                                                                          tmp_path):
     ray = ray_cluster
+    release = tmp_path / "router may start again"
 
-    @ray.remote(max_restarts=0)
+    @ray.remote(max_restarts=1)
     class Router:
+        def __init__(self, release: str) -> None:
+            import os
+            import time
+
+            if ray.get_runtime_context().was_current_actor_reconstructed:
+                while not os.path.exists(release):  # a slow restart, held open by the test
+                    time.sleep(0.05)
+
         def budgets(self) -> list:
             return []
 
@@ -40,15 +51,28 @@ def test_a_dead_router_is_a_failed_check_not_the_replicas_crash(ray_cluster):
         async def check_health(self, router) -> None:
             from serve.app import RouterIngress
 
-            llm = SimpleNamespace(budgets=lambda: ray.get(router.budgets.remote()))
+            llm = SimpleNamespace(budgets=lambda: ray.get(router.budgets.remote(), timeout=2),
+                                  handles=SimpleNamespace(router=router))
             await RouterIngress.func_or_class.check_health(SimpleNamespace(llm=llm))
 
         async def raw(self, router) -> None:  # what the probe did before: the error as is
             await asyncio.to_thread(lambda: ray.get(router.budgets.remote()))
 
-    router, replica = Router.remote(), Replica.remote()
+    router, replica = Router.remote(str(release)), Replica.remote()
     assert _controller_verdict(ray, replica.check_health.remote(router)) == "healthy"
-    ray.kill(router, no_restart=True)
+    ray.kill(router, no_restart=False)  # Ray restarts it; the restart waits for `release`
+    wait_until(lambda: coming_up(router), 60, what="the router restarting")
+    assert _controller_verdict(ray, replica.check_health.remote(router)) == "healthy"
+    release.touch()
+    def back() -> bool:
+        try:
+            return ray.get(router.budgets.remote()) == []
+        except ActorUnavailableError:  # still restarting
+            return False
+
+    wait_until(back, 60, what="the router back")
+    assert not coming_up(router)
+    ray.kill(router, no_restart=True)  # gone for good
     assert _controller_verdict(ray, replica.raw.remote(router)) == "crashed"  # the old bug
     assert _controller_verdict(ray, replica.check_health.remote(router)) == "failed check"
     with pytest.raises(RayError, match="router did not answer the health probe"):
