@@ -171,7 +171,9 @@ def _stop_within_budget(server: Server, send: Callable[[], None]) -> None:
     assert server.proc.returncode == 0, server.text()[-2000:]
     assert "==> stopped" in server.text()
     assert _port_free(server.port)
-    print(f"serve on {server.port} stopped in {time.monotonic() - t0:.1f} s")
+    told = server.text().split("==> stopping", 1)[-1].splitlines()
+    print(f"serve on {server.port} stopped in {time.monotonic() - t0:.1f} s:",
+          *(line.strip() for line in told if line.startswith(("    ", "==>"))), sep="\n  ")
 
 
 def test_two_instances_coexist_survive_a_sigkill_and_stop_on_signals(tmp_path):
