@@ -27,8 +27,9 @@ from serve.process_tree import ProcessTree
 
 #: Ctrl-C / SIGTERM to every process gone, worst case (`serve.stop_grace_s` ≤ 10 s of it).
 STOP_BUDGET_S = 14.0
-#: Kept at the end for ending what is left: SIGTERM, a second, SIGKILL, waiting for it.
-REAP_S = 3.0
+#: Kept at the end for ending what is left (SIGTERM, a second, SIGKILL, waiting for it),
+#: and for the exit itself on a loaded machine.
+REAP_S = 4.0
 #: The least the actors' and Ray's own shutdown gets, even after a long HTTP drain.
 ACTORS_MIN_S = 2.0
 #: Grace between SIGTERM and SIGKILL for the processes left at the end.
