@@ -1,12 +1,11 @@
 """The processes one `llm-router serve` started, remembered so its stop can end them all.
 
-`ray.shutdown()` stops the raylet and the GCS it started, but every worker (the router's
-actors, Serve's controller, proxy and replicas, idle workers) only exits once it notices its
-raylet is gone — on a loaded machine that took longer than the whole stop may take, and ~30
-processes outlived `llm-router serve`. By then those workers' parent is gone and they hang
-under init, where nothing says whose they are. So the tree of descendants is recorded while
-it is still a tree (before Ray stops), and what of it is still alive at the end is ended
-directly: SIGTERM, a short grace, then SIGKILL. Only processes recorded as descendants of
+When `ray.shutdown()` does not finish in time (or the stop must give up on it), Ray's
+processes are left running: the raylet and the GCS are this process's children, the
+workers (the router's actors, Serve's controller, proxy and replicas) the raylet's. Once a
+parent is gone its children hang under init, where nothing says whose they are. So the
+tree of descendants is recorded while it is still a tree (before Ray stops), and what of it
+is still alive at the end is ended directly: SIGTERM, a short grace, then SIGKILL. Only processes recorded as descendants of
 this one are ever signalled — never another instance's, never by name.
 """
 

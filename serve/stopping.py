@@ -3,11 +3,13 @@ STOP_BUDGET_S, however loaded the machine.
 
 The graceful part, each step given what is left of the budget: Serve's own shutdown (requests
 in flight get `serve.stop_grace_s` to finish), then the actors (records flushed, leases
-released, the simulator stopped) and Ray. Then whatever of this instance's process tree is
-still running is ended directly (serve/process_tree.py): `ray.shutdown()` stops the raylet
-and the GCS, but its workers only exit once they notice — under CI load ~30 of them were
-still there after 15 s. Should the graceful part hang, the same end comes at the deadline.
-Only this process's own descendants are ever signalled, never another instance's.
+released, the simulator stopped) and Ray, in a thread the stop waits for only until its
+deadline. Then whatever of this instance's process tree is still running is ended directly
+(serve/process_tree.py). Before, a watchdog simply exited the process when a step overran —
+and left every Ray process behind (CI under load: ~33 after 15 s). Steps do overrun: one
+Ray process that does not answer holds `ray.shutdown()` up (a stalled dashboard agent:
+~12 s), and on a loaded machine Serve's shutdown, the flush and the lease release each take
+seconds. Only this process's own descendants are ever signalled, never another instance's.
 """
 
 from __future__ import annotations
