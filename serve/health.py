@@ -26,7 +26,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Longest the probe waits for the router's answer (a restarting router queues calls).
+#: Longest the probe waits for the router's answer (a busy or hung router may not answer).
 PROBE_TIMEOUT_S = 10.0
 #: GCS actor states in which Ray is still bringing the actor (back) up.
 COMING_UP = frozenset({"RESTARTING", "PENDING_CREATION", "DEPENDENCIES_UNREADY"})
