@@ -50,6 +50,7 @@ from serve.errors import (
     install,
     not_found,
 )
+from serve.health import coming_up, router_answers
 from serve.hosts import HostAllowList
 from serve.middleware import ADMIN_ONLY, Gate, GateSettings
 from serve.openai_stream import ChunkWriter
@@ -133,8 +134,10 @@ class RouterIngress:
         app.state.chat_completions = self.chat
 
     async def check_health(self) -> None:
-        """Serve's probe: the replica is healthy while the router answers it."""
-        await asyncio.wait_for(asyncio.to_thread(self.llm.budgets), 10)
+        """Serve's probe: the replica is healthy while the router answers it or Ray is
+        restarting it; a router that does not answer is a failed check, never the
+        replica's crash (serve/health.py)."""
+        await router_answers(self.llm.budgets, lambda: coming_up(self.llm.handles.router))
 
     # -- the request path ----------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Start the endpoint: Ray (or join it), the router's actors, then the Serve app; stop it all
-on Ctrl-C or SIGTERM within 15 s.
+on Ctrl-C or SIGTERM within 15 s (serve/stopping.py).
 
 `configs/serve.yaml` is a plain Serve config file; `llm-router serve` reads the same file so
 `serve run`, `serve deploy` and the CLI deploy one thing the same way (`serve.app`).
@@ -7,13 +7,10 @@ on Ctrl-C or SIGTERM within 15 s.
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import inspect
 import os
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,12 +25,11 @@ from actors.config import Config, ConfigError
 from serve.auth import AuthDigests, digests, require_loopback
 from serve.ingress import INGRESS_ENV, HAProxyIngress, choose_ingress, prepare
 from serve.spec import ServeSpec
+from serve.stopping import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVE_CONFIG = ROOT / "configs" / "serve.yaml"
 APP_IMPORT_PATH = "serve.app:build"
-#: Ctrl-C / SIGTERM to every process gone, worst case (`serve.stop_grace_s` ≤ 10 s of it).
-STOP_BUDGET_S = 14.0
 _OPTION_NAMES = None
 
 
@@ -127,35 +123,6 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def stop(llm: Any, grace_s: float) -> None:
-    """Everything down within STOP_BUDGET_S: requests in flight get `grace_s` to finish
-    (Serve's own shutdown), then the actors and Ray stop. Should any step hang, the process
-    exits anyway; Ray's processes share its fate and HAProxy dies with its parent."""
-    watchdog = threading.Timer(STOP_BUDGET_S, _give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup
-        signal.signal(sig, signal.SIG_IGN)
-    t0 = time.monotonic()
-    try:
-        asyncio.run(asyncio.wait_for(serve.shutdown_async(), grace_s))
-    except TimeoutError:
-        print(f"==> requests still in flight after {grace_s:g} s: stopping anyway", flush=True)
-    except Exception as exc:  # Serve half-gone already: Ray's shutdown still cleans up
-        print(f"==> Serve shutdown: {type(exc).__name__}: {exc}", flush=True)
-    print(f"    HTTP stopped ({time.monotonic() - t0:.1f} s); stopping the actors and Ray",
-          flush=True)
-    llm.shutdown(flush_timeout=2.0)  # unflushed records stay in the router's journal
-    watchdog.cancel()
-    gc.freeze()  # the process ends next: spare it a last collection over the heap (seconds)
-    print(f"==> stopped ({time.monotonic() - t0:.1f} s)", flush=True)
-
-
-def _give_up() -> None:
-    print(f"==> stop took more than {STOP_BUDGET_S:g} s: exiting now", flush=True)
-    os._exit(1)
-
-
 def run(config_path: str | None, serve_config: str | None, address: str | None,
         host: str | None, port: int | None, *, ingress: str = "auto",
         dashboard: bool = True, simulate: bool = False) -> int:
@@ -224,5 +191,5 @@ def _serve(cfg: Config, spec: ServeSpec, schema: ServeDeploySchema, auth: AuthDi
         print("==> detached; the app keeps running (`serve shutdown` stops it)")
         return 0
     print(f"==> stopping (in-flight requests get up to {spec.stop_grace_s:g} s)", flush=True)
-    stop(llm, spec.stop_grace_s)
+    stop(llm, spec.stop_grace_s, haproxy.close if haproxy is not None else None)
     return 0
