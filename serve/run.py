@@ -112,15 +112,22 @@ class _Stop(BaseException):
 
 
 @contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT both stop the server, as uvicorn's do. SIGINT explicitly: a
+    process started in the background by a non-interactive shell inherits SIGINT ignored,
+    and Python then installs no KeyboardInterrupt, so Ctrl-C (or `kill -INT`) did nothing
+    and left every Ray process running (seen in CI runs launched that way)."""
     def raise_stop(signum: int, _frame: Any) -> None:
         raise _Stop(signum)
 
-    previous = signal.signal(signal.SIGTERM, raise_stop)  # Ray's exits at once
+    previous = {sig: signal.signal(sig, handler) for sig, handler in (
+        (signal.SIGTERM, raise_stop),  # Ray's own handler exits at once
+        (signal.SIGINT, signal.default_int_handler))}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def run(config_path: str | None, serve_config: str | None, address: str | None,
@@ -169,7 +176,7 @@ def _serve(cfg: Config, spec: ServeSpec, schema: ServeDeploySchema, auth: AuthDi
     llm = connect(address, cfg, **ray_init_options(dashboard))
     for line in describe_lines(llm.describe()):
         print(f"    {line}", flush=True)
-    with _stop_on_sigterm():
+    with _stop_on_signals():
         try:
             url = deploy(cfg, schema, host=host, port=port, auth=auth)
             print(f"==> serving on {url} (ready in {time.time() - t0:.1f} s)")
