@@ -13,8 +13,8 @@ Replacing replicas does not bring a router back; Ray restarts it. So a router Ra
 restarting (the GCS says RESTARTING, or not created yet) leaves the replica healthy — at
 load ~40 a router restart took 34 s, three failed checks, and Serve replaced the replica
 that had survived for nothing. A router that is dead for good, or alive and not answering,
-fails the check; three in a row (`health_check_period_s` apart) make Serve start new
-replicas (which start the actors if `serve.start_system` allows).
+fails the check; three such failures make Serve start new replicas (which start the actors
+if `serve.start_system` allows).
 """
 
 from __future__ import annotations
