@@ -38,10 +38,10 @@ ACTORS_MIN_S = 2.0
 TERM_GRACE_S = 1.0
 
 
-def stop(llm: Any, grace_s: float, cleanup: Callable[[], None] | None = None) -> bool:
-    """Stop this instance (see the module docstring). Returns False if the graceful part
-    did not finish in time; its processes are gone either way, and `cleanup` (e.g. the
-    HAProxy directory) has run if the process had to exit from here."""
+def stop(llm: Any, grace_s: float, cleanup: Callable[[], None] | None = None) -> None:
+    """Stop this instance (see the module docstring). Returns once everything is down; if
+    the graceful part did not finish in time, its processes are ended and the process
+    exits from here, after `cleanup` (e.g. the HAProxy directory), instead of returning."""
     t0 = time.monotonic()
     deadline = t0 + STOP_BUDGET_S - REAP_S
     tree = ProcessTree()
@@ -81,7 +81,6 @@ def stop(llm: Any, grace_s: float, cleanup: Callable[[], None] | None = None) ->
     print(f"==> stopped ({time.monotonic() - t0:.1f} s)", flush=True)
     if not finished:  # a thread still inside Ray's shutdown must not hold up the exit
         _exit(0, cleanup)
-    return finished
 
 
 def _overran(tree: ProcessTree, t0: float, cleanup: Callable[[], None] | None) -> None:
