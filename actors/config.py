@@ -214,16 +214,33 @@ def _serve_spec() -> type[BaseModel]:
     return ServeSpec
 
 
+def _idempotency_spec() -> type[BaseModel]:
+    from actors.idempotency import IdempotencySpec
+
+    return IdempotencySpec
+
+
+def _cache_spec() -> type[BaseModel]:
+    from actors.response_cache import CacheSpec
+
+    return CacheSpec
+
+
 if TYPE_CHECKING:
+    from actors.idempotency import IdempotencySpec
+    from actors.response_cache import CacheSpec
     from actors.router import RouterSpec
     from actors.tracker import TrackerSpec
     from serve.spec import ServeSpec
 
     RouterSection, TrackerSection, ServeSection = RouterSpec, TrackerSpec, ServeSpec
+    IdempotencySection, CacheSection = IdempotencySpec, CacheSpec
 else:
     RouterSection = Annotated[Any, _Section(_router_spec)]
     TrackerSection = Annotated[Any, _Section(_tracker_spec)]
     ServeSection = Annotated[Any, _Section(_serve_spec)]
+    IdempotencySection = Annotated[Any, _Section(_idempotency_spec)]
+    CacheSection = Annotated[Any, _Section(_cache_spec)]
 
 
 class Config(_Strict):
@@ -252,10 +269,12 @@ class Config(_Strict):
         default_factory=MetricsSpec,
         description="Label bounds of the router's request metrics (actors/metrics.py).",
     )
-    idempotency: dict[str, Any] = Field(default_factory=dict, description="Request ids as "
-                                        "idempotency keys: window_s, memory_entries.")
-    cache: dict[str, Any] = Field(default_factory=dict, description="The response cache "
-                                  "(actors/response_cache.py): enabled, path, ttl_s, max_entries.")
+    idempotency: IdempotencySection = Field(
+        default_factory=dict, validate_default=True,
+        description="Request ids as idempotency keys (actors.idempotency.IdempotencySpec).")
+    cache: CacheSection = Field(
+        default_factory=dict, validate_default=True,
+        description="The response cache (actors.response_cache.CacheSpec).")
     state_dir: str = Field(description="This instance's own directory (audit DB, journal, "
                            "budget overrides, idempotency store, HMAC key, lock); resolved at load.")
 

@@ -109,7 +109,7 @@ class Router:
         on_warning: Callable[[BudgetWarning], None] | None = None,
     ) -> None:
         self.config = config
-        self.spec = RouterSpec.model_validate(config.router)
+        self.spec: RouterSpec = config.router
         if self.spec.default_policy not in POLICIES:
             raise ValueError(f"router.default_policy: unknown policy {self.spec.default_policy!r}")
         self.settings = PolicySettings()

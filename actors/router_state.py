@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from actors.budget_overrides import BudgetOverrides
-from actors.config import Config, ConfigError
+from actors.config import Config
 from actors.idempotency import STORE_FILE, IdempotencyBook, IdempotencySpec, IdempotencyStore
 from actors.journal import Journal
 from actors.lease import Fenced, Lease, Role
@@ -34,7 +33,6 @@ from actors.state import StateLock
 from actors.tracker import TrackerSpec, claim_lease
 
 JOURNAL_FILE = "router-journal.jsonl"
-M = TypeVar("M", bound=BaseModel)
 
 
 class StoredOutcome(BaseModel):
@@ -77,7 +75,7 @@ class RouterState:
         self.dir = config.state_path
         self.lock = StateLock(self.dir, wait_s=lock_wait_s, owner=owner)
         tracker = TrackerSpec.from_config(config)
-        spec = _section(IdempotencySpec, "idempotency", config.idempotency)
+        spec: IdempotencySpec = config.idempotency
         configured = config.budgets.model_dump(exclude_unset=True)  # what the overrides patch
         self.db = tracker.connection() if tracker.db_url is not None else None
         self.lease: Lease | None = None
@@ -108,7 +106,7 @@ class RouterState:
             encode=encode_outcome if answers_on_disk else None, decode=decode_outcome)
         self.journal_path = Path(journal_path).expanduser() if journal_path else \
             self.dir / JOURNAL_FILE
-        self.cache = open_cache(_section(CacheSpec, "cache", config.cache), self.dir,
+        self.cache = open_cache(config.cache, self.dir,
                                 answers_on_disk)
 
     def open_journal(self) -> Journal | PgJournal:
@@ -142,13 +140,3 @@ def open_cache(spec: CacheSpec, state_dir: Path, on_disk: bool) -> ResponseCache
         return None
     path = Path(spec.path).expanduser() if spec.path else state_dir / CACHE_FILE
     return ResponseCache(spec, path if on_disk else None)
-
-
-def _section(model: type[M], name: str, data: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"  {name}.{'.'.join(map(str, e['loc']))}: "
-                 f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                 for e in exc.errors()]
-        raise ConfigError(f"invalid {name} configuration\n" + "\n".join(lines)) from None
