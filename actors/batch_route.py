@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from actors.budget import Reservation
-from actors.cache_route import hit_result, only_miss
+from actors.cache_route import CacheStep
 from actors.clients.batch import ItemOutcome
 from actors.cost import worst_case_cost
 from actors.errors import ErrorClass, ProviderError
@@ -115,29 +115,20 @@ class BatchDesk:
         error: ProviderError | None = None
         try:
             completion = req.completion()
-            probe = r._probe(req, policy, completion)
-            hit = probe.remembered() if probe is not None else None
+            cache = CacheStep(r, req, policy, completion, request_id, trace)
             order: list[str] = []
-            if hit is not None:
-                result = hit_result(request_id, hit, trace)
-            else:
+            if cache.result is None:
                 live, r.snapshots = r.snapshots, self._at_batch_prices()
                 try:  # ranked at the prices this run pays (no await: nothing else sees it)
                     completion, need, order, _ = r._plan(req, policy, started, trace, reasons,
                                                          completion)
                 finally:
                     r.snapshots = live
-            for i, name in enumerate(order):
-                if probe is not None:
-                    if (hit := await probe.answer(name, deadline, reasons)) is not None:
-                        result = hit_result(request_id, hit, trace)
-                        break
-                    if probe.only:
-                        continue
+            async for name in cache.providers(order, deadline, reasons):
                 spec = r.providers[name]
                 if spec.batch_discount is None:
                     return BatchPlan(request_id=request_id, kind=PlanKind.SYNC, provider=name,
-                                     fallbacks=order[i + 1:], trace=trace)
+                                     fallbacks=order[order.index(name) + 1:], trace=trace)
                 worst = worst_case_cost(spec, need.prompt_tokens,
                                         req.max_tokens or spec.max_output_tokens, req.n)
                 worst *= spec.batch_discount
@@ -151,9 +142,9 @@ class BatchDesk:
                 trace.chosen = name
                 return BatchPlan(request_id=request_id, kind=PlanKind.BATCH, provider=name,
                                  reserved_usd=worst, trace=trace)
+            result = cache.result
             if result is None:
-                error = r._give_up(reasons, trace) if probe is None or not probe.only \
-                    else only_miss()
+                error = cache.give_up(r, reasons)
         except ProviderError as exc:
             error = exc
         r._conclude(request_id, policy, req, trace, [], result, error, started)

@@ -13,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from actors.clients.base import Completion
 from actors.config import ProviderSpec
 from actors.errors import ErrorClass, ProviderError
 from actors.response_cache import READS, WRITES, CachedAnswer, ResponseCache, answer_key, choice_key
 from actors.route import RouteRequest, RouteResult, RoutingTrace
+
+if TYPE_CHECKING:
+    from actors.router import Router
 
 Tried = tuple[RouteResult | None, str | None]
 
@@ -151,6 +155,43 @@ class AnsweredHits:
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._ids
+
+
+class CacheStep:
+    """The cache's part of one routed request, the same for a plain, a streamed and a
+    batched one: the remembered answer before any ranking (`open`), a hit in the policy's
+    order before each provider is paid (`providers`), and why nobody answered (`give_up`).
+    `result` is the cached answer when there is one; `probe` is None when the request does
+    not use the cache."""
+
+    __slots__ = ("probe", "request_id", "trace", "result")
+
+    def __init__(self, router: Router, req: RouteRequest, policy: str, completion: Completion,
+                 request_id: str, trace: RoutingTrace) -> None:
+        self.probe = router._probe(req, policy, completion)
+        self.request_id, self.trace = request_id, trace
+        hit = self.probe.remembered() if self.probe is not None else None
+        self.result = hit_result(request_id, hit, trace) if hit is not None else None
+
+    async def providers(self, order: Iterable[str], deadline: float,
+                        reasons: dict[str, str]) -> AsyncIterator[str]:
+        """The providers to call, in the policy's order: a cached answer of one ends the
+        walk (into `result`); with cache 'only' none is called (misses into `reasons`)."""
+        probe = self.probe
+        for name in order:
+            if probe is not None:
+                if (hit := await probe.answer(name, deadline, reasons)) is not None:
+                    self.result = hit_result(self.request_id, hit, self.trace)
+                    return
+                if probe.only:
+                    continue
+            yield name
+
+    def give_up(self, router: Router, reasons: dict[str, str]) -> ProviderError:
+        """Nobody answered: a cache-only miss, or the router's reasons."""
+        if self.probe is not None and self.probe.only:
+            return only_miss()
+        return router._give_up(reasons, self.trace)
 
 
 def only_miss() -> ProviderError:

@@ -345,6 +345,13 @@ class Config(_Strict):
         data["tracker"] = {**data.get("tracker", {}), "db_path": os.path.join(state, AUDIT_DB)}
         return Config.model_validate(data)
 
+    def with_sections(self, **sections: Any) -> Config:
+        """This configuration with whole sections replaced, validated like a loaded file
+        (a bare `model_copy(update=...)` would leave a section an unchecked mapping)."""
+        data = self.model_dump(mode="json", exclude_unset=True)
+        data.update(sections)
+        return parse_config(data, "config with replaced sections")
+
     def simulating(self) -> Config:
         """This configuration with the simulator answering for every provider."""
         if self.simulate:

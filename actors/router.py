@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.budget import BudgetLedger, BudgetSpec, BudgetWarning, Reservation
-from actors.cache_route import AnsweredHits, CacheProbe, hit_result, only_miss
+from actors.cache_route import AnsweredHits, CacheProbe, CacheStep
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
@@ -320,21 +320,12 @@ class Router:
         self.active.add(request_id)
         try:
             completion = req.completion()
-            probe = self._probe(req, policy, completion)
-            hit = probe.remembered() if probe is not None else None
-            if hit is not None:  # this policy's answer before: no ranking, no budget check
-                need, order, text = None, [], None
-                result = hit_result(request_id, hit, trace)
-            else:
+            cache = CacheStep(self, req, policy, completion, request_id, trace)
+            probe, order = cache.probe, []
+            if cache.result is None:  # else this policy's answer before: no ranking, no budget
                 completion, need, order, text = self._plan(req, policy, started, trace, reasons,
                                                            completion)
-            for name in order:
-                if probe is not None:
-                    if (hit := await probe.answer(name, deadline, reasons)) is not None:
-                        result = hit_result(request_id, hit, trace)
-                        break
-                    if probe.only:
-                        continue
+            async for name in cache.providers(order, deadline, reasons):
                 if time.time() >= deadline:
                     reasons[name] = "deadline: request deadline passed before trying it"
                     break
@@ -350,9 +341,10 @@ class Router:
                     if ErrorClass(last.error_class) not in FALLBACK:
                         error = ProviderError(last.error_class, reason or "failed", provider=name)
                         break
+            if result is None:
+                result = cache.result
             if result is None and error is None:
-                error = self._give_up(reasons, trace) if probe is None or not probe.only \
-                    else only_miss()
+                error = cache.give_up(self, reasons)
         except ProviderError as exc:
             error = exc
         finally:

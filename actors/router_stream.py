@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from actors.cache_route import hit_result, only_miss
+from actors.cache_route import CacheStep
 from actors.clients.base import Result
 from actors.clients.stream import Done, Finish, TextDelta, ToolCallDelta, events_of
 from actors.cost import cost_usd, worst_case_cost
@@ -127,21 +127,12 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
     router.active.add(request_id)
     try:
         completion = req.completion()
-        probe = router._probe(req, policy, completion)
-        hit = probe.remembered() if probe is not None else None
-        if hit is not None:  # this policy's answer before: no ranking, no budget check
-            order: list[str] = []
-            result = hit_result(request_id, hit, trace)
-        else:
+        cache = CacheStep(router, req, policy, completion, request_id, trace)
+        probe, order = cache.probe, []
+        if cache.result is None:  # else this policy's answer before: no ranking, no budget
             completion, need, order, text = router._plan(req, policy, started, trace, reasons,
                                                           completion)
-        for name in order:
-            if probe is not None:
-                if (hit := await probe.answer(name, deadline, reasons)) is not None:
-                    result = hit_result(request_id, hit, trace)
-                    break
-                if probe.only:
-                    continue
+        async for name in cache.providers(order, deadline, reasons):
             if time.time() >= deadline:
                 reasons[name] = "deadline: request deadline passed before trying it"
                 break
@@ -201,9 +192,10 @@ async def _routed(router: Router, req: RouteRequest, request_id: str,
             if relay.begun or cls not in FALLBACK:  # no fallback after the first token
                 error = ProviderError(cls, reason or "failed", provider=name)
                 break
+        if result is None:
+            result = cache.result
         if result is None and error is None:
-            error = router._give_up(reasons, trace) if probe is None or not probe.only \
-                else only_miss()
+            error = cache.give_up(router, reasons)
         if result is not None and result.trace.cached:
             yield StreamStart(request_id=request_id, provider=result.provider,
                               model=result.model, policy=policy, simulated=trace.simulated,

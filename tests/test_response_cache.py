@@ -100,7 +100,7 @@ def test_store_is_durable_with_a_ttl_and_a_size_bound(tmp_path):
 
 def make(fake: Fake, cache: ResponseCache | None, **cfg) -> tuple[Router, list]:
     sink: list = []
-    router = Router(CFG.model_copy(update=cfg), fake, sink.extend)
+    router = Router(CFG.with_sections(**cfg), fake, sink.extend)
     router.cache = cache
     return router, sink
 

@@ -53,7 +53,7 @@ class Fake:
 
 def make(fake: Fake, **cfg_updates) -> tuple[Router, list]:
     sink: list = []
-    cfg = CFG.model_copy(update=cfg_updates)
+    cfg = CFG.with_sections(**cfg_updates)
     return Router(cfg, fake, sink.extend), sink
 
 
@@ -259,7 +259,7 @@ async def test_a_crossed_soft_limit_reaches_the_warning_hook_typed():
     from actors.budget import BudgetWarning
 
     got: list[BudgetWarning] = []
-    cfg = CFG.model_copy(update={"budgets": {"hourly_usd": 100.0, "soft_limit": 1e-6}})
+    cfg = CFG.with_sections(budgets={"hourly_usd": 100.0, "soft_limit": 1e-6})
     router = Router(cfg, Fake(), [].extend, on_warning=got.append)
     r = await router.route(RouteRequest(messages=MSG, provider="claude"))
     assert [(w.scope, w.window) for w in got] == [("global", "hourly")]
