@@ -153,3 +153,12 @@ def retry_hop_sync(fn: Callable[[], T], *, tries: int, base_s: float = 0.5, max_
                    sleep: Callable[[float], None] = time.sleep) -> T:
     """The blocking twin of `retry_hop`."""
     return Retrying(sleep=sleep, **_hop(tries, base_s, max_s))(fn)
+
+
+def retrying_request(retries: int, retryable: Callable[[BaseException], bool],
+                     before_sleep: Callable[[RetryCallState], None] | None = None,
+                     ) -> AsyncRetrying:
+    """A whole routed request sent again (a backtest's bar, under a new id each time):
+    while `retryable` says so, up to `retries` more times, waiting 1, 2, 4 … s (≤ 30 s)."""
+    return AsyncRetrying(retry=retry_if_exception(retryable), before_sleep=before_sleep,
+                         **_hop(retries + 1, 1.0, 30.0))

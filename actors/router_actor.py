@@ -22,6 +22,7 @@ from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.pg_journal import PgJournal
 from actors.policies import POLICIES
+from actors.ray_calls import aget
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import Router
@@ -345,11 +346,7 @@ class RouterActor(ChannelServer):
         return await record_all(items, self.core.feedback, self._tracker_feedback)
 
     async def _tracker_feedback(self, request_id: str, score: float) -> None:
-        try:
-            await self._tracker_handle().feedback.remote(request_id, float(score))
-        except ray.exceptions.RayTaskError as exc:  # the tracker's own error, unwrapped
-            cause = getattr(exc, "cause", None)
-            raise cause if isinstance(cause, BaseException) else exc from None
+        await aget(self._tracker_handle().feedback.remote(request_id, float(score)))
 
     def estimates(self) -> list[dict[str, Any]]:
         """What the router has learned: per provider and context (rows for a DataFrame)."""

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
+from tenacity import RetryCallState
 
 from actors.backtest import report as reports
 from actors.backtest.fanout import RateShare, window_size
@@ -44,10 +45,13 @@ from actors.backtest.recover import TRANSIENT, Prior, lookup, router_id
 from actors.backtest.spec import BacktestError, BacktestSpec
 from actors.backtest.store import RunStore
 from actors.errors import ErrorClass
+from actors.retry import retrying_request
 from actors.route import RouteResult, RoutingError
 from prompts import OutputError, get_task, parse_output
 
 log = logging.getLogger(__name__)
+#: Failures left undone for a re-run rather than retried or recorded.
+UNFINISHED = frozenset({ErrorClass.CACHE_MISS, ErrorClass.BUDGET_EXCEEDED})
 
 
 @dataclass
@@ -188,48 +192,65 @@ class _Run:
 
     async def one(self, job: BarJob, policy: str, gen: int, slots: asyncio.Semaphore,
                   pin: tuple[str | None, list[str]] | None = None) -> None:
-        """Route one request (`pin`: the providers the router already chose, in order)."""
+        """Route one request (`pin`: the providers the router already chose, in order); a
+        transient failure that cost nothing is sent again under a new id (`bar_retries`)."""
+        sent: list[str] = []  # the request ids sent, one per attempt
         try:
-            for attempt in range(self.prep.spec.bar_retries + 1):
-                rid = request_id(self.prep.run_id, job, policy, gen)
-                update: dict[str, Any] = {"policy": policy, "request_id": rid}
-                if pin is not None and attempt == 0:
-                    update["provider"], update["fallbacks"] = pin
-                elif self.assigner is not None:
-                    update["provider"], update["fallbacks"] = self.assigner.next()
-                req = job.request.model_copy(update=update)
-                self.store.dispatched(job.key(policy), rid, self.router)
-                self.sent += 1
-                try:
-                    res = await self.client.aroute(req)
-                except RoutingError as exc:
-                    if self.assigner is not None:
-                        self.assigner.done(update["provider"])
-                    if exc.error_class == ErrorClass.CACHE_MISS:  # --cache-only: left undone
-                        self.failures["cache_miss (unfinished)"] += 1
-                        self.progress.note("cache_miss (unfinished)")
-                        return
-                    if exc.error_class == ErrorClass.BUDGET_EXCEEDED and not exc.trace.cost_usd:
-                        self.stopped = self.stopped or f"budget exceeded: {exc.message[:200]}"
-                        self.failures["budget_exceeded (unfinished)"] += 1
-                        self.progress.note("budget_exceeded (unfinished)")
-                        return
-                    retry = (exc.error_class.value in TRANSIENT and not exc.trace.cost_usd
-                             and attempt < self.prep.spec.bar_retries and not self.stopped)
-                    if retry:
-                        self.failures[f"{exc.error_class.value} (retried)"] += 1
-                        self.progress.note(f"{exc.error_class.value} (retried)")
-                        await asyncio.sleep(min(30.0, 2.0 ** attempt))
-                        gen += 1
-                        continue
-                    self.from_error(job, policy, rid, exc)
-                    return
-                if self.assigner is not None:
-                    self.assigner.done(update["provider"])
-                self.from_result(job, policy, res)
-                return
+            async for attempt in retrying_request(self.prep.spec.bar_retries, self._worth_retry,
+                                                  self._retried):
+                with attempt:
+                    res = await self._send(job, policy, gen + len(sent),
+                                           None if sent else pin, sent)
+        except RoutingError as exc:
+            self._failed(job, policy, sent[-1], exc)
+        else:
+            self.from_result(job, policy, res)
         finally:
             slots.release()
+
+    async def _send(self, job: BarJob, policy: str, gen: int,
+                    pin: tuple[str | None, list[str]] | None, sent: list[str]) -> RouteResult:
+        rid = request_id(self.prep.run_id, job, policy, gen)
+        update: dict[str, Any] = {"policy": policy, "request_id": rid}
+        if pin is not None:
+            update["provider"], update["fallbacks"] = pin
+        elif self.assigner is not None:
+            update["provider"], update["fallbacks"] = self.assigner.next()
+        req = job.request.model_copy(update=update)
+        self.store.dispatched(job.key(policy), rid, self.router)
+        self.sent += 1
+        sent.append(rid)
+        try:
+            return await self.client.aroute(req)
+        finally:
+            if self.assigner is not None:
+                self.assigner.done(update["provider"])
+
+    def _worth_retry(self, exc: BaseException) -> bool:
+        """Transient, nothing paid, and the run goes on (a cache-only miss and a budget
+        refusal are left undone at once: `_failed`)."""
+        return (isinstance(exc, RoutingError) and exc.error_class.value in TRANSIENT
+                and exc.error_class not in UNFINISHED and not exc.trace.cost_usd
+                and not self.stopped)
+
+    def _retried(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        what = f"{exc.error_class.value if isinstance(exc, RoutingError) else 'error'} (retried)"
+        self.failures[what] += 1
+        self.progress.note(what)
+
+    def _failed(self, job: BarJob, policy: str, rid: str, exc: RoutingError) -> None:
+        """A request that failed for good: recorded, or left undone for a re-run (cache
+        miss with --cache-only; the budget ran out before it was paid)."""
+        if exc.error_class == ErrorClass.CACHE_MISS:
+            self.failures["cache_miss (unfinished)"] += 1
+            self.progress.note("cache_miss (unfinished)")
+        elif exc.error_class == ErrorClass.BUDGET_EXCEEDED and not exc.trace.cost_usd:
+            self.stopped = self.stopped or f"budget exceeded: {exc.message[:200]}"
+            self.failures["budget_exceeded (unfinished)"] += 1
+            self.progress.note("budget_exceeded (unfinished)")
+        else:
+            self.from_error(job, policy, rid, exc)
 
     async def settle(self, inflight: set[asyncio.Task[None]]) -> None:
         """Wait up to `grace_s` for the requests in flight: their answers are being paid for,
