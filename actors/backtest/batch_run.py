@@ -53,7 +53,7 @@ SettleFn = Callable[[list[BatchSettle]], Awaitable[list[RouteResult | RoutingErr
 
 
 class BatchRun:
-    """Drives one run's batch jobs on the runner's event loop (`_Run` builds the rows)."""
+    """Drives one run's batch jobs on the runner's event loop (`RunRows` builds the rows)."""
 
     def __init__(self, run: Any, apis: dict[str, BatchApi], journal: BatchJournal,
                  plan: PlanFn, settle: SettleFn) -> None:
@@ -198,16 +198,7 @@ class BatchRun:
         elif plan.kind is PlanKind.ANSWERED and plan.result is not None:
             run.from_result(job, policy, plan.result)
         else:
-            exc = plan.routing_error()
-            if exc.error_class == ErrorClass.CACHE_MISS:
-                run.failures["cache_miss (unfinished)"] += 1
-                run.progress.note("cache_miss (unfinished)")
-            elif exc.error_class == ErrorClass.BUDGET_EXCEEDED:
-                run.stopped = run.stopped or f"budget exceeded: {exc.message[:200]}"
-                run.failures["budget_exceeded (unfinished)"] += 1
-                run.progress.note("budget_exceeded (unfinished)")
-            else:
-                run.from_error(job, policy, plan.request_id, exc)
+            run.failed(job, policy, plan.request_id, plan.routing_error())
 
     def _sync(self, job: BarJob, policy: str, gen: int,
               pin: tuple[str | None, list[str]] | None = None) -> None:
