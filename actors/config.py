@@ -197,7 +197,7 @@ class _Section:
 
 
 def _router_spec() -> type[BaseModel]:
-    from actors.router import RouterSpec
+    from actors.router_spec import RouterSpec
 
     return RouterSpec
 
@@ -229,7 +229,7 @@ def _cache_spec() -> type[BaseModel]:
 if TYPE_CHECKING:
     from actors.idempotency import IdempotencySpec
     from actors.response_cache import CacheSpec
-    from actors.router import RouterSpec
+    from actors.router_spec import RouterSpec
     from actors.tracker import TrackerSpec
     from serve.spec import ServeSpec
 

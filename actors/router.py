@@ -6,98 +6,50 @@ so it is tested without Ray. `RouterActor` (actors/router_actor.py) wires it to 
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from actors.budget import BudgetLedger, BudgetSpec, BudgetWarning, Reservation
+from actors.budget import BudgetLedger, BudgetSpec, BudgetWarning
 from actors.cache_route import AnsweredHits, CacheProbe, CacheStep
 from actors.clients.base import Completion
 from actors.config import Config, ProviderSpec
 from actors.contexts import configured_keys
 from actors.cost import cost_usd, worst_case_cost
-from actors.errors import FALLBACK, ErrorClass, ProviderError, refused_for
-from actors.estimates import Belief, LearningSpec
-from actors.explore import ExplorationBudget, ExplorationSpec
+from actors.errors import FALLBACK, ErrorClass, ProviderError
+from actors.estimates import Belief
+from actors.explore import ExplorationBudget
 from actors.idempotency import IdempotencyBook, IdempotencyConflict
 from actors.keys import never_mix
 from actors.learning import Learner
-from actors.messages import ProviderCall, ProviderReply
+from actors.messages import ProviderCall
 from actors.params import exclusions, named_only, prompt_tokens, reason, refuse_if_nobody
 from actors.policies import POLICIES, PolicySettings, expected_cost, get_policy, rank
 from actors.pricing import initial_value
-from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.records import FeedbackRecord
 from actors.response_cache import ResponseCache
-from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace, TraceAttempt, Usage
+from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
+from actors.router_outcomes import CallProvider, RouterOutcomes
+from actors.router_spec import RouterSpec
 from actors.snapshot import Candidate, Need, Snapshot
 
-log = logging.getLogger(__name__)
 #: Policies that learn from outcomes, and so may explore.
 LEARNING_POLICIES = frozenset({"accuracy-first", "cost-aware"})
 #: Records kept for a rebuild from the audit trail that has not come yet.
 MAX_LIVE = 100_000
 
-CallProvider = Callable[[str, ProviderCall], Awaitable[ProviderReply]]
 Sink = Callable[[list[Any]], None]
-#: Settings of the first release, replaced by the learned estimates (README: Policies).
-REMOVED = {"stats_ttl_s": "figures are learned in the router itself now",
-           "prior_success": "see router.learning.prior_success",
-           "prior_confidence": "confidence no longer enters the quality estimate",
-           "prior_weight": "see router.learning.prior_weight",
-           "cost_quality_margin": "cost-aware now trades quality for money with "
-                                  "quality_target or outcome_value_usd"}
-
-
-class RouterSpec(BaseModel):
-    """The `router:` config section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    default_policy: str = Field("accuracy-first", description="Policy when a request names none.")
-    default_timeout_s: float = Field(120.0, gt=0, description="Deadline when a request gives none.")
-    snapshot_refresh_s: float = Field(0.25, gt=0, description="Background snapshot refresh period.")
-    expected_output_tokens: int = Field(
-        400, gt=0, description="Output tokens assumed for a provider until it has answered.")
-    quality_target: float = Field(
-        0.95, gt=0, le=1, description="cost-aware: the share of the best single provider's "
-                                      "outcome score to hold over the stream, at least cost.")
-    outcome_value_usd: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="cost-aware: USD a right answer (score 1) "
-        "is worth; when set it is used instead of quality_target.")
-    learning: LearningSpec = Field(default_factory=LearningSpec)
-    exploration: ExplorationSpec = Field(default_factory=ExplorationSpec)
-    seed: int | None = Field(None, description="Seed of the exploration sampler (tests, replays).")
-    store_text: bool = Field(True, description="Put prompt/response text on attempt records.")
-    journal: bool = Field(True, description="Write-ahead journal of unacknowledged records.")
-    journal_sync: bool | None = Field(
-        None, description="Answer only once the request's records are committed to the "
-        "journal (a group commit). Default: on with PostgreSQL (tracker.db_url), where it makes "
-        "a node loss lose nothing answered; the file journal needs no wait.")
-    journal_path: str | None = Field(
-        None, description="Journal file; default: router-journal.jsonl next to the audit DB.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _removed(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, why in REMOVED.items():
-                if key in data:
-                    raise ValueError(f"router.{key} was removed: {why}")
-        return data
 
 
 def prompt_text(req: RouteRequest) -> str:
     return "\n\n".join(f"[{m.role}] {m.content}" for m in req.messages)
 
 
-class Router:
+class Router(RouterOutcomes):
     """Decides from snapshots it already holds; never asks every provider per request."""
 
     def __init__(
@@ -353,28 +305,6 @@ class Router:
         self._conclude(request_id, policy, req, trace, records, result, error, started)
         return self._outcome(trace, result, error)
 
-    def _conclude(self, request_id: str, policy: str, req: RouteRequest, trace: RoutingTrace,
-                  records: list[Any], result: RouteResult | None, error: ProviderError | None,
-                  started: float) -> None:
-        """The request's own record, with its attempts' records, to the sink."""
-        trace.latency_s = time.time() - started
-        if trace.cached:
-            self.hit_ids.add(request_id)
-        records.append(self._request_record(request_id, policy, req, trace, result, error))
-        self._sink(records)
-
-    @staticmethod
-    def _outcome(trace: RoutingTrace, result: RouteResult | None,
-                 error: ProviderError | None) -> RouteResult:
-        """The result with its trace, or the RoutingError."""
-        if result is not None:
-            result.trace = trace
-            result.latency_s = trace.latency_s
-            return result
-        assert error is not None
-        raise RoutingError(error.error_class, str(error) if error.provider else error.message, trace,
-                           param=getattr(error, "param", None))
-
     def _plan(self, req: RouteRequest, policy: str, started: float, trace: RoutingTrace,
               reasons: dict[str, str], completion: Completion | None = None,
               ) -> tuple[Completion, Need, list[str], str | None]:
@@ -404,124 +334,6 @@ class Router:
             return None
         return CacheProbe(self.cache, self.providers,
                           lambda name: self.snapshots[name].simulated, req, policy, completion)
-
-    async def _try(self, name: str, req: RouteRequest, request_id: str, policy: str,
-                   completion: Completion, deadline: float, need: Need, trace: RoutingTrace,
-                   records: list[Any], text: str | None,
-                   execution: str) -> tuple[RouteResult | None, str | None]:
-        spec = self.providers[name]
-        now = time.time()
-        worst = worst_case_cost(spec, need.prompt_tokens, req.max_tokens or spec.max_output_tokens,
-                                req.n)
-        try:
-            res: Reservation = self.ledger.reserve(name, worst, now)
-        except ProviderError as exc:
-            return None, exc.message
-        call = ProviderCall(request_id=request_id, completion=completion, deadline=deadline,
-                            output=req.output, attempt_offset=len(trace.attempts),
-                            priority=req.priority, execution=execution, reserved_usd=worst)
-        self.outstanding[name] = self.outstanding.get(name, 0) + 1
-        try:
-            reply = await self._call(name, call)
-        except Exception as exc:  # the actor died or is unreachable
-            return None, self._actor_lost(name, exc, res, worst, req, request_id, policy,
-                                          trace, records, text, execution)
-        finally:
-            self.outstanding[name] -= 1
-        return self._take_reply(name, reply, res, req, request_id, policy, trace, records,
-                                text, execution)
-
-    def _actor_lost(self, name: str, exc: Exception, res: Reservation, worst: float,
-                    req: RouteRequest, request_id: str, policy: str, trace: RoutingTrace,
-                    records: list[Any], text: str | None, execution: str) -> str:
-        """A provider actor that died or is unreachable: we cannot know what it spent, so
-        settle at the reserved worst case (never under-count); the reason is returned."""
-        self._settle(res, worst, trace)
-        n = len(trace.attempts) + 1
-        msg = f"provider actor unavailable: {type(exc).__name__}"
-        trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
-                                           error_class=ErrorClass.INTERNAL.value, error=msg))
-        records.append(AttemptRecord(
-            request_id=request_id, attempt=n, ts=time.time(), provider=name,
-            model=self.providers[name].model, policy=policy, context=req.context, ok=False,
-            error_class=ErrorClass.INTERNAL.value, error=msg, cost_usd=0.0, prompt=text,
-            execution=execution, simulated=self.snapshots[name].simulated, user=req.user))
-        return msg
-
-    def _take_reply(self, name: str, reply: ProviderReply, res: Reservation,
-                    req: RouteRequest, request_id: str, policy: str, trace: RoutingTrace,
-                    records: list[Any], text: str | None,
-                    execution: str) -> tuple[RouteResult | None, str | None]:
-        """A provider's reply: snapshot, budget settled at what was billed, attempts into
-        the trace and the records; the result, or why there is none."""
-        spec = self.providers[name]
-        if reply.snapshot:
-            self.update_snapshot(reply.snapshot)
-        spent = sum(a.cost_usd for a in reply.attempts)
-        self._settle(res, spent, trace)
-        trace.simulated = trace.simulated or reply.simulated
-        for a in reply.attempts:
-            trace.attempts.append(TraceAttempt(provider=name, attempt=a.attempt, ok=a.ok,
-                                               error_class=a.error_class, error=a.error,
-                                               status=a.status, latency_s=a.latency_s))
-            trace.input_tokens += a.input_tokens
-            trace.output_tokens += a.output_tokens
-            trace.cost_usd += a.cost_usd
-            records.append(a.record(request_id, name, spec.model, policy=policy,
-                                    context=req.context, prompt=text,
-                                    response=self.keep_text(a.response)
-                                    if self.spec.store_text else None,
-                                    simulated=reply.simulated, execution=execution,
-                                    user=req.user))
-        if reply.result is None:
-            if not reply.attempts:  # refused before any HTTP attempt (e.g. breaker just opened)
-                n = len(trace.attempts) + 1
-                trace.attempts.append(TraceAttempt(provider=name, attempt=n, ok=False,
-                                                   error_class=reply.error_class, error=reply.error))
-            return None, f"{reply.error_class}: {reply.error}"
-        r = reply.result
-        trace.chosen = name
-        return RouteResult(
-            request_id=request_id, provider=name, model=r.model, text=r.text,
-            finish_reason=r.finish_reason, input_tokens=trace.input_tokens,
-            output_tokens=trace.output_tokens, cost_usd=trace.cost_usd, latency_s=0.0,
-            parsed=reply.parsed, trace=trace, tool_calls=r.tool_calls, choices=r.choices,
-            logprobs=r.logprobs, usage=Usage.of(r),
-        ), None
-
-    def _settle(self, res: Reservation, actual: float, trace: RoutingTrace) -> None:
-        for w in self.ledger.settle(res, actual, time.time()):
-            trace.warnings.append(w.message)
-            log.warning("budget soft limit: %s", w.message)
-            if self._on_warning:
-                self._on_warning(w)
-
-    def _give_up(self, reasons: dict[str, str], trace: RoutingTrace) -> ProviderError:
-        if not reasons:
-            return ProviderError(ErrorClass.NO_PROVIDER, "no provider is configured or enabled")
-        detail = "; ".join(f"{n}: {r}" for n, r in reasons.items())
-        if refused_for(reasons.values(), ErrorClass.BUDGET_EXCEEDED):
-            return ProviderError(ErrorClass.BUDGET_EXCEEDED, f"every provider is over budget — {detail}")
-        return ProviderError(ErrorClass.NO_PROVIDER, f"no provider could answer — {detail}")
-
-    def _request_record(self, request_id: str, policy: str, req: RouteRequest, trace: RoutingTrace,
-                        result: RouteResult | None, error: ProviderError | None) -> RequestRecord:
-        conf = None
-        if result is not None and isinstance(result.parsed, dict):
-            c = result.parsed.get("confidence")
-            conf = float(c) if isinstance(c, int | float) else None
-        return RequestRecord(
-            request_id=request_id, ts=time.time(), policy=policy, context=req.context,
-            provider=result.provider if result else None, model=result.model if result else None,
-            ok=result is not None, error_class=error.error_class.value if error else None,
-            error=(str(error)[:500] if error else None), attempts=len(trace.attempts),
-            input_tokens=trace.input_tokens, output_tokens=trace.output_tokens,
-            cost_usd=trace.cost_usd, latency_s=trace.latency_s, confidence=conf,
-            quality_target=trace.quality_target, explored=trace.explored,
-            simulated=trace.simulated, user=req.user, cached=trace.cached,
-            saved_usd=trace.saved_usd,
-        )
-
 
 def _draw(b: Belief, gauss: Callable[[float, float], float]) -> float:
     """A Thompson draw of the outcome score: normal with the Beta posterior's moments
