@@ -15,18 +15,19 @@ from typing import Any
 import ray
 
 from actors.budget import BudgetWarning
-from actors.channel import ChannelBroken, ChannelPool, ChannelServer
+from actors.budget_seeding import BudgetSeeding
+from actors.channel import ChannelPool, ChannelServer
 from actors.config import parse_config
 from actors.feedback import FeedbackAck, FeedbackItem, record_all
-from actors.messages import ProviderCall, ProviderReply
 from actors.metrics import Metrics
 from actors.pg_journal import PgJournal
 from actors.policies import POLICIES
+from actors.provider_links import ProviderLinks, provider_actor_name
 from actors.ray_calls import aget
 from actors.records import RequestRecord, WarningRecord
 from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import Router
-from actors.router_metrics import RequestObserver, at_provider
+from actors.router_metrics import RequestObserver
 from actors.router_state import RouterState
 from actors.shipper import RecordShipper
 from actors.tracker import NAME as TRACKER
@@ -41,29 +42,24 @@ JOURNAL_SYNC_WAIT_S = 5.0
 log = logging.getLogger(__name__)
 
 
-def provider_actor_name(name: str) -> str:
-    return f"provider:{name}"
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10000)
 class RouterActor(ChannelServer):
     """Callers reach `route` through a channel (actors/channel.py) or as a plain call."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = parse_config(config, "router config")
-        self._handles: dict[str, Any] = {}
-        self._channels: dict[str, ChannelPool] = {}
+        self._links = ProviderLinks()
         self._tracker = None
         self._records_pool: ChannelPool | None = None
         self._metrics = Metrics()
         self._observer = RequestObserver(self.config.metrics, self._metrics, POLICIES)
-        self.core = Router(self.config, self._call_provider, self._sink,
+        self.core = Router(self.config, self._links.call, self._sink,
                            on_warning=self._warning)
         self._born = time.time()  # records before this come from the audit trail
         self._shipper = RecordShipper(self._send_records, on_failure=self._tracker_lost)
         self._startup: asyncio.Future[None] | None = None
-        self._seeded = False
-        self._seeded_scopes: set[str] = set()
+        self._seeding = BudgetSeeding(self.core.ledger, self._spend_since,
+                                      self._pending_at_providers, self.config.simulate)
         self._sync_journal = False
         # This instance's state directory, locked for as long as this process lives.
         try:
@@ -78,7 +74,7 @@ class RouterActor(ChannelServer):
         self._refused = None
         self.core.keep_text = self._state.text.apply  # the journal honours store_text too
         self.core.idempotency = self._state.book
-        self.core.stream_provider = self._stream_provider
+        self.core.stream_provider = self._links.stream
         self.core.cache = self._state.cache
         self.core.set_budgets(self._state.overrides.spec)
         journal = self._state.open_journal() if self.core.spec.journal else None
@@ -97,13 +93,6 @@ class RouterActor(ChannelServer):
 
     # -- wiring --------------------------------------------------------------------------
 
-    def _handle(self, name: str):
-        h = self._handles.get(name)
-        if h is None:
-            h = ray.get_actor(provider_actor_name(name), namespace=NAMESPACE)
-            self._handles[name] = h
-        return h
-
     def _tracker_handle(self):
         if self._tracker is None:
             self._tracker = ray.get_actor(TRACKER, namespace=NAMESPACE)
@@ -115,33 +104,6 @@ class RouterActor(ChannelServer):
         if self._records_pool is None:
             self._records_pool = ChannelPool(self._tracker_handle, "tracker")
         return self._records_pool
-
-    async def _call_provider(self, name: str, call: ProviderCall) -> ProviderReply:
-        pool = self._pool(name)
-        try:
-            with at_provider():
-                return await pool.call(call)
-        except (ChannelBroken, ray.exceptions.RayActorError):
-            self._handles.pop(name, None)  # re-resolve: it may have been replaced
-            pool.reset()
-            raise
-
-    def _pool(self, name: str) -> ChannelPool:
-        pool = self._channels.get(name)
-        if pool is None:
-            pool = self._channels[name] = ChannelPool(lambda: self._handle(name), f"provider:{name}")
-        return pool
-
-    async def _stream_provider(self, name: str, call: ProviderCall) -> AsyncIterator[Any]:
-        """One provider's streamed attempt(s): its events, then its ProviderReply."""
-        pool = self._pool(name)
-        try:
-            async for item in pool.stream(call):
-                yield item
-        except (ChannelBroken, ray.exceptions.RayActorError):
-            self._handles.pop(name, None)  # re-resolve: it may have been replaced
-            pool.reset()
-            raise
 
     def _chan_stream(self, req: RouteRequest) -> AsyncIterator[Any]:
         return self._route_stream(req)
@@ -198,7 +160,7 @@ class RouterActor(ChannelServer):
             if left:
                 log.warning("%d journaled records not yet acknowledged by the tracker; budgets "
                             "start without their spend", left)
-        await self._seed_budgets()
+        await self._seeding.at_start()
         await self._relearn()
 
     async def _relearn(self) -> None:
@@ -212,19 +174,11 @@ class RouterActor(ChannelServer):
         except Exception as exc:  # tracker not there: learn from scratch, say so
             log.warning("could not rebuild routing estimates from the tracker: %s", exc)
 
-    async def _seed_budgets(self) -> None:
-        """After a (re)start, count spend already recorded in the current hour and day."""
-        if self._seeded:
-            return
-        self._seeded = True
-        pending = await self._pending_at_providers()  # first: it may reach the trail next
-        await self._seed_scopes(["*", *self.core.ledger.spec.per_provider], pending)
-
     async def _pending_at_providers(self) -> dict[str, float]:
         """What a dead predecessor left in flight at each provider (worst case), plus its
-        orphaned attempts not yet in the audit trail: booked as spent, never under-counted."""
+        orphaned attempts not yet in the audit trail."""
         names = list(self.core.providers)
-        refs = [self._handle(n).pending_usd.remote() for n in names]
+        refs = [self._links.handle(n).pending_usd.remote() for n in names]
         out: dict[str, float] = {}
         for name, ref in zip(names, refs, strict=True):
             try:
@@ -233,24 +187,8 @@ class RouterActor(ChannelServer):
                 log.warning("could not ask provider %s for its pending spend: %s", name, exc)
         return out
 
-    async def _seed_scopes(self, scopes: list[str],
-                           pending: dict[str, float] | None = None) -> None:
-        """Book the spend recorded so far in this hour and day against these scopes — of
-        this router's kind only: real budgets never count simulated spend."""
-        self._seeded_scopes.update(scopes)
-        pending = pending or {}
-        try:
-            now = time.time()
-            ledger = self.core.ledger
-            for window in ("hourly", "daily"):
-                since = ledger.window_start(window, now)
-                for scope in scopes:
-                    spent = await self._tracker_handle().spend_since.remote(
-                        since, None if scope == "*" else scope, self.config.simulate)
-                    extra = sum(pending.values()) if scope == "*" else pending.get(scope, 0.0)
-                    ledger.seed(scope, window, float(spent) + extra, now)
-        except Exception as exc:  # tracker not there yet: start from zero, say so
-            log.warning("could not seed budgets from the tracker: %s", exc)
+    async def _spend_since(self, since: float, provider: str | None, simulated: bool) -> float:
+        return await self._tracker_handle().spend_since.remote(since, provider, simulated)
 
     async def _refresh_loop(self) -> None:
         """Snapshots for idle providers and budget metrics, off the hot path."""
@@ -296,13 +234,13 @@ class RouterActor(ChannelServer):
         """Ask providers (`names`, default all) for their snapshots: each is a Ray call,
         milliseconds of this loop's time, so the refresh loop asks only idle ones."""
         names = list(self.core.providers) if names is None else names
-        refs = [self._handle(n).snapshot.remote() for n in names]
+        refs = [self._links.handle(n).snapshot.remote() for n in names]
         out = []
         for n, ref in zip(names, refs, strict=True):
             try:
                 snap = await ref
             except Exception:
-                self._handles.pop(n, None)
+                self._links.forget(n)
                 continue
             self.core.update_snapshot(snap)
             out.append(snap)
@@ -312,7 +250,7 @@ class RouterActor(ChannelServer):
         if provider not in self.core.providers:
             raise ValueError(f"unknown provider {provider!r}; configured: "
                              f"{', '.join(self.core.providers)}")
-        snap = await self._handle(provider).reset.remote()
+        snap = await self._links.handle(provider).reset.remote()
         self.core.update_snapshot(snap)
         return snap
 
@@ -324,10 +262,9 @@ class RouterActor(ChannelServer):
         o = self._state.overrides
         spec = o.reset() if budgets is None else o.apply(budgets)  # ValidationError names the key
         self.core.set_budgets(spec)
-        scopes = {*spec.per_provider} - self._seeded_scopes
-        if scopes:  # a provider cap new since start: count what that provider already spent
+        if {*spec.per_provider} - self._seeding.seeded:  # its records reach the trail first
             await self._shipper.drain(5.0)
-            await self._seed_scopes(sorted(scopes))
+            await self._seeding.new_scopes()
         return await self.budgets()
 
     async def feedback(self, request_id: str, score: float) -> None:
@@ -391,13 +328,7 @@ class RouterActor(ChannelServer):
 
     def channel_counts(self) -> dict[str, dict[str, int]]:
         """Logical calls vs socket and Ray calls per provider channel (which path works)."""
-        out: dict[str, dict[str, int]] = {}
-        for name, pool in self._channels.items():
-            for c in list(pool._by_loop.values()):
-                agg = out.setdefault(name, dict.fromkeys(c.counts, 0))
-                for k, v in c.counts.items():
-                    agg[k] += v
-        return out
+        return self._links.counts()
 
     def inflight(self) -> int:
         return self.core.inflight
