@@ -270,7 +270,7 @@ class Provider:
 
 import ray  # noqa: E402  (kept next to the actor it serves)
 
-from actors.channel import ChannelServer  # noqa: E402
+from actors.channel_server import ChannelServer  # noqa: E402
 from actors.keys import Availability, availability  # noqa: E402
 from actors.provider_stream import stream_attempts  # noqa: E402
 from actors.simulator.server import simulator_base_url  # noqa: E402

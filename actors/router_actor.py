@@ -16,7 +16,8 @@ import ray
 
 from actors.budget import BudgetWarning
 from actors.budget_seeding import BudgetSeeding
-from actors.channel import ChannelPool, ChannelServer
+from actors.channel import ChannelPool
+from actors.channel_server import ChannelServer
 from actors.config import parse_config
 from actors.feedback import FeedbackAck, FeedbackItem, record_all
 from actors.metrics import Metrics

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from actors import spend
 from actors.audit import AuditBackend, Record, Written, as_record, open_store
-from actors.channel import ChannelServer
+from actors.channel_server import ChannelServer
 from actors.config import AUDIT_DB, DEFAULT_STATE_DIR, Config, ConfigError
 from actors.contexts import DEFAULT_KEYS
 from actors.lease import Fenced, Lease, LeaseRefused, Role, Sql

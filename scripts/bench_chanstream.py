@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.channel import ChannelClient, ChannelServer  # noqa: E402
+from actors.channel import ChannelClient  # noqa: E402
+from actors.channel_server import ChannelServer  # noqa: E402
 
 
 class Callee(ChannelServer):

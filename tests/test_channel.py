@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from actors.channel import ChannelBroken, ChannelClient, ChannelServer
+from actors.channel import ChannelBroken, ChannelClient
+from actors.channel_server import ChannelServer
 
 
 class Echo(ChannelServer):
