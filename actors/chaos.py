@@ -32,11 +32,9 @@ import aiohttp
 import ray
 import yaml
 
-from actors.audit import open_store
 from actors.chaos_steps import committed_usd, router_answers, run_out_budget
 from actors.config import DEFAULT_CONFIG, parse_config
-from actors.reconcile import ChaosReport, audit_invariants
-from actors.tracker import TrackerSpec
+from actors.reconcile import ChaosReport, reconcile_run
 
 
 def chaos_config(workdir: Path, latency_scale: float = 0.05,
@@ -346,7 +344,7 @@ class Chaos:
                                                 "serve replica")):
                 break
             await asyncio.sleep(0.5)
-        return await self.reconcile(bt)
+        return await reconcile_run(self, bt)
 
     async def _sleep_until(self, at: float, pending_ends: list[tuple[float, Step]]) -> None:
         while True:
@@ -360,46 +358,6 @@ class Chaos:
                 return
             nxt = min([at, *(e[0] for e in pending_ends)])
             await asyncio.sleep(max(0.05, min(0.5, nxt - now)))
-
-    # -- reconciliation --------------------------------------------------------------------
-
-    async def reconcile(self, bt: dict[str, Any]) -> ChaosReport:
-        """Audit-trail invariants (actors/reconcile.py) plus what only the live system knows."""
-        llm = self.llm
-        await asyncio.to_thread(llm.flush)
-        results = bt["outcome"].results if "outcome" in bt else None
-        store = open_store(TrackerSpec.from_config(self.config))  # SQLite or PostgreSQL
-        try:
-            audit = await asyncio.to_thread(audit_invariants, store, self.http_outcomes,
-                                            results, self.budget_usd)
-        finally:
-            store.close()
-        problems = audit.problems
-        backtest: dict[str, Any] = {}
-        if results is not None:
-            out = bt["outcome"]
-            ok = results["ok"].astype(bool)
-            failed = results.loc[~ok, "error_class"].value_counts()
-            backtest = {"planned": out.total, "done": int(ok.sum()), "stored": len(results),
-                        "failed": {str(k): int(v) for k, v in failed.items()},
-                        "sent": out.sent, "stopped": out.stopped}
-        else:
-            problems.append(f"backtest did not finish: {bt.get('error')}")
-        stats = await llm.simulator.stats.remote()
-        router_429s = int(stats["totals"]["rate_limited_by_limit"])
-        if router_429s:
-            problems.append(f"{router_429s} 429s caused by exceeding a provider's limits")
-        for what, secs in self.recovery.items():
-            if secs is None:
-                problems.append(f"{what} did not recover")
-        status = await asyncio.to_thread(llm.status)
-        transitions = {str(k): int(v or 0) for k, v in status["transitions"].items()}
-        return ChaosReport(
-            seconds=time.monotonic() - self.t0, http=audit.http, backtest=backtest,
-            lost=audit.lost, duplicated=audit.duplicated, spend_usd=audit.spend_usd,
-            budget_usd=self.budget_usd, breaker_transitions=transitions,
-            recovery_s=dict(self.recovery), router_429s=router_429s, events=self.events,
-            problems=problems[:20])
 
 
 async def run_chaos(workdir: Path, **kw: Any) -> ChaosReport:

@@ -1,16 +1,23 @@
 """Reconciling a chaos run: what the audit trail must say after faults and kills, and the
 report table. Plain Python over the audit store interface (`actors/audit_base.py`), so it
-reads SQLite and PostgreSQL alike and is tested without Ray."""
+reads SQLite and PostgreSQL alike and is tested without Ray; `reconcile_run` adds what
+only the live system knows, at the end of a run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from actors.audit import open_store
 from actors.audit_base import AuditBackend
+from actors.tracker import TrackerSpec
+
+if TYPE_CHECKING:
+    from actors.chaos import Chaos
 
 
 @dataclass
@@ -130,3 +137,43 @@ def report_json(report: ChaosReport) -> str:
                        "router_429s": report.router_429s,
                        "breaker_transitions": report.breaker_transitions,
                        "problems": report.problems, "events": report.events}, indent=2)
+
+
+async def reconcile_run(run: Chaos, bt: dict[str, Any]) -> ChaosReport:
+    """A finished chaos run (actors/chaos.py): the audit-trail invariants above plus what
+    only the live system knows (the simulator's 429 count, recoveries, breaker transitions)."""
+    llm = run.llm
+    await asyncio.to_thread(llm.flush)
+    results = bt["outcome"].results if "outcome" in bt else None
+    store = open_store(TrackerSpec.from_config(run.config))  # SQLite or PostgreSQL
+    try:
+        audit = await asyncio.to_thread(audit_invariants, store, run.http_outcomes,
+                                        results, run.budget_usd)
+    finally:
+        store.close()
+    problems = audit.problems
+    backtest: dict[str, Any] = {}
+    if results is not None:
+        out = bt["outcome"]
+        ok = results["ok"].astype(bool)
+        failed = results.loc[~ok, "error_class"].value_counts()
+        backtest = {"planned": out.total, "done": int(ok.sum()), "stored": len(results),
+                    "failed": {str(k): int(v) for k, v in failed.items()},
+                    "sent": out.sent, "stopped": out.stopped}
+    else:
+        problems.append(f"backtest did not finish: {bt.get('error')}")
+    stats = await llm.simulator.stats.remote()
+    router_429s = int(stats["totals"]["rate_limited_by_limit"])
+    if router_429s:
+        problems.append(f"{router_429s} 429s caused by exceeding a provider's limits")
+    for what, secs in run.recovery.items():
+        if secs is None:
+            problems.append(f"{what} did not recover")
+    status = await asyncio.to_thread(llm.status)
+    transitions = {str(k): int(v or 0) for k, v in status["transitions"].items()}
+    return ChaosReport(
+        seconds=time.monotonic() - run.t0, http=audit.http, backtest=backtest,
+        lost=audit.lost, duplicated=audit.duplicated, spend_usd=audit.spend_usd,
+        budget_usd=run.budget_usd, breaker_transitions=transitions,
+        recovery_s=dict(run.recovery), router_429s=router_429s, events=run.events,
+        problems=problems[:20])
