@@ -7,23 +7,27 @@ e.g. ``providers[2] (gpt-4-turbo).rpm: Input should be greater than 0``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import CoreSchema
 
 from actors.budget import BudgetSpec
+from actors.config_sections import (
+    CacheSection,
+    IdempotencySection,
+    RouterSection,
+    ServeSection,
+    TrackerSection,
+)
 from actors.metrics import MetricsSpec
 from actors.placement import PlacementSpec
 from prompts.regime import RegimeRules
@@ -181,66 +185,6 @@ class SimulatorSpec(_Strict):
         if v == "auto":
             raise ValueError(AUTO_REMOVED)
         return v
-
-
-class _Section:
-    """A config section whose model lives in a module that itself imports this one (the
-    router, the tracker, the endpoint): the model is looked up when `Config`'s validator is
-    first built, so a bad key still fails at load, with its full path, and `Config` holds
-    the typed section."""
-
-    def __init__(self, model: Callable[[], type[BaseModel]]) -> None:
-        self.model = model
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return handler.generate_schema(self.model())
-
-
-def _router_spec() -> type[BaseModel]:
-    from actors.router_spec import RouterSpec
-
-    return RouterSpec
-
-
-def _tracker_spec() -> type[BaseModel]:
-    from actors.tracker import TrackerSpec
-
-    return TrackerSpec
-
-
-def _serve_spec() -> type[BaseModel]:
-    from serve.spec import ServeSpec
-
-    return ServeSpec
-
-
-def _idempotency_spec() -> type[BaseModel]:
-    from actors.idempotency import IdempotencySpec
-
-    return IdempotencySpec
-
-
-def _cache_spec() -> type[BaseModel]:
-    from actors.response_cache import CacheSpec
-
-    return CacheSpec
-
-
-if TYPE_CHECKING:
-    from actors.idempotency import IdempotencySpec
-    from actors.response_cache import CacheSpec
-    from actors.router_spec import RouterSpec
-    from actors.tracker import TrackerSpec
-    from serve.spec import ServeSpec
-
-    RouterSection, TrackerSection, ServeSection = RouterSpec, TrackerSpec, ServeSpec
-    IdempotencySection, CacheSection = IdempotencySpec, CacheSpec
-else:
-    RouterSection = Annotated[Any, _Section(_router_spec)]
-    TrackerSection = Annotated[Any, _Section(_tracker_spec)]
-    ServeSection = Annotated[Any, _Section(_serve_spec)]
-    IdempotencySection = Annotated[Any, _Section(_idempotency_spec)]
-    CacheSection = Annotated[Any, _Section(_cache_spec)]
 
 
 class Config(_Strict):
