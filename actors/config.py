@@ -20,7 +20,6 @@ from pydantic import (
     model_validator,
 )
 
-from actors.budget import BudgetSpec
 from actors.config_sections import (
     CacheSection,
     IdempotencySection,
@@ -28,8 +27,9 @@ from actors.config_sections import (
     ServeSection,
     TrackerSection,
 )
-from actors.metrics import MetricsSpec
-from actors.placement import PlacementSpec
+from actors.core.budget import BudgetSpec
+from actors.shells.metrics import MetricsSpec
+from actors.shells.placement import PlacementSpec
 from prompts.regime import RegimeRules
 
 ENV_CONFIG = "LLM_ROUTER_CONFIG"
@@ -195,9 +195,9 @@ class Config(_Strict):
     providers: list[ProviderSpec] = Field(min_length=1)
     simulator: SimulatorSpec = Field(default_factory=SimulatorSpec)
     router: RouterSection = Field(default_factory=dict, validate_default=True,
-                                  description="Router settings (actors.router.RouterSpec).")
+                                  description="Router settings (actors.routing.router.RouterSpec).")
     tracker: TrackerSection = Field(default_factory=dict, validate_default=True,
-                                    description="Tracker settings (actors.tracker.TrackerSpec).")
+                                    description="Tracker settings (actors.shells.tracker.TrackerSpec).")
     budgets: BudgetSpec = Field(default_factory=BudgetSpec, description="Spend limits.")
     serve: ServeSection = Field(default_factory=dict, validate_default=True,
                                 description="HTTP endpoint settings (serve.spec.ServeSpec).")
@@ -207,18 +207,18 @@ class Config(_Strict):
     )
     placement: PlacementSpec = Field(
         default_factory=PlacementSpec,
-        description="Where the stateful actors run (actors/placement.py): the head node by default.",
+        description="Where the stateful actors run (actors/shells/placement.py): the head node by default.",
     )
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec,
-        description="Label bounds of the router's request metrics (actors/metrics.py).",
+        description="Label bounds of the router's request metrics (actors/shells/metrics.py).",
     )
     idempotency: IdempotencySection = Field(
         default_factory=dict, validate_default=True,
-        description="Request ids as idempotency keys (actors.idempotency.IdempotencySpec).")
+        description="Request ids as idempotency keys (actors.stores.idempotency.IdempotencySpec).")
     cache: CacheSection = Field(
         default_factory=dict, validate_default=True,
-        description="The response cache (actors.response_cache.CacheSpec).")
+        description="The response cache (actors.stores.response_cache.CacheSpec).")
     state_dir: str = Field(description="This instance's own directory (audit DB, journal, "
                            "budget overrides, idempotency store, HMAC key, lock); resolved at load.")
 

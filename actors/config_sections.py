@@ -25,13 +25,13 @@ class _Section:
 
 
 def _router_spec() -> type[BaseModel]:
-    from actors.router_spec import RouterSpec
+    from actors.routing.router_spec import RouterSpec
 
     return RouterSpec
 
 
 def _tracker_spec() -> type[BaseModel]:
-    from actors.tracker import TrackerSpec
+    from actors.shells.tracker import TrackerSpec
 
     return TrackerSpec
 
@@ -43,22 +43,22 @@ def _serve_spec() -> type[BaseModel]:
 
 
 def _idempotency_spec() -> type[BaseModel]:
-    from actors.idempotency import IdempotencySpec
+    from actors.stores.idempotency import IdempotencySpec
 
     return IdempotencySpec
 
 
 def _cache_spec() -> type[BaseModel]:
-    from actors.response_cache import CacheSpec
+    from actors.stores.response_cache import CacheSpec
 
     return CacheSpec
 
 
 if TYPE_CHECKING:
-    from actors.idempotency import IdempotencySpec
-    from actors.response_cache import CacheSpec
-    from actors.router_spec import RouterSpec
-    from actors.tracker import TrackerSpec
+    from actors.routing.router_spec import RouterSpec
+    from actors.shells.tracker import TrackerSpec
+    from actors.stores.idempotency import IdempotencySpec
+    from actors.stores.response_cache import CacheSpec
     from serve.spec import ServeSpec
 
     RouterSection, TrackerSection, ServeSection = RouterSpec, TrackerSpec, ServeSpec

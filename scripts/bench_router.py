@@ -58,8 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_peers import DEFAULT_PORTKEY_DIR, litellm_arm, start_portkey  # noqa: E402
 
+from actors.caller.dashboard import add_dashboard_flag  # noqa: E402
 from actors.config import DEFAULT_CONFIG  # noqa: E402
-from actors.dashboard import add_dashboard_flag  # noqa: E402
 from serve.ingress import INGRESS_ENV, prepare  # noqa: E402
 
 PROMPT = "Context: SPY 1d, regime: bull, RSI(14) 61.2, MACD above signal. Trade signal as JSON."
@@ -182,10 +182,10 @@ def policy_decision_us() -> float:
     """The policy over ready candidates (learned estimates merged in); the whole decision
     with the learner and sampling is timed by scripts/bench_routing.py."""
     from actors.config import load_config
-    from actors.estimates import Belief
-    from actors.policies import PolicySettings, rank
-    from actors.router import _initial_snapshot
-    from actors.snapshot import Candidate, Need
+    from actors.core.snapshot import Candidate, Need
+    from actors.policy.estimates import Belief
+    from actors.policy.policies import PolicySettings, rank
+    from actors.routing.router import _initial_snapshot
 
     cfg = load_config()
     cands = [Candidate.from_snapshot(
@@ -203,7 +203,7 @@ def policy_decision_us() -> float:
 
 async def run(args: argparse.Namespace) -> dict:
     from actors.api import connect
-    from actors.dashboard import ray_init_options
+    from actors.caller.dashboard import ray_init_options
 
     tmp = tempfile.mkdtemp(prefix="bench-router-")
     cfg = bench_config(tmp)

@@ -31,12 +31,12 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.datastructures import Headers
 
-from actors import spend
 from actors.api import RouterClient, attach, connect
-from actors.channel import ChannelBroken
 from actors.config import Config, load_config, parse_config
-from actors.route import RouteRequest, RouteResult, RoutingError
-from actors.tokens import estimate_messages
+from actors.core.tokens import estimate_messages
+from actors.routing.route import RouteRequest, RouteResult, RoutingError
+from actors.rpc.channel import ChannelBroken
+from actors.stores import spend
 from serve import cache_option, chat_route, native, reads
 from serve import openai_compat as oai
 from serve.auth import AuthDigests, Verifier, digests, require_loopback

@@ -407,7 +407,7 @@ class _ScriptedRouter:
         return self.audits[rid]
 
     async def aroute(self, req):
-        from actors.route import RouteResult, RoutingError, RoutingTrace, TraceAttempt
+        from actors.routing.route import RouteResult, RoutingError, RoutingTrace, TraceAttempt
 
         self.seen.append(req.request_id)
         trace = RoutingTrace(request_id=req.request_id, policy=req.policy)

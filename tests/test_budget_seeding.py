@@ -1,12 +1,12 @@
-"""A (re)started router's budgets start from recorded spend (actors/budget_seeding.py),
+"""A (re)started router's budgets start from recorded spend (actors/core/budget_seeding.py),
 tested without Ray: the tracker's and the providers' answers are plain coroutines."""
 
 from __future__ import annotations
 
 import asyncio
 
-from actors.budget import BudgetLedger, BudgetSpec
-from actors.budget_seeding import BudgetSeeding
+from actors.core.budget import BudgetLedger, BudgetSpec
+from actors.core.budget_seeding import BudgetSeeding
 
 NOW = 1_700_000_000.0
 

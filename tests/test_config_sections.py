@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.budget import BudgetSpec
 from actors.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
-from actors.contexts import configured_keys
-from actors.idempotency import IdempotencySpec
-from actors.response_cache import CacheSpec
-from actors.router import RouterSpec
-from actors.tracker import TrackerSpec
+from actors.core.budget import BudgetSpec
+from actors.core.contexts import configured_keys
+from actors.routing.router import RouterSpec
+from actors.shells.tracker import TrackerSpec
+from actors.stores.idempotency import IdempotencySpec
+from actors.stores.response_cache import CacheSpec
 from serve.spec import ServeSpec
 
 BAD = [

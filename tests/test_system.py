@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from actors.api import RouterClient, connect
-from actors.route import RoutingError
+from actors.routing.route import RoutingError
 from tests.conftest import SECRET, make_config, restart_router, sim, sim_reset
 from tests.waiting import async_wait_until, wait_until
 
@@ -353,7 +353,7 @@ def test_killed_router_loses_no_answered_request(llm):
 def test_attempts_in_flight_when_the_router_dies_are_still_recorded(llm):
     """The provider finishes (and is billed for) calls whose router died meanwhile; it
     records those attempts with the tracker itself, so spend and budgets still see them."""
-    from actors.provider import ORPHAN_POLICY
+    from actors.shells.provider import ORPHAN_POLICY
 
     sim(llm, "open-mixtral-8x7b", base_ms=150_000, jitter=0)  # × latency_scale 0.02 = 3 s
     ids = [f"orphan-{i}" for i in range(6)]

@@ -1,6 +1,6 @@
 """Backtest batch mode (`llm-router backtest --batch`): bars go to the providers' batch APIs.
 
-Per request, the router decides as for a synchronous call (actors/batch_route.py: cache,
+Per request, the router decides as for a synchronous call (actors/routing/batch_route.py: cache,
 policy, budget reserved at the batch price). Requests for a provider with a batch API are
 gathered into jobs of up to `batch_size` items; the others are sent synchronously at once.
 Each job is journaled before it is submitted and its id after (batch_journal.py; the
@@ -37,10 +37,10 @@ from actors.backtest.batch_journal import (
 from actors.backtest.batch_rule import Next, next_step
 from actors.backtest.plan import BarJob, Planner
 from actors.backtest.recover import Prior, generation
-from actors.batch_route import BatchPlan, BatchSettle, PlanKind
 from actors.clients.batch import BatchApi, ItemOutcome
-from actors.errors import ErrorClass, ProviderError
-from actors.route import RouteRequest, RouteResult, RoutingError
+from actors.core.errors import ErrorClass, ProviderError
+from actors.routing.batch_route import BatchPlan, BatchSettle, PlanKind
+from actors.routing.route import RouteRequest, RouteResult, RoutingError
 
 log = logging.getLogger(__name__)
 #: Requests planned per call to the router.

@@ -1,5 +1,5 @@
 """Wiring of backtest batch mode: one batch client per provider that has a batch API, and
-the router's two batch methods (actors/batch_route.py) as plain async functions.
+the router's two batch methods (actors/routing/batch_route.py) as plain async functions.
 
 The batch clients run in the driver (they submit, poll and read jobs; nothing waits on a
 provider actor for hours), so a real provider's key must be in the driver's environment
@@ -14,10 +14,10 @@ from typing import Any
 from actors.backtest.batch_journal import BatchJournal
 from actors.backtest.batch_run import BatchRun
 from actors.backtest.spec import BacktestError
-from actors.batch_route import BatchPlan, BatchSettle
 from actors.clients.batch import BatchApi, batch_api
-from actors.ray_calls import aget
-from actors.route import RouteRequest, RouteResult, RoutingError
+from actors.routing.batch_route import BatchPlan, BatchSettle
+from actors.routing.route import RouteRequest, RouteResult, RoutingError
+from actors.shells.ray_calls import aget
 from actors.simulator import simulator_base_url
 
 #: Any non-empty key reaches the simulator (it checks only that one is sent).

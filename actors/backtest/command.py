@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from actors.dashboard import add_dashboard_flag, cluster_lines, ray_init_options
+from actors.caller.dashboard import add_dashboard_flag, cluster_lines, ray_init_options
 
 #: Simulated runs' shared response cache, in the runs directory.
 SIMULATED_CACHE = "simulated-response-cache.sqlite3"

@@ -22,12 +22,12 @@ from typing import Any
 
 import ray
 
-from actors.analysis import analysis_request
 from actors.backtest.inputs import Series
 from actors.backtest.outcome import adverse_excursion, forward_returns
 from actors.config import Config
-from actors.errors import task_cause
-from actors.route import RouteRequest
+from actors.core.errors import task_cause
+from actors.routing.analysis import analysis_request
+from actors.routing.route import RouteRequest
 from prompts import contexts_for_bars
 
 

@@ -21,8 +21,8 @@ from actors.backtest.prepare import Prepared
 from actors.backtest.progress import Progress
 from actors.backtest.recover import Prior
 from actors.backtest.store import RunStore
-from actors.errors import ErrorClass
-from actors.route import RouteResult, RoutingError
+from actors.core.errors import ErrorClass
+from actors.routing.route import RouteResult, RoutingError
 from prompts import OutputError, get_task, parse_output
 
 #: Failures left undone for a re-run rather than retried or recorded.

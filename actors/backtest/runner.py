@@ -42,8 +42,8 @@ from actors.backtest.recover import TRANSIENT, Prior, lookup, router_id
 from actors.backtest.rows import UNFINISHED, RunRows
 from actors.backtest.spec import BacktestError, BacktestSpec
 from actors.backtest.store import RunStore
-from actors.retry import retrying_request
-from actors.route import RouteResult, RoutingError
+from actors.core.retry import retrying_request
+from actors.routing.route import RouteResult, RoutingError
 
 log = logging.getLogger(__name__)
 
