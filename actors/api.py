@@ -16,11 +16,11 @@ from typing import Any
 
 import ray
 
-from actors.client import MessagesLike, RouterClient, as_messages
+from actors.caller.client import MessagesLike, RouterClient, as_messages
 from actors.config import Config, load_config, parse_config
-from actors.keys import SIMULATED_WARNING
-from actors.router_actor import NAMESPACE
-from actors.system import start_system
+from actors.core.keys import SIMULATED_WARNING
+from actors.shells.router_actor import NAMESPACE
+from actors.shells.system import start_system
 
 __all__ = ["MessagesLike", "RouterClient", "as_messages", "attach", "connect", "describe_lines"]
 log = logging.getLogger("actors")
@@ -96,7 +96,7 @@ def attach(config: Config | dict[str, Any] | str | os.PathLike[str] | None = Non
     Needs Ray initialized (it is, inside any Ray worker); raises a clear error if the
     router has not been started with `connect()` / `llm-router serve`.
     """
-    from actors.system import attach_system
+    from actors.shells.system import attach_system
 
     handles = attach_system(_config(config))
     assert handles.config is not None

@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from actors.status import main as status_main
+    from actors.caller.status import main as status_main
 
     return status_main(args.address, as_json=args.json, timeout_s=args.timeout)
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     common = [_common(argparse.SUPPRESS)]
     from actors.backtest.command import add_args as backtest_args
-    from actors.dashboard import add_dashboard_flag
+    from actors.caller.dashboard import add_dashboard_flag
     from actors.evaluate.command import add_args as evaluate_args
 
     d = sub.add_parser("demo", parents=common,

@@ -7,25 +7,29 @@ e.g. ``providers[2] (gpt-4-turbo).rpm: Input should be greater than 0``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import CoreSchema
 
-from actors.budget import BudgetSpec
-from actors.metrics import MetricsSpec
-from actors.placement import PlacementSpec
+from actors.config_sections import (
+    CacheSection,
+    IdempotencySection,
+    RouterSection,
+    ServeSection,
+    TrackerSection,
+)
+from actors.core.budget import BudgetSpec
+from actors.shells.metrics import MetricsSpec
+from actors.shells.placement import PlacementSpec
 from prompts.regime import RegimeRules
 
 ENV_CONFIG = "LLM_ROUTER_CONFIG"
@@ -183,49 +187,6 @@ class SimulatorSpec(_Strict):
         return v
 
 
-class _Section:
-    """A config section whose model lives in a module that itself imports this one (the
-    router, the tracker, the endpoint): the model is looked up when `Config`'s validator is
-    first built, so a bad key still fails at load, with its full path, and `Config` holds
-    the typed section."""
-
-    def __init__(self, model: Callable[[], type[BaseModel]]) -> None:
-        self.model = model
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return handler.generate_schema(self.model())
-
-
-def _router_spec() -> type[BaseModel]:
-    from actors.router import RouterSpec
-
-    return RouterSpec
-
-
-def _tracker_spec() -> type[BaseModel]:
-    from actors.tracker import TrackerSpec
-
-    return TrackerSpec
-
-
-def _serve_spec() -> type[BaseModel]:
-    from serve.spec import ServeSpec
-
-    return ServeSpec
-
-
-if TYPE_CHECKING:
-    from actors.router import RouterSpec
-    from actors.tracker import TrackerSpec
-    from serve.spec import ServeSpec
-
-    RouterSection, TrackerSection, ServeSection = RouterSpec, TrackerSpec, ServeSpec
-else:
-    RouterSection = Annotated[Any, _Section(_router_spec)]
-    TrackerSection = Annotated[Any, _Section(_tracker_spec)]
-    ServeSection = Annotated[Any, _Section(_serve_spec)]
-
-
 class Config(_Strict):
     """The whole router configuration, every section validated here, once, at load."""
 
@@ -234,9 +195,9 @@ class Config(_Strict):
     providers: list[ProviderSpec] = Field(min_length=1)
     simulator: SimulatorSpec = Field(default_factory=SimulatorSpec)
     router: RouterSection = Field(default_factory=dict, validate_default=True,
-                                  description="Router settings (actors.router.RouterSpec).")
+                                  description="Router settings (actors.routing.router.RouterSpec).")
     tracker: TrackerSection = Field(default_factory=dict, validate_default=True,
-                                    description="Tracker settings (actors.tracker.TrackerSpec).")
+                                    description="Tracker settings (actors.shells.tracker.TrackerSpec).")
     budgets: BudgetSpec = Field(default_factory=BudgetSpec, description="Spend limits.")
     serve: ServeSection = Field(default_factory=dict, validate_default=True,
                                 description="HTTP endpoint settings (serve.spec.ServeSpec).")
@@ -246,16 +207,18 @@ class Config(_Strict):
     )
     placement: PlacementSpec = Field(
         default_factory=PlacementSpec,
-        description="Where the stateful actors run (actors/placement.py): the head node by default.",
+        description="Where the stateful actors run (actors/shells/placement.py): the head node by default.",
     )
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec,
-        description="Label bounds of the router's request metrics (actors/metrics.py).",
+        description="Label bounds of the router's request metrics (actors/shells/metrics.py).",
     )
-    idempotency: dict[str, Any] = Field(default_factory=dict, description="Request ids as "
-                                        "idempotency keys: window_s, memory_entries.")
-    cache: dict[str, Any] = Field(default_factory=dict, description="The response cache "
-                                  "(actors/response_cache.py): enabled, path, ttl_s, max_entries.")
+    idempotency: IdempotencySection = Field(
+        default_factory=dict, validate_default=True,
+        description="Request ids as idempotency keys (actors.stores.idempotency.IdempotencySpec).")
+    cache: CacheSection = Field(
+        default_factory=dict, validate_default=True,
+        description="The response cache (actors.stores.response_cache.CacheSpec).")
     state_dir: str = Field(description="This instance's own directory (audit DB, journal, "
                            "budget overrides, idempotency store, HMAC key, lock); resolved at load.")
 
@@ -325,6 +288,13 @@ class Config(_Strict):
         data["state_dir"] = state
         data["tracker"] = {**data.get("tracker", {}), "db_path": os.path.join(state, AUDIT_DB)}
         return Config.model_validate(data)
+
+    def with_sections(self, **sections: Any) -> Config:
+        """This configuration with whole sections replaced, validated like a loaded file
+        (a bare `model_copy(update=...)` would leave a section an unchecked mapping)."""
+        data = self.model_dump(mode="json", exclude_unset=True)
+        data.update(sections)
+        return parse_config(data, "config with replaced sections")
 
     def simulating(self) -> Config:
         """This configuration with the simulator answering for every provider."""

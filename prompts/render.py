@@ -22,7 +22,7 @@ from prompts.context import PATTERN_DIRECTION, MarketContext
 from prompts.tasks import Task, get_task
 from prompts.template import REQUIRED, TEMPLATE_DIR, load_template
 
-# The router's estimate (actors/tokens.py), repeated so prompts need not import actors; a test
+# The router's estimate (actors/core/tokens.py), repeated so prompts need not import actors; a test
 # checks the two agree.
 TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REQUEST = 3

@@ -19,7 +19,7 @@ class Task:
     output: type[BaseModel]
     """Model the answer is parsed into (its JSON schema is embedded in the system prompt)."""
     output_kind: str
-    """The same, in the words of `actors.messages.OutputKind`."""
+    """The same, in the words of `actors.rpc.messages.OutputKind`."""
     description: str
 
 

@@ -1,4 +1,4 @@
-"""Time to a stream's first value over a same-node channel (actors/chanstream.py), the callee
+"""Time to a stream's first value over a same-node channel (actors/rpc/chanstream.py), the callee
 in another process: a connection kept from the stream before vs a new one per stream.
 
 A streamed request crosses two such hops before its first token (Serve replica or notebook →
@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.channel import ChannelClient, ChannelServer  # noqa: E402
+from actors.rpc.channel import ChannelClient  # noqa: E402
+from actors.rpc.channel_server import ChannelServer  # noqa: E402
 
 
 class Callee(ChannelServer):

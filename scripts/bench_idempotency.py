@@ -1,6 +1,6 @@
 """What request ids as idempotency keys cost the router, measured side by side in one run.
 
-The router core (actors/router.py) with an instant in-process provider, so only the router's
+The router core (actors/routing/router.py) with an instant in-process provider, so only the router's
 own work is timed: policy, budgets, records, and — per arm — the idempotency book:
 
   off        no book (what the router did before issue #11)
@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.clients.base import Result  # noqa: E402
 from actors.config import load_config  # noqa: E402
-from actors.idempotency import IdempotencyBook, IdempotencySpec, IdempotencyStore  # noqa: E402
-from actors.messages import AttemptInfo, ProviderCall, ProviderReply  # noqa: E402
-from actors.route import RouteRequest, RoutingError  # noqa: E402
-from actors.router import Router  # noqa: E402
-from actors.router_state import decode_outcome, encode_outcome  # noqa: E402
+from actors.routing.route import RouteRequest, RoutingError  # noqa: E402
+from actors.routing.router import Router  # noqa: E402
+from actors.rpc.messages import AttemptInfo, ProviderCall, ProviderReply  # noqa: E402
+from actors.shells.router_state import decode_outcome, encode_outcome  # noqa: E402
+from actors.stores.idempotency import IdempotencyBook, IdempotencySpec, IdempotencyStore  # noqa: E402
 
 CFG = load_config()
 PROMPT = "Context: SPY 1d, regime: bull, RSI(14) 61.2, MACD above signal. Trade signal as JSON."

@@ -48,8 +48,8 @@ class _Llm:
 
 def _stand_ins(cfg: Any) -> tuple[Any, Any, list[Any]]:
     from actors.clients.stream import TextDelta
-    from actors.route import RouteResult, RoutingTrace
-    from actors.router_stream import StreamStart
+    from actors.routing.route import RouteResult, RoutingTrace
+    from actors.routing.router_stream import StreamStart
 
     trace = RoutingTrace(request_id="r1", policy="accuracy-first", chosen="gpt-4-turbo")
     result = RouteResult(request_id="r1", provider="gpt-4-turbo", model="gpt-4-turbo",

@@ -6,7 +6,7 @@ Arms, each over the same records (one request's attempt + request record):
   pg-sync     PgJournal.append + await synced(): an answer waiting for its group commit
               (router.journal_sync, the default with PostgreSQL; asynchronous commit)
   pg-fenced   the same, each commit checking the router's lease epoch in its statement
-              (what a router with PostgreSQL runs: actors/lease.py)
+              (what a router with PostgreSQL runs: actors/stores/lease.py)
   pg-fsync    the same with synchronous_commit on: waiting for the server's WAL flush too
 At concurrency 1 (sequential answers) and 32 (answers in flight together share commits).
 A throwaway PostgreSQL server is started (tests/pg_server.py).
@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.journal import Journal  # noqa: E402
-from actors.lease import Lease, Role  # noqa: E402
-from actors.pg import PgSession, PgTarget  # noqa: E402
-from actors.pg_journal import PgJournal  # noqa: E402
-from actors.records import AttemptRecord, RequestRecord  # noqa: E402
+from actors.core.records import AttemptRecord, RequestRecord  # noqa: E402
+from actors.stores.journal import Journal  # noqa: E402
+from actors.stores.lease import Lease, Role  # noqa: E402
+from actors.stores.pg import PgSession, PgTarget  # noqa: E402
+from actors.stores.pg_journal import PgJournal  # noqa: E402
 
 
 def records(i: int) -> list:

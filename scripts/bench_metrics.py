@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.metrics import Metrics, MetricsSpec  # noqa: E402
-from actors.policies import POLICIES  # noqa: E402
-from actors.route import RouteRequest, RouteResult, RoutingTrace  # noqa: E402
-from actors.router_metrics import RequestObserver, at_provider  # noqa: E402
+from actors.policy.policies import POLICIES  # noqa: E402
+from actors.routing.route import RouteRequest, RouteResult, RoutingTrace  # noqa: E402
+from actors.shells.metrics import Metrics, MetricsSpec  # noqa: E402
+from actors.shells.router_metrics import RequestObserver, at_provider  # noqa: E402
 
 
 class NoOp:

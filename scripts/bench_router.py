@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import importlib.util
 import json
 import os
 import secrets
@@ -45,7 +44,6 @@ import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,8 +56,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_peers import DEFAULT_PORTKEY_DIR, litellm_arm, start_portkey  # noqa: E402
+
+from actors.caller.dashboard import add_dashboard_flag  # noqa: E402
 from actors.config import DEFAULT_CONFIG  # noqa: E402
-from actors.dashboard import add_dashboard_flag  # noqa: E402
 from serve.ingress import INGRESS_ENV, prepare  # noqa: E402
 
 PROMPT = "Context: SPY 1d, regime: bull, RSI(14) 61.2, MACD above signal. Trade signal as JSON."
@@ -114,8 +114,6 @@ SERVE_MODES = {
     "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
 }
-PORTKEY_VERSION = "1.15.2"
-DEFAULT_PORTKEY_DIR = Path.home() / ".cache" / "llm-router" / "portkey"
 
 
 def free_port() -> int:
@@ -173,51 +171,6 @@ def start_serve(cfg_data: dict) -> str:
     return url + "/v1/chat/completions"
 
 
-def start_portkey(pk_dir: Path, install: bool) -> tuple[subprocess.Popen | None, str | None]:
-    entry = pk_dir / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
-    if not entry.exists() and install and shutil.which("npm"):
-        print(f"  installing @portkey-ai/gateway@{PORTKEY_VERSION} into {pk_dir}", flush=True)
-        pk_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--prefix", str(pk_dir), "--no-audit", "--no-fund",
-                        f"@portkey-ai/gateway@{PORTKEY_VERSION}"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-    if not entry.exists() or not shutil.which("node"):
-        print(f"  portkey: not installed in {pk_dir} (use --install-portkey); arm skipped")
-        return None, None
-    port = free_port()
-    proc = subprocess.Popen(["node", str(entry), f"--port={port}", "--headless"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "NODE_ENV": "production"},
-                            start_new_session=True)
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    print("  portkey: did not start; arm skipped")
-    return None, None
-
-
-def litellm_arm(sim_url: str) -> Call | None:
-    """LiteLLM's Router in-process on the same simulator (issue 3's peer arm), if installed."""
-    if importlib.util.find_spec("litellm") is None:
-        return None
-    import litellm
-
-    litellm.telemetry = False
-    litellm.suppress_debug_info = True
-    router = litellm.Router(model_list=[{"model_name": "gpt-4-turbo", "litellm_params": {
-        "model": "openai/gpt-4-turbo", "api_base": sim_url + "/v1", "api_key": "sk-bench"}}])
-
-    async def call() -> object:
-        return await router.acompletion(model="gpt-4-turbo", max_tokens=256,
-                                        messages=[{"role": "user", "content": PROMPT}])
-
-    return call
-
-
 def api_arm(llm) -> Call:
     async def call() -> object:
         return await llm.acomplete(PROMPT, provider="gpt-4-turbo", max_tokens=256)
@@ -229,10 +182,10 @@ def policy_decision_us() -> float:
     """The policy over ready candidates (learned estimates merged in); the whole decision
     with the learner and sampling is timed by scripts/bench_routing.py."""
     from actors.config import load_config
-    from actors.estimates import Belief
-    from actors.policies import PolicySettings, rank
-    from actors.router import _initial_snapshot
-    from actors.snapshot import Candidate, Need
+    from actors.core.snapshot import Candidate, Need
+    from actors.policy.estimates import Belief
+    from actors.policy.policies import PolicySettings, rank
+    from actors.routing.router import _initial_snapshot
 
     cfg = load_config()
     cands = [Candidate.from_snapshot(
@@ -250,7 +203,7 @@ def policy_decision_us() -> float:
 
 async def run(args: argparse.Namespace) -> dict:
     from actors.api import connect
-    from actors.dashboard import ray_init_options
+    from actors.caller.dashboard import ray_init_options
 
     tmp = tempfile.mkdtemp(prefix="bench-router-")
     cfg = bench_config(tmp)
@@ -281,7 +234,7 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             arms = {"direct": direct_arm(sim_url, session), "api": api_arm(llm)}
-            lite = litellm_arm(sim_url) if not args.no_litellm else None
+            lite = litellm_arm(sim_url, PROMPT) if not args.no_litellm else None
             if lite is not None:
                 arms["litellm"] = lite
             if args.http:

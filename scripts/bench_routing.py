@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.config import Config, load_config  # noqa: E402
-from actors.contexts import configured_keys  # noqa: E402
+from actors.core.contexts import configured_keys  # noqa: E402
 from actors.evaluate import baselines as base  # noqa: E402
 from actors.evaluate.generate import generate  # noqa: E402
 from actors.evaluate.report import evaluate, plot  # noqa: E402
@@ -42,10 +42,10 @@ def decision_us() -> dict[str, float]:
     """One decision (posteriors, Thompson draws, policy, budget) for the 5 shipped providers,
     in CPU time (process time: on a shared machine wall time mostly measures waiting)."""
     from actors.clients.base import Message
-    from actors.records import FeedbackRecord, RequestRecord
-    from actors.route import RouteRequest, RoutingTrace
-    from actors.router import Router
-    from actors.snapshot import Need
+    from actors.core.records import FeedbackRecord, RequestRecord
+    from actors.core.snapshot import Need
+    from actors.routing.route import RouteRequest, RoutingTrace
+    from actors.routing.router import Router
 
     cfg = load_config(None)
     router = Router(cfg, None, lambda r: None)  # type: ignore[arg-type]
@@ -72,8 +72,8 @@ def decision_us() -> dict[str, float]:
         out[policy] = min(timeit.Timer(once, timer=time.process_time).repeat(
             number=n, repeat=3)) / n * 1e6
     # side by side: the first release's decision (rank over cached candidates, no learning)
-    from actors.policies import PolicySettings, rank
-    from actors.snapshot import Candidate
+    from actors.core.snapshot import Candidate
+    from actors.policy.policies import PolicySettings, rank
 
     cands = [Candidate.from_snapshot(s) for s in router.snapshots.values()]
     need = Need(800, None, {}, 400, {})

@@ -38,9 +38,9 @@ def main() -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from actors.chaos import run_chaos
-    from actors.reconcile import report_json
     from serve.ingress import INGRESS_ENV
+    from tools.chaos import run_chaos
+    from tools.reconcile import report_json
 
     os.environ.update(INGRESS_ENV["proxy"])  # read by Ray's processes: before ray.init
 

@@ -31,13 +31,12 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.datastructures import Headers
 
-from actors import spend
 from actors.api import RouterClient, attach, connect
-from actors.channel import ChannelBroken
 from actors.config import Config, load_config, parse_config
-from actors.route import RouteRequest, RouteResult, RoutingError
-from actors.router import RouterSpec
-from actors.tokens import estimate_messages
+from actors.core.tokens import estimate_messages
+from actors.routing.route import RouteRequest, RouteResult, RoutingError
+from actors.rpc.channel import ChannelBroken
+from actors.stores import spend
 from serve import cache_option, chat_route, native, reads
 from serve import openai_compat as oai
 from serve.auth import AuthDigests, Verifier, digests, require_loopback
@@ -112,12 +111,13 @@ class RouterIngress:
     `auth` holds keyed MACs of the tokens (`serve.auth.digests`), never the tokens themselves.
     """
 
-    def __init__(self, config: dict[str, Any], auth: dict[str, Any]) -> None:
-        self.config: Config = parse_config(config, "serve app config")
-        self.spec = ServeSpec.from_config(self.config)
+    def __init__(self, config: Config, auth: dict[str, Any]) -> None:
+        """`config`: the typed config validated at load (not parsed again per replica)."""
+        self.config = config
+        self.spec: ServeSpec = config.serve
         self.auth = AuthDigests.model_validate(auth)
         require_loopback(self.auth, _bind_host())  # however the app was deployed
-        self.router_timeout = RouterSpec.model_validate(self.config.router).default_timeout_s
+        self.router_timeout = config.router.default_timeout_s
         self.created = int(time.time())
         try:
             self.llm: RouterClient = attach(self.config)
@@ -375,8 +375,7 @@ def application(cfg: Config, auth: AuthDigests | None = None,
     starts; only their keyed MACs are bound into the replicas' arguments. `options`: the
     deployment's `.options()` (from the Serve config).
     """
-    spec = ServeSpec.from_config(cfg)  # fail at deploy time, not in every replica
-    auth = auth or digests(spec.auth)
+    auth = auth or digests(cfg.serve.auth)
     ingress = RouterIngress.options(**options) if options else RouterIngress
-    return ingress.bind(cfg.model_dump(mode="json"), auth.model_dump())
+    return ingress.bind(cfg, auth.model_dump())
 

@@ -1,7 +1,7 @@
 """The response cache over HTTP: the `x-router-cache` request header (the native bodies also
 take a `cache` field), and the same header on a cached answer.
 
-Live traffic does not use the cache unless a request asks (actors/response_cache.py); the
+Live traffic does not use the cache unless a request asks (actors/stores/response_cache.py); the
 body's field wins over the header when it chooses a mode other than `off`.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from actors.response_cache import CacheMode
-from actors.route import RouteRequest
+from actors.routing.route import RouteRequest
+from actors.stores.response_cache import CacheMode
 from serve.errors import bad_request
 
 CACHE_HEADER = "x-router-cache"

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from actors.errors import ErrorClass
-from actors.route import RoutingError
+from actors.core.errors import ErrorClass
+from actors.routing.route import RoutingError
 
 log = logging.getLogger(__name__)
 #: Set on every answer (and error) the built-in simulator made up.

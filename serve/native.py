@@ -1,6 +1,6 @@
 """The native HTTP API's bodies: market data in, a routed `RouteRequest` out, results back.
 
-Market data becomes a prompt through `actors.analysis` — the same code the notebook API and
+Market data becomes a prompt through `actors.routing.analysis` — the same code the notebook API and
 the backtest use — so an HTTP signal and a backtest signal for one bar are the same request.
 """
 
@@ -12,12 +12,12 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from actors.analysis import analysis_request, context_from_bars
 from actors.config import Config
-from actors.contexts import check_context
-from actors.policies import POLICIES
-from actors.response_cache import CacheMode
-from actors.route import ChoiceOptions, RouteRequest, RouteResult
+from actors.core.contexts import check_context
+from actors.policy.policies import POLICIES
+from actors.routing.analysis import analysis_request, context_from_bars
+from actors.routing.route import ChoiceOptions, RouteRequest, RouteResult
+from actors.stores.response_cache import CacheMode
 from prompts import MarketContext, Position, RegimeRules, Timeframe
 from serve.cache_option import CACHE_HEADER
 from serve.errors import REPLAYED_HEADER, SIMULATED_HEADER, ApiError, bad_request

@@ -29,10 +29,10 @@ from actors.clients.base import (
     ToolChoice,
 )
 from actors.config import Config
-from actors.contexts import check_context
-from actors.messages import OutputKind
-from actors.policies import POLICIES
-from actors.route import ChoiceOptions, RouteRequest, RouteResult
+from actors.core.contexts import check_context
+from actors.policy.policies import POLICIES
+from actors.routing.route import ChoiceOptions, RouteRequest, RouteResult
+from actors.rpc.messages import OutputKind
 from serve.errors import ApiError, bad_request
 
 AUTO = "auto"

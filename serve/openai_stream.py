@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from actors.clients.stream import Finish, TextDelta, ToolCallDelta
-from actors.route import RouteResult
+from actors.routing.route import RouteResult
 from serve.openai_compat import finish_reason, logprobs_body, router_extra, usage
 
 DONE = "data: [DONE]\n\n"

@@ -169,7 +169,7 @@ def _serve(cfg: Config, spec: ServeSpec, schema: ServeDeploySchema, auth: AuthDi
            address: str | None, host: str | None, port: int | None,
            haproxy: HAProxyIngress | None, t0: float, dashboard: bool) -> int:
     from actors.api import connect, describe_lines
-    from actors.dashboard import cluster_lines, ray_init_options
+    from actors.caller.dashboard import cluster_lines, ray_init_options
 
     print(f"==> {'joining Ray at ' + address if address else 'starting local Ray'} "
           "and the router's actors", flush=True)

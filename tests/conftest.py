@@ -144,12 +144,12 @@ def pg_url(pg_server, request) -> str:
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request, tmp_path):
     """Open audit stores on each backend: `backend(name="a.db", **kw)`; same name, same store."""
-    from actors.audit import AuditStore
+    from actors.stores.audit import AuditStore
 
     if request.param == "sqlite":
         return lambda name="a.db", **kw: AuditStore(tmp_path / name, **kw)
-    from actors.audit_pg import PgAuditStore
-    from actors.pg import PgTarget
+    from actors.stores.audit_pg import PgAuditStore
+    from actors.stores.pg import PgTarget
 
     url = request.getfixturevalue("pg_url")
     return lambda name="a.db", **kw: PgAuditStore(PgTarget(url), **kw)

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from actors.audit import AuditStore
 from actors.clients.base import Completion, Message
 from actors.config import load_config
-from actors.cost import worst_case_cost
-from actors.errors import ErrorClass
-from actors.messages import ProviderCall, ProviderReply
-from actors.params import UnsupportedParameter, exclusions, refuse_if_nobody
-from actors.provider import Provider, reserve_tokens
-from actors.provider_stream import stream_attempts
-from actors.records import AttemptRecord
-from actors.route import RouteRequest
+from actors.core.cost import worst_case_cost
+from actors.core.errors import ErrorClass
+from actors.core.params import UnsupportedParameter, exclusions, refuse_if_nobody
+from actors.core.records import AttemptRecord
+from actors.routing.route import RouteRequest
+from actors.rpc.messages import ProviderCall, ProviderReply
+from actors.shells.provider import Provider, reserve_tokens
+from actors.shells.provider_stream import stream_attempts
 from actors.simulator.server import SimulatorProcess, simulator_base_url
-from actors.spend import WindowError, cost_summary
+from actors.stores.audit import AuditStore
+from actors.stores.spend import WindowError, cost_summary
 
 CFG = load_config()
 PROVIDERS = {p.name: p for p in CFG.providers}

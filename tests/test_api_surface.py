@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from actors.api import RouterClient, connect
 from actors.config import parse_config
-from actors.errors import ErrorClass
-from actors.route import RoutingError
+from actors.core.errors import ErrorClass
+from actors.routing.route import RoutingError
 from tests.conftest import make_config, sim, sim_count, sim_reset
 from tests.test_serve import free_port
 
@@ -188,7 +188,7 @@ def test_bad_parameters_fail_at_the_call_naming_them(llm):
 
 def test_n_choices_reserve_n_times_max_tokens_at_the_budget(llm):
     """A per-provider budget that fits one 2000-token answer but not three."""
-    from actors.cost import worst_case_cost
+    from actors.core.cost import worst_case_cost
 
     spec = llm.config.provider("gpt-4-turbo")
     one = worst_case_cost(spec, 200, 2000)
@@ -447,11 +447,11 @@ def test_streams_over_ray_calls_on_both_hops(llm):
     own kind of call → a provider actor."""
     import asyncio
 
-    from actors.channel import ChannelClient
     from actors.clients.base import Completion
-    from actors.messages import ProviderCall, ProviderReply
-    from actors.route import RouteRequest, RouteResult
-    from actors.router_stream import StreamStart
+    from actors.routing.route import RouteRequest, RouteResult
+    from actors.routing.router_stream import StreamStart
+    from actors.rpc.channel import ChannelClient
+    from actors.rpc.messages import ProviderCall, ProviderReply
 
     async def run():
         router = ChannelClient(llm.handles.router, "router", sockets=False)
@@ -536,7 +536,7 @@ def test_a_streamed_request_uses_the_response_cache_like_a_plain_one(llm, oai):
     over HTTP the header asks and the cached stream says so."""
     import asyncio
 
-    from actors.errors import ErrorClass
+    from actors.core.errors import ErrorClass
 
     prompt = "Stream-cache check: is IWM in a range?"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from actors.audit import AuditStore
-from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.core.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.stores.audit import AuditStore
 
 T0 = 1_700_000_000.0
 
@@ -205,8 +205,8 @@ def test_cost_frame_and_spend(backend) -> None:
 _CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, sys.argv[2])
-    from actors.audit import AuditStore
-    from actors.records import AttemptRecord
+    from actors.stores.audit import AuditStore
+    from actors.core.records import AttemptRecord
     s = AuditStore(sys.argv[1])
     recs = [AttemptRecord(request_id=f"r{i}", attempt=1, ts=1.0, provider="p", model="m", ok=True)
             for i in range(50)]
@@ -230,8 +230,8 @@ def test_acknowledged_batch_survives_sigkill(tmp_path: Path) -> None:
 def test_placeholder_outcome_is_replaced_by_the_real_one(backend) -> None:
     import time as _time
 
-    from actors.audit import UNKNOWN_OUTCOME
-    from actors.records import RequestRecord
+    from actors.core.records import RequestRecord
+    from actors.stores.audit import UNKNOWN_OUTCOME
 
     store = backend()
     now = _time.time()
@@ -272,8 +272,8 @@ def test_a_second_store_on_the_same_database_sees_everything(backend) -> None:
 
 
 def test_postgres_hash_mode_keeps_its_key_in_the_database(pg_url, monkeypatch) -> None:
-    from actors.audit_pg import PgAuditStore
-    from actors.pg import PgTarget
+    from actors.stores.audit_pg import PgAuditStore
+    from actors.stores.pg import PgTarget
 
     monkeypatch.delenv("LLM_ROUTER_HMAC_KEY", raising=False)
     a = PgAuditStore(PgTarget(pg_url), store_text="hash")
@@ -287,9 +287,9 @@ def test_postgres_hash_mode_keeps_its_key_in_the_database(pg_url, monkeypatch) -
 _PG_CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, sys.argv[2])
-    from actors.audit_pg import PgAuditStore
-    from actors.pg import PgTarget
-    from actors.records import AttemptRecord
+    from actors.stores.audit_pg import PgAuditStore
+    from actors.stores.pg import PgTarget
+    from actors.core.records import AttemptRecord
     s = PgAuditStore(PgTarget(sys.argv[1]))
     recs = [AttemptRecord(request_id=f"r{i}", attempt=1, ts=1.0, provider="p", model="m", ok=True)
             for i in range(50)]
@@ -300,8 +300,8 @@ _PG_CHILD = textwrap.dedent("""
 
 
 def test_postgres_acknowledged_batch_survives_sigkill(pg_url) -> None:
-    from actors.audit_pg import PgAuditStore
-    from actors.pg import PgTarget
+    from actors.stores.audit_pg import PgAuditStore
+    from actors.stores.pg import PgTarget
 
     root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.run([sys.executable, "-c", _PG_CHILD, pg_url, root],
@@ -312,7 +312,7 @@ def test_postgres_acknowledged_batch_survives_sigkill(pg_url) -> None:
 
 
 def test_the_database_password_comes_from_the_environment_only(pg_url, monkeypatch) -> None:
-    from actors.pg import DatabaseError, PgTarget, check_db_url
+    from actors.stores.pg import DatabaseError, PgTarget, check_db_url
 
     with pytest.raises(ValueError, match="must not hold the password"):
         check_db_url(pg_url.replace("router@", "router:hunter2@"))
@@ -331,8 +331,8 @@ def test_postgres_store_reconnects_after_losing_its_connection(pg_url, pg_server
     it is not acknowledged and the router re-sends it — and the next call reconnects."""
     import psycopg
 
-    from actors.audit_pg import PgAuditStore
-    from actors.pg import PgTarget
+    from actors.stores.audit_pg import PgAuditStore
+    from actors.stores.pg import PgTarget
 
     s = PgAuditStore(PgTarget(pg_url))
     s.write_batch(batch("r1"))

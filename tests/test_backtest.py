@@ -407,7 +407,7 @@ class _ScriptedRouter:
         return self.audits[rid]
 
     async def aroute(self, req):
-        from actors.route import RouteResult, RoutingError, RoutingTrace, TraceAttempt
+        from actors.routing.route import RouteResult, RoutingError, RoutingTrace, TraceAttempt
 
         self.seen.append(req.request_id)
         trace = RoutingTrace(request_id=req.request_id, policy=req.policy)
@@ -442,6 +442,7 @@ async def test_budget_exhaustion_stops_cleanly_and_a_rerun_finishes(tmp_path):
                                 _plain_spec(tmp_path), progress=False, write_report=False)
     assert first.stopped and first.stopped.startswith("budget exceeded")
     assert not first.complete and first.finished == 5 and first.results["ok"].all()
+    assert not [k for k in first.failures if "retried" in k]  # a refusal is not sent again
     router = _ScriptedRouter(tmp_path, audits=audits)
     second = await arun_backtest(router, _plain_spec(tmp_path), progress=False,
                                  write_report=False)

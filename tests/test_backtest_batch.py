@@ -10,8 +10,8 @@ import pytest
 from actors.backtest import BacktestSpec, SeriesSpec, run_backtest
 from actors.backtest.batch_journal import BatchJournal, ItemRef, custom_id, run_tag
 from actors.backtest.batch_rule import Next, next_step
-from actors.cost import cost_usd
-from actors.errors import ErrorClass
+from actors.core.cost import cost_usd
+from actors.core.errors import ErrorClass
 from tests.conftest import make_config
 
 VENDORS = ["claude", "gemini", "gpt-4-turbo"]
@@ -174,7 +174,7 @@ async def test_a_job_being_submitted_is_not_looked_for_and_submitted_again(tmp_p
     from actors.backtest.plan import BarJob
     from actors.clients.base import Message
     from actors.clients.batch import BatchJob
-    from actors.route import RouteRequest
+    from actors.routing.route import RouteRequest
     from tests.waiting import async_wait_until
 
     class Api:

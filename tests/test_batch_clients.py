@@ -12,7 +12,7 @@ import pytest
 from actors.clients.base import Completion, Message
 from actors.clients.batch import batch_api
 from actors.config import load_config
-from actors.errors import ErrorClass
+from actors.core.errors import ErrorClass
 from actors.simulator import SimulatorProcess, simulator_base_url
 
 CFG = load_config()
@@ -62,7 +62,7 @@ async def test_submit_find_poll_results_at_the_batch_price(sim, provider):
     assert all(o.error_class == ErrorClass.SERVER for o in bad)  # retryable, like a 500
     r = ok[0].result
     full = r.model_copy(update={"cost_usd": 0.0})
-    from actors.cost import cost_usd
+    from actors.core.cost import cost_usd
 
     sync_price = cost_usd(spec, full.input_tokens, full.output_tokens,
                           full.cached_input_tokens, full.cache_write_tokens)

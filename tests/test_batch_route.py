@@ -1,4 +1,4 @@
-"""The router's batch path as plain code (actors/batch_route.py): the same decision as a
+"""The router's batch path as plain code (actors/routing/batch_route.py): the same decision as a
 synchronous request, the budget reserved at the batch price, an item's outcome recorded
 like a synchronous answer (checked output, budget settled, attempt and request records)."""
 
@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from actors.batch_route import BatchDesk, BatchSettle, PlanKind
-from actors.budget import BudgetSpec
 from actors.clients.base import Result
 from actors.clients.batch import ItemOutcome
-from actors.cost import worst_case_cost
-from actors.errors import ErrorClass
-from actors.params import prompt_tokens
-from actors.records import AttemptRecord, RequestRecord
-from actors.route import RouteRequest, RouteResult, RoutingError
+from actors.core.budget import BudgetSpec
+from actors.core.cost import worst_case_cost
+from actors.core.errors import ErrorClass
+from actors.core.params import prompt_tokens
+from actors.core.records import AttemptRecord, RequestRecord
+from actors.routing.batch_route import BatchDesk, BatchSettle, PlanKind
+from actors.routing.route import RouteRequest, RouteResult, RoutingError
 from tests.test_router_core import MSG, Fake, make
 
 SIGNAL = '{"direction": "long", "confidence": 0.7, "reasoning": "trend"}'

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from actors.breaker import BreakerState, CircuitBreaker
 from actors.config import BreakerSpec
-from actors.errors import PROVIDER_FAULT, ErrorClass
+from actors.core.breaker import BreakerState, CircuitBreaker
+from actors.core.errors import PROVIDER_FAULT, ErrorClass
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 FAIL = ErrorClass.SERVER

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.budget import BudgetLedger, BudgetSpec
-from actors.errors import ErrorClass, ProviderError
+from actors.core.budget import BudgetLedger, BudgetSpec
+from actors.core.errors import ErrorClass, ProviderError
 
 NOW = 1_700_000_000.0
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from actors.channel import ChannelBroken, ChannelClient, ChannelServer
+from actors.rpc.channel import ChannelBroken, ChannelClient
+from actors.rpc.channel_server import ChannelServer
 
 
 class Echo(ChannelServer):
@@ -62,7 +63,7 @@ async def test_single_call_is_a_plain_call_and_errors_propagate():
 
 
 async def test_restarted_callee_fails_inflight_calls(monkeypatch):
-    import actors.channel as channel
+    import actors.rpc.channel as channel
 
     monkeypatch.setattr(channel, "POLL_S", 0.05)
 

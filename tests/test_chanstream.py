@@ -9,8 +9,8 @@ import asyncio
 
 import pytest
 
-import actors.localsock as localsock
-from actors.channel import ChannelClient
+import actors.rpc.localsock as localsock
+from actors.rpc.channel import ChannelClient
 from tests.test_channel import Echo, Handle
 from tests.waiting import async_wait_until
 

@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from actors.chaos import run_chaos
-from actors.reconcile import report_json
 from tests.jobs import run_job
+from tools.chaos import run_chaos
+from tools.reconcile import report_json
 
 ENV_URL = "LLM_ROUTER_TEST_DB_URL"
 LEAN = dict(duration_s=36, http_concurrency=3, bars=60, down_s=8)

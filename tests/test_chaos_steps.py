@@ -1,4 +1,4 @@
-"""The chaos run's budget step (actors.chaos_steps.py) against the real budget ledger:
+"""The chaos run's budget step (tools.chaos_steps.py) against the real budget ledger:
 requests that reserve between reading the budgets and setting one must not be able to
 spend past it (the PostgreSQL chaos run's $0.0003 overspend)."""
 
@@ -9,16 +9,16 @@ import asyncio
 import pandas as pd
 import pytest
 
-from actors.budget import BudgetLedger, BudgetSpec
-from actors.chaos_steps import (
+from actors.core.budget import BudgetLedger, BudgetSpec
+from actors.core.errors import ErrorClass
+from actors.routing.route import RoutingError, RoutingTrace
+from tools.chaos_steps import (
     BUDGET_MARGIN_USD,
     committed_usd,
     lower_budget,
     router_answers,
     run_out_budget,
 )
-from actors.errors import ErrorClass
-from actors.route import RoutingError, RoutingTrace
 
 NOW = 1_800_000_000.0
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from actors.config import load_config
-from actors.route import RouteRequest
+from actors.routing.route import RouteRequest
 from serve import native
 from serve import openai_compat as oai
 

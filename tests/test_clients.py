@@ -18,7 +18,7 @@ from actors.clients.http import env_proxy
 from actors.clients.openai import OpenAIClient
 from actors.clients.wire import WireClient
 from actors.config import ProviderSpec
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 from actors.simulator.server import SimulatorProcess, simulator_base_url
 
 KEY = "sk-test-SECRET123"

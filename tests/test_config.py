@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from actors.config import DEFAULT_CONFIG, ConfigError, config_path, load_config, parse_config
-from actors.keys import NEVER_MIX, MissingKeys, availability, never_mix
-from actors.snapshot import Snapshot
+from actors.core.keys import NEVER_MIX, MissingKeys, availability, never_mix
+from actors.core.snapshot import Snapshot
 
 
 def shipped() -> dict:

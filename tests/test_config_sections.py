@@ -1,4 +1,4 @@
-"""The router, tracker, budgets and serve sections are typed in `Config`: a bad file fails
+"""The router, tracker, budgets, serve, idempotency and cache sections are typed in `Config`: a bad file fails
 at load, naming the file and the key, and the actors get the validated sections."""
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.budget import BudgetSpec
 from actors.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
-from actors.contexts import configured_keys
-from actors.router import RouterSpec
-from actors.tracker import TrackerSpec
+from actors.core.budget import BudgetSpec
+from actors.core.contexts import configured_keys
+from actors.routing.router import RouterSpec
+from actors.shells.tracker import TrackerSpec
+from actors.stores.idempotency import IdempotencySpec
+from actors.stores.response_cache import CacheSpec
 from serve.spec import ServeSpec
 
 BAD = [
@@ -29,6 +31,12 @@ BAD = [
     ("serve", {"max_body": 10}, "serve.max_body: unknown key"),
     ("serve", {"auth": {"anonymus": True}}, "serve.auth.anonymus: unknown key"),
     ("serve", {"max_timeout_s": 99999}, "serve.max_timeout_s: Input should be less than"),
+    ("idempotency", {"window": 60}, "idempotency.window: unknown key"),
+    ("idempotency", {"window_s": 0}, "idempotency.window_s: Input should be greater than 0"),
+    ("idempotency", {"memory_entries": "lots"}, "idempotency.memory_entries: Input should be"),
+    ("cache", {"size": 3}, "cache.size: unknown key"),
+    ("cache", {"ttl_s": -1}, "cache.ttl_s: Input should be greater than 0"),
+    ("cache", {"enabled": "maybe"}, "cache.enabled: Input should be a valid boolean"),
 ]
 
 
@@ -58,11 +66,13 @@ def test_sections_are_typed_and_defaulted():
     cfg = load_config()
     assert isinstance(cfg.router, RouterSpec) and isinstance(cfg.tracker, TrackerSpec)
     assert isinstance(cfg.budgets, BudgetSpec) and isinstance(cfg.serve, ServeSpec)
+    assert isinstance(cfg.idempotency, IdempotencySpec) and isinstance(cfg.cache, CacheSpec)
     bare = load_config(DEFAULT_CONFIG).model_dump(exclude_unset=True)
-    for section in ("router", "budgets", "serve"):
+    for section in ("router", "budgets", "serve", "idempotency", "cache"):
         bare.pop(section, None)
     empty = parse_config(bare)
     assert empty.router == RouterSpec() and empty.serve == ServeSpec() and empty.budgets == BudgetSpec()
+    assert empty.idempotency == IdempotencySpec() and empty.cache == CacheSpec()
 
 
 def test_actors_get_the_validated_section_not_a_second_validation(tmp_path):

@@ -33,7 +33,7 @@ def test_default_is_a_new_local_instance_not_whatever_ray_start_left(seen):
 
 
 def test_the_dashboard_can_be_turned_off(seen):
-    from actors.dashboard import ray_init_options
+    from actors.caller.dashboard import ray_init_options
 
     with pytest.raises(Stop):
         api.connect(**ray_init_options(False))
@@ -48,7 +48,7 @@ def test_ray_address_from_the_environment_wins(seen, monkeypatch):
 
 
 def test_no_dashboard_choice_is_passed_when_joining_a_cluster(seen):
-    from actors.dashboard import ray_init_options
+    from actors.caller.dashboard import ray_init_options
 
     with pytest.raises(Stop):
         api.connect("ray://head:10001", **ray_init_options(False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.config import load_config
-from actors.cost import cost_usd, worst_case_cost
+from actors.core.cost import cost_usd, worst_case_cost
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from actors.dashboard import auth_headers, list_actors, named_alive
+from actors.caller.dashboard import auth_headers, list_actors, named_alive
 from tests.conftest import make_config
 from tests.waiting import wait_until
 

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.audit import AuditStore
 from actors.cli import main
 from actors.config import Config
+from actors.core.records import AttemptRecord, FeedbackRecord, RequestRecord
 from actors.evaluate import baselines as base
 from actors.evaluate.generate import SHAPES, Drift, generate
 from actors.evaluate.logged import logged_stream, replay_logged
 from actors.evaluate.table import TableError, from_frame
-from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.stores.audit import AuditStore
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,5 +1,5 @@
 """Scores in batches, without Ray: the router's per-item handling of a batch
-(actors/feedback.py) and the backtest's sender (actors/backtest/feedback.py) — one call
+(actors/core/feedback.py) and the backtest's sender (actors/backtest/feedback.py) — one call
 for many scores, in order, unknown ids asked again, bad ones dropped, nothing lost."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from actors.backtest.feedback import FeedbackSender
-from actors.feedback import FeedbackAck, FeedbackItem, FeedbackOutcome, record_all
+from actors.core.feedback import FeedbackAck, FeedbackItem, FeedbackOutcome, record_all
 
 
 def _items(*pairs: tuple[str, float]) -> list[FeedbackItem]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import promql_parser as pq
 import pytest
 
-from actors.metrics import METRICS, PROMETHEUS_PREFIX
+from actors.shells.metrics import METRICS, PROMETHEUS_PREFIX
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "configs" / "grafana" / "llm-router.json"
 #: Grafana's variables, replaced by something PromQL accepts before parsing.
@@ -70,7 +70,7 @@ def test_every_query_parses_and_names_exported_metrics_and_their_labels(board):
         walk(parsed(expr), selectors, groupings)
         assert selectors, expr
         for name, labels in selectors:
-            assert name in BY_PROM_NAME, f"{name} is not exported by actors/metrics.py ({expr})"
+            assert name in BY_PROM_NAME, f"{name} is not exported by actors/shells/metrics.py ({expr})"
             m = BY_PROM_NAME[name]
             extra = {"le"} if name.endswith("_bucket") else set()
             assert labels <= set(m.tags) | extra, f"{name} has no label {labels - set(m.tags)}"

@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from actors.idempotency import (
+from actors.core.records import AttemptRecord, RequestRecord
+from actors.routing.route import RouteRequest, RoutingError
+from actors.shells.router_state import decode_outcome, encode_outcome
+from actors.stores.idempotency import (
     IdempotencyBook,
     IdempotencySpec,
     IdempotencyStore,
     safe_id,
 )
-from actors.records import AttemptRecord, RequestRecord
-from actors.route import RouteRequest, RoutingError
-from actors.router_state import decode_outcome, encode_outcome
 from tests.test_router_core import CFG, MSG, Fake, make
 
 KEY = b"k" * 32
@@ -227,7 +227,7 @@ async def test_a_streamed_request_without_an_id_reads_no_store(tmp_path):
     on a lookup (as for a plain request); an id the caller chose is still looked up."""
     from actors.clients.base import Result
     from actors.clients.stream import TextDelta
-    from actors.messages import ProviderReply
+    from actors.rpc.messages import ProviderReply
 
     b = book(tmp_path)
     reads: list[str] = []

@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from actors.api import RouterClient, connect
-from actors.route import RoutingError
+from actors.routing.route import RoutingError
 from tests.conftest import make_config, restart_router
 
 

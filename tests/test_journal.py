@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from actors.journal import Journal
-from actors.records import AttemptRecord, RequestRecord
+from actors.core.records import AttemptRecord, RequestRecord
+from actors.stores.journal import Journal
 
 
 def recs(i: int) -> list:
@@ -43,7 +43,7 @@ def test_torn_last_line_is_skipped(tmp_path):
 def test_ack_sidecar_appends_and_compacts(tmp_path, monkeypatch):
     """Acks append a line (no file replaced per ack); the sidecar is rewritten as one line
     when it grows, and a torn last line falls back to the last whole number."""
-    import actors.journal as journal
+    import actors.stores.journal as journal
 
     monkeypatch.setattr(journal, "COMPACT_ACK_LINES", 5)
     j = Journal(tmp_path / "j.jsonl")

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from actors.contexts import context_key
-from actors.estimates import LearningSpec
-from actors.learning import Learner
-from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.core.contexts import context_key
+from actors.core.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.policy.estimates import LearningSpec
+from actors.policy.learning import Learner
 
 KEYS = ("task",)
 

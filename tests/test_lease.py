@@ -1,4 +1,4 @@
-"""Who owns a deployment's state (actors/lease.py): the rule by hand, then the tracker's
+"""Who owns a deployment's state (actors/stores/lease.py): the rule by hand, then the tracker's
 lease on both audit backends (SQLite and a real PostgreSQL, tests/pg_server.py) and the
 router's on PostgreSQL — a second live owner refused, a restart of the same actor taking
 over at once, and writes of the replaced epoch refused."""
@@ -12,10 +12,10 @@ import time
 import pytest
 
 from actors.config import parse_config
-from actors.lease import Fenced, Holder, Lease, LeaseRefused, Role, Verdict, decide, rows
-from actors.pg import PgSession, PgTarget, redacted
-from actors.router_state import RouterState
-from actors.tracker import Tracker, TrackerSpec
+from actors.shells.router_state import RouterState
+from actors.shells.tracker import Tracker, TrackerSpec
+from actors.stores.lease import Fenced, Holder, Lease, LeaseRefused, Role, Verdict, decide, rows
+from actors.stores.pg import PgSession, PgTarget, redacted
 from tests.conftest import PG_PASSWORD, make_config
 from tests.test_journal import recs
 from tests.waiting import wait_until

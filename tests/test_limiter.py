@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pytest
 
 from actors.config import load_config
-from actors.errors import ErrorClass, ProviderError
-from actors.limiter import WINDOW_S, AsyncLimiter, Lease, RateLimits
+from actors.core.errors import ErrorClass, ProviderError
+from actors.core.limiter import WINDOW_S, AsyncLimiter, Lease, RateLimits
 
 BIG = 10**12
 
@@ -499,7 +499,7 @@ async def test_acquire_rejects_impossible_request_immediately():
 
 
 async def test_live_requests_go_ahead_of_queued_batch_work():
-    from actors.limiter import AsyncLimiter, RateLimits
+    from actors.core.limiter import AsyncLimiter, RateLimits
 
     lim = AsyncLimiter(RateLimits(rpm=100_000, tpm=10**9, max_concurrency=1))
     first = await lim.acquire(1)
@@ -524,7 +524,7 @@ def test_provider_limits_keep_a_margin_over_the_providers_window():
     """Starts we let go 60.0 s apart can land inside one provider window; from_spec's
     limits never put more than rpm starts in any 61 s."""
     from actors.config import load_config
-    from actors.limiter import MARGIN_S, RateLimits
+    from actors.core.limiter import MARGIN_S, RateLimits
 
     spec = load_config().provider("mixtral").model_copy(update={"rpm": 120})
     lim = RateLimits.from_spec(spec)

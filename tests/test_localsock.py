@@ -9,9 +9,9 @@ import struct
 
 import pytest
 
-import actors.channel as channel
-from actors.channel import ChannelBroken, ChannelClient
-from actors.localsock import SocketBroken, SocketClient
+import actors.rpc.channel as channel
+from actors.rpc.channel import ChannelBroken, ChannelClient
+from actors.rpc.localsock import SocketBroken, SocketClient
 from tests.test_channel import Echo, Handle
 from tests.waiting import async_wait_until
 
@@ -139,7 +139,7 @@ async def test_socket_directories_go_when_their_actor_exits_or_is_swept_when_kil
     import time
     from pathlib import Path
 
-    from actors.localsock import DIR_PREFIX, SocketServer, sweep_stale
+    from actors.rpc.localsock import DIR_PREFIX, SocketServer, sweep_stale
 
     tmp_path = Path(tempfile.mkdtemp(prefix="sw"))  # short: a socket path has 108 bytes
 

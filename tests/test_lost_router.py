@@ -1,5 +1,5 @@
-"""One rule for a caller whose router died holding its request (actors/lost_router.py),
-and for retrying an internal hop (actors/retry.py): plain checks, then a real Ray kill
+"""One rule for a caller whose router died holding its request (actors/caller/lost_router.py),
+and for retrying an internal hop (actors/core/retry.py): plain checks, then a real Ray kill
 under the blocking `complete()`."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from actors.errors import ErrorClass, task_cause
-from actors.lost_router import lost
-from actors.retry import retry_hop, retry_hop_sync
-from actors.route import RouteRequest, RoutingError
+from actors.caller.lost_router import lost
+from actors.core.errors import ErrorClass, task_cause
+from actors.core.retry import retry_hop, retry_hop_sync
+from actors.routing.route import RouteRequest, RoutingError
 
 
 class Flaky:
@@ -81,8 +81,8 @@ def test_complete_on_a_router_that_dies_records_the_unknown_outcome(ray_cluster)
     """The blocking path used to raise Ray's ActorDiedError and leave no row."""
     import ray
 
-    from actors.client import RouterClient
-    from actors.system import Handles
+    from actors.caller.client import RouterClient
+    from actors.shells.system import Handles
 
     @ray.remote(max_restarts=0)
     class Stuck:

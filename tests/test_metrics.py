@@ -8,8 +8,8 @@ from collections import defaultdict
 
 import pytest
 
-from actors import metrics as mod
-from actors.metrics import METRICS, Metrics, MetricsSpec, exported_names
+from actors.shells import metrics as mod
+from actors.shells.metrics import METRICS, Metrics, MetricsSpec, exported_names
 from tests.waiting import async_wait_until
 
 

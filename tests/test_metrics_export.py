@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.api import RouterClient, connect
-from actors.metrics import METRICS, exported_names
-from actors.route import RoutingError
+from actors.routing.route import RoutingError
+from actors.shells.metrics import METRICS, exported_names
 from tests.conftest import make_config, sim, sim_reset
 from tests.waiting import wait_until
 

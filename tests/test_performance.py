@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from actors.audit import AuditStore
-from actors.contexts import context_key, label
-from actors.performance import Performance
-from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.core.contexts import context_key, label
+from actors.core.performance import Performance
+from actors.core.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.stores.audit import AuditStore
 
 BULL = {"task": "analysis", "regime": "bull", "timeframe": "1h", "symbol": "BTC"}
 

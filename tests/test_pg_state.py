@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from actors.budget_overrides import BudgetOverrides
 from actors.config import parse_config
-from actors.idempotency import IdempotencyBook, IdempotencySpec
-from actors.pg import PgTarget
-from actors.pg_journal import PgJournal
-from actors.pg_state import BUDGET_OVERRIDES, PgIdempotencyStore, PgKeyValue
-from actors.route import RoutingError
-from actors.router_state import RouterState, decode_outcome, encode_outcome
+from actors.core.budget_overrides import BudgetOverrides
+from actors.routing.route import RoutingError
+from actors.shells.router_state import RouterState, decode_outcome, encode_outcome
+from actors.stores.idempotency import IdempotencyBook, IdempotencySpec
+from actors.stores.pg import PgTarget
+from actors.stores.pg_journal import PgJournal
+from actors.stores.pg_state import BUDGET_OVERRIDES, PgIdempotencyStore, PgKeyValue
 from tests.conftest import make_config
 from tests.test_idempotency import KEY, req, routed
 from tests.test_journal import recs
@@ -97,7 +97,7 @@ def test_router_state_lives_in_the_database(pg_url, tmp_path, monkeypatch):
 
 def test_a_bad_db_url_is_a_clear_config_error(tmp_path):
     from actors.config import ConfigError
-    from actors.tracker import TrackerSpec
+    from actors.shells.tracker import TrackerSpec
 
     for url, words in (("postgresql://router:pw@db/x", "must not hold the password"),
                        ("sqlite:///x.db", "must start with postgresql://"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from actors.config import ConfigError, parse_config
-from actors.placement import HEAD_RESOURCE, PlacementSpec, state_actor_options
+from actors.shells.placement import HEAD_RESOURCE, PlacementSpec, state_actor_options
 from tests.conftest import make_config
 from tests.jobs import run_job
 
@@ -56,7 +56,7 @@ def _job(tmp: Path) -> dict:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from actors.api import connect
-    from actors.system import stop_system
+    from actors.shells.system import stop_system
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1, resources={"llm_router_state": 1},

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from actors.policies import POLICIES, PolicySettings, eligible, expected_cost, get_policy, rank
-from actors.snapshot import Candidate, Need, Snapshot
+from actors.core.snapshot import Candidate, Need, Snapshot
+from actors.policy.policies import (
+    POLICIES,
+    PolicySettings,
+    eligible,
+    expected_cost,
+    get_policy,
+    rank,
+)
 
 S = PolicySettings()
 

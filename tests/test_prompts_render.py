@@ -207,7 +207,7 @@ def test_messages_and_token_estimate() -> None:
 
 
 def test_token_estimate_is_the_routers() -> None:
-    tokens = pytest.importorskip("actors.tokens")
+    tokens = pytest.importorskip("actors.core.tokens")
     from actors.clients.base import Message
 
     prompt = render_prompt(_context("sideways"), "pattern")

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from actors import limiter
 from actors.clients.base import Completion, Message
 from actors.config import load_config
-from actors.messages import AttemptInfo, ProviderCall, ProviderReply
-from actors.provider import ORPHAN_POLICY, Provider, orphan_records
+from actors.core import limiter
+from actors.rpc.messages import AttemptInfo, ProviderCall, ProviderReply
+from actors.shells.provider import ORPHAN_POLICY, Provider, orphan_records
 from actors.simulator import quota
 from actors.simulator.server import SimulatorProcess, simulator_base_url
 

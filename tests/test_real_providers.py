@@ -20,12 +20,12 @@ import ray
 import yaml
 
 from actors.api import RouterClient, connect
-from actors.audit import AuditStore
 from actors.config import ConfigError
-from actors.keys import MissingKeys
-from actors.records import AttemptRecord
-from actors.route import RoutingError
+from actors.core.keys import MissingKeys
+from actors.core.records import AttemptRecord
+from actors.routing.route import RoutingError
 from actors.simulator import SimulatorProcess, simulator_base_url
+from actors.stores.audit import AuditStore
 from tests.conftest import make_config, restart_router
 
 ROOT = Path(__file__).resolve().parent.parent

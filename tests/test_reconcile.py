@@ -8,8 +8,8 @@ import time
 
 import pandas as pd
 
-from actors.reconcile import audit_invariants
-from actors.records import AttemptRecord, RequestRecord
+from actors.core.records import AttemptRecord, RequestRecord
+from tools.reconcile import audit_invariants
 
 NOW = time.time()
 

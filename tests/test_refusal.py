@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pickle
 
-from actors.budget import GLOBAL, BudgetLedger, BudgetSpec
-from actors.errors import ErrorClass, ProviderError, Refusal, refused_for
-from actors.route import RouteRequest, RoutingError
+from actors.core.budget import GLOBAL, BudgetLedger, BudgetSpec
+from actors.core.errors import ErrorClass, ProviderError, Refusal, refused_for
+from actors.routing.route import RouteRequest, RoutingError
 from tests.test_router_core import CFG, MSG, Fake, make
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import actors.api as api
-import actors.client as client
-import actors.ray_calls as ray_calls
+import actors.caller.client as client
+import actors.shells.ray_calls as ray_calls
 from actors.config import ConfigError, load_config, parse_config
 from prompts import RegimeRules, load_sample
 from serve import native

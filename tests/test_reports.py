@@ -13,7 +13,7 @@ import pytest
 
 from actors.api import RouterClient
 from actors.config import load_config
-from actors.system import Handles
+from actors.shells.system import Handles
 from serve import reads
 
 

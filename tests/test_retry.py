@@ -6,8 +6,8 @@ import pytest
 from tenacity import RetryError
 
 from actors.config import RetrySpec
-from actors.errors import FALLBACK, RETRYABLE, ErrorClass, ProviderError
-from actors.retry import build_retrying, call_with_retry
+from actors.core.errors import FALLBACK, RETRYABLE, ErrorClass, ProviderError
+from actors.core.retry import build_retrying, call_with_retry
 
 
 class FakeTime:

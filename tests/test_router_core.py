@@ -9,10 +9,10 @@ import pytest
 
 from actors.clients.base import Message, Result
 from actors.config import load_config
-from actors.messages import AttemptInfo, ProviderCall, ProviderReply
-from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
-from actors.route import RouteRequest, RoutingError
-from actors.router import Router
+from actors.core.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.routing.route import RouteRequest, RoutingError
+from actors.routing.router import Router
+from actors.rpc.messages import AttemptInfo, ProviderCall, ProviderReply
 
 CFG = load_config()
 MSG = [Message(role="user", content="Is SPY bullish?")]
@@ -53,7 +53,7 @@ class Fake:
 
 def make(fake: Fake, **cfg_updates) -> tuple[Router, list]:
     sink: list = []
-    cfg = CFG.model_copy(update=cfg_updates)
+    cfg = CFG.with_sections(**cfg_updates)
     return Router(cfg, fake, sink.extend), sink
 
 
@@ -207,7 +207,7 @@ async def test_relearn_from_records_gives_the_same_estimates():
 
 
 def test_removed_settings_fail_with_the_reason():
-    from actors.router import RouterSpec
+    from actors.routing.router import RouterSpec
 
     with pytest.raises(ValueError, match="cost_quality_margin was removed.*quality_target"):
         RouterSpec.model_validate({"cost_quality_margin": 0.1})
@@ -256,10 +256,10 @@ def test_only_providers_no_reply_refreshed_are_stale():
 async def test_a_crossed_soft_limit_reaches_the_warning_hook_typed():
     """The router hands its owner the warning's scope and window as values (the actor
     labels a metric and writes a WarningRecord with them), and the trace says it in words."""
-    from actors.budget import BudgetWarning
+    from actors.core.budget import BudgetWarning
 
     got: list[BudgetWarning] = []
-    cfg = CFG.model_copy(update={"budgets": {"hourly_usd": 100.0, "soft_limit": 1e-6}})
+    cfg = CFG.with_sections(budgets={"hourly_usd": 100.0, "soft_limit": 1e-6})
     router = Router(cfg, Fake(), [].extend, on_warning=got.append)
     r = await router.route(RouteRequest(messages=MSG, provider="claude"))
     assert [(w.scope, w.window) for w in got] == [("global", "hourly")]

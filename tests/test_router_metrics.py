@@ -8,12 +8,19 @@ import random
 
 import pytest
 
-from actors import router_metrics
-from actors.errors import ErrorClass
-from actors.metrics import Metrics, MetricsSpec
-from actors.policies import POLICIES
-from actors.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
-from actors.router_metrics import NONE, OTHER, RequestObserver, TopUsers, UserLabels, at_provider
+from actors.core.errors import ErrorClass
+from actors.policy.policies import POLICIES
+from actors.routing.route import RouteRequest, RouteResult, RoutingError, RoutingTrace
+from actors.shells import router_metrics
+from actors.shells.metrics import Metrics, MetricsSpec
+from actors.shells.router_metrics import (
+    NONE,
+    OTHER,
+    RequestObserver,
+    TopUsers,
+    UserLabels,
+    at_provider,
+)
 from tests.test_metrics import Recorder
 
 

@@ -1,4 +1,4 @@
-"""A router restart seen from its callers (actors/router_recovery.py): requests sent while
+"""A router restart seen from its callers (actors/caller/router_recovery.py): requests sent while
 it restarts wait for it instead of failing against it — what left backtest bars
 unfinished in the PostgreSQL chaos run (their retries were spent on the restarting router).
 Plain asyncio, no Ray: the router is a fake that is down for a given number of probes."""
@@ -11,10 +11,10 @@ import pytest
 from ray.exceptions import ActorUnavailableError
 
 from actors.api import RouterClient
-from actors.channel import ChannelBroken
-from actors.route import RouteRequest, RoutingError
-from actors.router_recovery import RouterRecovery
-from actors.system import Handles
+from actors.caller.router_recovery import RouterRecovery
+from actors.routing.route import RouteRequest, RoutingError
+from actors.rpc.channel import ChannelBroken
+from actors.shells.system import Handles
 
 
 class FakeRouter:

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from actors.config import Config
+from actors.core.records import RequestRecord
 from actors.evaluate import baselines as base
 from actors.evaluate.generate import generate
 from actors.evaluate.replay import replay, router_for
 from actors.evaluate.table import from_frame
-from actors.records import RequestRecord
-from actors.tracker import Tracker, TrackerSpec
+from actors.shells.tracker import Tracker, TrackerSpec
 
 
 def setup(shape: str, seed: int, router: dict | None = None):

@@ -11,7 +11,7 @@ import pytest
 from actors.clients import Completion, Result
 from actors.clients.base import Choice
 from actors.clients.schema import check_answer, check_schema, schema_error
-from actors.errors import FALLBACK, PROVIDER_FAULT, RETRYABLE, ErrorClass, ProviderError
+from actors.core.errors import FALLBACK, PROVIDER_FAULT, RETRYABLE, ErrorClass, ProviderError
 
 SIGNAL = {"type": "object", "properties": {
     "direction": {"enum": ["long", "short", "flat"]},

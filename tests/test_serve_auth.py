@@ -126,5 +126,5 @@ def test_every_replica_refuses_anonymous_on_a_public_address(tmp_path, monkeypat
     # Serve keeps its own copy of the class; patch the globals that copy sees
     monkeypatch.setitem(ours.__init__.__globals__, "_bind_host", lambda: "0.0.0.0")
     with pytest.raises(ConfigError, match=r"serve\.auth\.anonymous.*'0\.0\.0\.0'"):
-        ours.__init__(object.__new__(ours), cfg.model_dump(mode="json"),
+        ours.__init__(object.__new__(ours), cfg,
                       digests(AuthSpec(anonymous=True), env={}).model_dump())

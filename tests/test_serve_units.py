@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from actors.config import ConfigError, load_config, parse_config
-from actors.route import RoutingError, RoutingTrace, TraceAttempt
+from actors.routing.route import RoutingError, RoutingTrace, TraceAttempt
 from serve import openai_compat as oai
 from serve.auth import Access, Verifier, digests
 from serve.errors import ApiError, from_routing_error, from_validation, install
@@ -123,12 +123,12 @@ def test_model_aliases_and_route_translation():
 
 
 def test_stream_events_are_sse_with_done():
-    from actors.route import RouteResult
+    from actors.routing.route import RouteResult
 
     r = RouteResult(request_id="x", provider="llama", model="m", text="y" * 600,
                     finish_reason="length", input_tokens=3, output_tokens=4, cost_usd=0.1,
                     latency_s=0.2, trace=RoutingTrace(request_id="x", policy="p"))
-    from actors.router_stream import events_of_route
+    from actors.routing.router_stream import events_of_route
     from serve.openai_stream import ChunkWriter
 
     writer = ChunkWriter(r.request_id, r.provider, include_usage=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from actors.journal import Journal
-from actors.shipper import RecordShipper
+from actors.shells.shipper import RecordShipper
+from actors.stores.journal import Journal
 from tests.test_journal import recs
 
 

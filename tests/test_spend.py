@@ -1,13 +1,20 @@
-"""Cost summaries aggregated in SQL over a bounded window (actors/spend.py), on a real store."""
+"""Cost summaries aggregated in SQL over a bounded window (actors/stores/spend.py), on a real store."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from actors.audit import AuditStore
-from actors.records import AttemptRecord
-from actors.spend import MAX_PERIODS, WindowError, as_unix, cost_per_token, cost_summary, window
+from actors.core.records import AttemptRecord
+from actors.stores.audit import AuditStore
+from actors.stores.spend import (
+    MAX_PERIODS,
+    WindowError,
+    as_unix,
+    cost_per_token,
+    cost_summary,
+    window,
+)
 
 NOW = 1_700_000_000.0  # 800 s into its UTC hour
 ROWS = [  # (ts, request, provider, in, out, usd, simulated); r2 took two attempts

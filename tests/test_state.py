@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from actors.budget_overrides import BudgetOverrides, merge_patch
 from actors.config import parse_config
-from actors.journal import Journal
-from actors.privacy import PREFIX, TextPolicy
-from actors.records import AttemptRecord
-from actors.route import RouteRequest
-from actors.router_state import RouterState
-from actors.state import StateDirInUse, StateLock
+from actors.core.budget_overrides import BudgetOverrides, merge_patch
+from actors.core.privacy import PREFIX, TextPolicy
+from actors.core.records import AttemptRecord
+from actors.routing.route import RouteRequest
+from actors.shells.router_state import RouterState
+from actors.stores.journal import Journal
+from actors.stores.state import StateDirInUse, StateLock
 from tests.conftest import make_config
 from tests.test_router_core import Fake, make
 
@@ -48,7 +48,7 @@ def test_a_second_instance_is_refused_naming_the_holder(tmp_path):
 _HOLDER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, sys.argv[2])
-    from actors.state import StateLock
+    from actors.stores.state import StateLock
     lock = StateLock(sys.argv[1])
     print("locked", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
@@ -194,7 +194,7 @@ def test_backtest_request_ids_stay_safe_whatever_the_symbol():
 
     from actors.backtest.plan import BarJob
     from actors.backtest.runner import request_id
-    from actors.idempotency import safe_id
+    from actors.stores.idempotency import safe_id
 
     job = BarJob("MY DATA", "1d", 3, datetime(2008, 1, 2), "analysis", "bull", 1.0, 0.0, 0.0,
                  RouteRequest(messages=[{"role": "user", "content": "x"}]), "n")
@@ -207,7 +207,7 @@ def test_backtest_request_ids_stay_safe_whatever_the_symbol():
 _PREDECESSOR = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[2])
-    from actors.state import StateLock
+    from actors.stores.state import StateLock
     lock = StateLock(sys.argv[1], owner="router-actor-1")
     print("locked", flush=True)
     time.sleep(float(sys.argv[3]))  # a predecessor slow to die

@@ -3,7 +3,7 @@ and test_dashboard)."""
 
 from __future__ import annotations
 
-from actors.status import ActorRow, ProviderRow, StatusReport, main, render
+from actors.caller.status import ActorRow, ProviderRow, StatusReport, main, render
 
 
 def report(**kw) -> StatusReport:

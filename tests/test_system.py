@@ -12,10 +12,11 @@ import pytest
 import ray
 
 from actors.api import RouterClient, connect
-from actors.route import RoutingError
+from actors.routing.route import RoutingError
 from tests.conftest import SECRET, make_config, restart_router, sim, sim_reset
-from tests.waiting import wait_until
+from tests.waiting import async_wait_until, wait_until
 
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 BUDGET = {"per_provider": {"gpt-4-turbo": {"hourly_usd": 0.05}}}
 
 
@@ -146,8 +147,16 @@ def test_429s_retry_after_then_breaker_opens_half_opens_closes(llm):
             llm.complete("hi", provider="gemini")
     finally:
         sim_reset(llm, "gemini-2.5-pro")
-    time.sleep(1.5)  # open_s = 1 (or Retry-After) → half-open → probes succeed → closed
-    for _ in range(3):
+
+    def answers() -> bool:  # open_s = 1 (or Retry-After) → half-open → a probe succeeds
+        try:
+            return llm.complete("hi", provider="gemini", timeout=10).provider == "gemini"
+        except RoutingError as exc:
+            assert "breaker_open" in str(exc), exc  # refused while open, never sent
+            return False
+
+    wait_until(answers, 10, every=0.2, what="gemini's breaker half-open and probed")
+    for _ in range(2):
         r = llm.complete("hi", provider="gemini", timeout=10)
     assert r.provider == "gemini" and llm.status().loc["gemini", "state"] == "closed"
 
@@ -166,23 +175,38 @@ def test_manual_reset_closes_an_open_breaker(llm):
     assert llm.complete("hi", provider="claude").provider == "claude"
 
 
-def test_killed_provider_actor_mid_load(llm):
-    async def load():
-        return await asyncio.gather(*(llm.acomplete("hi", fallbacks=["llama", "mixtral"], timeout=30)
-                                      for _ in range(30)), return_exceptions=True)
+def _pid(handle) -> int:
+    return ray.get(handle.__ray_call__.remote(lambda self: __import__("os").getpid()), timeout=30)
 
-    async def kill_soon():
-        await asyncio.sleep(0.05)
-        ray.kill(llm.provider("llama"), no_restart=False)
+
+def _routing(llm) -> int:
+    """Requests the router is routing right now."""
+    return ray.get(llm.handles.router.inflight.remote(), timeout=30)
+
+
+def test_killed_provider_actor_mid_load(llm):
+    """All 30 requests are at llama (slowed to ~1 s) when it is killed: each falls back."""
+    old = _pid(llm.provider("llama"))
+    sim(llm, LLAMA, base_ms=50_000, jitter=0)  # × latency_scale 0.02 = 1 s
 
     async def both():
-        res, _ = await asyncio.gather(load(), kill_soon())
-        return res
+        calls = [asyncio.ensure_future(llm.acomplete("hi", fallbacks=["llama", "mixtral"],
+                                                     timeout=30)) for _ in range(30)]
+        await async_wait_until(lambda: not any(c.done() for c in calls) and _routing(llm) >= 30,
+                               20, every=0.05, what="30 requests in flight at llama")
+        ray.kill(llm.provider("llama"), no_restart=False)
+        return await asyncio.gather(*calls, return_exceptions=True)
 
-    out = asyncio.run(both())
+    try:
+        out = asyncio.run(both())
+    finally:
+        sim_reset(llm, LLAMA)
     for o in out:  # a result or a classified error — never a bare crash
         assert not isinstance(o, BaseException) or isinstance(o, RoutingError), repr(o)
     assert sum(not isinstance(o, BaseException) for o in out) >= 25
+    lost = [a for o in out if not isinstance(o, BaseException) for a in o.trace.attempts
+            if a.provider == "llama" and "provider actor unavailable" in (a.error or "")]
+    assert lost, "the kill landed on no call in flight"  # all 30 were sent before it
 
     def llama_ready() -> str | None:
         try:
@@ -191,30 +215,39 @@ def test_killed_provider_actor_mid_load(llm):
             return None  # restarting (ValueError: its name not registered again yet)
 
     assert wait_until(llama_ready, 30, every=0.5, what="the killed provider back") == "llama"
+    assert _pid(llm.provider("llama")) != old  # a new process: the kill landed
     assert llm.complete("hi", provider="llama", timeout=30).provider == "llama"
 
 
 def test_killed_tracker_loses_no_acknowledged_record(llm):
+    """The tracker is killed with some of 40 requests answered (their records on the way)
+    and the rest still in flight."""
     ids: list[str] = []
-
-    async def load():
-        out = await asyncio.gather(*(llm.acomplete("hi", provider="mixtral", timeout=30)
-                                     for _ in range(40)), return_exceptions=True)
-        ids.extend(o.request_id for o in out if not isinstance(o, BaseException))
-
-    async def kill_soon():
-        await asyncio.sleep(0.1)
-        ray.kill(llm.handles.tracker, no_restart=False)
+    old = _pid(llm.handles.tracker)
+    sim(llm, "open-mixtral-8x7b", base_ms=10_000, jitter=0.5)  # ~0.2 s each
 
     async def both():
-        await asyncio.gather(load(), kill_soon())
+        calls = [asyncio.ensure_future(llm.acomplete("hi", provider="mixtral", timeout=30))
+                 for _ in range(40)]
+        await async_wait_until(lambda: 0 < sum(c.done() for c in calls), 20,
+                               what="the first answers")
+        ray.kill(llm.handles.tracker, no_restart=False)
+        undone = sum(not c.done() for c in calls)
+        out = await asyncio.gather(*calls, return_exceptions=True)
+        ids.extend(o.request_id for o in out if not isinstance(o, BaseException))
+        return undone
 
-    asyncio.run(both())
+    try:
+        undone = asyncio.run(both())
+    finally:
+        sim_reset(llm, "open-mixtral-8x7b")
+    assert undone > 0  # the kill landed mid-load
     assert len(ids) == 40
     for rid in ids:  # the router re-sends what the dead tracker never acknowledged
         rows = llm.audit(rid)
         assert sum(1 for r in rows if r.get("attempts") is not None and "score" not in r) >= 1
     counts = ray.get(llm.handles.tracker.reconcile.remote())
+    assert _pid(llm.handles.tracker) != old  # a new tracker process answered
     llm.flush()
     hourly = llm.costs("hour")["cost_usd"].sum()
     frame_total = sum(r["cost_usd"] for rid in ids for r in llm.audit(rid)[:-1])
@@ -282,24 +315,24 @@ def test_killed_router_loses_no_answered_request(llm):
     answered: list[str] = []
     ids = [f"kill-router-{i}" for i in range(200)]
 
-    async def load():
-        out = await asyncio.gather(*(llm.acomplete("hi", provider="llama", timeout=30,
-                                                   request_id=rid) for rid in ids),
-                                   return_exceptions=True)
+    async def both():
+        calls = [asyncio.ensure_future(llm.acomplete("hi", provider="llama", timeout=30,
+                                                     request_id=rid)) for rid in ids]
+        await async_wait_until(lambda: 0 < sum(c.done() for c in calls), 20,
+                               what="the first answers")
+        ray.kill(llm.handles.router, no_restart=False)
+        out = await asyncio.gather(*calls, return_exceptions=True)
         answered.extend(o.request_id for o in out if not isinstance(o, BaseException))
         return out
 
-    async def kill_soon():
-        await asyncio.sleep(0.25)
-        ray.kill(llm.handles.router, no_restart=False)
-
-    async def both():
-        out, _ = await asyncio.gather(load(), kill_soon())
-        return out
-
-    out = asyncio.run(both())
+    sim(llm, LLAMA, base_ms=10_000, jitter=0.5)  # ~0.2 s each: the load outlasts the kill
+    try:
+        out = asyncio.run(both())
+    finally:
+        sim_reset(llm, LLAMA)
     for o in out:
         assert not isinstance(o, BaseException) or isinstance(o, RoutingError), repr(o)
+    assert 0 < len(answered) < len(ids)  # the kill landed with requests in flight
 
     def answers() -> bool:  # the restarted router answers again
         try:
@@ -320,26 +353,27 @@ def test_killed_router_loses_no_answered_request(llm):
 def test_attempts_in_flight_when_the_router_dies_are_still_recorded(llm):
     """The provider finishes (and is billed for) calls whose router died meanwhile; it
     records those attempts with the tracker itself, so spend and budgets still see them."""
-    from actors.provider import ORPHAN_POLICY
+    from actors.shells.provider import ORPHAN_POLICY
 
     sim(llm, "open-mixtral-8x7b", base_ms=150_000, jitter=0)  # × latency_scale 0.02 = 3 s
     ids = [f"orphan-{i}" for i in range(6)]
 
     def hourly_spent() -> float:
         """From the restarted router, as soon as it answers."""
-        deadline = time.monotonic() + 60
-        while True:
+        def spent() -> list[float]:  # a list: a spend of 0.0 is an answer too
             try:
                 b = llm.budgets()
-                return float(b[(b.scope == "*") & (b.window == "hourly")].iloc[0].spent_usd)
             except ray.exceptions.RayActorError:  # still restarting
-                assert time.monotonic() < deadline, "the router did not come back"
-                time.sleep(0.1)
+                return []
+            return [float(b[(b.scope == "*") & (b.window == "hourly")].iloc[0].spent_usd)]
+
+        return wait_until(spent, 60, every=0.1, what="the restarted router's budgets")[0]
 
     async def go():
         calls = [asyncio.ensure_future(llm.acomplete("hi", provider="mixtral", timeout=30,
                                                      request_id=rid)) for rid in ids]
-        await asyncio.sleep(0.5)  # all six are waiting on the simulator now
+        await async_wait_until(lambda: _routing(llm) == 6, 20,
+                               what="all six waiting on the simulator")
         ray.kill(llm.handles.router, no_restart=False)
         out = await asyncio.gather(*calls, return_exceptions=True)
         # the restarted router, before the six calls have finished at the provider

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from actors.config import ConfigError
-from actors.records import AttemptRecord, RequestRecord
-from actors.tracker import Tracker, TrackerSpec
+from actors.core.records import AttemptRecord, RequestRecord
+from actors.shells.tracker import Tracker, TrackerSpec
 
 NOW = 1_700_000_000.0
 CTX = {"task": "analysis", "regime": "bull", "timeframe": "1h"}

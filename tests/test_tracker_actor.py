@@ -8,8 +8,8 @@ import time
 import pytest
 import ray
 
-from actors.records import AttemptRecord, RequestRecord
-from actors.tracker import NAME, NAMESPACE, TrackerSpec, get_or_create_tracker
+from actors.core.records import AttemptRecord, RequestRecord
+from actors.shells.tracker import NAME, NAMESPACE, TrackerSpec, get_or_create_tracker
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from actors.window import Outcome, RollingWindow, WindowStats, percentile
+from actors.core.window import Outcome, RollingWindow, WindowStats, percentile
 
 
 def ok(lat: float, **kw) -> Outcome:

@@ -20,7 +20,7 @@ from actors.clients.capabilities import ANTHROPIC_JSON_TOOL
 from actors.clients.gemini import GeminiClient
 from actors.clients.openai import OpenAIClient
 from actors.config import ProviderSpec
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 
 KEY = "sk-test"
 TOOL = {"type": "function", "function": {

@@ -21,7 +21,7 @@ from actors.clients.openai import OpenAIStream
 from actors.clients.sse import SSEDecoder
 from actors.clients.stream import Done, Finish, StreamError, StreamParser, TextDelta, ToolCallDelta
 from actors.config import ProviderSpec
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 from actors.simulator import SimulatorProcess, simulator_base_url
 from tests.waiting import wait_until
 

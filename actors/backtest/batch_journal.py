@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field, ValidationError
 
 from actors.backtest.recover import generation
-from actors.route import RouteRequest
+from actors.routing.route import RouteRequest
 
 if TYPE_CHECKING:
     from actors.backtest.plan import BarJob

@@ -1,5 +1,5 @@
 """What becomes of a batch item that failed: one rule, over the error classes of
-actors/errors.py (the same classification as a synchronous attempt's).
+actors/core/errors.py (the same classification as a synchronous attempt's).
 
 - retryable (expired, server error, rate limited, overloaded, connection): into a later
   batch, up to `batch_retries` times; after that synchronously;
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from actors.errors import FALLBACK, RETRYABLE, ErrorClass
+from actors.core.errors import FALLBACK, RETRYABLE, ErrorClass
 
 
 class Next(StrEnum):

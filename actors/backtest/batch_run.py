@@ -1,6 +1,6 @@
 """Backtest batch mode (`llm-router backtest --batch`): bars go to the providers' batch APIs.
 
-Per request, the router decides as for a synchronous call (actors/batch_route.py: cache,
+Per request, the router decides as for a synchronous call (actors/routing/batch_route.py: cache,
 policy, budget reserved at the batch price). Requests for a provider with a batch API are
 gathered into jobs of up to `batch_size` items; the others are sent synchronously at once.
 Each job is journaled before it is submitted and its id after (batch_journal.py; the
@@ -37,10 +37,10 @@ from actors.backtest.batch_journal import (
 from actors.backtest.batch_rule import Next, next_step
 from actors.backtest.plan import BarJob, Planner
 from actors.backtest.recover import Prior, generation
-from actors.batch_route import BatchPlan, BatchSettle, PlanKind
 from actors.clients.batch import BatchApi, ItemOutcome
-from actors.errors import ErrorClass, ProviderError
-from actors.route import RouteRequest, RouteResult, RoutingError
+from actors.core.errors import ErrorClass, ProviderError
+from actors.routing.batch_route import BatchPlan, BatchSettle, PlanKind
+from actors.routing.route import RouteRequest, RouteResult, RoutingError
 
 log = logging.getLogger(__name__)
 #: Requests planned per call to the router.
@@ -53,7 +53,7 @@ SettleFn = Callable[[list[BatchSettle]], Awaitable[list[RouteResult | RoutingErr
 
 
 class BatchRun:
-    """Drives one run's batch jobs on the runner's event loop (`_Run` builds the rows)."""
+    """Drives one run's batch jobs on the runner's event loop (`RunRows` builds the rows)."""
 
     def __init__(self, run: Any, apis: dict[str, BatchApi], journal: BatchJournal,
                  plan: PlanFn, settle: SettleFn) -> None:
@@ -198,16 +198,7 @@ class BatchRun:
         elif plan.kind is PlanKind.ANSWERED and plan.result is not None:
             run.from_result(job, policy, plan.result)
         else:
-            exc = plan.routing_error()
-            if exc.error_class == ErrorClass.CACHE_MISS:
-                run.failures["cache_miss (unfinished)"] += 1
-                run.progress.note("cache_miss (unfinished)")
-            elif exc.error_class == ErrorClass.BUDGET_EXCEEDED:
-                run.stopped = run.stopped or f"budget exceeded: {exc.message[:200]}"
-                run.failures["budget_exceeded (unfinished)"] += 1
-                run.progress.note("budget_exceeded (unfinished)")
-            else:
-                run.from_error(job, policy, plan.request_id, exc)
+            run.failed(job, policy, plan.request_id, plan.routing_error())
 
     def _sync(self, job: BarJob, policy: str, gen: int,
               pin: tuple[str | None, list[str]] | None = None) -> None:

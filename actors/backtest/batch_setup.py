@@ -1,5 +1,5 @@
 """Wiring of backtest batch mode: one batch client per provider that has a batch API, and
-the router's two batch methods (actors/batch_route.py) as plain async functions.
+the router's two batch methods (actors/routing/batch_route.py) as plain async functions.
 
 The batch clients run in the driver (they submit, poll and read jobs; nothing waits on a
 provider actor for hours), so a real provider's key must be in the driver's environment
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import ray
-
 from actors.backtest.batch_journal import BatchJournal
 from actors.backtest.batch_run import BatchRun
 from actors.backtest.spec import BacktestError
-from actors.batch_route import BatchPlan, BatchSettle
 from actors.clients.batch import BatchApi, batch_api
-from actors.route import RouteRequest, RouteResult, RoutingError
+from actors.routing.batch_route import BatchPlan, BatchSettle
+from actors.routing.route import RouteRequest, RouteResult, RoutingError
+from actors.shells.ray_calls import aget
 from actors.simulator import simulator_base_url
 
 #: Any non-empty key reaches the simulator (it checks only that one is sent).
@@ -45,26 +44,15 @@ def batch_clients(client: Any) -> dict[str, BatchApi]:
     return out
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
-
-
 def router_batch(client: Any) -> tuple[Any, Any]:
     """(plan, settle): the router actor's batch_plan / batch_settle, awaited."""
     router = client.handles.router
 
     async def plan(reqs: list[RouteRequest]) -> list[BatchPlan]:
-        try:
-            return await router.batch_plan.remote(reqs)
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        return await aget(router.batch_plan.remote(reqs))
 
     async def settle(items: list[BatchSettle]) -> list[RouteResult | RoutingError]:
-        try:
-            return await router.batch_settle.remote(items)
-        except ray.exceptions.RayTaskError as exc:
-            raise _unwrap(exc) from None
+        return await aget(router.batch_settle.remote(items))
 
     return plan, settle
 

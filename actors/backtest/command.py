@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from actors.dashboard import add_dashboard_flag, cluster_lines, ray_init_options
+from actors.caller.dashboard import add_dashboard_flag, cluster_lines, ray_init_options
 
 #: Simulated runs' shared response cache, in the runs directory.
 SIMULATED_CACHE = "simulated-response-cache.sqlite3"
@@ -140,9 +140,9 @@ def instance_config(cfg: Any, args: argparse.Namespace, run_dir: Any, simulate: 
         return cfg.with_state_dir(args.state_dir)
     if cfg.simulate and args.address is None:
         cfg = cfg.with_state_dir(Path(run_dir) / "state")
-        if "path" not in cfg.cache:
-            cfg = cfg.model_copy(update={"cache": {
-                **cfg.cache, "path": str(Path(run_dir).parent.resolve() / SIMULATED_CACHE)}})
+        if cfg.cache.path is None:
+            cfg = cfg.model_copy(update={"cache": cfg.cache.model_copy(update={
+                "path": str(Path(run_dir).parent.resolve() / SIMULATED_CACHE)})})
         return cfg
     return cfg
 

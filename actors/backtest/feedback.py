@@ -7,7 +7,7 @@ seeing the future of bars it has not routed yet. Whatever is held when the run e
 released then.
 
 `FeedbackSender` sends released scores in batches through the router
-(`client.afeedback_many`, actors/feedback.py): the router learns from each at once and
+(`client.afeedback_many`, actors/core/feedback.py): the router learns from each at once and
 records it after the request's own records. A request the router does not remember (e.g.
 one answered before a restart whose records are still on their way) goes to the tracker,
 which may answer "unknown request id" for a moment — so that case is retried for a while.
@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from actors.feedback import FeedbackAck, FeedbackItem, FeedbackOutcome
+from actors.core.feedback import FeedbackAck, FeedbackItem, FeedbackOutcome
 
 log = logging.getLogger(__name__)
 Send = Callable[[list[FeedbackItem]], Awaitable[list[FeedbackAck]]]

@@ -22,11 +22,12 @@ from typing import Any
 
 import ray
 
-from actors.analysis import analysis_request
 from actors.backtest.inputs import Series
 from actors.backtest.outcome import adverse_excursion, forward_returns
 from actors.config import Config
-from actors.route import RouteRequest
+from actors.core.errors import task_cause
+from actors.routing.analysis import analysis_request
+from actors.routing.route import RouteRequest
 from prompts import contexts_for_bars
 
 
@@ -190,8 +191,7 @@ class Planner:
             try:
                 jobs = await ref
             except ray.exceptions.RayTaskError as exc:
-                cause = getattr(exc, "cause", None) or exc
-                raise RuntimeError(f"planning failed: {cause}") from None
+                raise RuntimeError(f"planning failed: {task_cause(exc)}") from None
             for job in jobs:
                 self.nodes.add(job.node)
                 yield job

@@ -11,7 +11,7 @@ from actors.backtest.inputs import Series, load_all
 from actors.backtest.plan import BarJob
 from actors.backtest.spec import BacktestSpec
 from actors.backtest.store import fingerprint
-from actors.idempotency import MAX_ID_LENGTH, safe_id
+from actors.stores.idempotency import MAX_ID_LENGTH, safe_id
 from prompts import RegimeRules
 
 MAX_ID = MAX_ID_LENGTH

@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from actors.audit import UNKNOWN_OUTCOME
 from actors.backtest.store import Sent
-from actors.errors import RETRYABLE, ErrorClass
+from actors.core.errors import RETRYABLE, ErrorClass
+from actors.stores.audit import UNKNOWN_OUTCOME
 
 #: Failures that say nothing about the bar: retried (if nothing was spent on them). The
 #: "unknown_outcome" placeholder is what a caller records when its router died mid-request.

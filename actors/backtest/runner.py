@@ -23,29 +23,27 @@ skips stored bars and rebuilds answered-but-unstored ones from the audit trail (
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
+from tenacity import RetryCallState
 
 from actors.backtest import report as reports
 from actors.backtest.fanout import RateShare, window_size
 from actors.backtest.feedback import FeedbackGate, FeedbackSender, router_send
-from actors.backtest.outcome import score
 from actors.backtest.plan import BarJob, Planner
 from actors.backtest.prepare import Prepared, prepare, request_id
 from actors.backtest.progress import Progress
 from actors.backtest.recover import TRANSIENT, Prior, lookup, router_id
+from actors.backtest.rows import UNFINISHED, RunRows
 from actors.backtest.spec import BacktestError, BacktestSpec
 from actors.backtest.store import RunStore
-from actors.errors import ErrorClass
-from actors.route import RouteResult, RoutingError
-from prompts import OutputError, get_task, parse_output
+from actors.core.retry import retrying_request
+from actors.routing.route import RouteResult, RoutingError
 
 log = logging.getLogger(__name__)
 
@@ -82,154 +80,59 @@ class BacktestOutcome:
         return self.finished == self.total
 
 
-@dataclass
-class _Run:
-    prep: Prepared
-    client: Any
-    store: RunStore
-    progress: Progress
-    gate: FeedbackGate
-    sender: FeedbackSender | None
-    window: int
-    assigner: RateShare | None
-    router: str = ""
-    sent: int = 0
-    recovered: int = 0
-    new_rows: int = 0
-    spend: float = 0.0
-    cached: int = 0
-    saved: float = 0.0
-    interrupted_inflight: int = 0  # still unanswered when the grace period ended
-    batch_jobs: int = 0  # batch mode: jobs submitted by this invocation
-    stopped: str | None = None
-    failures: Counter[str] = field(default_factory=Counter)
-
-    # -- rows ----------------------------------------------------------------------------
-
-    def _row(self, job: BarJob, policy: str, rid: str, **kw: Any) -> dict[str, Any]:
-        parsed = kw.pop("parsed", None)
-        sc = score(job.task, parsed, fwd=job.fwd_return, adverse=job.adverse, close=job.close,
-                   flat_threshold=self.prep.spec.flat_threshold) if kw.get("ok") else None
-        parsed = parsed or {}
-        return {
-            "run_id": self.prep.run_id, "key": job.key(policy), "request_id": rid,
-            "symbol": job.symbol, "timeframe": job.timeframe,
-            "ts": _naive_utc(job.ts),
-            "bar": job.bar, "task": job.task, "policy": policy, "regime": job.regime,
-            "close": job.close, "fwd_return": job.fwd_return,
-            "direction": parsed.get("direction"), "confidence": _num(parsed.get("confidence")),
-            "risk_score": _num(parsed.get("risk_score")),
-            "stop_distance": _num(parsed.get("stop_distance")),
-            "answer": json.dumps(parsed) if parsed else None, "score": sc,
-            "done_at": time.time(), "planner_node": job.node, "cached": False,
-            "saved_usd": 0.0, **kw,
-        }
-
-    def _finish(self, job: BarJob, policy: str, row: dict[str, Any], paid: float) -> None:
-        self.store.add(row)
-        self.new_rows += 1
-        self.spend += paid
-        if not row["ok"]:
-            self.failures[row["error_class"] or "unknown"] += 1
-        self.progress.update(bool(row["ok"]), paid, row["error_class"])
-        if row["score"] is not None and self.sender is not None:
-            for rid, s in self.gate.hold(job.series, job.bar, row["request_id"], row["score"]):
-                self.sender.put(rid, s)
-
-    def from_result(self, job: BarJob, policy: str, r: RouteResult) -> None:
-        ok_att = [a for a in r.trace.attempts if a.ok]
-        row = self._row(job, policy, r.request_id, ok=True, error_class=None, error=None,
-                        provider=r.provider, model=r.model, tried=_tried(r.trace.attempts),
-                        attempts=len(r.trace.attempts), input_tokens=r.input_tokens,
-                        output_tokens=r.output_tokens, cost_usd=r.cost_usd,
-                        latency_s=r.latency_s,
-                        attempt_latency_s=ok_att[-1].latency_s if ok_att else None,
-                        recovered=False, parsed=r.parsed, cached=r.trace.cached,
-                        saved_usd=r.trace.saved_usd)
-        if r.trace.cached:
-            self.cached += 1
-            self.saved += r.trace.saved_usd
-            self.progress.hit(r.trace.saved_usd)
-        self._finish(job, policy, row, r.cost_usd)
-
-    def from_error(self, job: BarJob, policy: str, rid: str, exc: RoutingError) -> None:
-        t = exc.trace
-        row = self._row(job, policy, rid, ok=False, error_class=exc.error_class.value,
-                        error=str(exc.message)[:500], provider=None, model=None,
-                        tried=_tried(t.attempts), attempts=len(t.attempts),
-                        input_tokens=t.input_tokens, output_tokens=t.output_tokens,
-                        cost_usd=t.cost_usd, latency_s=t.latency_s, attempt_latency_s=None,
-                        recovered=False)
-        self._finish(job, policy, row, t.cost_usd)
-
-    def from_prior(self, job: BarJob, policy: str, p: Prior) -> None:
-        """A request answered (or failed for good) before a kill: rebuilt, not paid again."""
-        req = p.request or {}
-        parsed = None
-        error_class, error = req.get("error_class"), req.get("error")
-        if p.ok:
-            try:
-                parsed = parse_output(p.text or "", get_task(job.task).output).model_dump()
-            except OutputError as exc:
-                error_class, error = "unrecoverable", f"answer not in the audit trail: {exc}"
-        ok = p.ok and parsed is not None
-        row = self._row(job, policy, p.request_id, ok=ok, error_class=None if ok else error_class,
-                        error=None if ok else error, provider=req.get("provider") if ok else None,
-                        model=req.get("model"), tried=p.tried, attempts=req.get("attempts"),
-                        input_tokens=req.get("input_tokens"),
-                        output_tokens=req.get("output_tokens"), cost_usd=req.get("cost_usd"),
-                        latency_s=req.get("latency_s"), attempt_latency_s=p.latency_s,
-                        recovered=True,
-                        parsed=parsed)
-        self.recovered += 1
-        self._finish(job, policy, row, 0.0)
+class _Run(RunRows):
+    """Sends a run's requests: a window of them in flight, each retried as its failure allows."""
 
     # -- requests ------------------------------------------------------------------------
 
     async def one(self, job: BarJob, policy: str, gen: int, slots: asyncio.Semaphore,
                   pin: tuple[str | None, list[str]] | None = None) -> None:
-        """Route one request (`pin`: the providers the router already chose, in order)."""
+        """Route one request (`pin`: the providers the router already chose, in order); a
+        transient failure that cost nothing is sent again under a new id (`bar_retries`)."""
+        sent: list[str] = []  # the request ids sent, one per attempt
         try:
-            for attempt in range(self.prep.spec.bar_retries + 1):
-                rid = request_id(self.prep.run_id, job, policy, gen)
-                update: dict[str, Any] = {"policy": policy, "request_id": rid}
-                if pin is not None and attempt == 0:
-                    update["provider"], update["fallbacks"] = pin
-                elif self.assigner is not None:
-                    update["provider"], update["fallbacks"] = self.assigner.next()
-                req = job.request.model_copy(update=update)
-                self.store.dispatched(job.key(policy), rid, self.router)
-                self.sent += 1
-                try:
-                    res = await self.client.aroute(req)
-                except RoutingError as exc:
-                    if self.assigner is not None:
-                        self.assigner.done(update["provider"])
-                    if exc.error_class == ErrorClass.CACHE_MISS:  # --cache-only: left undone
-                        self.failures["cache_miss (unfinished)"] += 1
-                        self.progress.note("cache_miss (unfinished)")
-                        return
-                    if exc.error_class == ErrorClass.BUDGET_EXCEEDED and not exc.trace.cost_usd:
-                        self.stopped = self.stopped or f"budget exceeded: {exc.message[:200]}"
-                        self.failures["budget_exceeded (unfinished)"] += 1
-                        self.progress.note("budget_exceeded (unfinished)")
-                        return
-                    retry = (exc.error_class.value in TRANSIENT and not exc.trace.cost_usd
-                             and attempt < self.prep.spec.bar_retries and not self.stopped)
-                    if retry:
-                        self.failures[f"{exc.error_class.value} (retried)"] += 1
-                        self.progress.note(f"{exc.error_class.value} (retried)")
-                        await asyncio.sleep(min(30.0, 2.0 ** attempt))
-                        gen += 1
-                        continue
-                    self.from_error(job, policy, rid, exc)
-                    return
-                if self.assigner is not None:
-                    self.assigner.done(update["provider"])
-                self.from_result(job, policy, res)
-                return
+            async for attempt in retrying_request(self.prep.spec.bar_retries, self._worth_retry,
+                                                  self._retried):
+                with attempt:
+                    res = await self._send(job, policy, gen + len(sent),
+                                           None if sent else pin, sent)
+        except RoutingError as exc:
+            self.failed(job, policy, sent[-1], exc)
+        else:
+            self.from_result(job, policy, res)
         finally:
             slots.release()
+
+    async def _send(self, job: BarJob, policy: str, gen: int,
+                    pin: tuple[str | None, list[str]] | None, sent: list[str]) -> RouteResult:
+        rid = request_id(self.prep.run_id, job, policy, gen)
+        update: dict[str, Any] = {"policy": policy, "request_id": rid}
+        if pin is not None:
+            update["provider"], update["fallbacks"] = pin
+        elif self.assigner is not None:
+            update["provider"], update["fallbacks"] = self.assigner.next()
+        req = job.request.model_copy(update=update)
+        self.store.dispatched(job.key(policy), rid, self.router)
+        self.sent += 1
+        sent.append(rid)
+        try:
+            return await self.client.aroute(req)
+        finally:
+            if self.assigner is not None:
+                self.assigner.done(update["provider"])
+
+    def _worth_retry(self, exc: BaseException) -> bool:
+        """Transient, nothing paid, and the run goes on (a cache-only miss and a budget
+        refusal are left undone at once: `failed`)."""
+        return (isinstance(exc, RoutingError) and exc.error_class.value in TRANSIENT
+                and exc.error_class not in UNFINISHED and not exc.trace.cost_usd
+                and not self.stopped)
+
+    def _retried(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        what = f"{exc.error_class.value if isinstance(exc, RoutingError) else 'error'} (retried)"
+        self.failures[what] += 1
+        self.progress.note(what)
 
     async def settle(self, inflight: set[asyncio.Task[None]]) -> None:
         """Wait up to `grace_s` for the requests in flight: their answers are being paid for,
@@ -311,19 +214,6 @@ class _Run:
                 t.cancel()
             if watcher is not None:
                 watcher.cancel()
-
-
-def _naive_utc(ts: Any) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t if t.tz is None else t.tz_convert("UTC").tz_localize(None)
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-def _tried(attempts: list[Any]) -> str:
-    return ",".join(f"{a.provider}:{'ok' if a.ok else a.error_class}" for a in attempts)
 
 
 def _observed_latency(client: Any) -> float | None:

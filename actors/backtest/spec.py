@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from actors.policies import POLICIES
+from actors.policy.policies import POLICIES
 from prompts import TASKS
 from prompts.context import TIMEFRAMES
 

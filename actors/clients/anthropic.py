@@ -20,7 +20,7 @@ from actors.clients.faults import BadBody, ErrorEvent
 from actors.clients.stream import StreamParser, json_event
 from actors.clients.wire import Request, WireClient, check_limits, count, make_result, need
 from actors.config import ProviderSpec
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 
 VERSION = "2023-06-01"
 #: Anthropic's temperature range is 0..1, the callers' (OpenAI's) 0..2.

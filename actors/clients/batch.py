@@ -36,7 +36,7 @@ from actors.clients.base import Completion, Result
 from actors.clients.registry import CLIENTS
 from actors.clients.wire import WireClient
 from actors.config import ProviderSpec
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 
 #: Jobs asked for per listing page (OpenAI's maximum; Anthropic and Gemini allow more).
 PAGE_SIZE = 100

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import aiohttp
 import httpx
 
-from actors.errors import ErrorClass, ProviderError, classify_status, parse_retry_after
+from actors.core.errors import ErrorClass, ProviderError, classify_status, parse_retry_after
 
 #: Longest provider error text kept in a ProviderError (they can carry whole prompts back).
 MAX_DETAIL = 300

@@ -32,7 +32,7 @@ from actors.clients.faults import BadBody
 from actors.clients.stream import StreamParser, json_event
 from actors.clients.wire import Request, WireClient, check_limits, count, make_result, need
 from actors.config import ProviderSpec
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 
 FINISH_REASONS = {
     "STOP": "stop",

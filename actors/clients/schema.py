@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator, exceptions, validators
 
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 
 if TYPE_CHECKING:
     from actors.clients.base import Completion, Result

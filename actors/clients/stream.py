@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 from actors.clients.base import Choice, Completion, FunctionCall, Result, TokenLogprob, ToolCall
 from actors.clients.faults import BadBody, ErrorEvent
 from actors.config import ProviderSpec
-from actors.cost import cost_usd
-from actors.errors import ErrorClass, ProviderError
-from actors.tokens import estimate_messages, estimate_tokens, estimate_tools
+from actors.core.cost import cost_usd
+from actors.core.errors import ErrorClass, ProviderError
+from actors.core.tokens import estimate_messages, estimate_tokens, estimate_tools
 
 
 class TextDelta(BaseModel):

@@ -24,7 +24,7 @@ from actors.clients.stream import (
     ToolCallDelta,
     events_of,
 )
-from actors.errors import ErrorClass, ProviderError
+from actors.core.errors import ErrorClass, ProviderError
 
 if TYPE_CHECKING:
     from actors.clients.wire import WireClient

@@ -30,9 +30,9 @@ from actors.clients.http import ON_SENT, make_transport, parsed_url, request_ext
 from actors.clients.stream import StreamParser
 from actors.clients.streaming import WireStream
 from actors.config import ProviderSpec
-from actors.cost import cost_usd
-from actors.errors import ErrorClass, ProviderError
-from actors.tokens import estimate_messages, estimate_tools
+from actors.core.cost import cost_usd
+from actors.core.errors import ErrorClass, ProviderError
+from actors.core.tokens import estimate_messages, estimate_tools
 
 __all__ = ["BadBody", "Request", "WireClient", "check_limits", "count", "make_result", "need"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from actors.config import Config
-from actors.contexts import label
-from actors.cost import cost_usd
+from actors.core.contexts import label
+from actors.core.cost import cost_usd
 from actors.evaluate.table import OutcomeTable
 
 

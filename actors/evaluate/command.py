@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from actors.config import Config, ConfigError, load_config
-from actors.policies import POLICIES
+from actors.policy.policies import POLICIES
 
 SYNTHETIC = "synthetic:"
 
@@ -112,9 +112,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace, policies: list[str]) -> int:
-    from actors.audit import AuditBackend, AuditStore, open_store
     from actors.evaluate.logged import logged_stream, replay_logged
-    from actors.tracker import TrackerSpec
+    from actors.shells.tracker import TrackerSpec
+    from actors.stores.audit import AuditBackend, AuditStore, open_store
 
     config = _config(args)
     spec = TrackerSpec.from_config(config)

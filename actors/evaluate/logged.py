@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actors.audit_base import AuditBackend
 from actors.clients.base import Result
 from actors.config import Config
-from actors.errors import ErrorClass
+from actors.core.errors import ErrorClass
 from actors.evaluate.replay import prompt_of, router_for
-from actors.messages import AttemptInfo, ProviderCall, ProviderReply
-from actors.route import RouteRequest, RoutingError
+from actors.routing.route import RouteRequest, RoutingError
+from actors.rpc.messages import AttemptInfo, ProviderCall, ProviderReply
+from actors.stores.audit_base import AuditBackend
 
 
 @dataclass
@@ -58,7 +58,7 @@ class OffPolicy:
 def logged_stream(store: AuditBackend, until: float = float("inf"),
                   max_requests: int = 1_000_000) -> list[Logged]:
     """Answered requests with feedback, in the order they were routed."""
-    from actors.records import FeedbackRecord, RequestRecord
+    from actors.core.records import FeedbackRecord, RequestRecord
 
     out: dict[str, Logged] = {}
     for r in store.history(until, max_requests):

@@ -1,6 +1,6 @@
 """Replay a stream of requests through the plain Router core, with online feedback.
 
-The router is the one the live actors run (`actors.router.Router`, its learner, policies
+The router is the one the live actors run (`actors.routing.router.Router`, its learner, policies
 and exploration budget); only the provider call is injected: it answers from the outcome
 table at once, at the configured prices. Feedback for request *i* reaches the router before
 request *i + inflight* is decided, as with `inflight` requests in flight live. A simulated
@@ -19,12 +19,12 @@ import numpy as np
 
 from actors.clients.base import Message, Result
 from actors.config import Config
-from actors.cost import cost_usd
+from actors.core.cost import cost_usd
+from actors.core.tokens import CHARS_PER_TOKEN, MESSAGE_OVERHEAD, REQUEST_OVERHEAD
 from actors.evaluate.table import OutcomeTable
-from actors.messages import AttemptInfo, ProviderCall, ProviderReply
-from actors.route import RouteRequest, RoutingError
-from actors.router import Router
-from actors.tokens import CHARS_PER_TOKEN, MESSAGE_OVERHEAD, REQUEST_OVERHEAD
+from actors.routing.route import RouteRequest, RoutingError
+from actors.routing.router import Router
+from actors.rpc.messages import AttemptInfo, ProviderCall, ProviderReply
 
 
 @dataclass

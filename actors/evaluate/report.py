@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from actors.config import Config
-from actors.contexts import configured_keys
+from actors.core.contexts import configured_keys
 from actors.evaluate import baselines as base
 from actors.evaluate.replay import Replayed, replay
 from actors.evaluate.table import OutcomeTable
@@ -71,7 +71,7 @@ def evaluate(table: OutcomeTable, config: Config, policies: list[str], *,
              inflight: int = 8, runs: int = 1, seed: int = 0,
              progress: Callable[[str], None] | None = None) -> Evaluation:
     """Replay `table` through each policy (`runs` times, different sampling seeds)."""
-    from actors.router import RouterSpec
+    from actors.routing.router import RouterSpec
 
     target = target or RouterSpec.model_validate(config.router).quality_target
     cost = base.costs(table, config)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from actors.config import Config
-from actors.contexts import check_context, configured_keys
-from actors.tokens import estimate_tokens
+from actors.core.contexts import check_context, configured_keys
+from actors.core.tokens import estimate_tokens
 
 
 class TableError(ValueError):

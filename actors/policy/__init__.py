@@ -1,0 +1,20 @@
+"""How the router decides: the routing policies (pure functions over snapshots) and
+what they learn from outcomes (posteriors, the hierarchical prior, the exploration
+budget, the price of quality). Plain Python; the router owns one learner.
+
+Module map:
+
+    policies.py   Routing policies: pure functions `(candidates, need, settings) -> ranked
+                  scores`
+    learning.py   What the router has learned about its providers, from the records it produces
+                  itself
+    estimates.py  The learner's settings and the state it keeps per provider and context:
+                  decayed sums, and what a decision reads from them (actors/policy/learning.py
+                  explains the model)
+    hierarchy.py  The hierarchical prior behind the learner's estimates, fit from all contexts
+                  at once
+    explore.py    The exploration budget: how much traffic and money Thompson sampling may spend
+                  learning
+    pricing.py    The price of quality: what one unit of outcome score is worth, in USD, for one
+                  target
+"""
