@@ -89,7 +89,7 @@ class Stat:
 class Context:
     """One context: its request clock and each provider's decayed sums there."""
 
-    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick")
+    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick", "post", "dirty")
 
     def __init__(self, global_tick: float) -> None:
         self.tick = 0.0  # requests seen in this context
@@ -97,6 +97,9 @@ class Context:
         self.stats: dict[str, Stat] = {}
         self.traffic = 0.0  # decayed request count, on the global clock
         self.traffic_tick = global_tick
+        # the posterior under the shared prior: means, variances, the prior's version
+        self.post: tuple[list[float], list[float], int] | None = None
+        self.dirty = True  # its evidence changed since
 
 
 @dataclass(slots=True)
