@@ -28,6 +28,10 @@ import numpy as np
 OUTLIER_SHARE, OUTLIER_WIDTH, OUTLIER_MIN_VARIANCE = 0.1, 9.0, 0.04
 #: Floor and ceiling of a score's per-outcome variance (a 3-of-3 context is not certain).
 MIN_PQ, MAX_PQ = 0.02, 0.25
+#: Whether a context's providers move together in the prior (round 5: coupling them made a
+#: provider's drift read as "the context got harder" and failed the drift test; uncoupled
+#: measured better at equal score too — BENCHMARKS.md, routing round 5).
+COUPLED = False
 #: Smallest variance of any provider across contexts (keeps the fit well-posed).
 MIN_VARIANCE = 1e-4
 
@@ -124,5 +128,7 @@ def fit(prior: Prior, n: np.ndarray, mean: np.ndarray, iters: int = 5) -> Prior:
         d = m1 - mu
         cov = np.einsum("k,ki,kj->ij", w, d, d) + np.einsum("k,kij->ij", w, c1)
         cov[np.diag_indices_from(cov)] = np.maximum(np.diagonal(cov), MIN_VARIANCE)
+        if not COUPLED:
+            cov = np.diag(np.diagonal(cov))
         prior = Prior(np.clip(mu, 0.01, 0.99), cov)
     return prior
