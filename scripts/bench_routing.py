@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.config import Config, load_config  # noqa: E402
+from actors.contexts import configured_keys  # noqa: E402
 from actors.evaluate import baselines as base  # noqa: E402
 from actors.evaluate.generate import generate  # noqa: E402
 from actors.evaluate.report import evaluate, plot  # noqa: E402
@@ -166,7 +167,7 @@ def main() -> int:
                 # the hindsight oracle held to this run's own score: the learning's price,
                 # whatever score the run landed on (a run landing higher pays along a
                 # steep frontier, one landing lower looks cheaper than it is)
-                at_score = base.oracle(table, cost, ("task",),
+                at_score = base.oracle(table, cost, configured_keys(cfg),
                                        min(r.score / ev.best.score, 0.999))
                 eq_gap = (r.cost_usd - at_score.cost_usd) / ev.best.cost_usd
                 curve = " ".join(f"{c:.2f}({s:.3f})" for c, s in zip(

@@ -40,6 +40,9 @@ def main() -> int:
 
     from actors.chaos import run_chaos
     from actors.reconcile import report_json
+    from serve.ingress import INGRESS_ENV
+
+    os.environ.update(INGRESS_ENV["proxy"])  # read by Ray's processes: before ray.init
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="chaos-"))
     ray.init(num_cpus=2, include_dashboard=False, namespace="llm-router", log_to_driver=False)

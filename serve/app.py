@@ -27,8 +27,9 @@ from typing import Any, Literal
 import pandas as pd
 import ray
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse
 from ray import serve
+from starlette.datastructures import Headers
 
 from actors import spend
 from actors.api import RouterClient, attach, connect
@@ -37,7 +38,7 @@ from actors.config import Config, load_config, parse_config
 from actors.route import RouteRequest, RouteResult, RoutingError
 from actors.router import RouterSpec
 from actors.tokens import estimate_messages
-from serve import cache_option, native, reads
+from serve import cache_option, chat_route, native, reads
 from serve import openai_compat as oai
 from serve.auth import AuthDigests, Verifier, digests, require_loopback
 from serve.errors import (
@@ -49,6 +50,7 @@ from serve.errors import (
     install,
     not_found,
 )
+from serve.health import coming_up, router_answers
 from serve.hosts import HostAllowList
 from serve.middleware import ADMIN_ONLY, Gate, GateSettings
 from serve.openai_stream import ChunkWriter
@@ -64,6 +66,11 @@ app = FastAPI(title="llm-router", version="0.1.0",
               description="Multi-LLM router for trading analysis (native and OpenAI-compatible).")
 app.add_middleware(Gate)  # answers 503 until a replica has filled in app.state.gate
 install(app)
+#: Plain ASGI, not a FastAPI route: the hot path, streamed tokens (serve/chat_route.py).
+app.router.add_route("/v1/chat/completions", chat_route.ReplicaRoute("chat_completions"),
+                     methods=["POST"], include_in_schema=False)
+chat_route.document(app, "/v1/chat/completions", oai.ChatRequest,
+                    "Chat completions, OpenAI-compatible (stream: true for server-sent events)")
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -124,33 +131,36 @@ class RouterIngress:
         app.state.gate = GateSettings(
             Verifier.from_digests(self.auth), HostAllowList.of(self.spec.allowed_hosts),
             self.spec.auth.public_health, self.spec.max_body_bytes)
+        app.state.chat_completions = self.chat
 
     async def check_health(self) -> None:
-        """Serve's probe: the replica is healthy while the router answers it."""
-        await asyncio.wait_for(asyncio.to_thread(self.llm.budgets), 10)
+        """Serve's probe: the replica is healthy while the router answers it or Ray is
+        restarting it; a router that does not answer is a failed check, never the
+        replica's crash (serve/health.py)."""
+        await router_answers(self.llm.budgets, lambda: coming_up(self.llm.handles.router))
 
     # -- the request path ----------------------------------------------------------------
 
-    def _timeout(self, given: float | None, request: Request) -> float:
+    def _timeout(self, given: float | None, headers: Headers) -> float:
         """Deadline from the body, else the header, else the default; capped by the
         client's own timeout when it announces one."""
         t = given
-        if t is None and (raw := request.headers.get(TIMEOUT_HEADER)) is not None:
+        if t is None and (raw := headers.get(TIMEOUT_HEADER)) is not None:
             t = _seconds(raw, "timeout")
         if t is not None and t > self.spec.max_timeout_s:
             raise bad_request(f"timeout {t} s is above the limit {self.spec.max_timeout_s} s",
                               "timeout")
         t = t or self.spec.default_timeout_s or self.router_timeout
-        if (raw := request.headers.get(CLIENT_TIMEOUT_HEADER)) is not None:
+        if (raw := headers.get(CLIENT_TIMEOUT_HEADER)) is not None:
             try:
                 t = min(t, float(raw)) if float(raw) > 0 else t
             except ValueError:
                 pass
         return t
 
-    async def _route(self, req: RouteRequest, request: Request) -> RouteResult:
+    async def _route(self, req: RouteRequest, headers: Headers) -> RouteResult:
         assert req.timeout is not None
-        req = cache_option.apply(req, request.headers.get(cache_option.CACHE_HEADER))
+        req = cache_option.apply(req, headers.get(cache_option.CACHE_HEADER))
         try:
             async with asyncio.timeout(req.timeout + self.spec.timeout_grace_s):
                 return await self.llm.aroute(req)
@@ -175,22 +185,28 @@ class RouterIngress:
                             {"retry-after": "1"})
         return exc
 
-    @app.post("/v1/chat/completions")
-    async def chat(self, body: oai.ChatRequest, request: Request) -> Response:
+    async def chat(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """POST /v1/chat/completions, streamed or not (a plain ASGI route: see
+        serve/chat_route.py; errors raised here get the app's error handlers)."""
+        body = chat_route.parse(oai.ChatRequest, await chat_route.read_body(receive))
+        headers = Headers(scope=scope)
         req = oai.to_route(body, self.config, self.token_limit,
-                           self._timeout(body.timeout, request))
+                           self._timeout(body.timeout, headers))
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            return await self._stream(req, include, request)
-        r = await self._route(req, request)
-        return JSONResponse(oai.completion(r), headers=native.trace_headers(r))
+            await self._stream(req, include, headers, send)
+            return
+        r = await self._route(req, headers)
+        await JSONResponse(oai.completion(r), headers=native.trace_headers(r))(
+            scope, receive, send)
 
-    async def _stream(self, req: RouteRequest, include_usage: bool, request: Request) -> Response:
+    async def _stream(self, req: RouteRequest, include_usage: bool, headers: Headers,
+                      send: Any) -> None:
         """Server-sent events as the provider's tokens arrive. A failure before the first
         token is an ordinary error answer (status and all); after it, an error event ends
         the stream. A client that disconnects cancels the provider's stream."""
         assert req.timeout is not None
-        req = cache_option.apply(req, request.headers.get(cache_option.CACHE_HEADER))
+        req = cache_option.apply(req, headers.get(cache_option.CACHE_HEADER))
         source = self.llm.stream_route(req)
         try:
             async with asyncio.timeout(req.timeout + self.spec.timeout_grace_s):
@@ -201,18 +217,17 @@ class RouterIngress:
                 raise ApiError(500, "internal_error", "the stream ended before it started",
                                None, "internal") from None
             raise self._api_error(exc, req) from None
-        headers = {"x-router-request-id": start.request_id, "x-router-provider": start.provider,
-                   "x-router-model": start.model, "x-router-policy": start.policy,
-                   "cache-control": "no-cache"}
+        out = {"x-router-request-id": start.request_id, "x-router-provider": start.provider,
+               "x-router-model": start.model, "x-router-policy": start.policy,
+               "cache-control": "no-cache"}
         if start.simulated:
-            headers[SIMULATED_HEADER] = "true"
+            out[SIMULATED_HEADER] = "true"
         if start.replayed:
-            headers[REPLAYED_HEADER] = "true"
+            out[REPLAYED_HEADER] = "true"
         if start.cached:
-            headers[cache_option.CACHE_HEADER] = "hit"
+            out[cache_option.CACHE_HEADER] = "hit"
         writer = ChunkWriter(start.request_id, start.provider, include_usage)
-        return StreamingResponse(self._events(source, writer), headers=headers,
-                                 media_type="text/event-stream")
+        await chat_route.send_stream(send, out, self._events(source, writer))
 
     async def _events(self, source: Any, writer: ChunkWriter) -> Any:
         try:
@@ -236,18 +251,18 @@ class RouterIngress:
     @app.post("/v1/analyze")
     async def analyze(self, body: native.AnalyzeRequest, request: Request) -> JSONResponse:
         native.check_route(body, self.config, self.token_limit)
-        timeout = self._timeout(body.timeout, request)
+        timeout = self._timeout(body.timeout, request.headers)
         req = await asyncio.to_thread(native.route_request, body, body.task, self.config, timeout)
-        r = await self._route(req, request)
+        r = await self._route(req, request.headers)
         return JSONResponse(native.result_body(r, "signal"), headers=native.trace_headers(r))
 
     @app.post("/v1/risk")
     async def risk(self, body: native.RiskRequest, request: Request) -> JSONResponse:
         native.check_route(body, self.config, self.token_limit)
-        timeout = self._timeout(body.timeout, request)
+        timeout = self._timeout(body.timeout, request.headers)
         req = await asyncio.to_thread(native.route_request, body, "risk", self.config, timeout,
                                       body.position)
-        r = await self._route(req, request)
+        r = await self._route(req, request.headers)
         return JSONResponse(native.result_body(r, "risk"), headers=native.trace_headers(r))
 
     # -- state and reports ---------------------------------------------------------------

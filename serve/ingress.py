@@ -20,6 +20,7 @@ works, once: HAProxy's stats and metrics listeners bind every interface at fixed
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -163,11 +164,34 @@ def runtime_base() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def free_port(host: str) -> int:
+#: Ports picked for HAProxy's listeners start here: above Ray's worker ports (10002-19999 by
+#: default) and below the kernel's ephemeral range — a port the kernel picked (bind to 0) is
+#: one outgoing connections also take, and under load one did between the pick and HAProxy's
+#: bind seconds later ("cannot bind socket (Address already in use)" for its stats port).
+PICK_FROM = 20000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_port(host: str, tries: int = 64) -> int:
+    """A port nothing listens on now, outside the ephemeral range where one can be found."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    upto = _ephemeral_start()
+    candidates = [random.randrange(PICK_FROM, upto) for _ in range(tries)] \
+        if upto - PICK_FROM >= 1000 else []
+    for port in [*candidates, 0]:
+        with socket.socket(family) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port on {host}")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Start the endpoint: Ray (or join it), the router's actors, then the Serve app; stop it all
-on Ctrl-C or SIGTERM within 15 s.
+on Ctrl-C or SIGTERM within 15 s (serve/stopping.py).
 
 `configs/serve.yaml` is a plain Serve config file; `llm-router serve` reads the same file so
 `serve run`, `serve deploy` and the CLI deploy one thing the same way (`serve.app`).
@@ -7,13 +7,10 @@ on Ctrl-C or SIGTERM within 15 s.
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import inspect
 import os
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,12 +25,11 @@ from actors.config import Config, ConfigError
 from serve.auth import AuthDigests, digests, require_loopback
 from serve.ingress import INGRESS_ENV, HAProxyIngress, choose_ingress, prepare
 from serve.spec import ServeSpec
+from serve.stopping import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVE_CONFIG = ROOT / "configs" / "serve.yaml"
 APP_IMPORT_PATH = "serve.app:build"
-#: Ctrl-C / SIGTERM to every process gone, worst case (`serve.stop_grace_s` ≤ 10 s of it).
-STOP_BUDGET_S = 14.0
 _OPTION_NAMES = None
 
 
@@ -116,44 +112,22 @@ class _Stop(BaseException):
 
 
 @contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT both stop the server, as uvicorn's do. SIGINT explicitly: a
+    process started in the background by a non-interactive shell inherits SIGINT ignored,
+    and Python then installs no KeyboardInterrupt, so Ctrl-C (or `kill -INT`) did nothing
+    and left every Ray process running (seen in CI runs launched that way)."""
     def raise_stop(signum: int, _frame: Any) -> None:
         raise _Stop(signum)
 
-    previous = signal.signal(signal.SIGTERM, raise_stop)  # Ray's exits at once
+    previous = {sig: signal.signal(sig, handler) for sig, handler in (
+        (signal.SIGTERM, raise_stop),  # Ray's own handler exits at once
+        (signal.SIGINT, signal.default_int_handler))}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def stop(llm: Any, grace_s: float) -> None:
-    """Everything down within STOP_BUDGET_S: requests in flight get `grace_s` to finish
-    (Serve's own shutdown), then the actors and Ray stop. Should any step hang, the process
-    exits anyway; Ray's processes share its fate and HAProxy dies with its parent."""
-    watchdog = threading.Timer(STOP_BUDGET_S, _give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup
-        signal.signal(sig, signal.SIG_IGN)
-    t0 = time.monotonic()
-    try:
-        asyncio.run(asyncio.wait_for(serve.shutdown_async(), grace_s))
-    except TimeoutError:
-        print(f"==> requests still in flight after {grace_s:g} s: stopping anyway", flush=True)
-    except Exception as exc:  # Serve half-gone already: Ray's shutdown still cleans up
-        print(f"==> Serve shutdown: {type(exc).__name__}: {exc}", flush=True)
-    print(f"    HTTP stopped ({time.monotonic() - t0:.1f} s); stopping the actors and Ray",
-          flush=True)
-    llm.shutdown(flush_timeout=2.0)  # unflushed records stay in the router's journal
-    watchdog.cancel()
-    gc.freeze()  # the process ends next: spare it a last collection over the heap (seconds)
-    print(f"==> stopped ({time.monotonic() - t0:.1f} s)", flush=True)
-
-
-def _give_up() -> None:
-    print(f"==> stop took more than {STOP_BUDGET_S:g} s: exiting now", flush=True)
-    os._exit(1)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def run(config_path: str | None, serve_config: str | None, address: str | None,
@@ -202,7 +176,7 @@ def _serve(cfg: Config, spec: ServeSpec, schema: ServeDeploySchema, auth: AuthDi
     llm = connect(address, cfg, **ray_init_options(dashboard))
     for line in describe_lines(llm.describe()):
         print(f"    {line}", flush=True)
-    with _stop_on_sigterm():
+    with _stop_on_signals():
         try:
             url = deploy(cfg, schema, host=host, port=port, auth=auth)
             print(f"==> serving on {url} (ready in {time.time() - t0:.1f} s)")
@@ -224,5 +198,5 @@ def _serve(cfg: Config, spec: ServeSpec, schema: ServeDeploySchema, auth: AuthDi
         print("==> detached; the app keeps running (`serve shutdown` stops it)")
         return 0
     print(f"==> stopping (in-flight requests get up to {spec.stop_grace_s:g} s)", flush=True)
-    stop(llm, spec.stop_grace_s)
+    stop(llm, spec.stop_grace_s, haproxy.close if haproxy is not None else None)
     return 0

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from actors.config import DEFAULT_CONFIG, ENV_CONFIG
+from serve.ingress import INGRESS_ENV
 from tests.waiting import wait_until  # noqa: F401  (the one helper; older tests import it here)
 
 #: A fake key in every worker's environment, so key-leak tests can look for it.
@@ -35,6 +36,10 @@ def ray_cluster():
     import ray
 
     os.environ["ANTHROPIC_API_KEY"] = SECRET  # workers inherit it from ray.init
+    # Serve's patience for a proxy to come up, as `llm-router serve` sets it: Ray's 15 s
+    # failed the SQLite chaos run's serve.start at load ~60 (the proxy killed, never ran)
+    patience = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"
+    os.environ.setdefault(patience, INGRESS_ENV["proxy"][patience])
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="llm-router",
              log_to_driver=False)  # never join a cluster someone else started
     yield ray

@@ -76,4 +76,7 @@ def test_the_replica_reads_reports_and_audits_off_the_default_pool():
     for name in ("audit", "feedback", "costs", "performance", "budgets", "providers"):
         src = inspect.getsource(getattr(cls, name))
         assert "to_thread" not in src, name
-    assert "to_thread" in inspect.getsource(cls.check_health)
+    from serve import health  # check_health's probe: the default pool, as above
+
+    assert "router_answers" in inspect.getsource(cls.check_health)
+    assert "to_thread" in inspect.getsource(health.router_answers)

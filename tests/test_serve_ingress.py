@@ -143,3 +143,23 @@ def test_sweep_removes_a_dead_instance_and_its_haproxy_and_keeps_live_ones(tmp_p
         if orphan.poll() is None:
             orphan.kill()
         live.close()
+
+
+def test_picked_ports_avoid_the_ephemeral_range_and_ports_in_use(monkeypatch):
+    """HAProxy binds its side ports seconds after they are picked: a kernel-picked port
+    (ephemeral range) was taken by an outgoing connection meanwhile under load."""
+    import socket
+
+    from serve import ingress
+
+    start = ingress._ephemeral_start()
+    for _ in range(20):
+        assert ingress.PICK_FROM <= ingress.free_port("127.0.0.1") < start
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        picks = iter([taken, taken + 1 if taken + 1 < 65536 else taken - 1])
+        monkeypatch.setattr(ingress.random, "randrange", lambda a, b: next(picks))
+        monkeypatch.setattr(ingress, "_ephemeral_start", lambda: 65535)
+        assert ingress.free_port("127.0.0.1", tries=2) != taken
