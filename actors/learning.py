@@ -4,12 +4,15 @@ Per provider, and per (provider, context), decayed estimates of the outcome scor
 feedback), of success (answered vs failed by the provider's fault), of latency and of output
 tokens. Evidence decays with a half-life counted in requests of that scope (a context's own
 requests for its estimates, all requests for the provider's global ones), optionally also in
-seconds, so a provider that changed is noticed and one that was written off is re-tried.
+seconds, so one that was written off is re-tried; and a provider whose outcomes in a context
+shift beyond chance drops its evidence from before the shift (actors/changes.py), so a
+drift is followed within dozens of outcomes.
 
-A context's score estimate is shrunk toward the provider's global one with a weight learned
-from how much contexts differ (empirical Bayes, method of moments); the global one is shrunk
-toward the mean over all providers. So a provider without feedback is judged by the prior,
-on the same footing as the others, and a thin context leans on the provider's global figure.
+A context's score estimate is its posterior under a prior shared by all contexts and fitted
+to them (empirical Bayes: actors/shared_prior.py), so a thin context leans on the
+provider's level and a well-tried one on its own figures; the level itself starts from the
+mean over all providers. So a provider without feedback is judged by the prior, on the same
+footing as the others.
 
 The price of quality (actors/pricing.py, one multiplier per distinct quality target) is kept
 here too, moved by realized outcomes of requests routed to a target. Everything is fed only
@@ -28,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
+from actors.changes import step
 from actors.contexts import DEFAULT_KEYS, ContextKey, context_key, label
 from actors.errors import PROVIDER_FAULT, ErrorClass
 from actors.estimates import Belief, Context, LearningSpec, Memo, Stat
 from actors.pricing import QualityPrice, plan
 from actors.records import AttemptRecord, FeedbackRecord, RequestRecord
-from actors.shared_prior import Prior, fit, initial, posterior
+from actors.shared_prior import Prior, fit, flat, initial, posterior, posterior_one
 
 
 class Learner:
@@ -56,6 +60,7 @@ class Learner:
         self.tick = 0.0  # requests seen
         self.ts = 0.0  # latest record time seen
         self.feedbacks = 0
+        self.changes = 0  # shifts noticed (actors/changes.py)
         self._glob = {p: Stat() for p in self.providers}
         self._ctx: OrderedDict[ContextKey, Context] = OrderedDict()
         self._memo: OrderedDict[str, Memo] = OrderedDict()
@@ -67,6 +72,7 @@ class Learner:
         # Refreshed from all contexts every few feedbacks (empirical Bayes and the best
         # single provider); read by every decision.
         self._prior: Prior = initial(len(self.providers), self.spec.prior_score)
+        self._flat = flat(self._prior)
         self._prior_version = 0  # bumped by every refit: what a context's posterior used
         self._center: dict[str, float] = dict.fromkeys(self.providers, self.spec.prior_score)
         self._kappa: dict[str, float] = dict.fromkeys(self.providers, self.spec.context_weight)
@@ -193,6 +199,8 @@ class Learner:
         old = memo.score
         if old is None:
             wg = wc = 1.0
+            if self.spec.detect_changes and step(st, score):
+                self.changes += 1
             st.score_n *= self._keep
             st.score_s *= self._keep
             st.scores += 1
@@ -248,10 +256,9 @@ class Learner:
     # -- empirical Bayes ------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Relearn, from all contexts: each provider's level and each context's difficulty
-        (an additive model, so what one provider shows about a context informs the prior of
-        the others there), how much contexts differ beyond that (the context weight), and
-        which single provider would do best over the traffic seen."""
+        """Relearn, from all contexts: the prior they share (each provider's level and how
+        much contexts differ for it: actors/shared_prior.py), every context's posterior under
+        it, and which single provider would do best over the traffic seen."""
         s = self.spec
         self.version += 1
         self._next_refresh = self.feedbacks + (4 if self.feedbacks < 64 else 32)
@@ -263,7 +270,7 @@ class Learner:
         keys, ns, xs = [], [], []
         for key, ctx in self._ctx.items():
             n, x = self._evidence(ctx)
-            if n.any():
+            if any(n):
                 keys.append(key)
                 ns.append(n)
                 xs.append(x)
@@ -271,10 +278,10 @@ class Learner:
             self._prior = fit(self._prior, np.array(ns), np.array(xs))
         else:  # too few contexts to say how they differ: the providers' own levels
             self._prior = Prior(np.array([start[p] for p in self.providers]),
-                                initial(len(self.providers), s.prior_score).cov)
+                                initial(len(self.providers), s.prior_score).var)
         self._prior_version += 1
-        level = self._prior.mean
-        spread = np.diagonal(self._prior.cov)
+        self._flat = flat(self._prior)
+        level, spread = self._flat.mean, self._flat.var
         self._center = {p: float(level[i]) for i, p in enumerate(self.providers)}
         self._kappa = {p: float(max(level[i] * (1 - level[i]) / spread[i] - 1.0, 1.0))
                        for i, p in enumerate(self.providers)}
@@ -329,10 +336,10 @@ class Learner:
         """Posterior of one provider in one context (read-only: clocks are not moved)."""
         return self.beliefs(key, (provider,))[provider]
 
-    def _evidence(self, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    def _evidence(self, ctx: Context) -> tuple[list[float], list[float]]:
         """Each provider's decayed outcome count and mean score in one context."""
-        n = np.zeros(len(self.providers))
-        x = np.zeros(len(self.providers))
+        n = [0.0] * len(self.providers)
+        x = [0.0] * len(self.providers)
         for p, st in ctx.stats.items():
             i = self._index.get(p)
             if i is not None and st.score_n > 0:
@@ -346,9 +353,8 @@ class Learner:
         only after its evidence or the prior changed."""
         post = ctx.post
         if post is None or post[2] != self._prior_version or ctx.dirty:
-            n, x = self._evidence(ctx)
-            one = posterior(self._prior, n[None, :], x[None, :])
-            post = ctx.post = (one.mean[0].tolist(), one.var[0].tolist(), self._prior_version)
+            means, variances = posterior_one(self._flat, *self._evidence(ctx))
+            post = ctx.post = (means, variances, self._prior_version)
             ctx.dirty = False
         return post
 

@@ -1,19 +1,24 @@
 """The prior every context's provider scores are drawn from, learned from all contexts at once.
 
-A context's outcome scores across providers (one vector per context) are modelled as drawn
-from a multivariate normal — each provider's level, how much contexts differ for it, and how
-the providers move together (a context hard for one is usually hard for the others) — mixed
-with a wide twin of it for the few contexts unlike the rest (a provider 30 points behind its
-usual lead). Fitted by EM over every context's decayed evidence: the routing decisions that
-decided which provider was tried where depend only on earlier outcomes, so this likelihood
-stays valid under adaptive routing, where raw per-context means do not (a context that looked
-bad early is tried less and stays looking bad).
+Each provider's outcome score in a context is modelled as drawn from a normal — the
+provider's level and how much contexts differ for it — mixed with a wide twin for the few
+contexts unlike the rest (a provider 30 points off its usual figure). Whether a context is
+one of those is one flag per context, shared by its providers. Fitted by EM over every
+context's decayed evidence: the routing decisions that decided which provider was tried
+where depend only on earlier outcomes, so this likelihood stays valid under adaptive
+routing, where raw per-context means do not (a context that looked bad early is tried less
+and stays looking bad).
 
-A context's posterior is then the prior updated by its own evidence (binomial outcomes taken
-as normal with their sampling variance): a thin context leans on what its other providers
-show, a well-tried one on its own figures, and an outlier is believed once its evidence is
-clear instead of being pulled back to the crowd. Pure numpy over arrays; `n` and `mean` are
-(contexts, providers) with `n == 0` where a provider has no evidence in a context.
+A context's posterior is then the prior updated by its own evidence (binomial outcomes
+taken as normal with their sampling variance): a thin context leans on the provider's
+level, a well-tried one on its own figures, and an outlier is believed once its evidence is
+clear instead of being pulled back to the crowd.
+
+Providers are not coupled (round 5 measured a covariance across providers: a provider's
+drift then read as "this context got harder" and the drift test failed; uncoupled was
+better at equal score too — BENCHMARKS.md). All contexts are computed at once
+with numpy at each refresh; one context on the decision path on plain floats
+(`posterior_one`: numpy's per-call cost on five numbers is most of a decision's budget).
 """
 
 from __future__ import annotations
@@ -28,25 +33,73 @@ import numpy as np
 OUTLIER_SHARE, OUTLIER_WIDTH, OUTLIER_MIN_VARIANCE = 0.1, 9.0, 0.04
 #: Floor and ceiling of a score's per-outcome variance (a 3-of-3 context is not certain).
 MIN_PQ, MAX_PQ = 0.02, 0.25
-#: Whether a context's providers move together in the prior (round 5: coupling them made a
-#: provider's drift read as "the context got harder" and failed the drift test; uncoupled
-#: measured better at equal score too — BENCHMARKS.md, routing round 5).
-COUPLED = False
-#: Smallest variance of any provider across contexts (keeps the fit well-posed).
-MIN_VARIANCE = 1e-4
+#: Smallest spread of a provider's scores across contexts (sd 0.05). With a handful of
+#: contexts, EM lets the wide twin take every context off the centre and shrinks the main
+#: component onto the rest (round 6: sd 0.015 fitted on ten contexts whose true sd is 0.09,
+#: so every context was pinned to the level by ~600 pseudo-outcomes).
+MIN_VARIANCE = 0.0025
+_LOG_SHARE, _LOG_REST = math.log(OUTLIER_SHARE), math.log(1.0 - OUTLIER_SHARE)
 
 
 class Prior(NamedTuple):
     mean: np.ndarray  # (P,) the providers' levels over contexts
-    cov: np.ndarray  # (P, P) how contexts differ, and how providers move together
+    var: np.ndarray  # (P,) how much contexts differ for each
 
 
-def initial(providers: int, level: float, spread: float = 0.1, together: float = 0.5) -> Prior:
+def initial(providers: int, level: float, spread: float = 0.1) -> Prior:
     """A vague prior before any fit: every provider at `level`, contexts differing by
-    `spread`, providers correlated `together`."""
-    cov = np.full((providers, providers), together * spread**2)
-    np.fill_diagonal(cov, spread**2)
-    return Prior(np.full(providers, float(level)), cov)
+    `spread`."""
+    return Prior(np.full(providers, float(level)), np.full(providers, spread**2))
+
+
+def _noise(level):
+    """Per-outcome variance of a provider's scores, from its level: never from the
+    context's own mean, which would weigh a lucky 3-of-3 above an unlucky 0-of-3."""
+    return np.clip(level * (1.0 - level), MIN_PQ, MAX_PQ)
+
+
+def _wide(v):
+    """The wide twin's variance."""
+    return v * OUTLIER_WIDTH + OUTLIER_MIN_VARIANCE
+
+
+class Flat(NamedTuple):
+    """The prior as plain lists for the decision path: level, variance, the wide twin's
+    variance, per-outcome variance, per provider."""
+
+    mean: list[float]
+    var: list[float]
+    wide: list[float]
+    noise: list[float]
+
+
+def flat(prior: Prior) -> Flat:
+    return Flat(prior.mean.tolist(), prior.var.tolist(), _wide(prior.var).tolist(),
+                _noise(prior.mean).tolist())
+
+
+def _parts(mu, v, wide, nprec, x):
+    """Each provider in each context (arrays): the posterior mean and
+    variance under each component, and how much likelier the main one makes the observed
+    mean than the wide one (log ratio). `nprec` is the observed mean's precision
+    (n / per-outcome variance; 0 where unobserved, which leaves the prior and adds 0)."""
+    dx = x - mu
+    a = 1.0 + v * nprec
+    b = 1.0 + wide * nprec
+    # log N(x; mu, v + 1/nprec) − log N(x; mu, wide + 1/nprec)
+    ratio = 0.5 * (dx * dx * nprec * (1.0 / b - 1.0 / a) + np.log(b / a))
+    return mu + dx * v * nprec / a, v / a, mu + dx * wide * nprec / b, wide / b, ratio
+
+
+def _outlier(ratio: np.ndarray) -> np.ndarray:
+    """Probability of the wide component from the log ratios summed over providers."""
+    return 1.0 / (1.0 + np.exp(np.clip(_LOG_REST - _LOG_SHARE + ratio, -50.0, 50.0)))
+
+
+def _mix(r, m1, v1, m2, v2):
+    """The posterior of the two-component mixture, `r` the wide one's probability."""
+    m = (1.0 - r) * m1 + r * m2
+    return m, (1.0 - r) * (v1 + (m1 - m) ** 2) + r * (v2 + (m2 - m) ** 2)
 
 
 class Posterior(NamedTuple):
@@ -55,60 +108,53 @@ class Posterior(NamedTuple):
     outlier: np.ndarray  # (K,) probability the context is one of the wide ones
 
 
-def _component(prior: Prior, n: np.ndarray, x: np.ndarray, pq: np.ndarray, widen: float,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Posterior mean (K,P), covariance (K,P,P) and log marginal likelihood (K,) of the
-    observed means under one normal component (the prior's covariance × `widen`)."""
-    k, p = n.shape
-    cov = prior.cov * widen
-    if widen > 1.0:
-        cov = cov + np.eye(p) * OUTLIER_MIN_VARIANCE
-    prec0 = np.linalg.inv(cov)
-    obs = n > 0
-    noise_prec = np.where(obs, n / pq, 0.0)  # 1 / sampling variance of each observed mean
-    prec = np.broadcast_to(prec0, (k, p, p)).copy()
-    prec[:, np.arange(p), np.arange(p)] += noise_prec
-    post_cov = np.linalg.inv(prec)
-    rhs = (prec0 @ prior.mean)[None, :] + noise_prec * x
-    m = np.einsum("kij,kj->ki", post_cov, rhs)
-    # log N(x_obs; mean_obs, cov_obs + V_obs), by completing the square (one formula for
-    # every pattern of missing providers)
-    quad = (noise_prec * x * x).sum(1) + prior.mean @ prec0 @ prior.mean \
-        - np.einsum("ki,kij,kj->k", m, prec, m)
-    _, logdet_prec = np.linalg.slogdet(prec)
-    _, logdet_cov = np.linalg.slogdet(cov)
-    log_v = np.where(obs, np.log(np.where(obs, pq / np.maximum(n, 1e-12), 1.0)), 0.0).sum(1)
-    ll = -0.5 * (quad + log_v + logdet_cov + logdet_prec)
-    return m, post_cov, ll
-
-
-def _pq(prior: Prior, n: np.ndarray) -> np.ndarray:
-    """Per-outcome variance of each provider's scores, from its level: never from the
-    context's own mean, which would weigh a lucky 3-of-3 above an unlucky 0-of-3."""
-    pq = np.clip(prior.mean * (1.0 - prior.mean), MIN_PQ, MAX_PQ)
-    return np.broadcast_to(pq, n.shape)
+def _all(prior: Prior, n: np.ndarray, x: np.ndarray):
+    parts = _parts(prior.mean, prior.var, _wide(prior.var), n / _noise(prior.mean), x)
+    return parts, _outlier(parts[4].sum(1))
 
 
 def posterior(prior: Prior, n: np.ndarray, mean: np.ndarray) -> Posterior:
-    """Every context's posterior under the prior (with its wide twin)."""
+    """Every context's posterior under the prior (with its wide twin); `n` and `mean` are
+    (contexts, providers), `n == 0` where a provider has no evidence in a context."""
     n = np.asarray(n, dtype=float)
     x = np.clip(np.asarray(mean, dtype=float), 0.0, 1.0)
     if n.size == 0:
         return Posterior(np.zeros(n.shape), np.zeros(n.shape), np.zeros(len(n)))
-    pq = _pq(prior, n)
-    m1, c1, l1 = _component(prior, n, x, pq, 1.0)
-    m2, c2, l2 = _component(prior, n, x, pq, OUTLIER_WIDTH)
-    a = math.log(1.0 - OUTLIER_SHARE) + l1
-    b = math.log(OUTLIER_SHARE) + l2
-    r = 1.0 / (1.0 + np.exp(np.clip(a - b, -50.0, 50.0)))
-    m = (1.0 - r)[:, None] * m1 + r[:, None] * m2
-    var = ((1.0 - r)[:, None] * (np.diagonal(c1, axis1=1, axis2=2) + (m1 - m) ** 2)
-           + r[:, None] * (np.diagonal(c2, axis1=1, axis2=2) + (m2 - m) ** 2))
+    (m1, v1, m2, v2, _), r = _all(prior, n, x)
+    m, var = _mix(r[:, None], m1, v1, m2, v2)
     return Posterior(np.clip(m, 0.0, 1.0), var, r)
 
 
+def posterior_one(prior: Flat, n: list[float], x: list[float],
+                  ) -> tuple[list[float], list[float]]:
+    """One context's posterior means and variances on plain floats: `_parts`, `_outlier`
+    and `_mix` written out for the decision path, where calling them per provider costs
+    twice the arithmetic (tests/test_shared_prior.py holds the two forms equal)."""
+    log = math.log
+    d = _LOG_REST - _LOG_SHARE
+    rows = []
+    for mu, v, wide, pq, k, xi in zip(*prior, n, x, strict=True):
+        if k <= 0.0:  # no evidence: the prior under each component
+            rows.append((mu, v, mu, wide))
+            continue
+        nprec = k / pq
+        dx = (0.0 if xi < 0.0 else 1.0 if xi > 1.0 else xi) - mu
+        a = 1.0 + v * nprec
+        b = 1.0 + wide * nprec
+        d += 0.5 * (dx * dx * nprec * (1.0 / b - 1.0 / a) + log(b / a))
+        rows.append((mu + dx * v * nprec / a, v / a, mu + dx * wide * nprec / b, wide / b))
+    r = 1.0 / (1.0 + math.exp(-50.0 if d < -50.0 else 50.0 if d > 50.0 else d))
+    q = 1.0 - r
+    means, variances = [], []
+    for m1, v1, m2, v2 in rows:
+        m = q * m1 + r * m2
+        means.append(0.0 if m < 0.0 else 1.0 if m > 1.0 else m)
+        variances.append(q * (v1 + (m1 - m) ** 2) + r * (v2 + (m2 - m) ** 2))
+    return means, variances
+
+
 def fit(prior: Prior, n: np.ndarray, mean: np.ndarray, iters: int = 5) -> Prior:
-    """EM from `prior` (warm start): each context weighs as one draw, its wide-component
+    """EM from `prior` (warm start): each context weighs as one draw, its main-component
     share as the E-step says."""
     n = np.asarray(n, dtype=float)
     x = np.clip(np.asarray(mean, dtype=float), 0.0, 1.0)
@@ -117,18 +163,10 @@ def fit(prior: Prior, n: np.ndarray, mean: np.ndarray, iters: int = 5) -> Prior:
         return prior
     n, x = n[seen], x[seen]
     for _ in range(iters):
-        pq = _pq(prior, n)
-        m1, c1, l1 = _component(prior, n, x, pq, 1.0)
-        _, _, l2 = _component(prior, n, x, pq, OUTLIER_WIDTH)
-        a = math.log(1.0 - OUTLIER_SHARE) + l1
-        b = math.log(OUTLIER_SHARE) + l2
-        w = 1.0 - 1.0 / (1.0 + np.exp(np.clip(a - b, -50.0, 50.0)))  # typical-context weight
+        (m1, v1, _, _, _), r = _all(prior, n, x)
+        w = 1.0 - r  # typical-context weight
         w = w / w.sum()
         mu = w @ m1
-        d = m1 - mu
-        cov = np.einsum("k,ki,kj->ij", w, d, d) + np.einsum("k,kij->ij", w, c1)
-        cov[np.diag_indices_from(cov)] = np.maximum(np.diagonal(cov), MIN_VARIANCE)
-        if not COUPLED:
-            cov = np.diag(np.diagonal(cov))
-        prior = Prior(np.clip(mu, 0.01, 0.99), cov)
+        var = np.maximum(w @ ((m1 - mu) ** 2 + v1), MIN_VARIANCE)
+        prior = Prior(np.clip(mu, 0.01, 0.99), var)
     return prior
