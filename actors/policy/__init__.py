@@ -11,8 +11,10 @@ Module map:
     estimates.py  The learner's settings and the state it keeps per provider and context:
                   decayed sums, and what a decision reads from them (actors/policy/learning.py
                   explains the model)
-    hierarchy.py  The hierarchical prior behind the learner's estimates, fit from all contexts
-                  at once
+    shared_prior.py  The prior every context's provider scores are drawn from, fitted by
+                  EM from all contexts at once (empirical Bayes), and each context's
+                  posterior under it
+    changes.py    Noticing that a provider changed in a context (CUSUM on its outcomes)
     explore.py    The exploration budget: how much traffic and money Thompson sampling may spend
                   learning
     pricing.py    The price of quality: what one unit of outcome score is worth, in USD, for one

@@ -22,6 +22,10 @@ class LearningSpec(BaseModel):
     stale_half_life_requests: float = Field(
         2000.0, gt=0, description="... and over this many requests of the context, so a "
                                   "provider left untried there is eventually tried again.")
+    detect_changes: bool = Field(
+        True, description="Drop a provider's older evidence in a context once its recent "
+                          "outcomes there shift beyond chance (CUSUM): a drift is followed "
+                          "within dozens of outcomes, not half-lives.")
     global_half_life_requests: float = Field(
         5000.0, gt=0, description="A provider's global evidence halves over this many requests.")
     half_life_s: float | None = Field(
@@ -43,8 +47,9 @@ class LearningSpec(BaseModel):
         50_000, ge=0, description="A restarted router relearns from this many of the latest "
                                   "requests in the audit trail (and their feedback).")
     target_margin: float = Field(
-        0.02, ge=0, le=0.2, description="cost-aware: aim this much above the quality target, "
-        "so the stream ends at or above it despite outcome noise.")
+        0.04, ge=0, le=0.2, description="cost-aware: aim this much above the quality target, "
+        "so the stream ends at or above it despite outcome noise and the low bias of "
+        "estimates where the best provider was seldom tried.")
     optimism: float = Field(
         1.0, ge=0, description="cost-aware: standard errors of the best provider's estimate "
                                "added to the target while it is uncertain (learns it early).")
@@ -71,10 +76,23 @@ class Stat:
     out_n: float = 0.0
     out_s: float = 0.0
     scores: int = 0  # outcomes counted here (each one ages the earlier ones)
+    # change detection (actors/policy/changes.py): the two CUSUM sums and the evidence since each
+    # last stood at zero
+    cu_lo: float = 0.0
+    cu_hi: float = 0.0
+    lo_n: float = 0.0
+    lo_s: float = 0.0
+    hi_n: float = 0.0
+    hi_s: float = 0.0
+    changes: int = 0  # changes found here
 
     def scale(self, f: float) -> None:
         self.score_n *= f
         self.score_s *= f
+        self.lo_n *= f
+        self.lo_s *= f
+        self.hi_n *= f
+        self.hi_s *= f
         self.scale_attempts(f)
 
     def scale_attempts(self, f: float) -> None:
@@ -89,7 +107,7 @@ class Stat:
 class Context:
     """One context: its request clock and each provider's decayed sums there."""
 
-    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick")
+    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick", "post", "dirty")
 
     def __init__(self, global_tick: float) -> None:
         self.tick = 0.0  # requests seen in this context
@@ -97,6 +115,9 @@ class Context:
         self.stats: dict[str, Stat] = {}
         self.traffic = 0.0  # decayed request count, on the global clock
         self.traffic_tick = global_tick
+        # the posterior under the shared prior: means, variances, the prior's version
+        self.post: tuple[list[float], list[float], int] | None = None
+        self.dirty = True  # its evidence changed since
 
 
 @dataclass(slots=True)

@@ -4,12 +4,15 @@ Per provider, and per (provider, context), decayed estimates of the outcome scor
 feedback), of success (answered vs failed by the provider's fault), of latency and of output
 tokens. Evidence decays with a half-life counted in requests of that scope (a context's own
 requests for its estimates, all requests for the provider's global ones), optionally also in
-seconds, so a provider that changed is noticed and one that was written off is re-tried.
+seconds, so one that was written off is re-tried; and a provider whose outcomes in a context
+shift beyond chance drops its evidence from before the shift (actors/policy/changes.py), so a
+drift is followed within dozens of outcomes.
 
-A context's score estimate is shrunk toward the provider's global one with a weight learned
-from how much contexts differ (empirical Bayes, method of moments); the global one is shrunk
-toward the mean over all providers. So a provider without feedback is judged by the prior,
-on the same footing as the others, and a thin context leans on the provider's global figure.
+A context's score estimate is its posterior under a prior shared by all contexts and fitted
+to them (empirical Bayes: actors/policy/shared_prior.py), so a thin context leans on the
+provider's level and a well-tried one on its own figures; the level itself starts from the
+mean over all providers. So a provider without feedback is judged by the prior, on the same
+footing as the others.
 
 The price of quality (actors/policy/pricing.py, one multiplier per distinct quality target) is kept
 here too, moved by realized outcomes of requests routed to a target. Everything is fed only
@@ -31,9 +34,10 @@ import numpy as np
 from actors.core.contexts import DEFAULT_KEYS, ContextKey, context_key, label
 from actors.core.errors import PROVIDER_FAULT, ErrorClass
 from actors.core.records import AttemptRecord, FeedbackRecord, RequestRecord
+from actors.policy.changes import step
 from actors.policy.estimates import Belief, Context, LearningSpec, Memo, Stat
-from actors.policy.hierarchy import DIFFICULTY_WEIGHT, Cell, context_weights, fit_levels
 from actors.policy.pricing import QualityPrice, plan
+from actors.policy.shared_prior import Prior, fit, flat, initial, posterior, posterior_one
 
 
 class Learner:
@@ -48,6 +52,7 @@ class Learner:
         self.spec = spec or LearningSpec()
         self.keys = tuple(keys)
         self.providers = list(providers)
+        self._index = {p: i for i, p in enumerate(self.providers)}
         self.expected_output_tokens = expected_output_tokens
         self.initial_value = initial_value  # USD per unit score before outcomes move it
         self.token_prices = prices or {}
@@ -55,6 +60,7 @@ class Learner:
         self.tick = 0.0  # requests seen
         self.ts = 0.0  # latest record time seen
         self.feedbacks = 0
+        self.changes = 0  # shifts noticed (actors/policy/changes.py)
         self._glob = {p: Stat() for p in self.providers}
         self._ctx: OrderedDict[ContextKey, Context] = OrderedDict()
         self._memo: OrderedDict[str, Memo] = OrderedDict()
@@ -65,6 +71,9 @@ class Learner:
         self._ln_s = math.log(2.0) / self.spec.half_life_s if self.spec.half_life_s else 0.0
         # Refreshed from all contexts every few feedbacks (empirical Bayes and the best
         # single provider); read by every decision.
+        self._prior: Prior = initial(len(self.providers), self.spec.prior_score)
+        self._flat = flat(self._prior)
+        self._prior_version = 0  # bumped by every refit: what a context's posterior used
         self._center: dict[str, float] = dict.fromkeys(self.providers, self.spec.prior_score)
         self._kappa: dict[str, float] = dict.fromkeys(self.providers, self.spec.context_weight)
         self._stream: dict[str, float] = dict.fromkeys(self.providers, self.spec.prior_score)
@@ -186,9 +195,12 @@ class Learner:
             return False
         g, st = stats
         ctx = self._ctx[memo.key]
+        ctx.dirty = True
         old = memo.score
         if old is None:
             wg = wc = 1.0
+            if self.spec.detect_changes and step(st, score):
+                self.changes += 1
             st.score_n *= self._keep
             st.score_s *= self._keep
             st.scores += 1
@@ -244,30 +256,40 @@ class Learner:
     # -- empirical Bayes ------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Relearn, from all contexts: each provider's level and each context's difficulty
-        (an additive model, so what one provider shows about a context informs the prior of
-        the others there), how much contexts differ beyond that (the context weight), and
-        which single provider would do best over the traffic seen."""
+        """Relearn, from all contexts: the prior they share (each provider's level and how
+        much contexts differ for it: actors/policy/shared_prior.py), every context's posterior under
+        it, and which single provider would do best over the traffic seen."""
         s = self.spec
         self.version += 1
         self._next_refresh = self.feedbacks + (4 if self.feedbacks < 64 else 32)
         tot_n = sum(self._glob[p].score_n for p in self.providers)
         tot_s = sum(self._glob[p].score_s for p in self.providers)
         pooled = (tot_s + s.prior_score * s.prior_weight) / (tot_n + s.prior_weight)
-        cells: list[tuple[ContextKey, Cell]] = []
-        for key, ctx in self._ctx.items():
-            cell = {}
-            for p, st in ctx.stats.items():
-                n = st.score_n * self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx)
-                if n > 1e-3 and st.score_n > 0:
-                    cell[p] = (n, st.score_s / st.score_n)
-            if cell:
-                cells.append((key, cell))
         start = {p: (self._glob[p].score_s + pooled * s.prior_weight)
                  / (self._glob[p].score_n + s.prior_weight) for p in self.providers}
-        cells = [cell for _, cell in cells]
-        self._center = fit_levels(cells, self.providers, start, pooled, s.prior_weight)
-        self._kappa = context_weights(cells, self.providers, self._center, s.context_weight)
+        keys, ns, xs = [], [], []
+        for key, ctx in self._ctx.items():
+            n, x = self._evidence(ctx)
+            if any(n):
+                keys.append(key)
+                ns.append(n)
+                xs.append(x)
+        if len(keys) >= 3:
+            self._prior = fit(self._prior, np.array(ns), np.array(xs))
+        else:  # too few contexts to say how they differ: the providers' own levels
+            self._prior = Prior(np.array([start[p] for p in self.providers]),
+                                initial(len(self.providers), s.prior_score).var)
+        self._prior_version += 1
+        self._flat = flat(self._prior)
+        level, spread = self._flat.mean, self._flat.var
+        self._center = {p: float(level[i]) for i, p in enumerate(self.providers)}
+        self._kappa = {p: float(max(level[i] * (1 - level[i]) / spread[i] - 1.0, 1.0))
+                       for i, p in enumerate(self.providers)}
+        if keys:
+            post = posterior(self._prior, np.array(ns), np.array(xs))
+            for i, key in enumerate(keys):
+                self._ctx[key].post = (post.mean[i].tolist(), post.var[i].tolist(),
+                                       self._prior_version)
         weights = 0.0
         acc = dict.fromkeys(self.providers, 0.0)
         var = dict.fromkeys(self.providers, 0.0)
@@ -314,44 +336,56 @@ class Learner:
         """Posterior of one provider in one context (read-only: clocks are not moved)."""
         return self.beliefs(key, (provider,))[provider]
 
+    def _evidence(self, ctx: Context) -> tuple[list[float], list[float]]:
+        """Each provider's decayed outcome count and mean score in one context."""
+        n = [0.0] * len(self.providers)
+        x = [0.0] * len(self.providers)
+        for p, st in ctx.stats.items():
+            i = self._index.get(p)
+            if i is not None and st.score_n > 0:
+                n[i] = st.score_n * self._factor(ctx.tick - st.tick, self.ts - st.ts,
+                                                 self._ln_ctx)
+                x[i] = st.score_s / st.score_n
+        return n, x
+
+    def _posterior(self, ctx: Context) -> tuple[list[float], list[float], int]:
+        """The context's posterior (means, variances) under the current prior; recomputed
+        only after its evidence or the prior changed."""
+        post = ctx.post
+        if post is None or post[2] != self._prior_version or ctx.dirty:
+            means, variances = posterior_one(self._flat, *self._evidence(ctx))
+            post = ctx.post = (means, variances, self._prior_version)
+            ctx.dirty = False
+        return post
+
     def beliefs(self, key: ContextKey, providers: Iterable[str] | None = None,
                 ) -> dict[str, Belief]:
         """Posteriors of the providers in one context, in one pass (the decision path)."""
         s = self.spec
         ctx = self._ctx.get(key)
-        own: dict[str, tuple[Stat, float, float, float]] = {}  # stat, factor, n, deviation
-        on = od = 0.0  # every provider's evidence about this context's difficulty
-        if ctx is not None:
-            timed = self._ln_s > 0.0
-            for p, st in ctx.stats.items():
-                f = (self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx) if timed
-                     else math.exp((st.tick - ctx.tick) * self._ln_ctx))
-                n = st.score_n * f
-                dev = n * (st.score_s / st.score_n - self._center.get(p, s.prior_score)) \
-                    if st.score_n > 0 else 0.0
-                own[p] = (st, f, n, dev)
-                on += n
-                od += dev
-        out = {}
-        none = (None, 0.0, 0.0, 0.0)
         if self._global_version != self.version:
             self._global_part()
         part = self._global
+        post = self._posterior(ctx) if ctx is not None and ctx.stats else None
+        out = {}
         for p in self.providers if providers is None else providers:
             center, kappa, g_ok, g_out = part.get(p) or (s.prior_score, s.context_weight,
                                                          s.prior_success,
                                                          self.expected_output_tokens)
-            st, fc, n, dev = own.get(p, none)
-            if ctx is not None:  # what the others show about this context's difficulty
-                center += (od - dev) / (on - n + DIFFICULTY_WEIGHT)
-                center = 0.01 if center < 0.01 else 0.99 if center > 0.99 else center
+            st = ctx.stats.get(p) if ctx is not None else None
+            i = self._index.get(p)
+            if post is not None and i is not None:
+                score, var = post[0][i], post[1][i]
+                weight = max(score * (1.0 - score) / max(var, 1e-9) - 1.0, 0.0)
+            else:
+                score, weight = center, kappa
             if st is None:
-                out[p] = Belief(center, kappa, g_ok, g_out, 0.0)
+                out[p] = Belief(score, weight, g_ok, g_out, 0.0)
                 continue
-            score = (st.score_s * fc + kappa * center) / (n + kappa)
+            fc = self._factor(ctx.tick - st.tick, self.ts - st.ts, self._ln_ctx)
             success = (st.ok_s * fc + g_ok * 10.0) / (st.ok_n * fc + 10.0)
             tokens = (st.out_s * fc + g_out * 3.0) / (st.out_n * fc + 3.0)
-            out[p] = Belief(score, n + kappa, success, tokens, n)
+            out[p] = Belief(score, weight, success, tokens, st.score_n * fc)
         return out
 
     def _global_part(self) -> None:
