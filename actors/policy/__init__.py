@@ -15,6 +15,8 @@ Module map:
                   EM from all contexts at once (empirical Bayes), and each context's
                   posterior under it
     changes.py    Noticing that a provider changed in a context (CUSUM on its outcomes)
+    stream.py     What each provider would score over the whole stream (the quality
+                  target's reference), with its uncertainty
     explore.py    The exploration budget: how much traffic and money Thompson sampling may spend
                   learning
     pricing.py    The price of quality: what one unit of outcome score is worth, in USD, for one

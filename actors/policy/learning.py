@@ -1,25 +1,14 @@
 """What the router has learned about its providers, from the records it produces itself.
 
-Per provider, and per (provider, context), decayed estimates of the outcome score (from
-feedback), of success (answered vs failed by the provider's fault), of latency and of output
-tokens. Evidence decays with a half-life counted in requests of that scope (a context's own
-requests for its estimates, all requests for the provider's global ones), optionally also in
-seconds, so one that was written off is re-tried; and a provider whose outcomes in a context
-shift beyond chance drops its evidence from before the shift (actors/policy/changes.py), so a
-drift is followed within dozens of outcomes.
-
-A context's score estimate is its posterior under a prior shared by all contexts and fitted
-to them (empirical Bayes: actors/policy/shared_prior.py), so a thin context leans on the
-provider's level and a well-tried one on its own figures; the level itself starts from the
-mean over all providers. So a provider without feedback is judged by the prior, on the same
-footing as the others.
-
-The price of quality (actors/policy/pricing.py, one multiplier per distinct quality target) is kept
-here too, moved by realized outcomes of requests routed to a target. Everything is fed only
-by `observe(record)`, so the live router and a replay of the audit trail (a restarted router,
-`llm-router evaluate`) build the same state from the same records. Bounded: contexts
-(least recently used folded away: their evidence stays in the global figures), request ids
-remembered for feedback, quality targets.
+Per provider and per (provider, context): decayed estimates of outcome score, success,
+latency and output tokens (half-lives in requests of that scope, optionally in seconds);
+a shift in a provider's outcomes drops its older evidence (changes.py); a context's score
+is its posterior under a prior all contexts share (shared_prior.py), so a provider without
+feedback is judged by the prior, on the same footing as the others. The price of quality
+(pricing.py) and the best single provider's stream score (stream.py) are kept here too.
+Fed only by `observe(record)`, so a replay of the audit trail (a restarted router,
+`llm-router evaluate`) builds the same state. Bounded: contexts (least recently used are
+folded into the global figures), request ids remembered for feedback, quality targets.
 """
 
 from __future__ import annotations
@@ -38,6 +27,7 @@ from actors.policy.changes import step
 from actors.policy.estimates import Belief, Context, LearningSpec, Memo, Stat
 from actors.policy.pricing import QualityPrice, plan
 from actors.policy.shared_prior import Prior, fit, flat, initial, posterior, posterior_one
+from actors.policy.stream import stream_scores
 
 
 class Learner:
@@ -257,8 +247,8 @@ class Learner:
 
     def refresh(self) -> None:
         """Relearn, from all contexts: the prior they share (each provider's level and how
-        much contexts differ for it: actors/policy/shared_prior.py), every context's posterior under
-        it, and which single provider would do best over the traffic seen."""
+        much contexts differ for it: shared_prior.py), every context's posterior under it,
+        and which single provider would do best over the traffic seen (stream.py)."""
         s = self.spec
         self.version += 1
         self._next_refresh = self.feedbacks + (4 if self.feedbacks < 64 else 32)
@@ -290,26 +280,14 @@ class Learner:
             for i, key in enumerate(keys):
                 self._ctx[key].post = (post.mean[i].tolist(), post.var[i].tolist(),
                                        self._prior_version)
-        weights = 0.0
-        acc = dict.fromkeys(self.providers, 0.0)
-        var = dict.fromkeys(self.providers, 0.0)
-        for key, ctx in self._ctx.items():
-            w = ctx.traffic * self._factor(self.tick - ctx.traffic_tick, 0.0, self._ln_glob)
-            if w <= 0:
-                continue
-            weights += w
-            bs = self.beliefs(key)
-            for p in self.providers:
-                b = bs[p]
-                acc[p] += w * b.score
-                var[p] += w * w * b.score * (1.0 - b.score) / (b.weight + 1.0)
-        if weights > 0:
-            self._stream = {p: acc[p] / weights for p in self.providers}
-            for p in self.providers:  # the provider's level is uncertain too (shared by all)
-                g = self._glob[p]
-                c = self._center[p]
-                level = c * (1.0 - c) / (g.score_n + s.prior_weight)
-                self._stream_se[p] = math.sqrt(var[p] / weights ** 2 + level)
+        traffic = ((ctx.traffic * self._factor(self.tick - ctx.traffic_tick, 0.0, self._ln_glob),
+                    key) for key, ctx in self._ctx.items())
+        est = stream_scores(((w, self.beliefs(key)) for w, key in traffic if w > 0),
+                            self.providers,
+                            {p: self._center[p] * (1.0 - self._center[p])
+                             / (self._glob[p].score_n + s.prior_weight) for p in self.providers})
+        if est is not None:
+            self._stream, self._stream_se = est
             # Optimistic: while it is unclear which provider is best, aim at the higher one.
             self.best_single = max(self.providers,
                                    key=lambda p: self._stream[p] + self._stream_se[p])
