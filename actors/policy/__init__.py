@@ -1,5 +1,6 @@
 """How the router decides: the routing policies (pure functions over snapshots) and
-what they learn from outcomes (posteriors, the hierarchical prior, the exploration
+what they learn from outcomes (posteriors under a prior shared by contexts, change
+detection, the exploration
 budget, the price of quality). Plain Python; the router owns one learner.
 
 Module map:
