@@ -1,7 +1,7 @@
 """How the router decides: the routing policies (pure functions over snapshots) and
 what they learn from outcomes (posteriors under a prior shared by contexts, change
-detection, the exploration
-budget, the price of quality). Plain Python; the router owns one learner.
+detection, the exploration budget, the price of quality). Plain Python; the router owns
+one learner.
 
 Module map:
 
