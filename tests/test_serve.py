@@ -5,7 +5,6 @@ two more apps on the same Serve instance cover a route prefix and explicit anony
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 
@@ -15,6 +14,7 @@ import pytest
 
 from actors.api import RouterClient, connect
 from actors.config import parse_config
+from serve.ingress import free_port as ingress_free_port
 from tests.conftest import make_config, sim, sim_reset
 
 TOKEN, ADMIN = "client-token-3f9a-8c2e41", "admin-token-77c1-5d9b0a"
@@ -25,9 +25,10 @@ WINDOW = 8000  # every provider's context window here, so an oversize prompt fit
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range: one the kernel picked (bind to 0)
+    can be taken by an outgoing connection before the server binds it (CI run 9: HAProxy's
+    frontend failed "Address already in use" on 34323)."""
+    return ingress_free_port("127.0.0.1")
 
 
 @pytest.fixture(scope="module")
