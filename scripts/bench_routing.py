@@ -71,6 +71,17 @@ def decision_us() -> dict[str, float]:
         n = 2000
         out[policy] = min(timeit.Timer(once, timer=time.process_time).repeat(
             number=n, repeat=3)) / n * 1e6
+    # cost-aware right after a feedback in the context: its posterior is recomputed first
+    ctx = router.learner._ctx[router.learner.key({"task": "t3"})]
+    req = RouteRequest(messages=msgs, policy="cost-aware", context={"task": "t3"})
+    trace = RoutingTrace(request_id="x", policy="cost-aware")
+
+    def fresh() -> None:
+        ctx.dirty = True  # what a feedback there does
+        router._decide(req, "cost-aware", Need(800, None, req.context, 400, {}), trace, {})
+
+    out["cost-aware after a feedback"] = min(timeit.Timer(
+        fresh, timer=time.process_time).repeat(number=2000, repeat=3)) / 2000 * 1e6
     # side by side: the first release's decision (rank over cached candidates, no learning)
     from actors.core.snapshot import Candidate
     from actors.policy.policies import PolicySettings, rank
