@@ -77,7 +77,7 @@ def decision_us() -> dict[str, float]:
     trace = RoutingTrace(request_id="x", policy="cost-aware")
 
     def fresh() -> None:
-        ctx.dirty = True  # what a feedback there does
+        ctx.post = None  # what a feedback there does
         router._decide(req, "cost-aware", Need(800, None, req.context, 400, {}), trace, {})
 
     out["cost-aware after a feedback"] = min(timeit.Timer(

@@ -57,5 +57,4 @@ def step(st: Stat, score: float) -> bool:
     # the new outcome is added by the caller: keep what came before it since the change
     st.score_n, st.score_s = max(n - 1.0, 0.0), max(s - score, 0.0)
     st.cu_lo = st.cu_hi = st.lo_n = st.lo_s = st.hi_n = st.hi_s = 0.0
-    st.changes += 1
     return True

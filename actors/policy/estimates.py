@@ -84,7 +84,6 @@ class Stat:
     lo_s: float = 0.0
     hi_n: float = 0.0
     hi_s: float = 0.0
-    changes: int = 0  # changes found here
 
     def scale(self, f: float) -> None:
         self.score_n *= f
@@ -107,7 +106,7 @@ class Stat:
 class Context:
     """One context: its request clock and each provider's decayed sums there."""
 
-    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick", "post", "dirty")
+    __slots__ = ("tick", "ts", "stats", "traffic", "traffic_tick", "post")
 
     def __init__(self, global_tick: float) -> None:
         self.tick = 0.0  # requests seen in this context
@@ -115,9 +114,9 @@ class Context:
         self.stats: dict[str, Stat] = {}
         self.traffic = 0.0  # decayed request count, on the global clock
         self.traffic_tick = global_tick
-        # the posterior under the shared prior: means, variances, the prior's version
+        # the posterior under the shared prior: means, variances, the prior's version (None:
+        # its evidence changed since, recomputed when next read)
         self.post: tuple[list[float], list[float], int] | None = None
-        self.dirty = True  # its evidence changed since
 
 
 @dataclass(slots=True)

@@ -185,7 +185,7 @@ class Learner:
             return False
         g, st = stats
         ctx = self._ctx[memo.key]
-        ctx.dirty = True
+        ctx.post = None  # its evidence changes: the posterior is recomputed when read
         old = memo.score
         if old is None:
             wg = wc = 1.0
@@ -252,11 +252,6 @@ class Learner:
         s = self.spec
         self.version += 1
         self._next_refresh = self.feedbacks + (4 if self.feedbacks < 64 else 32)
-        tot_n = sum(self._glob[p].score_n for p in self.providers)
-        tot_s = sum(self._glob[p].score_s for p in self.providers)
-        pooled = (tot_s + s.prior_score * s.prior_weight) / (tot_n + s.prior_weight)
-        start = {p: (self._glob[p].score_s + pooled * s.prior_weight)
-                 / (self._glob[p].score_n + s.prior_weight) for p in self.providers}
         keys, ns, xs = [], [], []
         for key, ctx in self._ctx.items():
             n, x = self._evidence(ctx)
@@ -264,10 +259,16 @@ class Learner:
                 keys.append(key)
                 ns.append(n)
                 xs.append(x)
+        n, x = np.array(ns), np.array(xs)
         if len(keys) >= 3:
-            self._prior = fit(self._prior, np.array(ns), np.array(xs))
-        else:  # too few contexts to say how they differ: the providers' own levels
-            self._prior = Prior(np.array([start[p] for p in self.providers]),
+            self._prior = fit(self._prior, n, x)
+        else:  # too few contexts to say how they differ: the providers' own levels, each
+            # shrunk toward the pooled one
+            g = [self._glob[p] for p in self.providers]
+            pooled = (sum(st.score_s for st in g) + s.prior_score * s.prior_weight) \
+                / (sum(st.score_n for st in g) + s.prior_weight)
+            self._prior = Prior(np.array([(st.score_s + pooled * s.prior_weight)
+                                          / (st.score_n + s.prior_weight) for st in g]),
                                 initial(len(self.providers), s.prior_score).var)
         self._prior_version += 1
         self._flat = flat(self._prior)
@@ -276,7 +277,7 @@ class Learner:
         self._kappa = {p: float(max(level[i] * (1 - level[i]) / spread[i] - 1.0, 1.0))
                        for i, p in enumerate(self.providers)}
         if keys:
-            post = posterior(self._prior, np.array(ns), np.array(xs))
+            post = posterior(self._prior, n, x)
             for i, key in enumerate(keys):
                 self._ctx[key].post = (post.mean[i].tolist(), post.var[i].tolist(),
                                        self._prior_version)
@@ -330,10 +331,9 @@ class Learner:
         """The context's posterior (means, variances) under the current prior; recomputed
         only after its evidence or the prior changed."""
         post = ctx.post
-        if post is None or post[2] != self._prior_version or ctx.dirty:
+        if post is None or post[2] != self._prior_version:
             means, variances = posterior_one(self._flat, *self._evidence(ctx))
             post = ctx.post = (means, variances, self._prior_version)
-            ctx.dirty = False
         return post
 
     def beliefs(self, key: ContextKey, providers: Iterable[str] | None = None,
