@@ -28,14 +28,12 @@ from actors.routing.router_stream import StreamStart
 from actors.rpc.channel import ChannelBroken
 
 
-class RouteStream:
-    """Async iterator of one request's stream events; `start` (who answers) once the first
-    event came, `result` (the RouteResult, `parsed` built as for `complete`) at the end."""
+class _Seen:
+    """What a stream of the router's items has shown so far, async or blocking alike:
+    `start` (who answers) once the first event came, `result` (the RouteResult, `parsed`
+    built as for `complete`) at the end, choice 0's text in between."""
 
-    def __init__(self, open_source: Callable[[], AsyncIterator[Any]], req: RouteRequest,
-                 cls: type[BaseModel] | None) -> None:
-        self._open = open_source
-        self._source: AsyncIterator[Any] | None = None
+    def __init__(self, req: RouteRequest, cls: type[BaseModel] | None) -> None:
         self.request = req
         self._cls = cls
         self.start: StreamStart | None = None
@@ -46,6 +44,28 @@ class RouteStream:
     def text(self) -> str:
         """Choice 0's text so far."""
         return "".join(self._text)
+
+    def _see(self, item: Any) -> bool:
+        """Take one item from the router; True when it is an event for the caller."""
+        if isinstance(item, StreamStart):
+            self.start = item
+        elif isinstance(item, RouteResult):
+            self.result = as_model(item, self._cls)
+        else:
+            if isinstance(item, TextDelta) and item.choice == 0:
+                self._text.append(item.text)
+            return True
+        return False
+
+
+class RouteStream(_Seen):
+    """Async iterator of one request's stream events (`start`, `result`, `text`: _Seen)."""
+
+    def __init__(self, open_source: Callable[[], AsyncIterator[Any]], req: RouteRequest,
+                 cls: type[BaseModel] | None) -> None:
+        super().__init__(req, cls)
+        self._open = open_source
+        self._source: AsyncIterator[Any] | None = None
 
     def __aiter__(self) -> RouteStream:
         return self
@@ -61,13 +81,7 @@ class RouteStream:
                                    f"{self.request.request_id} has an unknown outcome",
                                    RoutingTrace(request_id=self.request.request_id or "",
                                                 policy=self.request.policy or "")) from None
-            if isinstance(item, StreamStart):
-                self.start = item
-            elif isinstance(item, RouteResult):
-                self.result = as_model(item, self._cls)
-            else:
-                if isinstance(item, TextDelta) and item.choice == 0:
-                    self._text.append(item.text)
+            if self._see(item):
                 return item
 
     async def aclose(self) -> None:
@@ -81,20 +95,12 @@ class RouteStream:
         await self.aclose()
 
 
-class SyncRouteStream:
+class SyncRouteStream(_Seen):
     """The blocking twin of RouteStream: iterate it in plain Python (`for ev in s`)."""
 
     def __init__(self, router: Any, req: RouteRequest, cls: type[BaseModel] | None) -> None:
+        super().__init__(req, cls)
         self._router = router
-        self.request = req
-        self._cls = cls
-        self.start: StreamStart | None = None
-        self.result: RouteResult | None = None
-        self._text: list[str] = []
-
-    @property
-    def text(self) -> str:
-        return "".join(self._text)
 
     def __iter__(self) -> Iterator[Any]:
         import ray
@@ -107,13 +113,7 @@ class SyncRouteStream:
                     item = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:
                     raise task_cause(exc) from None
-                if isinstance(item, StreamStart):
-                    self.start = item
-                elif isinstance(item, RouteResult):
-                    self.result = as_model(item, self._cls)
-                else:
-                    if isinstance(item, TextDelta) and item.choice == 0:
-                        self._text.append(item.text)
+                if self._see(item):
                     yield item
             finished = True
         finally:
