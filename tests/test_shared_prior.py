@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from actors.policy.shared_prior import (
+    MAX_VARIANCE,
     MIN_VARIANCE,
     Prior,
     fit,
@@ -63,3 +64,18 @@ def test_thin_contexts_lean_on_the_level_clear_outliers_are_believed():
     assert clear.mean[0, 0] < 0.35 and clear.outlier[0] > 0.99  # one of the wide ones
     none = posterior(prior, np.array([[0.0]]), np.array([[0.0]]))
     assert none.mean[0, 0] == pytest.approx(0.8)  # no evidence: the level
+
+
+def test_one_outcome_does_not_decide_a_providers_level():
+    # the strong provider failed once in one context and was never tried again; refit at
+    # every refresh, its level walked from 0.7 to 0.12 (so it was never tried again)
+    rng = np.random.default_rng(3)
+    _, n, x = draw(rng, [0.7, 0.68], [0.1, 0.1], 57, 40)
+    n[:, 0], x[:, 0] = 0.0, 0.0
+    n[0, 0] = 1.0
+    prior = initial(2, 0.7)
+    for _ in range(300):  # refreshes without new evidence
+        prior = fit(prior, n, x)
+    assert prior.mean[0] > 0.6  # (it was 0.25)
+    assert prior.var[0] <= MAX_VARIANCE
+    assert prior.mean[1] == pytest.approx(0.68, abs=0.03)  # the evidence still decides

@@ -38,6 +38,14 @@ MIN_PQ, MAX_PQ = 0.02, 0.25
 #: component onto the rest (round 6: sd 0.015 fitted on ten contexts whose true sd is 0.09,
 #: so every context was pinned to the level by ~600 pseudo-outcomes).
 MIN_VARIANCE = 0.0025
+#: How far apart providers' levels are taken to be before evidence (sd 0.1): a provider's
+#: level is drawn toward the providers' common one as if by this prior. Without it a
+#: level rests on however few contexts have evidence — one failed outcome in one context
+#: walked a provider's level from 0.7 to 0.12 over repeated fits (it was never tried again).
+LEVEL_VARIANCE = 0.01
+#: Largest spread of the main component (sd 0.2, the wide twin's least): with evidence in
+#: one or two contexts far from the level, EM would otherwise widen it without bound.
+MAX_VARIANCE = 0.04
 _LOG_SHARE, _LOG_REST = math.log(OUTLIER_SHARE), math.log(1.0 - OUTLIER_SHARE)
 
 
@@ -155,7 +163,9 @@ def posterior_one(prior: Flat, n: list[float], x: list[float],
 
 def fit(prior: Prior, n: np.ndarray, mean: np.ndarray, iters: int = 5) -> Prior:
     """EM from `prior` (warm start): each context weighs as one draw, its main-component
-    share as the E-step says."""
+    share as the E-step says; each level has a prior at the providers' common one
+    (LEVEL_VARIANCE), so a provider with evidence in one or two contexts keeps a sensible
+    level however often it is refitted."""
     n = np.asarray(n, dtype=float)
     x = np.clip(np.asarray(mean, dtype=float), 0.0, 1.0)
     seen = (n > 0).any(1)
@@ -165,8 +175,12 @@ def fit(prior: Prior, n: np.ndarray, mean: np.ndarray, iters: int = 5) -> Prior:
     for _ in range(iters):
         (m1, v1, _, _, _), r = _all(prior, n, x)
         w = 1.0 - r  # typical-context weight
-        w = w / w.sum()
-        mu = w @ m1
-        var = np.maximum(w @ ((m1 - mu) ** 2 + v1), MIN_VARIANCE)
+        total = w.sum()
+        w = w / total
+        # MAP: the contexts' mean, drawn toward the providers' common level as a prior
+        # with LEVEL_VARIANCE says (a few thin contexts no longer decide a level alone)
+        data = total / prior.var
+        mu = (data * (w @ m1) + prior.mean.mean() / LEVEL_VARIANCE) / (data + 1.0 / LEVEL_VARIANCE)
+        var = np.clip(w @ ((m1 - mu) ** 2 + v1), MIN_VARIANCE, MAX_VARIANCE)
         prior = Prior(np.clip(mu, 0.01, 0.99), var)
     return prior
