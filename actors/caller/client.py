@@ -37,10 +37,11 @@ def as_messages(messages: MessagesLike) -> list[Message]:
 
 
 def with_id(req: RouteRequest) -> RouteRequest:
-    """The request with an id of its own (made up when the caller gave none), so a lost
-    router's placeholder row and any replay name it."""
+    """The request with an id of its own (made up when the caller gave none, and marked
+    so: the router need not look a new id up), so a lost router's placeholder row and any
+    replay name it."""
     if req.request_id is None:
-        return req.model_copy(update={"request_id": uuid.uuid4().hex})
+        return req.model_copy(update={"request_id": uuid.uuid4().hex, "fresh_id": True})
     return req
 
 
