@@ -28,8 +28,7 @@ log = logging.getLogger("actors")
 
 #: Niceness of the worker processes of a Ray instance `connect()` starts. Ray's default (15)
 #: is for batch tasks; it put the router, the provider actors, the Serve replica and its
-#: HAProxy at background priority, so any CPU-bound process on the machine took the CPU
-#: from every hop of a request (~1 ms a hop on the 2-core machine; BENCHMARKS.md
+#: HAProxy at background priority, below any CPU-bound process on the machine (BENCHMARKS.md
 #: "Streaming TTFT round 3"). `RAY_worker_niceness` in the environment still decides.
 WORKER_NICENESS = 0
 
