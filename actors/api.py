@@ -26,23 +26,6 @@ __all__ = ["MessagesLike", "RouterClient", "as_messages", "attach", "connect", "
 log = logging.getLogger("actors")
 
 
-#: Niceness of the worker processes of a Ray instance `connect()` starts. Ray's default (15)
-#: is for batch tasks; it put the router, the provider actors, the Serve replica and its
-#: HAProxy at background priority, below any CPU-bound process on the machine (BENCHMARKS.md
-#: "Streaming TTFT round 3"). `RAY_worker_niceness` in the environment still decides.
-WORKER_NICENESS = 0
-
-
-def local_system_config(ray_init: dict[str, Any]) -> None:
-    """Into `ray_init` (the keywords of a `ray.init` that starts a local instance): the
-    serving actors' niceness, unless the caller or the environment chose one."""
-    if "RAY_worker_niceness" in os.environ:
-        return
-    system = dict(ray_init.get("_system_config") or {})
-    system.setdefault("worker_niceness", WORKER_NICENESS)
-    ray_init["_system_config"] = system
-
-
 def _config(config: Config | dict[str, Any] | str | os.PathLike[str] | None) -> Config:
     if isinstance(config, Config):
         return config
@@ -65,7 +48,7 @@ def connect(
     client connection. config: a path, a dict, a Config or None (--config /
     $LLM_ROUTER_CONFIG / the shipped configs/providers.yaml). Other keywords go to
     `ray.init`: a new local instance starts with its dashboard unless
-    `include_dashboard=False`, and its workers at normal priority (`WORKER_NICENESS`).
+    `include_dashboard=False`.
 
     Providers are real unless `simulate=True` (or `simulator.mode: always`): then every
     one is answered by the built-in simulator and every answer says so. Without it, a
@@ -83,7 +66,6 @@ def connect(
             address = os.environ.get("RAY_ADDRESS") or "local"
         if address == "local":  # the dashboard shows the named actors; off: include_dashboard=False
             ray_init.setdefault("include_dashboard", True)
-            local_system_config(ray_init)
         else:  # a running cluster has (or lacks) its dashboard already
             ray_init.pop("include_dashboard", None)
         ray.init(address=address, **ray_init)

@@ -59,26 +59,3 @@ def test_explicit_address_is_kept(seen):
     with pytest.raises(Stop):
         api.connect("ray://head:10001")
     assert seen[0]["address"] == "ray://head:10001"
-
-
-def test_a_local_instance_runs_its_workers_at_normal_priority(seen, monkeypatch):
-    """Ray's default niceness (15) put every actor of a request's path at background
-    priority: any busy process on the machine took the CPU from each hop."""
-    monkeypatch.delenv("RAY_worker_niceness", raising=False)
-    with pytest.raises(Stop):
-        api.connect()
-    assert seen[0]["_system_config"] == {"worker_niceness": 0}
-    with pytest.raises(Stop):  # the caller's other settings are kept, its choice wins
-        api.connect(_system_config={"worker_niceness": 5, "event_stats": False})
-    assert seen[1]["_system_config"] == {"worker_niceness": 5, "event_stats": False}
-
-
-def test_the_environment_or_a_running_cluster_decides_the_niceness(seen, monkeypatch):
-    monkeypatch.setenv("RAY_worker_niceness", "10")
-    with pytest.raises(Stop):
-        api.connect()
-    assert "_system_config" not in seen[0]
-    monkeypatch.delenv("RAY_worker_niceness")
-    with pytest.raises(Stop):
-        api.connect("auto")  # joining: the cluster was started with its own
-    assert "_system_config" not in seen[1]
