@@ -257,3 +257,15 @@ async def test_a_streamed_request_without_an_id_reads_no_store(tmp_path):
     assert reads == ["order-7"]
     await router.route(req(rid="order-8"))  # a chosen id still is, plain or streamed
     assert reads == ["order-7", "order-8"]
+
+
+def test_a_caller_cannot_mark_its_own_id_fresh():
+    # `fresh_id` skips the store's lookup: set by the client for ids it makes up, never by a
+    # caller (a chosen id reused with it would be answered twice, and billed twice)
+    from actors.caller.client import RouterClient
+
+    client = RouterClient.__new__(RouterClient)  # `_request` builds a request, no Ray
+    with pytest.raises(TypeError, match="fresh_id"):
+        client._request("hi", request_id="order-9", fresh_id=True)
+    made, _ = client._request("hi", request_id="order-9")
+    assert not made.fresh_id and not made.new_id

@@ -58,6 +58,9 @@ class RouterClient(Reports):
     def _request(self, messages: MessagesLike, output: OutputLike = "text",
                  **kw: Any) -> tuple[RouteRequest, type[BaseModel] | None]:
         """The RouteRequest and the model class to build `parsed` with (None: as sent)."""
+        if "fresh_id" in kw:  # it skips the idempotency lookup: only `with_id` may set it
+            raise TypeError("fresh_id is set by the client for ids it makes up; "
+                            "choose an id with request_id")
         fields, cls = request_fields(output, kw)
         req = RouteRequest(messages=as_messages(messages), **fields,
                            **{k: v for k, v in kw.items() if v is not None})
