@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -46,9 +47,15 @@ from bench_stream import MODEL, STREAM_PROFILE  # noqa: E402
 WARM = "warm"
 
 
+_log: list[Any] = []
+
+
 def stamp(label: str) -> None:
-    with open(os.environ["LLMR_HOPLOG"], "a") as f:
-        f.write(f"{time.time():.6f} {os.getpid()} {label}\n")
+    """As the patch's `hop`: a line to a file kept open (~40 µs a stamp less than opening
+    it each time, which inflated every hop of the first profiles)."""
+    if not _log:
+        _log.append(open(os.environ["LLMR_HOPLOG"], "a", buffering=1))
+    _log[0].write(f"{time.time():.6f} {os.getpid()} {label}\n")
 
 
 async def profile(args: argparse.Namespace) -> None:
@@ -155,7 +162,8 @@ def main() -> int:
         print("apply the hop patch first: git apply scripts/profile_stream.patch",
               file=sys.stderr)
         return 2
-    fd, log = tempfile.mkstemp(prefix="hops-", suffix=".log")
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # memory: no disk in a stamp
+    fd, log = tempfile.mkstemp(prefix="hops-", suffix=".log", dir=shm)
     os.close(fd)
     os.environ["LLMR_HOPLOG"] = log  # before Ray starts: every worker inherits it
     asyncio.run(profile(args))

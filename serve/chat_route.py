@@ -91,14 +91,24 @@ def header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 async def send_stream(send: Send, headers: dict[str, str], chunks: AsyncIterator[str]) -> None:
-    """A 200 server-sent-event stream: the headers at once, then each chunk as it comes
-    (never buffered), then the end. `chunks` is closed whatever happens."""
+    """A 200 server-sent-event stream: the headers with the first chunk, then each chunk as
+    it comes (never buffered), then the end. `chunks` is closed whatever happens.
+
+    The headers wait for the first chunk (the router sends it in the same frame as the
+    start, so it is there already) and leave with it in one loop step: sent alone, they
+    woke HAProxy and the client, which took the CPU from this process before it sent the
+    first token (~1 ms of every first token on the 2-core machine, BENCHMARKS.md
+    "Streaming TTFT round 3")."""
     async with aclosing(chunks):  # type: ignore[type-var]
+        first = await anext(chunks, None)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", SSE_TYPE), *header_list(headers)]})
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": chunk.encode(),
+        if first is not None:
+            await send({"type": "http.response.body", "body": first.encode(),
                         "more_body": True})
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk.encode(),
+                            "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -132,6 +132,48 @@ async def test_a_stream_sends_each_chunk_as_it_arrives_and_closes_its_source():
     assert closed.is_set()
 
 
+async def test_the_headers_leave_with_the_first_chunk_not_before_it():
+    """Sent alone, the headers woke HAProxy and the client between them and the first
+    token: nothing goes out until the first chunk is there, then both in one step."""
+    sent: list[dict[str, Any]] = []
+    release = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def source():
+        asked.set()
+        await release.wait()
+        yield "data: 1\n\n"
+
+    task = asyncio.ensure_future(chat_route.send_stream(send, {}, source()))
+    await asyncio.wait_for(asked.wait(), 10)
+    await asyncio.sleep(0)  # a turn in which the old code sent the headers
+    assert sent == []
+    release.set()
+    await asyncio.wait_for(task, 10)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body",
+                                         "http.response.body"]
+    assert sent[1]["body"] == b"data: 1\n\n" and sent[2] == {
+        "type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_a_stream_without_chunks_still_answers_200_and_ends():
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def source():
+        return
+        yield  # an async generator that yields nothing
+
+    await asyncio.wait_for(chat_route.send_stream(send, {}, source()), 10)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 200 and sent[1]["more_body"] is False
+
+
 async def test_a_client_gone_mid_stream_closes_the_source():
     closed = asyncio.Event()
 

@@ -223,8 +223,9 @@ def test_request_id_character_set(rid: str, ok: bool):
 
 
 async def test_a_streamed_request_without_an_id_reads_no_store(tmp_path):
-    """The router made its id up: no store can hold it, so the first token does not wait
-    on a lookup (as for a plain request); an id the caller chose is still looked up."""
+    """The router (or the Python API's client, `with_id`) made its id up: no store can
+    hold it, so the first token does not wait on a lookup (nor does a plain request); an id
+    the caller chose is still looked up."""
     from actors.clients.base import Result
     from actors.clients.stream import TextDelta
     from actors.rpc.messages import ProviderReply
@@ -247,3 +248,24 @@ async def test_a_streamed_request_without_an_id_reads_no_store(tmp_path):
     assert reads == []
     [x async for x in router.route_stream(req(rid="order-7"))]
     assert reads == ["order-7"]
+    from actors.caller.client import with_id  # the Python API's made-up id: not looked up
+
+    made = with_id(req(rid=None))
+    assert made.request_id and made.fresh_id
+    [x async for x in router.route_stream(made)]
+    await router.route(with_id(req(rid=None)))
+    assert reads == ["order-7"]
+    await router.route(req(rid="order-8"))  # a chosen id still is, plain or streamed
+    assert reads == ["order-7", "order-8"]
+
+
+def test_a_caller_cannot_mark_its_own_id_fresh():
+    # `fresh_id` skips the store's lookup: set by the client for ids it makes up, never by a
+    # caller (a chosen id reused with it would be answered twice, and billed twice)
+    from actors.caller.client import RouterClient
+
+    client = RouterClient.__new__(RouterClient)  # `_request` builds a request, no Ray
+    with pytest.raises(TypeError, match="fresh_id"):
+        client._request("hi", request_id="order-9", fresh_id=True)
+    made, _ = client._request("hi", request_id="order-9")
+    assert not made.fresh_id and not made.new_id

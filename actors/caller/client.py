@@ -37,10 +37,11 @@ def as_messages(messages: MessagesLike) -> list[Message]:
 
 
 def with_id(req: RouteRequest) -> RouteRequest:
-    """The request with an id of its own (made up when the caller gave none), so a lost
-    router's placeholder row and any replay name it."""
+    """The request with an id of its own (made up when the caller gave none, and marked
+    so: the router need not look a new id up), so a lost router's placeholder row and any
+    replay name it."""
     if req.request_id is None:
-        return req.model_copy(update={"request_id": uuid.uuid4().hex})
+        return req.model_copy(update={"request_id": uuid.uuid4().hex, "fresh_id": True})
     return req
 
 
@@ -57,6 +58,9 @@ class RouterClient(Reports):
     def _request(self, messages: MessagesLike, output: OutputLike = "text",
                  **kw: Any) -> tuple[RouteRequest, type[BaseModel] | None]:
         """The RouteRequest and the model class to build `parsed` with (None: as sent)."""
+        if "fresh_id" in kw:  # it skips the idempotency lookup: only `with_id` may set it
+            raise TypeError("fresh_id is set by the client for ids it makes up; "
+                            "choose an id with request_id")
         fields, cls = request_fields(output, kw)
         req = RouteRequest(messages=as_messages(messages), **fields,
                            **{k: v for k, v in kw.items() if v is not None})

@@ -51,6 +51,10 @@ class RouteRequest(ChoiceOptions, Completion):
     request_id: RequestId | None = Field(
         None, max_length=MAX_ID_LENGTH, description="Idempotency key and audit id (see "
         "actors/stores/idempotency.py): the same id with the same request replays its outcome.")
+    fresh_id: bool = Field(
+        False, description="`request_id` was made up by the client for this one call "
+        "(actors/caller/client.py `with_id`): no store can hold it, so the router does not "
+        "look it up (an id in flight is still a conflict). Not for ids a caller chose.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
     cache: CacheMode = Field(
@@ -60,6 +64,12 @@ class RouteRequest(ChoiceOptions, Completion):
         None, min_length=1, max_length=128, description="End user, desk or strategy (OpenAI's "
         "`user`): on the audit rows, costs grouped by it (`costs(group_by='user')`), and a "
         "metrics label only when allow-listed or among the busiest (`metrics:` section).")
+
+    @property
+    def new_id(self) -> bool:
+        """Whether the request's id is new (none given, or made up by the client): an
+        idempotency store cannot hold it, so there is nothing to look up."""
+        return self.request_id is None or self.fresh_id
 
     @field_validator("context", mode="before")
     @classmethod

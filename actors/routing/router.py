@@ -241,7 +241,7 @@ class Router(RouterOutcomes):
                 request_id, book.fingerprint(req, policy),
                 lambda: self._route(req, request_id, policy),
                 req.timeout or self.spec.default_timeout_s,
-                fresh=req.request_id is None)  # an id we just made up is in no store
+                fresh=req.new_id)  # an id just made up is in no store
         except (IdempotencyConflict, TimeoutError) as exc:
             cls = ErrorClass.DEADLINE if isinstance(exc, TimeoutError) else exc.error_class
             raise RoutingError(cls, str(exc), RoutingTrace(request_id=request_id, policy=policy,

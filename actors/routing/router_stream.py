@@ -83,7 +83,7 @@ async def route_stream(router: Router, req: RouteRequest) -> AsyncIterator[Strea
     if book is not None:
         fp = book.fingerprint(req, policy)
         try:
-            stored = await book.claim(request_id, fp, fresh=req.request_id is None)
+            stored = await book.claim(request_id, fp, fresh=req.new_id)
         except IdempotencyConflict as exc:
             raise RoutingError(exc.error_class, str(exc), RoutingTrace(
                 request_id=request_id, policy=policy, context=req.context)) from None
