@@ -6,7 +6,6 @@ actors/caller/client_reports.py.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,7 +40,7 @@ def with_id(req: RouteRequest) -> RouteRequest:
     so: the router need not look a new id up), so a lost router's placeholder row and any
     replay name it."""
     if req.request_id is None:
-        return req.model_copy(update={"request_id": uuid.uuid4().hex, "fresh_id": True})
+        return req.with_made_up_id()
     return req
 
 

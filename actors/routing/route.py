@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from actors.clients.base import PARAMS, Choice, Completion, Message, TokenLogprob, ToolCall
 from actors.core.contexts import check_context
@@ -51,10 +52,6 @@ class RouteRequest(ChoiceOptions, Completion):
     request_id: RequestId | None = Field(
         None, max_length=MAX_ID_LENGTH, description="Idempotency key and audit id (see "
         "actors/stores/idempotency.py): the same id with the same request replays its outcome.")
-    fresh_id: bool = Field(
-        False, description="`request_id` was made up by the client for this one call "
-        "(actors/caller/client.py `with_id`): no store can hold it, so the router does not "
-        "look it up (an id in flight is still a conflict). Not for ids a caller chose.")
     priority: Literal["live", "batch"] = Field(
         "live", description="Live traffic goes ahead of batch (backtest) work at rate limits.")
     cache: CacheMode = Field(
@@ -64,6 +61,24 @@ class RouteRequest(ChoiceOptions, Completion):
         None, min_length=1, max_length=128, description="End user, desk or strategy (OpenAI's "
         "`user`): on the audit rows, costs grouped by it (`costs(group_by='user')`), and a "
         "metrics label only when allow-listed or among the busiest (`metrics:` section).")
+
+    # Not an input (no body, keyword or constructor sets it): it turns the idempotency
+    # lookup off, so a chosen id carrying it would be answered, and billed, twice. Pickled
+    # with the request to the router.
+    _fresh_id: bool = PrivateAttr(False)
+
+    @property
+    def fresh_id(self) -> bool:
+        """`request_id` was made up by the client for this one call (`with_made_up_id`):
+        no store can hold it, so the router does not look it up (an id in flight is still
+        a conflict)."""
+        return self._fresh_id
+
+    def with_made_up_id(self) -> RouteRequest:
+        """A copy with a new id of its own, marked as made up."""
+        made = self.model_copy(update={"request_id": uuid.uuid4().hex})
+        made._fresh_id = True
+        return made
 
     @property
     def new_id(self) -> bool:
