@@ -39,7 +39,7 @@ from actors.evaluate.table import from_frame  # noqa: E402
 
 
 def decision_us() -> dict[str, float]:
-    """One decision (posteriors, Thompson draws, policy, budget) for the 5 shipped providers,
+    """One decision (posteriors, the exploring ranking, policy, budget) for the 5 shipped providers,
     in CPU time (process time: on a shared machine wall time mostly measures waiting)."""
     from actors.clients.base import Message
     from actors.core.records import FeedbackRecord, RequestRecord
@@ -50,7 +50,7 @@ def decision_us() -> dict[str, float]:
     cfg = load_config(None)
     router = Router(cfg, None, lambda r: None)  # type: ignore[arg-type]
     names = list(router.providers)
-    for i in range(2000):  # some history, so every provider has estimates and sampling is on
+    for i in range(2000):  # some history, so every provider has estimates and exploring is on
         ctx = {"task": f"t{i % 20}"}
         rid = f"r{i}"
         router.learner.observe(RequestRecord(request_id=rid, ts=i, policy="cost-aware",

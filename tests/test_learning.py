@@ -68,6 +68,17 @@ def test_a_provider_without_feedback_is_judged_by_the_prior_not_above_the_others
     assert silent.weight < scored.weight
 
 
+def test_a_provider_that_has_not_answered_is_expected_to_write_as_long_as_the_others():
+    lr = Learner(["answered", "untried"], keys=KEYS, expected_output_tokens=400)
+    feed(lr, "answered", "t", [1.0] * 40)  # 50 output tokens each
+    untried = lr.belief("untried", key("t"))
+    # not the configured 400: a pricey untried provider would look 8× dearer on its output
+    # than it is here, and a price of quality that would take it never tries it
+    assert untried.output_tokens == pytest.approx(50, rel=0.25)
+    assert lr.belief("answered", key("t")).output_tokens == pytest.approx(50, rel=0.1)
+    assert Learner(["a", "b"], keys=KEYS).belief("a", key("t")).output_tokens == 400
+
+
 def test_new_evidence_displaces_old():
     lr = Learner(["a"], LearningSpec(half_life_requests=50), keys=KEYS)
     feed(lr, "a", "t", [1.0] * 300)

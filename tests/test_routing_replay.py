@@ -67,23 +67,33 @@ def test_a_drift_is_noticed_within_200_requests_of_its_context(seed):
     start, end = int(len(rows) * g.drift.start), int(len(rows) * g.drift.end)
     before = chosen[start - 150:start].mean()
     during = chosen[start + 200:end].mean()
-    assert before >= 0.5, "the drifting provider carried this context before the drift"
+    # the scenario holds: the drifting provider carried a large share of it before
+    assert before >= 0.4, "the drifting provider carried this context before the drift"
     assert during <= before / 2
+
+
+def test_the_optimistic_ranking_is_deterministic_and_thompson_is_not():
+    g, cfg, table = setup("small", 3)
+    first, again = (replay(table, cfg, "cost-aware", seed=s) for s in (0, 1))
+    assert first.explored.sum() > 0 and first.chosen == again.chosen  # the seed plays no part
+    g, cfg, table = setup("small", 3, {"exploration": {"method": "thompson"}})
+    first, again = (replay(table, cfg, "cost-aware", seed=s) for s in (0, 1))
+    assert first.chosen != again.chosen
 
 
 def test_exploration_stays_within_its_share_and_usd_per_hour():
     g, cfg, table = setup("small", 1, {"exploration": {"share": 0.03, "burst": 10}})
     rep = replay(table, cfg, "cost-aware")
     assert rep.explored.sum() <= 0.03 * len(table) + 10
-    g, cfg, table = setup("small", 1, {"exploration": {"usd_per_hour": 0.02}})
+    g, cfg, table = setup("small", 1, {"exploration": {"usd_per_hour": 0.005}})
     router = router_for(cfg, 0)
     replay(table, cfg, "cost-aware", router=router, rate=10.0)
     # 3,000 requests at 10/s: one simulated hour holds them all
-    assert router.exploration.hour_usd(router.clock()) <= 0.02
+    assert router.exploration.hour_usd(router.clock()) <= 0.005
     assert router.exploration.refused > 0
     free = router_for(Config(providers=g.providers, simulator={"mode": "always"}), 0)
     replay(table, cfg, "cost-aware", router=free, rate=10.0)
-    assert free.exploration.hour_usd(free.clock()) > 0.02  # the cap is what held it
+    assert free.exploration.hour_usd(free.clock()) > 0.005  # the cap is what held it
 
 
 def test_a_restarted_router_rebuilds_the_same_estimates_from_the_audit_trail(tmp_path):

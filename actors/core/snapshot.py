@@ -53,7 +53,7 @@ class Need:
     # inflight/waiting, which lag by up to a refresh): what this one would queue behind.
     ahead: dict[str, int] = field(default_factory=dict)
     value_usd: float | None = None  # cost-aware: what one unit of outcome score is worth
-    sampled: bool = False  # rank by the Thompson draws instead of the posterior means
+    sampled: bool = False  # rank by the exploring scores (draw) instead of the posterior means
 
 
 @dataclass(slots=True)
@@ -65,7 +65,7 @@ class Candidate:
     snapshot: Snapshot
     success_rate: float  # posterior mean share of attempts answered
     quality: float  # posterior mean outcome score (the prior where there is no feedback)
-    draw: float  # a Thompson draw of the outcome score (== quality when not exploring)
+    draw: float  # the exploring score: optimistic or a Thompson draw (== quality otherwise)
     evidence: float  # decayed feedback behind `quality` in this context
     output_tokens: float | None  # expected output tokens (None: the request's default)
     confidence: float | None  # the answers' own stated confidence (a tie-break only)

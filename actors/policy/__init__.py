@@ -18,8 +18,8 @@ Module map:
     changes.py    Noticing that a provider changed in a context (CUSUM on its outcomes)
     stream.py     What each provider would score over the whole stream (the quality
                   target's reference), with its uncertainty
-    explore.py    The exploration budget: how much traffic and money Thompson sampling may spend
-                  learning
+    explore.py    How a ranking explores (an optimistic index or Thompson draws) and the
+                  budget of traffic and money it may spend learning
     pricing.py    The price of quality: what one unit of outcome score is worth, in USD, for one
                   target
 """

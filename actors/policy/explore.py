@@ -1,7 +1,12 @@
-"""The exploration budget: how much traffic and money Thompson sampling may spend learning.
+"""The exploration budget: how much traffic and money exploring may spend learning.
 
-A choice is exploratory when the sampled ranking's first provider differs from the greedy
-one (posterior means). It is allowed while both budgets have room: a share of decisions (a
+Exploring ranks providers by an optimistic score — the posterior mean plus `bonus_sd` of
+its standard deviations (default), or a Thompson draw — instead of the posterior mean. The
+optimistic index is deterministic and tries a provider where its estimate is uncertain
+enough to matter: on generated outcome tables it paid about 0.02–0.03 of the strong
+provider's cost less than Thompson sampling at equal score, whose random draws keep
+flipping close calls (BENCHMARKS.md, routing round 8). A choice is exploratory when the
+exploring ranking's first provider differs from the greedy one (posterior means). It is allowed while both budgets have room: a share of decisions (a
 token bucket: each decision adds `share` of a token, an exploration takes one, the bucket
 starts full so a new router learns at once) and USD per hour, counted as the premium of the
 explored provider's expected cost over the greedy choice's, over the last 60 minutes (one
@@ -9,6 +14,8 @@ bucket a minute, so the state stays fixed-size at any rate).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +26,12 @@ class ExplorationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Off: always the greedy choice.")
+    method: Literal["optimistic", "thompson"] = Field(
+        "optimistic", description="How a ranking explores: by the posterior mean plus "
+                                  "`bonus_sd` standard deviations (deterministic), or by a "
+                                  "Thompson draw from the posterior.")
+    bonus_sd: float = Field(2.0, ge=0, le=10, description="optimistic: standard deviations "
+                            "of a provider's estimate added to it when exploring.")
     share: float = Field(0.1, ge=0, le=1, description="Most decisions that may explore, "
                          "over the long run.")
     burst: float = Field(50.0, ge=0, description="Explorations allowed at once before the "

@@ -369,13 +369,20 @@ class Learner:
     def _global_part(self) -> None:
         """Each provider's context-independent part of a belief, until the next record."""
         s = self.spec
+        stats = [(self._glob[p], self._factor(self.tick - self._glob[p].tick,
+                                              self.ts - self._glob[p].ts, self._ln_glob))
+                 for p in self.providers]
+        # A provider that has not answered yet is expected to write as long as the others
+        # do: the configured default would price a pricey untried one at its output rate
+        # times a length no provider writes here (10× for short answers), so it was never
+        # tried at a price of quality that would take it.
+        out_n = sum(g.out_n * fg for g, fg in stats)
+        pooled = (sum(g.out_s * fg for g, fg in stats) + self.expected_output_tokens) / (out_n + 1.0)
         part = {}
-        for p in self.providers:
-            g = self._glob[p]
-            fg = self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)
+        for p, (g, fg) in zip(self.providers, stats, strict=True):
             part[p] = (self._center.get(p, s.prior_score), self._kappa.get(p, s.context_weight),
                        (g.ok_s * fg + s.prior_success * 5.0) / (g.ok_n * fg + 5.0),
-                       (g.out_s * fg + self.expected_output_tokens) / (g.out_n * fg + 1.0))
+                       (g.out_s * fg + pooled * 3.0) / (g.out_n * fg + 3.0))
         self._global = part
         self._global_version = self.version
 

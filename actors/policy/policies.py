@@ -25,7 +25,8 @@ Policy = Callable[[list[Candidate], Need, PolicySettings], list[tuple[str, float
 
 def quality(c: Candidate, need: Need) -> float:
     """Expected outcome score of sending the request here: success × outcome score, the
-    score being the posterior mean, or a Thompson draw when the ranking explores."""
+    score being the posterior mean, or the exploring score (optimistic or a Thompson draw)
+    when the ranking explores."""
     return c.success_rate * (c.draw if need.sampled else c.quality)
 
 

@@ -155,7 +155,7 @@ class RoutingTrace(BaseModel):
     request_id: str
     policy: str
     context: dict[str, str] = Field(default_factory=dict)
-    explored: bool = Field(False, description="The choice was exploratory (Thompson sampling).")
+    explored: bool = Field(False, description="The choice was exploratory (actors/policy/explore.py).")
     quality_target: float | None = Field(None, description="cost-aware: the target it held.")
     value_usd: float | None = Field(None, description="cost-aware: USD per unit outcome score.")
     candidates: list[dict[str, Any]] = Field(default_factory=list, description="[{provider, score}]")

@@ -193,8 +193,9 @@ class Router(RouterOutcomes):
 
     def _decide(self, req: RouteRequest, policy: str, need: Need, trace: RoutingTrace,
                 blocked: dict[str, str]) -> tuple[list[tuple[str, float]], dict[str, str]]:
-        """The policy over this context's posteriors: greedy, or a Thompson-sampled ranking
-        when it disagrees and the exploration budget has room (the trace says which)."""
+        """The policy over this context's posteriors: greedy, or an exploring ranking
+        (optimistic or Thompson, actors/policy/explore.py) when it disagrees and the
+        exploration budget has room (the trace says which)."""
         learner = self.learner
         key = learner.key(req.context)
         known = learner.beliefs(key)
@@ -203,8 +204,10 @@ class Router(RouterOutcomes):
         explore = (learns and req.explore and learner.has_feedback
                    and self.exploration.can_explore() and not (req.provider or req.fallbacks))
         if explore:
-            gauss = self.rng.gauss
-            cands = [Candidate.from_snapshot(snap, b, _draw(b, gauss)) for snap, b in beliefs]
+            spec = self.exploration.spec
+            gauss = self.rng.gauss if spec.method == "thompson" else None
+            cands = [Candidate.from_snapshot(snap, b, _draw(b, gauss, spec.bonus_sd))
+                     for snap, b in beliefs]
         else:
             cands = [Candidate.from_snapshot(snap, b) for snap, b in beliefs]
         for c in cands:  # once per decision, whichever ranking reads it
@@ -335,10 +338,14 @@ class Router(RouterOutcomes):
         return CacheProbe(self.cache, self.providers,
                           lambda name: self.snapshots[name].simulated, req, policy, completion)
 
-def _draw(b: Belief, gauss: Callable[[float, float], float]) -> float:
-    """A Thompson draw of the outcome score: normal with the Beta posterior's moments
-    (a Beta draw costs ~10× more, and the tails hardly matter for which provider wins)."""
+def _draw(b: Belief, gauss: Callable[[float, float], float] | None, bonus_sd: float) -> float:
+    """The outcome score an exploring ranking uses: the posterior mean plus `bonus_sd`
+    standard deviations (no `gauss`), or a Thompson draw, normal with the Beta posterior's
+    moments (a Beta draw costs ~10× more, and the tails hardly matter for which wins)."""
     sd = math.sqrt(b.score * (1.0 - b.score) / (b.weight + 1.0))
+    if gauss is None:  # capped like a score: past 1, a provider just reset by a detected
+        # change would win every exploring ranking on its width alone (drift measured worse)
+        return min(1.0, b.score + bonus_sd * sd)
     return min(1.0, max(0.0, gauss(b.score, sd)))
 
 

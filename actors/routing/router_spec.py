@@ -36,7 +36,7 @@ class RouterSpec(BaseModel):
         "is worth; when set it is used instead of quality_target.")
     learning: LearningSpec = Field(default_factory=LearningSpec)
     exploration: ExplorationSpec = Field(default_factory=ExplorationSpec)
-    seed: int | None = Field(None, description="Seed of the exploration sampler (tests, replays).")
+    seed: int | None = Field(None, description="Seed of the Thompson sampler (tests, replays).")
     store_text: bool = Field(True, description="Put prompt/response text on attempt records.")
     journal: bool = Field(True, description="Write-ahead journal of unacknowledged records.")
     journal_sync: bool | None = Field(
