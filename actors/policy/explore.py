@@ -5,8 +5,10 @@ its standard deviations (default), or a Thompson draw — instead of the posteri
 optimistic index is deterministic and tries a provider where its estimate is uncertain
 enough to matter: on generated outcome tables it paid about 0.02–0.03 of the strong
 provider's cost less than Thompson sampling at equal score, whose random draws keep
-flipping close calls (BENCHMARKS.md, routing round 8). A choice is exploratory when the
-exploring ranking's first provider differs from the greedy one (posterior means). It is allowed while both budgets have room: a share of decisions (a
+flipping close calls (BENCHMARKS.md, routing round 8).
+
+A choice is exploratory when the exploring ranking's first provider differs from the greedy
+one (posterior means). It is allowed while both budgets have room: a share of decisions (a
 token bucket: each decision adds `share` of a token, an exploration takes one, the bucket
 starts full so a new router learns at once) and USD per hour, counted as the premium of the
 explored provider's expected cost over the greedy choice's, over the last 60 minutes (one

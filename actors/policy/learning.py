@@ -369,13 +369,14 @@ class Learner:
     def _global_part(self) -> None:
         """Each provider's context-independent part of a belief, until the next record."""
         s = self.spec
-        stats = [(self._glob[p], self._factor(self.tick - self._glob[p].tick,
-                                              self.ts - self._glob[p].ts, self._ln_glob))
-                 for p in self.providers]
+        stats = []  # each provider's global sums and their decay factor now
+        for p in self.providers:
+            g = self._glob[p]
+            stats.append((g, self._factor(self.tick - g.tick, self.ts - g.ts, self._ln_glob)))
         # A provider that has not answered yet is expected to write as long as the others
-        # do: the configured default would price a pricey untried one at its output rate
-        # times a length no provider writes here (10× for short answers), so it was never
-        # tried at a price of quality that would take it.
+        # do: with the configured default (400 tokens where answers ran ~40) a pricey
+        # untried provider looked several times dearer than it is, and a price of quality
+        # that would have taken it never tried it (BENCHMARKS.md, routing round 8).
         out_n = sum(g.out_n * fg for g, fg in stats)
         pooled = (sum(g.out_s * fg for g, fg in stats) + self.expected_output_tokens) / (out_n + 1.0)
         part = {}
